@@ -1,0 +1,64 @@
+# twirt: build the nginx dynamic module against Debian's nginx-dev tree,
+# run the gateway, run the tests.
+
+SHELL      := /bin/bash
+NGINX_SRC  ?= /usr/share/nginx/src
+NGINX      ?= /usr/sbin/nginx
+BUILD_DIR  ?= build
+NGX_TREE    = $(BUILD_DIR)/nginx
+MODULE_DIR  = $(CURDIR)
+MODULE      = objs/ngx_http_twirt_module.so
+CC_OPT     ?= -Wall -Wextra -Werror
+SRCS        = ngx_http_twirt_module.c $(wildcard src/*.c)
+HDRS        = $(wildcard src/*.h)
+
+.PHONY: all deps run call test unit fuzz fuzz-smoke bench clean
+
+all: $(MODULE)
+
+# configure only when `config` or the set of source files changed
+$(NGX_TREE)/objs/Makefile: config $(BUILD_DIR)/srcs.list
+	@test -f $(NGINX_SRC)/configure || { \
+	    echo "twirt: $(NGINX_SRC)/configure not found:" \
+	         "install nginx-dev (make deps)"; exit 1; }
+	rm -rf $(NGX_TREE)
+	mkdir -p $(BUILD_DIR)
+	cp -r $(NGINX_SRC) $(NGX_TREE)
+	cd $(NGX_TREE) && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="$(CC_OPT)" \
+	        --add-dynamic-module=$(MODULE_DIR) > configure.log 2>&1 || \
+	    { cat configure.log; exit 1; }
+
+$(BUILD_DIR)/srcs.list: FORCE
+	@mkdir -p $(BUILD_DIR)
+	@echo $(SRCS) > $@.new
+	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+
+$(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS) $(HDRS)
+	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
+	@mkdir -p objs
+	cp $(NGX_TREE)/objs/ngx_http_twirt_module.so $(MODULE)
+
+FORCE:
+
+# installs the Debian packages the build, the gateway and the tests need
+deps:
+	@util/deps
+
+# runs the gateway on localhost against the local Realtime simulator
+run: deps all
+	@util/run
+
+# places a simulated call through the running gateway
+call:
+	@util/call
+
+# builds, starts what the suites need, runs every suite, stops everything
+test: deps all
+	@util/test
+
+-include test/Makefile.codec
+
+clean:
+	rm -rf $(BUILD_DIR) objs t/servroot*

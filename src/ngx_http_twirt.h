@@ -1,0 +1,77 @@
+
+/*
+ * twirt: an nginx module that bridges Twilio Media Streams to the
+ * OpenAI Realtime API.
+ */
+
+
+#ifndef _NGX_HTTP_TWIRT_H_INCLUDED_
+#define _NGX_HTTP_TWIRT_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* Twilio: name + value of one <Parameter> must stay under 500 characters */
+#define NGX_HTTP_TWIRT_PARAM_MAX  500
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_http_complex_value_t    value;
+} ngx_http_twirt_param_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t    text;
+    ngx_str_t                   language;
+    ngx_str_t                   voice;
+} ngx_http_twirt_say_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t    number;
+    ngx_str_t                   caller_id;
+} ngx_http_twirt_dial_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t    url;
+    ngx_str_t                   method;
+} ngx_http_twirt_action_t;
+
+
+typedef struct {
+    /* the voice webhook */
+    ngx_http_complex_value_t   *stream_url;
+    ngx_http_complex_value_t   *public_url;
+    ngx_str_t                   auth_token;
+    ngx_array_t                *params;
+    ngx_http_twirt_say_t       *say;
+    ngx_http_twirt_action_t    *action;
+    ngx_http_twirt_say_t       *fallback_say;
+    ngx_http_twirt_dial_t      *fallback_dial;
+    size_t                      max_body_size;
+} ngx_http_twirt_loc_conf_t;
+
+
+/* a decoded name=value pair of a form body or a query string */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   value;
+} ngx_http_twirt_pair_t;
+
+
+/* per request state of the voice webhook, also read by $twirt_param_* */
+typedef struct {
+    ngx_array_t                *pairs;
+    unsigned                    done:1;
+} ngx_http_twirt_twiml_ctx_t;
+
+
+extern ngx_module_t  ngx_http_twirt_module;
+
+
+#endif /* _NGX_HTTP_TWIRT_H_INCLUDED_ */

@@ -1,0 +1,333 @@
+
+/*
+ * X-Twilio-Signature: HMAC-SHA1 over the public URL and the sorted POST
+ * parameters, keyed with the account's auth token.
+ */
+
+
+#include <openssl/hmac.h>
+#include <openssl/crypto.h>
+
+#include "ngx_http_twirt_signature.h"
+
+
+#define NGX_HTTP_TWIRT_SIG_URLS  4
+
+
+static ngx_int_t ngx_http_twirt_signature_urls(ngx_pool_t *pool,
+    ngx_str_t *url, ngx_str_t *urls, ngx_uint_t *n);
+static ngx_int_t ngx_http_twirt_signature_params(ngx_pool_t *pool,
+    ngx_array_t *pairs, ngx_str_t *out);
+static int ngx_libc_cdecl ngx_http_twirt_pair_cmp(const void *one,
+    const void *two);
+static ngx_int_t ngx_http_twirt_signature_match(ngx_str_t *token,
+    ngx_str_t *url, ngx_str_t *params, ngx_str_t *signature, u_char *buf);
+
+
+/*
+ * NGX_OK when the signature matches the URL as given or with its port
+ * toggled (Twilio drops the port and any user:password before signing
+ * some URLs, validators try both); NGX_DECLINED when it does not.
+ */
+
+ngx_int_t
+ngx_http_twirt_signature_check(ngx_pool_t *pool, ngx_str_t *token,
+    ngx_str_t *url, ngx_array_t *pairs, ngx_str_t *signature)
+{
+    u_char      *buf;
+    size_t       max;
+    ngx_str_t    urls[NGX_HTTP_TWIRT_SIG_URLS], params;
+    ngx_uint_t   i, n;
+
+    if (signature->len == 0 || token->len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_twirt_signature_params(pool, pairs, &params) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_twirt_signature_urls(pool, url, urls, &n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    max = 0;
+
+    for (i = 0; i < n; i++) {
+        max = ngx_max(max, urls[i].len);
+    }
+
+    buf = ngx_pnalloc(pool, max + params.len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_twirt_signature_match(token, &urls[i], &params,
+                                           signature, buf)
+            == NGX_OK)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_twirt_signature_header(ngx_http_request_t *r, ngx_str_t *value)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-Twilio-Signature") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Twilio-Signature",
+                               sizeof("X-Twilio-Signature") - 1)
+               == 0)
+        {
+            *value = h[i].value;
+            return NGX_OK;
+        }
+    }
+
+    ngx_str_null(value);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_signature_match(ngx_str_t *token, ngx_str_t *url,
+    ngx_str_t *params, ngx_str_t *signature, u_char *buf)
+{
+    u_char        *p;
+    u_char         md[EVP_MAX_MD_SIZE], b64[64];
+    unsigned int   md_len;
+    ngx_str_t      digest, encoded;
+
+    p = ngx_cpymem(buf, url->data, url->len);
+    p = ngx_cpymem(p, params->data, params->len);
+
+    if (HMAC(EVP_sha1(), token->data, (int) token->len, buf, p - buf,
+             md, &md_len)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    digest.data = md;
+    digest.len = md_len;
+    encoded.data = b64;
+
+    ngx_encode_base64(&encoded, &digest);
+
+    if (encoded.len != signature->len
+        || CRYPTO_memcmp(encoded.data, signature->data, encoded.len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* names in byte order, each followed by its value, no separators */
+
+static ngx_int_t
+ngx_http_twirt_signature_params(ngx_pool_t *pool, ngx_array_t *pairs,
+    ngx_str_t *out)
+{
+    u_char                 *p;
+    size_t                  len;
+    ngx_uint_t              i;
+    ngx_http_twirt_pair_t  *sorted;
+
+    ngx_str_set(out, "");
+
+    if (pairs == NULL || pairs->nelts == 0) {
+        return NGX_OK;
+    }
+
+    sorted = ngx_pnalloc(pool, pairs->nelts * sizeof(ngx_http_twirt_pair_t));
+    if (sorted == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(sorted, pairs->elts,
+               pairs->nelts * sizeof(ngx_http_twirt_pair_t));
+
+    ngx_qsort(sorted, pairs->nelts, sizeof(ngx_http_twirt_pair_t),
+              ngx_http_twirt_pair_cmp);
+
+    len = 0;
+
+    for (i = 0; i < pairs->nelts; i++) {
+        len += sorted[i].name.len + sorted[i].value.len;
+    }
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    out->len = len;
+
+    for (i = 0; i < pairs->nelts; i++) {
+        p = ngx_cpymem(p, sorted[i].name.data, sorted[i].name.len);
+        p = ngx_cpymem(p, sorted[i].value.data, sorted[i].value.len);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a repeated name sorts by value, as Twilio's own validators do */
+
+static int ngx_libc_cdecl
+ngx_http_twirt_pair_cmp(const void *one, const void *two)
+{
+    ngx_int_t               rc;
+    ngx_http_twirt_pair_t  *a, *b;
+
+    a = (ngx_http_twirt_pair_t *) one;
+    b = (ngx_http_twirt_pair_t *) two;
+
+    rc = ngx_memn2cmp(a->name.data, b->name.data, a->name.len, b->name.len);
+
+    if (rc == 0) {
+        rc = ngx_memn2cmp(a->value.data, b->value.data, a->value.len,
+                          b->value.len);
+    }
+
+    return (int) rc;
+}
+
+
+/*
+ * The URL as given; without user:password; and with the port toggled:
+ * removed when present, the scheme's default added when absent.
+ */
+
+static ngx_int_t
+ngx_http_twirt_signature_urls(ngx_pool_t *pool, ngx_str_t *url,
+    ngx_str_t *urls, ngx_uint_t *n)
+{
+    u_char     *p, *last, *host, *auth_end, *colon, *at;
+    size_t      scheme_len;
+    ngx_str_t   port;
+
+    urls[0] = *url;
+    *n = 1;
+
+    last = url->data + url->len;
+
+    p = ngx_strlcasestrn(url->data, last, (u_char *) "://", 3 - 1);
+    if (p == NULL) {
+        return NGX_OK;
+    }
+
+    scheme_len = p - url->data;
+    host = p + 3;
+
+    for (auth_end = host; auth_end < last; auth_end++) {
+        if (*auth_end == '/' || *auth_end == '?' || *auth_end == '#') {
+            break;
+        }
+    }
+
+    at = NULL;
+
+    for (p = host; p < auth_end; p++) {
+        if (*p == '@') {
+            at = p;
+        }
+    }
+
+    if (at) {
+        host = at + 1;
+    }
+
+    colon = NULL;
+
+    for (p = auth_end; p > host; p--) {
+        if (p[-1] == ':') {
+            colon = p - 1;
+            break;
+        }
+
+        if (p[-1] == ']' || p[-1] < '0' || p[-1] > '9') {
+            break;
+        }
+    }
+
+    if (colon) {
+        ngx_str_null(&port);
+
+    } else if ((scheme_len == 5
+                && ngx_strncasecmp(url->data, (u_char *) "https", 5) == 0)
+               || (scheme_len == 3
+                   && ngx_strncasecmp(url->data, (u_char *) "wss", 3) == 0))
+    {
+        ngx_str_set(&port, ":443");
+
+    } else {
+        ngx_str_set(&port, ":80");
+    }
+
+    /* without user:password, port as given */
+
+    if (at) {
+        p = ngx_pnalloc(pool, url->len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        urls[*n].data = p;
+        p = ngx_cpymem(p, url->data, scheme_len + 3);
+        p = ngx_cpymem(p, host, last - host);
+        urls[*n].len = p - urls[*n].data;
+        (*n)++;
+    }
+
+    /* without user:password, port toggled */
+
+    p = ngx_pnalloc(pool, url->len + port.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    urls[*n].data = p;
+    p = ngx_cpymem(p, url->data, scheme_len + 3);
+
+    if (colon) {
+        p = ngx_cpymem(p, host, colon - host);
+
+    } else {
+        p = ngx_cpymem(p, host, auth_end - host);
+        p = ngx_cpymem(p, port.data, port.len);
+    }
+
+    p = ngx_cpymem(p, auth_end, last - auth_end);
+    urls[*n].len = p - urls[*n].data;
+    (*n)++;
+
+    return NGX_OK;
+}

@@ -1,0 +1,675 @@
+
+/*
+ * The voice webhook: answers Twilio's request with TwiML that connects the
+ * call to the Media Streams location.
+ */
+
+
+#include "ngx_http_twirt_twiml.h"
+#include "ngx_http_twirt_form.h"
+#include "ngx_http_twirt_escape.h"
+#include "ngx_http_twirt_signature.h"
+
+
+/* the pieces of a TwiML answer, escaped where they come from outside */
+typedef struct {
+    ngx_http_request_t  *request;
+    ngx_array_t          parts;
+    size_t               len;
+} ngx_http_twirt_twiml_t;
+
+
+static void ngx_http_twirt_twiml_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_twirt_twiml_read_body(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *body);
+static ngx_int_t ngx_http_twirt_twiml_process(ngx_http_request_t *r,
+    ngx_http_twirt_twiml_ctx_t *ctx, ngx_str_t *args);
+static ngx_int_t ngx_http_twirt_twiml_verify(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_ctx_t *ctx);
+static ngx_int_t ngx_http_twirt_twiml_build(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t);
+static ngx_int_t ngx_http_twirt_twiml_say(ngx_http_twirt_twiml_t *t,
+    ngx_http_twirt_say_t *say);
+static ngx_int_t ngx_http_twirt_twiml_stream_url(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *url);
+static ngx_int_t ngx_http_twirt_twiml_send(ngx_http_request_t *r,
+    ngx_http_twirt_twiml_t *t);
+static ngx_int_t ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t,
+    const char *s);
+static ngx_int_t ngx_http_twirt_text(ngx_http_twirt_twiml_t *t,
+    ngx_str_t *s);
+static ngx_int_t ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t,
+    const char *name, ngx_str_t *value);
+static ngx_str_t *ngx_http_twirt_call_sid(ngx_http_twirt_twiml_ctx_t *ctx);
+static ngx_str_t *ngx_http_twirt_host(ngx_http_request_t *r);
+
+
+static ngx_str_t  ngx_http_twirt_unknown = ngx_string("-");
+
+
+ngx_int_t
+ngx_http_twirt_twiml_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                   *type;
+    ngx_http_twirt_loc_conf_t   *tlcf;
+    ngx_http_twirt_twiml_ctx_t  *ctx;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_twirt_twiml_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->pairs = ngx_array_create(r->pool, 16, sizeof(ngx_http_twirt_pair_t));
+    if (ctx->pairs == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_twirt_module);
+
+    if (r->method != NGX_HTTP_POST) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_twirt_twiml_process(r, ctx, &r->args);
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    type = r->headers_in.content_type ? &r->headers_in.content_type->value
+                                      : NULL;
+
+    if (type == NULL
+        || type->len < sizeof("application/x-www-form-urlencoded") - 1
+        || ngx_strncasecmp(type->data,
+                           (u_char *) "application/x-www-form-urlencoded",
+                           sizeof("application/x-www-form-urlencoded") - 1)
+           != 0
+        || (type->len > sizeof("application/x-www-form-urlencoded") - 1
+            && type->data[sizeof("application/x-www-form-urlencoded") - 1]
+               != ';'
+            && type->data[sizeof("application/x-www-form-urlencoded") - 1]
+               != ' '))
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: voice webhook body is not "
+                      "application/x-www-form-urlencoded");
+        return NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
+    }
+
+    if (r->headers_in.content_length_n > (off_t) tlcf->max_body_size) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: voice webhook body of %O bytes is larger than "
+                      "twirt_twiml_max_body_size %uz",
+                      r->headers_in.content_length_n, tlcf->max_body_size);
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    rc = ngx_http_read_client_request_body(r,
+                                          ngx_http_twirt_twiml_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_twirt_twiml_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    body;
+    ngx_http_twirt_loc_conf_t   *tlcf;
+    ngx_http_twirt_twiml_ctx_t  *ctx;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+
+    rc = ngx_http_twirt_twiml_read_body(r, tlcf, &body);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_twirt_twiml_process(r, ctx, &body);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* the body in one piece, from memory or from the temporary file */
+
+static ngx_int_t
+ngx_http_twirt_twiml_read_body(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len, size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    ngx_str_set(body, "");
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                          : (size_t) (b->last - b->pos);
+    }
+
+    if (len > tlcf->max_body_size) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: voice webhook body of %uz bytes is larger than "
+                      "twirt_twiml_max_body_size %uz",
+                      len, tlcf->max_body_size);
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        size = (size_t) (b->file_last - b->file_pos);
+
+        n = ngx_read_file(b->file, p, size, b->file_pos);
+        if (n != (ssize_t) size) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p += size;
+    }
+
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_twiml_process(ngx_http_request_t *r,
+    ngx_http_twirt_twiml_ctx_t *ctx, ngx_str_t *args)
+{
+    ngx_int_t                   rc;
+    ngx_http_twirt_pair_t      *pair;
+    ngx_http_twirt_twiml_t      t;
+    ngx_http_twirt_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    rc = ngx_http_twirt_form_parse(r->pool, args->data, args->len,
+                                   ctx->pairs);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: voice webhook parameters have malformed "
+                      "percent-encoding");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ctx->done = 1;
+
+    if (tlcf->auth_token.len) {
+        rc = ngx_http_twirt_twiml_verify(r, tlcf, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    pair = ngx_http_twirt_form_repeated(ctx->pairs);
+    if (pair) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: voice webhook parameter \"%V\" is repeated",
+                      &pair->name);
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (ngx_http_twirt_call_sid(ctx) == NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: voice webhook request without CallSid");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    t.request = r;
+    t.len = 0;
+
+    if (ngx_array_init(&t.parts, r->pool, 32, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_twirt_twiml_build(r, tlcf, &t);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_twirt_twiml_send(r, &t);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_twiml_verify(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_ctx_t *ctx)
+{
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_str_t     url, signature, *sid, *host;
+    ngx_array_t  *pairs;
+
+    pairs = (r->method == NGX_HTTP_POST) ? ctx->pairs : NULL;
+
+    if (tlcf->public_url) {
+        if (ngx_http_complex_value(r, tlcf->public_url, &url) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else {
+        /* behind a TLS tunnel nginx sees http, Twilio signed https */
+        host = ngx_http_twirt_host(r);
+        url.len = sizeof("https://") - 1 + host->len + r->unparsed_uri.len;
+
+        url.data = ngx_pnalloc(r->pool, url.len);
+        if (url.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_cpymem(url.data, "https://", sizeof("https://") - 1);
+        p = ngx_cpymem(p, host->data, host->len);
+        ngx_memcpy(p, r->unparsed_uri.data, r->unparsed_uri.len);
+    }
+
+    ngx_http_twirt_signature_header(r, &signature);
+
+    rc = ngx_http_twirt_signature_check(r->pool, &tlcf->auth_token, &url,
+                                        pairs, &signature);
+
+    if (rc == NGX_DECLINED && tlcf->public_url == NULL
+#if (NGX_HTTP_SSL)
+        && r->connection->ssl == NULL
+#endif
+       )
+    {
+        url.data += 1;
+        url.len -= 1;
+        ngx_memcpy(url.data, "http", 4);
+
+        rc = ngx_http_twirt_signature_check(r->pool, &tlcf->auth_token, &url,
+                                            pairs, &signature);
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        sid = ngx_http_twirt_call_sid(ctx);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "twirt: %s X-Twilio-Signature for CallSid \"%V\" "
+                      "on \"%V\"",
+                      signature.len ? "invalid" : "missing",
+                      sid ? sid : &ngx_http_twirt_unknown, &url);
+
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_twiml_build(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t)
+{
+    ngx_str_t                url, value;
+    ngx_uint_t               i;
+    ngx_http_twirt_param_t  *param;
+
+    if (ngx_http_twirt_raw(t, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                              "<Response>")
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tlcf->say && ngx_http_twirt_twiml_say(t, tlcf->say) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_twirt_raw(t, "<Connect") != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tlcf->action) {
+        if (ngx_http_complex_value(r, &tlcf->action->url, &value) != NGX_OK
+            || ngx_http_twirt_attr(t, "action", &value) != NGX_OK
+            || ngx_http_twirt_attr(t, "method", &tlcf->action->method)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_http_twirt_twiml_stream_url(r, tlcf, &url) != NGX_OK
+        || ngx_http_twirt_raw(t, "><Stream") != NGX_OK
+        || ngx_http_twirt_attr(t, "url", &url) != NGX_OK
+        || ngx_http_twirt_raw(t, ">") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tlcf->params) {
+        param = tlcf->params->elts;
+
+        for (i = 0; i < tlcf->params->nelts; i++) {
+            if (ngx_http_complex_value(r, &param[i].value, &value) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (param[i].name.len
+                + ngx_http_twirt_utf8_length(value.data, value.len)
+                >= NGX_HTTP_TWIRT_PARAM_MAX)
+            {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "twirt: parameter \"%V\" is %uz characters "
+                              "with its name, Twilio allows less than %d",
+                              &param[i].name,
+                              param[i].name.len
+                              + ngx_http_twirt_utf8_length(value.data,
+                                                           value.len),
+                              NGX_HTTP_TWIRT_PARAM_MAX);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (ngx_http_twirt_raw(t, "<Parameter") != NGX_OK
+                || ngx_http_twirt_attr(t, "name", &param[i].name) != NGX_OK
+                || ngx_http_twirt_attr(t, "value", &value) != NGX_OK
+                || ngx_http_twirt_raw(t, "/>") != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    if (ngx_http_twirt_raw(t, "</Stream></Connect>") != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tlcf->fallback_say
+        && ngx_http_twirt_twiml_say(t, tlcf->fallback_say) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tlcf->fallback_dial) {
+        if (ngx_http_complex_value(r, &tlcf->fallback_dial->number, &value)
+            != NGX_OK
+            || ngx_http_twirt_raw(t, "<Dial") != NGX_OK
+            || (tlcf->fallback_dial->caller_id.len
+                && ngx_http_twirt_attr(t, "callerId",
+                                       &tlcf->fallback_dial->caller_id)
+                   != NGX_OK)
+            || ngx_http_twirt_raw(t, ">") != NGX_OK
+            || ngx_http_twirt_text(t, &value) != NGX_OK
+            || ngx_http_twirt_raw(t, "</Dial>") != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_http_twirt_raw(t, "</Response>\n") != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_twiml_say(ngx_http_twirt_twiml_t *t, ngx_http_twirt_say_t *say)
+{
+    ngx_str_t  text;
+
+    if (ngx_http_complex_value(t->request, &say->text, &text) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_twirt_raw(t, "<Say") != NGX_OK
+        || (say->language.len
+            && ngx_http_twirt_attr(t, "language", &say->language) != NGX_OK)
+        || (say->voice.len
+            && ngx_http_twirt_attr(t, "voice", &say->voice) != NGX_OK)
+        || ngx_http_twirt_raw(t, ">") != NGX_OK
+        || ngx_http_twirt_text(t, &text) != NGX_OK
+        || ngx_http_twirt_raw(t, "</Say>") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* twirt_stream_url, or wss:// on the Host of the request, /twilio/media */
+
+static ngx_int_t
+ngx_http_twirt_twiml_stream_url(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *url)
+{
+    u_char     *p;
+    ngx_str_t  *host;
+
+    if (tlcf->stream_url) {
+        return ngx_http_complex_value(r, tlcf->stream_url, url);
+    }
+
+    host = ngx_http_twirt_host(r);
+
+    url->len = sizeof("wss://") - 1 + host->len
+               + sizeof("/twilio/media") - 1;
+
+    url->data = ngx_pnalloc(r->pool, url->len);
+    if (url->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(url->data, "wss://", sizeof("wss://") - 1);
+    p = ngx_cpymem(p, host->data, host->len);
+    ngx_memcpy(p, "/twilio/media", sizeof("/twilio/media") - 1);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_twiml_send(ngx_http_request_t *r, ngx_http_twirt_twiml_t *t)
+{
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_str_t    *part;
+    ngx_buf_t    *b;
+    ngx_uint_t    i;
+    ngx_chain_t   out;
+
+    b = ngx_create_temp_buf(r->pool, t->len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+    part = t->parts.elts;
+
+    for (i = 0; i < t->parts.nelts; i++) {
+        p = ngx_cpymem(p, part[i].data, part[i].len);
+    }
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = t->len;
+    ngx_str_set(&r->headers_out.content_type, "text/xml");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t, const char *s)
+{
+    ngx_str_t  *part;
+
+    part = ngx_array_push(&t->parts);
+    if (part == NULL) {
+        return NGX_ERROR;
+    }
+
+    part->data = (u_char *) s;
+    part->len = ngx_strlen(s);
+    t->len += part->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_text(ngx_http_twirt_twiml_t *t, ngx_str_t *s)
+{
+    size_t      size;
+    ngx_str_t  *part;
+
+    part = ngx_array_push(&t->parts);
+    if (part == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_twirt_xml_escape(NULL, s->data, s->len, &size);
+
+    part->data = ngx_pnalloc(t->request->pool, size);
+    if (part->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_twirt_xml_escape(part->data, s->data, s->len, &part->len);
+    t->len += part->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t, const char *name,
+    ngx_str_t *value)
+{
+    if (ngx_http_twirt_raw(t, " ") != NGX_OK
+        || ngx_http_twirt_raw(t, name) != NGX_OK
+        || ngx_http_twirt_raw(t, "=\"") != NGX_OK
+        || ngx_http_twirt_text(t, value) != NGX_OK
+        || ngx_http_twirt_raw(t, "\"") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_str_t *
+ngx_http_twirt_call_sid(ngx_http_twirt_twiml_ctx_t *ctx)
+{
+    ngx_http_twirt_pair_t  *pair;
+
+    pair = ngx_http_twirt_form_find(ctx->pairs, (u_char *) "CallSid",
+                                    sizeof("CallSid") - 1, 0);
+
+    return (pair && pair->value.len) ? &pair->value : NULL;
+}
+
+
+/* the Host header as sent, with its port: the host Twilio requested */
+
+static ngx_str_t *
+ngx_http_twirt_host(ngx_http_request_t *r)
+{
+    if (r->headers_in.host) {
+        return &r->headers_in.host->value;
+    }
+
+    return &r->headers_in.server;
+}
+
+
+/* $twirt_param_NAME: a parameter of Twilio's request, case-insensitive */
+
+ngx_int_t
+ngx_http_twirt_param_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                   *name;
+    ngx_http_twirt_pair_t       *pair;
+    ngx_http_twirt_twiml_ctx_t  *ctx;
+
+    name = (ngx_str_t *) data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+
+    if (ctx == NULL || !ctx->done) {
+        v->not_found = 1;
+        v->no_cacheable = 1;
+        return NGX_OK;
+    }
+
+    pair = ngx_http_twirt_form_find(ctx->pairs,
+                                    name->data + sizeof("twirt_param_") - 1,
+                                    name->len - (sizeof("twirt_param_") - 1),
+                                    1);
+    if (pair == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = pair->value.data;
+    v->len = pair->value.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

@@ -1,0 +1,20 @@
+
+/*
+ * The voice webhook: answers Twilio's request with TwiML that connects the
+ * call to the Media Streams location.
+ */
+
+
+#ifndef _NGX_HTTP_TWIRT_TWIML_H_INCLUDED_
+#define _NGX_HTTP_TWIRT_TWIML_H_INCLUDED_
+
+
+#include "ngx_http_twirt.h"
+
+
+ngx_int_t ngx_http_twirt_twiml_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_twirt_param_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+#endif /* _NGX_HTTP_TWIRT_TWIML_H_INCLUDED_ */

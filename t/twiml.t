@@ -1,0 +1,400 @@
+# The voice webhook: TwiML answers, escaping, signatures, bad input.
+
+use Test::Nginx::Socket 'no_plan';
+use Digest::SHA qw(hmac_sha1_base64);
+
+no_shuffle();
+run_tests();
+
+sub sign {
+    my ($token, $data) = @_;
+    my $s = hmac_sha1_base64($data, $token);
+    return $s . '=' x ((4 - length($s) % 4) % 4);
+}
+
+__DATA__
+
+=== TEST 1: POST answers TwiML with the stream and its parameters
+--- config
+    location = /twilio/voice {
+        twirt_twiml;
+        twirt_stream_url wss://gw.example.com/twilio/media;
+        twirt_parameter agent sales;
+        twirt_parameter from $twirt_param_From;
+        twirt_parameter call $twirt_param_callsid;
+    }
+--- request
+POST /twilio/voice
+CallSid=CA123&From=%2B81312345678&To=%2B815011112222
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_headers
+Content-Type: text/xml
+--- response_body
+<?xml version="1.0" encoding="UTF-8"?>
+<Response><Connect><Stream url="wss://gw.example.com/twilio/media"><Parameter name="agent" value="sales"/><Parameter name="from" value="+81312345678"/><Parameter name="call" value="CA123"/></Stream></Connect></Response>
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: GET takes Twilio's parameters from the query string
+--- config
+    location = /twilio/voice {
+        twirt_twiml;
+        twirt_parameter to $twirt_param_To;
+    }
+--- request
+GET /twilio/voice?CallSid=CA9&To=%2B815011112222
+--- more_headers
+Host: gw.example.com
+--- response_body
+<?xml version="1.0" encoding="UTF-8"?>
+<Response><Connect><Stream url="wss://gw.example.com/twilio/media"><Parameter name="to" value="+815011112222"/></Stream></Connect></Response>
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: the default stream URL keeps the port of the Host header
+--- config
+    location = /twilio/voice { twirt_twiml; }
+--- request
+GET /twilio/voice?CallSid=CA9
+--- more_headers
+Host: gw.example.com:8443
+--- response_body_like: <Stream url="wss://gw\.example\.com:8443/twilio/media">
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: Japanese text round-trips byte for byte, around the stream
+--- config
+    location = /twilio/voice {
+        twirt_twiml;
+        twirt_say "お電話ありがとうございます。" language=ja-JP voice=Polly.Mizuki;
+        twirt_parameter greeting "こんにちは、{{name}}さん";
+        twirt_parameter caller $twirt_param_CallerName;
+        twirt_fallback_say "申し訳ございません。ただいま電話が混み合っております。" language=ja-JP;
+        twirt_stream_url wss://gw.example.com/twilio/media;
+    }
+--- request
+POST /twilio/voice
+CallSid=CA1&CallerName=%E5%B1%B1%E7%94%B0%E5%A4%AA%E9%83%8E
+--- more_headers
+Content-Type: application/x-www-form-urlencoded; charset=utf-8
+--- response_body
+<?xml version="1.0" encoding="UTF-8"?>
+<Response><Say language="ja-JP" voice="Polly.Mizuki">お電話ありがとうございます。</Say><Connect><Stream url="wss://gw.example.com/twilio/media"><Parameter name="greeting" value="こんにちは、{{name}}さん"/><Parameter name="caller" value="山田太郎"/></Stream></Connect><Say language="ja-JP">申し訳ございません。ただいま電話が混み合っております。</Say></Response>
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: values from the caller are XML-escaped, control bytes dropped, bad UTF-8 replaced
+--- config
+    location = /twilio/voice {
+        twirt_twiml;
+        twirt_stream_url wss://gw.example.com/twilio/media;
+        twirt_parameter from $twirt_param_From;
+        twirt_say "$twirt_param_From & co";
+    }
+--- request
+POST /twilio/voice
+CallSid=CA1&From=%3C%2FParameter%3E%22%27%26%01%FF%E3%81%82
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body
+<?xml version="1.0" encoding="UTF-8"?>
+<Response><Say>&lt;/Parameter&gt;&quot;&apos;&amp;�あ &amp; co</Say><Connect><Stream url="wss://gw.example.com/twilio/media"><Parameter name="from" value="&lt;/Parameter&gt;&quot;&apos;&amp;�あ"/></Stream></Connect></Response>
+
+
+
+=== TEST 6: Connect action and the fallback dial
+--- config
+    location = /twilio/voice {
+        twirt_twiml;
+        twirt_stream_url wss://gw.example.com/twilio/media;
+        twirt_connect_action https://gw.example.com/twilio/after?call=$twirt_param_CallSid method=GET;
+        twirt_fallback_dial +81312345678 caller_id=+815011112222;
+    }
+--- request
+POST /twilio/voice
+CallSid=CA7
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body
+<?xml version="1.0" encoding="UTF-8"?>
+<Response><Connect action="https://gw.example.com/twilio/after?call=CA7" method="GET"><Stream url="wss://gw.example.com/twilio/media"></Stream></Connect><Dial callerId="+815011112222">+81312345678</Dial></Response>
+
+
+
+=== TEST 7: the signature of PROTOCOLS.md's worked example is accepted
+--- config
+    location = /myapp.php {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA1234567890ABCDE&Caller=%2B14158675310&Digits=1234&From=%2B14158675310&To=%2B18005551212
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: L/OH5YylLD5NRKLltdqwSvS0BnU=
+--- error_code: 200
+--- response_body_like: <Stream url=
+--- no_error_log
+[warn]
+
+
+
+=== TEST 8: a wrong signature is refused with 403 and a warning naming the CallSid
+--- config
+    location = /myapp.php {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA1234567890ABCDE&Caller=%2B14158675310&Digits=1234&From=%2B14158675310&To=%2B18005551213
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: L/OH5YylLD5NRKLltdqwSvS0BnU=
+--- error_code: 403
+--- response_body_unlike: Stream
+--- error_log
+invalid X-Twilio-Signature for CallSid "CA1234567890ABCDE"
+
+
+
+=== TEST 9: a missing signature is refused with 403
+--- config
+    location = /myapp.php {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+    }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA55
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 403
+--- error_log
+missing X-Twilio-Signature for CallSid "CA55"
+
+
+
+=== TEST 10: a signature made with the default port matches a URL without it
+--- config
+    location = /myapp.php {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA1234567890ABCDE&Caller=%2B14158675310&Digits=1234&From=%2B14158675310&To=%2B18005551212
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com:443/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDECaller+14158675310Digits1234From+14158675310To+18005551212")
+--- error_code: 200
+--- no_error_log
+[warn]
+
+
+
+=== TEST 11: a signature with the port matches a configured URL without it
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token secret;
+        twirt_public_url https://gw.example.com:8443$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("secret", "https://gw.example.com/voiceCallSidCA1")
+--- error_code: 200
+
+
+
+=== TEST 12: without twirt_public_url, the https URL of the Host is signed (tunnels)
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token secret;
+    }
+--- request
+POST /voice?x=1
+To=%2B81&CallSid=CA1
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+Host: abc.ngrok.example
+X-Twilio-Signature: " . main::sign("secret", "https://abc.ngrok.example/voice?x=1CallSidCA1To+81")
+--- error_code: 200
+
+
+
+=== TEST 13: GET signs the URL alone
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token secret;
+        twirt_public_url https://gw.example.com$request_uri;
+    }
+--- request
+GET /voice?CallSid=CA1&From=%2B81
+--- more_headers eval
+"X-Twilio-Signature: " . main::sign("secret", "https://gw.example.com/voice?CallSid=CA1&From=%2B81")
+--- error_code: 200
+
+
+
+=== TEST 14: the signature covers the parameters: a changed value is refused
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token secret;
+        twirt_public_url https://gw.example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&From=%2B82
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("secret", "https://gw.example.com/voiceCallSidCA1From+81")
+--- error_code: 403
+--- error_log
+invalid X-Twilio-Signature for CallSid "CA1"
+
+
+
+=== TEST 15: malformed percent-encoding is a 400
+--- config
+    location = /voice { twirt_twiml; }
+--- request
+POST /voice
+CallSid=CA1&From=%2
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 400
+--- error_log
+malformed percent-encoding
+
+
+
+=== TEST 16: a repeated parameter is a 400
+--- config
+    location = /voice { twirt_twiml; }
+--- request
+POST /voice
+CallSid=CA1&From=%2B81&From=%2B82
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 400
+--- error_log
+parameter "From" is repeated
+
+
+
+=== TEST 17: a body over twirt_twiml_max_body_size is a 413
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twiml_max_body_size 1k;
+    }
+--- request eval
+"POST /voice\n" . "CallSid=CA1&Pad=" . ("x" x 2000)
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 413
+--- error_log
+is larger than twirt_twiml_max_body_size 1024
+
+
+
+=== TEST 18: a body that is not a form is a 415
+--- config
+    location = /voice { twirt_twiml; }
+--- request
+POST /voice
+{"CallSid":"CA1"}
+--- more_headers
+Content-Type: application/json
+--- error_code: 415
+--- error_log
+is not application/x-www-form-urlencoded
+
+
+
+=== TEST 19: a request without CallSid is a 400
+--- config
+    location = /voice { twirt_twiml; }
+--- request
+POST /voice
+From=%2B81
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 400
+--- error_log
+request without CallSid
+
+
+
+=== TEST 20: a parameter over Twilio's 500 characters at request time is a 500 with an error
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_parameter note $twirt_param_Note;
+    }
+--- request eval
+"POST /voice\nCallSid=CA1&Note=" . ("%E3%81%82" x 496)
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 500
+--- error_log
+parameter "note" is 500 characters with its name, Twilio allows less than 500
+
+
+
+=== TEST 21: 499 characters with the name is still accepted (counted in characters, not bytes)
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_parameter note $twirt_param_Note;
+    }
+--- request eval
+"POST /voice\nCallSid=CA1&Note=" . ("%E3%81%82" x 495)
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 200
+--- no_error_log
+[error]
+
+
+
+=== TEST 22: other methods are refused with 405
+--- config
+    location = /voice { twirt_twiml; }
+--- request
+PUT /voice
+CallSid=CA1
+--- error_code: 405
+
+
+
+=== TEST 23: a variable of a parameter Twilio did not send is empty
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_parameter digits "[$twirt_param_Digits]";
+    }
+--- request
+GET /voice?CallSid=CA1
+--- response_body_like: <Parameter name="digits" value="\[\]"/>
