@@ -9,6 +9,7 @@
 
 #include "ngx_http_twirt.h"
 #include "ngx_http_twirt_twiml.h"
+#include "ngx_http_twirt_stream.h"
 #include "ngx_http_twirt_escape.h"
 
 
@@ -18,6 +19,8 @@ static char *ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 
 static char *ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_stream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_parameter(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -43,6 +46,55 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       ngx_http_twirt_twiml,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("twirt_stream"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_twirt_stream,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_max_frame_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, max_frame_size),
+      NULL },
+
+    { ngx_string("twirt_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, max_message_size),
+      NULL },
+
+    { ngx_string("twirt_send_queue_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, send_queue_size),
+      NULL },
+
+    { ngx_string("twirt_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("twirt_close_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, close_timeout),
+      NULL },
+
+    { ngx_string("twirt_max_call_duration"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, max_call_duration),
       NULL },
 
     { ngx_string("twirt_stream_url"),
@@ -195,6 +247,12 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->fallback_say = NGX_CONF_UNSET_PTR;
     conf->fallback_dial = NGX_CONF_UNSET_PTR;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    conf->max_frame_size = NGX_CONF_UNSET_SIZE;
+    conf->max_message_size = NGX_CONF_UNSET_SIZE;
+    conf->send_queue_size = NGX_CONF_UNSET_SIZE;
+    conf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    conf->close_timeout = NGX_CONF_UNSET_MSEC;
+    conf->max_call_duration = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -217,6 +275,39 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               16 * 1024);
 
+    ngx_conf_merge_size_value(conf->max_frame_size, prev->max_frame_size,
+                              64 * 1024);
+    ngx_conf_merge_size_value(conf->max_message_size, prev->max_message_size,
+                              256 * 1024);
+    ngx_conf_merge_size_value(conf->send_queue_size, prev->send_queue_size,
+                              256 * 1024);
+    ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 15000);
+    ngx_conf_merge_msec_value(conf->close_timeout, prev->close_timeout, 5000);
+    ngx_conf_merge_msec_value(conf->max_call_duration,
+                              prev->max_call_duration, 3600000);
+
+    if (conf->max_frame_size > conf->max_message_size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_max_frame_size\" %uz is larger than "
+                           "\"twirt_max_message_size\" %uz",
+                           conf->max_frame_size, conf->max_message_size);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->send_queue_size < 2 * NGX_HTTP_TWIRT_WS_MAX_CONTROL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_send_queue_size\" %uz is too small",
+                           conf->send_queue_size);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->twilio_ws.max_frame = conf->max_frame_size;
+    conf->twilio_ws.max_message = conf->max_message_size;
+    conf->twilio_ws.max_queue = conf->send_queue_size;
+    conf->twilio_ws.buffer_size = 4096;
+    conf->twilio_ws.idle_timeout = conf->idle_timeout;
+    conf->twilio_ws.close_timeout = conf->close_timeout;
+
     return NGX_CONF_OK;
 }
 
@@ -233,6 +324,23 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf->handler = ngx_http_twirt_twiml_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_twirt_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    clcf->handler = ngx_http_twirt_stream_handler;
 
     return NGX_CONF_OK;
 }

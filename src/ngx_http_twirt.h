@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_twirt_ws_frame.h"
+
 
 /* Twilio: name + value of one <Parameter> must stay under 500 characters */
 #define NGX_HTTP_TWIRT_PARAM_MAX  500
@@ -43,6 +45,17 @@ typedef struct {
 } ngx_http_twirt_action_t;
 
 
+/* the limits and timers of one side's WebSocket connections */
+typedef struct {
+    size_t                      max_frame;
+    size_t                      max_message;
+    size_t                      max_queue;
+    size_t                      buffer_size;
+    ngx_msec_t                  idle_timeout;
+    ngx_msec_t                  close_timeout;
+} ngx_http_twirt_ws_conf_t;
+
+
 typedef struct {
     /* the voice webhook */
     ngx_http_complex_value_t   *stream_url;
@@ -54,6 +67,15 @@ typedef struct {
     ngx_http_twirt_say_t       *fallback_say;
     ngx_http_twirt_dial_t      *fallback_dial;
     size_t                      max_body_size;
+
+    /* the Media Streams endpoint */
+    size_t                      max_frame_size;
+    size_t                      max_message_size;
+    size_t                      send_queue_size;
+    ngx_msec_t                  idle_timeout;
+    ngx_msec_t                  close_timeout;
+    ngx_msec_t                  max_call_duration;
+    ngx_http_twirt_ws_conf_t    twilio_ws;
 } ngx_http_twirt_loc_conf_t;
 
 

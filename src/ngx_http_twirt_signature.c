@@ -75,13 +75,18 @@ ngx_http_twirt_signature_check(ngx_pool_t *pool, ngx_str_t *token,
 }
 
 
+/* a request header by name, also those nginx 1.22 does not index */
+
 ngx_int_t
-ngx_http_twirt_signature_header(ngx_http_request_t *r, ngx_str_t *value)
+ngx_http_twirt_header_in(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
 {
+    size_t            len;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
+    len = ngx_strlen(name);
     part = &r->headers_in.headers.part;
     h = part->elts;
 
@@ -97,10 +102,8 @@ ngx_http_twirt_signature_header(ngx_http_request_t *r, ngx_str_t *value)
             i = 0;
         }
 
-        if (h[i].key.len == sizeof("X-Twilio-Signature") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Twilio-Signature",
-                               sizeof("X-Twilio-Signature") - 1)
-               == 0)
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
         {
             *value = h[i].value;
             return NGX_OK;

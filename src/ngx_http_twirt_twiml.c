@@ -304,7 +304,7 @@ ngx_http_twirt_twiml_verify(ngx_http_request_t *r,
         ngx_memcpy(p, r->unparsed_uri.data, r->unparsed_uri.len);
     }
 
-    ngx_http_twirt_signature_header(r, &signature);
+    ngx_http_twirt_header_in(r, "X-Twilio-Signature", &signature);
 
     rc = ngx_http_twirt_signature_check(r->pool, &tlcf->auth_token, &url,
                                         pairs, &signature);
