@@ -28,6 +28,9 @@ ngx_http_twirt_stream_handler(ngx_http_request_t *r)
     ngx_str_t                   key;
     ngx_http_twirt_loc_conf_t  *tlcf;
 
+    /* a client that wanted a WebSocket has no use for the connection */
+    r->keepalive = 0;
+
     rc = ngx_http_twirt_stream_check(r, &key);
     if (rc != NGX_OK) {
         return rc;
