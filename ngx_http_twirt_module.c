@@ -11,6 +11,8 @@
 #include "ngx_http_twirt_twiml.h"
 #include "ngx_http_twirt_stream.h"
 #include "ngx_http_twirt_escape.h"
+#include "ngx_http_twirt_upstream.h"
+#include "ngx_http_twirt_realtime.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -33,6 +35,28 @@ static char *ngx_http_twirt_fallback_dial(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_twirt_url_value(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+static char *ngx_http_twirt_openai_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_voice(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_transcription(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_noise_reduction(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_twirt_tools(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_max_output_tokens(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_twirt_session_json(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_twirt_json_cleanup(void *data);
+static ngx_int_t ngx_http_twirt_json_keep(ngx_conf_t *cf, json_t *json);
 static ngx_int_t ngx_http_twirt_complex(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_complex_value_t *cv);
 static ngx_int_t ngx_http_twirt_option(ngx_str_t *arg, const char *name,
@@ -95,6 +119,139 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_twirt_loc_conf_t, max_call_duration),
+      NULL },
+
+    { ngx_string("twirt_openai_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_openai_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_openai_api_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, api_key),
+      NULL },
+
+    { ngx_string("twirt_openai_api_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_api_key_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_openai_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("twirt_openai_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("twirt_openai_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("twirt_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, model),
+      NULL },
+
+    { ngx_string("twirt_instructions"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, instructions),
+      NULL },
+
+    { ngx_string("twirt_greeting"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, greeting),
+      NULL },
+
+    { ngx_string("twirt_voice"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_voice,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_transcription"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_twirt_transcription,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_vad"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_twirt_vad,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_noise_reduction"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_noise_reduction,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_tools"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_tools,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_end_call"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, end_call),
+      NULL },
+
+    { ngx_string("twirt_max_output_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_max_output_tokens,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_session_json"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_session_json,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_price"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_twirt_price,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_early_audio"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, early_audio),
       NULL },
 
     { ngx_string("twirt_stream_url"),
@@ -195,6 +352,16 @@ ngx_module_t  ngx_http_twirt_module = {
 };
 
 
+static ngx_str_t  ngx_http_twirt_default_url =
+    ngx_string("wss://api.openai.com/v1/realtime?model=gpt-realtime");
+
+
+/* gpt-realtime, and gpt-4o-mini-transcribe for input transcription */
+static ngx_http_twirt_prices_t  ngx_http_twirt_default_prices = {
+    32.0, 0.40, 64.0, 4.0, 0.40, 16.0, 3.0, 5.0
+};
+
+
 static ngx_http_variable_t  ngx_http_twirt_vars[] = {
 
     { ngx_string("twirt_param_"), NULL, ngx_http_twirt_param_variable,
@@ -253,6 +420,15 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->close_timeout = NGX_CONF_UNSET_MSEC;
     conf->max_call_duration = NGX_CONF_UNSET_MSEC;
+    conf->openai_url = NGX_CONF_UNSET_PTR;
+    conf->ssl_verify = NGX_CONF_UNSET;
+    conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->turn_detection = NGX_CONF_UNSET_PTR;
+    conf->tools = NGX_CONF_UNSET_PTR;
+    conf->session_json = NGX_CONF_UNSET_PTR;
+    conf->end_call = NGX_CONF_UNSET;
+    conf->prices = NGX_CONF_UNSET_PTR;
+    conf->early_audio = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -308,6 +484,80 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     conf->twilio_ws.idle_timeout = conf->idle_timeout;
     conf->twilio_ws.close_timeout = conf->close_timeout;
 
+    if (conf->openai_url == NGX_CONF_UNSET_PTR) {
+        if (prev->openai_url == NGX_CONF_UNSET_PTR) {
+            prev->openai_url = ngx_http_twirt_upstream_parse_url(cf,
+                                   &ngx_http_twirt_default_url);
+            if (prev->openai_url == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        conf->openai_url = prev->openai_url;
+    }
+
+    ngx_conf_merge_str_value(conf->api_key, prev->api_key, "");
+    ngx_conf_merge_value(conf->ssl_verify, prev->ssl_verify, 1);
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                             prev->ssl_trusted_certificate,
+                             "/etc/ssl/certs/ca-certificates.crt");
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              3000);
+
+    ngx_conf_merge_str_value(conf->model, prev->model, "gpt-realtime");
+    ngx_conf_merge_str_value(conf->instructions, prev->instructions, "");
+    ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");
+    ngx_conf_merge_str_value(conf->voice, prev->voice, "marin");
+
+    if (conf->transcription.data == NULL) {
+        conf->transcription = prev->transcription;
+        conf->language = prev->language;
+    }
+
+    ngx_conf_merge_str_value(conf->transcription, prev->transcription,
+                             "gpt-4o-mini-transcribe");
+    ngx_conf_merge_str_value(conf->noise_reduction, prev->noise_reduction,
+                             "near_field");
+    ngx_conf_merge_str_value(conf->max_output_tokens,
+                             prev->max_output_tokens, "inf");
+
+    if (conf->turn_detection == NGX_CONF_UNSET_PTR) {
+        if (prev->turn_detection == NGX_CONF_UNSET_PTR) {
+            prev->turn_detection = json_pack(
+                "{s:s,s:f,s:i,s:i,s:b,s:b}", "type", "server_vad",
+                "threshold", 0.6, "prefix_padding_ms", 300,
+                "silence_duration_ms", 500, "create_response", 1,
+                "interrupt_response", 1);
+
+            if (ngx_http_twirt_json_keep(cf, prev->turn_detection) != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        conf->turn_detection = prev->turn_detection;
+    }
+
+    ngx_conf_merge_ptr_value(conf->tools, prev->tools, NULL);
+    ngx_conf_merge_ptr_value(conf->session_json, prev->session_json, NULL);
+    ngx_conf_merge_value(conf->end_call, prev->end_call, 1);
+    ngx_conf_merge_ptr_value(conf->prices, prev->prices,
+                             &ngx_http_twirt_default_prices);
+    ngx_conf_merge_msec_value(conf->early_audio, prev->early_audio, 2000);
+
+    conf->upstream_ws.max_frame = conf->max_message_size;
+    conf->upstream_ws.max_message = conf->max_message_size;
+    conf->upstream_ws.max_queue = conf->send_queue_size;
+    conf->upstream_ws.buffer_size = 16384;
+    conf->upstream_ws.idle_timeout = 0;
+    conf->upstream_ws.close_timeout = conf->close_timeout;
+
+    if (conf->stream) {
+        if (ngx_http_twirt_upstream_init_conf(cf, conf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -332,6 +582,8 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_twirt_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -341,6 +593,7 @@ ngx_http_twirt_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf->handler = ngx_http_twirt_stream_handler;
+    tlcf->stream = 1;
 
     return NGX_CONF_OK;
 }
@@ -631,6 +884,599 @@ ngx_http_twirt_fallback_dial(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     tlcf->fallback_dial = dial;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_twirt_openai_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->openai_url != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    tlcf->openai_url = ngx_http_twirt_upstream_parse_url(cf, &value[1]);
+    if (tlcf->openai_url == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the key from a file, read now: the file may be readable by root only */
+
+static char *
+ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    u_char           *p;
+    ssize_t           n;
+    ngx_str_t        *value, name;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (tlcf->api_key.data) {
+        return "is duplicate, or conflicts with \"twirt_openai_api_key\"";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 4096)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "API key file \"%V\" is not a small file", &name);
+        ngx_close_file(file.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+    if (p == NULL) {
+        ngx_close_file(file.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&file, p, ngx_file_size(&fi), 0);
+    ngx_close_file(file.fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    while (n && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
+    {
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "API key file \"%V\" is empty", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->api_key.data = p;
+    tlcf->api_key.len = n;
+    tlcf->api_key_file = name;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_twirt_voice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->voice.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_twirt_realtime_voice_valid(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown voice \"%V\", expected one of alloy, "
+                           "ash, ballad, coral, echo, sage, shimmer, verse, "
+                           "marin, cedar", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->voice = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_transcription model [language=ja] | off */
+
+static char *
+ngx_http_twirt_transcription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->transcription.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        ngx_str_set(&tlcf->transcription, "");
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_twirt_realtime_transcription_valid(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown transcription model \"%V\", expected "
+                           "whisper-1, gpt-4o-transcribe, "
+                           "gpt-4o-mini-transcribe or off", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->transcription = value[1];
+
+    if (cf->args->nelts == 3
+        && ngx_http_twirt_option(&value[2], "language=", &tlcf->language)
+           != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected "
+                           "\"language=\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * twirt_vad server [threshold=0.6] [prefix_padding_ms=300]
+ *                  [silence_duration_ms=500] [create_response=on|off]
+ *                  [interrupt_response=on|off];
+ * twirt_vad semantic [eagerness=low|medium|high|auto] [...response=];
+ * twirt_vad off;
+ */
+
+static char *
+ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    double       d;
+    json_t      *td;
+    ngx_int_t    n, semantic;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+    char         buf[32];
+
+    if (tlcf->turn_detection != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0
+        && cf->args->nelts == 2)
+    {
+        tlcf->turn_detection = json_null();
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 6 && ngx_strncmp(value[1].data, "server", 6) == 0) {
+        semantic = 0;
+
+    } else if (value[1].len == 8
+               && ngx_strncmp(value[1].data, "semantic", 8) == 0)
+    {
+        semantic = 1;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid turn detection \"%V\", expected "
+                           "\"server\", \"semantic\" or \"off\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    td = json_pack("{s:s,s:b,s:b}",
+                   "type", semantic ? "semantic_vad" : "server_vad",
+                   "create_response", 1, "interrupt_response", 1);
+
+    if (ngx_http_twirt_json_keep(cf, td) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_twirt_option(&value[i], "create_response=", &v) == NGX_OK
+            || ngx_http_twirt_option(&value[i], "interrupt_response=", &v)
+               == NGX_OK)
+        {
+            if (!(v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0)
+                && !(v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0))
+            {
+                goto invalid;
+            }
+
+            json_object_set_new(td, value[i].data[0] == 'c'
+                                    ? "create_response" : "interrupt_response",
+                                json_boolean(v.len == 2));
+            continue;
+        }
+
+        if (semantic) {
+            if (ngx_http_twirt_option(&value[i], "eagerness=", &v) != NGX_OK
+                || !((v.len == 3 && ngx_strncmp(v.data, "low", 3) == 0)
+                     || (v.len == 6 && ngx_strncmp(v.data, "medium", 6) == 0)
+                     || (v.len == 4 && ngx_strncmp(v.data, "high", 4) == 0)
+                     || (v.len == 4 && ngx_strncmp(v.data, "auto", 4) == 0)))
+            {
+                goto invalid;
+            }
+
+            json_object_set_new(td, "eagerness",
+                                json_stringn((char *) v.data, v.len));
+            continue;
+        }
+
+        if (ngx_http_twirt_option(&value[i], "threshold=", &v) == NGX_OK) {
+            if (v.len >= sizeof(buf)) {
+                goto invalid;
+            }
+
+            ngx_memcpy(buf, v.data, v.len);
+            buf[v.len] = '\0';
+            d = strtod(buf, NULL);
+
+            if (d <= 0.0 || d >= 1.0) {
+                goto invalid;
+            }
+
+            json_object_set_new(td, "threshold", json_real(d));
+            continue;
+        }
+
+        if (ngx_http_twirt_option(&value[i], "prefix_padding_ms=", &v)
+            == NGX_OK
+            || ngx_http_twirt_option(&value[i], "silence_duration_ms=", &v)
+               == NGX_OK)
+        {
+            n = ngx_atoi(v.data, v.len);
+            if (n == NGX_ERROR || n > 10000) {
+                goto invalid;
+            }
+
+            json_object_set_new(td, value[i].data[0] == 'p'
+                                    ? "prefix_padding_ms"
+                                    : "silence_duration_ms",
+                                json_integer(n));
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    tlcf->turn_detection = td;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" for %V voice activity "
+                       "detection", &value[i], &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_twirt_noise_reduction(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->noise_reduction.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (!(value[1].len == 10
+          && ngx_strncmp(value[1].data, "near_field", 10) == 0)
+        && !(value[1].len == 9
+             && ngx_strncmp(value[1].data, "far_field", 9) == 0)
+        && !(value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid noise reduction \"%V\", expected "
+                           "\"near_field\", \"far_field\" or \"off\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->noise_reduction = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* a JSON file: an array of function definitions, checked now */
+
+static char *
+ngx_http_twirt_tools(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    json_t        *tools, *tool, *name;
+    size_t         i;
+    ngx_str_t     *value, path;
+    json_error_t   err;
+
+    if (tlcf->tools != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    tools = json_load_file((char *) path.data, JSON_REJECT_DUPLICATES, &err);
+
+    if (tools == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tools file \"%V\": %s (line %d)", &path,
+                           err.text, err.line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_twirt_json_keep(cf, tools) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!json_is_array(tools)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tools file \"%V\" must hold a JSON array of "
+                           "function definitions", &path);
+        return NGX_CONF_ERROR;
+    }
+
+    json_array_foreach(tools, i, tool) {
+        name = json_object_get(tool, "name");
+
+        if (!json_is_object(tool)
+            || !json_is_string(json_object_get(tool, "type"))
+            || ngx_strcmp(json_string_value(json_object_get(tool, "type")),
+                          "function") != 0
+            || !json_is_string(name))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "tools file \"%V\": entry %uz is not "
+                               "{\"type\":\"function\",\"name\":...}",
+                               &path, i);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    tlcf->tools = tools;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_twirt_max_output_tokens(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (tlcf->max_output_tokens.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (!(value[1].len == 3 && ngx_strncmp(value[1].data, "inf", 3) == 0)) {
+        n = ngx_atoi(value[1].data, value[1].len);
+
+        if (n == NGX_ERROR || n < 1 || n > 4096) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid max output tokens \"%V\", expected "
+                               "1 to 4096 or \"inf\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    tlcf->max_output_tokens = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* fields twirt does not know yet, merged into the session as they are */
+
+static char *
+ngx_http_twirt_session_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    json_t        *json;
+    ngx_str_t     *value;
+    json_error_t   err;
+
+    if (tlcf->session_json != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    json = json_loadb((char *) value[1].data, value[1].len,
+                      JSON_REJECT_DUPLICATES, &err);
+
+    if (json == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid JSON in \"twirt_session_json\": %s",
+                           err.text);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_twirt_json_keep(cf, json) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!json_is_object(json)) {
+        return "must be a JSON object";
+    }
+
+    tlcf->session_json = json;
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_price audio_in=32 audio_out=64 ... (USD per million tokens) */
+
+static char *
+ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    char                     buf[32];
+    double                   d, *field;
+    ngx_str_t               *value, v;
+    ngx_uint_t               i, k;
+    ngx_http_twirt_prices_t *prices;
+
+    static struct {
+        const char  *name;
+        size_t       offset;
+    } keys[] = {
+        { "audio_in=", offsetof(ngx_http_twirt_prices_t, audio_in) },
+        { "cached_audio_in=",
+          offsetof(ngx_http_twirt_prices_t, cached_audio_in) },
+        { "audio_out=", offsetof(ngx_http_twirt_prices_t, audio_out) },
+        { "text_in=", offsetof(ngx_http_twirt_prices_t, text_in) },
+        { "cached_text_in=",
+          offsetof(ngx_http_twirt_prices_t, cached_text_in) },
+        { "text_out=", offsetof(ngx_http_twirt_prices_t, text_out) },
+        { "transcribe_in=", offsetof(ngx_http_twirt_prices_t, transcribe_in) },
+        { "transcribe_out=",
+          offsetof(ngx_http_twirt_prices_t, transcribe_out) },
+        { NULL, 0 }
+    };
+
+    if (tlcf->prices != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    prices = ngx_palloc(cf->pool, sizeof(ngx_http_twirt_prices_t));
+    if (prices == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *prices = ngx_http_twirt_default_prices;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        for (k = 0; keys[k].name; k++) {
+            if (ngx_http_twirt_option(&value[i], keys[k].name, &v) == NGX_OK) {
+                break;
+            }
+        }
+
+        if (keys[k].name == NULL || v.len == 0 || v.len >= sizeof(buf)) {
+            goto invalid;
+        }
+
+        ngx_memcpy(buf, v.data, v.len);
+        buf[v.len] = '\0';
+
+        d = strtod(buf, NULL);
+        if (d < 0.0 || (d == 0.0 && buf[0] != '0')) {
+            goto invalid;
+        }
+
+        field = (double *) ((char *) prices + keys[k].offset);
+        *field = d;
+    }
+
+    tlcf->prices = prices;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid price \"%V\", expected e.g. "
+                       "\"audio_in=32\" (USD per million tokens)",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* JSON made at configuration time lives as long as the configuration */
+
+static ngx_int_t
+ngx_http_twirt_json_keep(ngx_conf_t *cf, json_t *json)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        json_decref(json);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_twirt_json_cleanup;
+    cln->data = json;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_twirt_json_cleanup(void *data)
+{
+    json_decref(data);
 }
 
 

@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <jansson.h>
+
 #include "ngx_http_twirt_ws_frame.h"
 
 
@@ -56,6 +58,31 @@ typedef struct {
 } ngx_http_twirt_ws_conf_t;
 
 
+/* the Realtime API URL, parsed at configuration time */
+typedef struct {
+    ngx_str_t                   url;
+    ngx_str_t                   host;          /* without brackets */
+    ngx_str_t                   host_header;   /* with a non-default port */
+    ngx_str_t                   uri;           /* path and query */
+    in_port_t                   port;
+    ngx_addr_t                 *addr;          /* an IP literal, or NULL */
+    unsigned                    ssl:1;
+} ngx_http_twirt_url_t;
+
+
+/* USD per million tokens */
+typedef struct {
+    double                      audio_in;
+    double                      cached_audio_in;
+    double                      audio_out;
+    double                      text_in;
+    double                      cached_text_in;
+    double                      text_out;
+    double                      transcribe_in;
+    double                      transcribe_out;
+} ngx_http_twirt_prices_t;
+
+
 typedef struct {
     /* the voice webhook */
     ngx_http_complex_value_t   *stream_url;
@@ -76,6 +103,35 @@ typedef struct {
     ngx_msec_t                  close_timeout;
     ngx_msec_t                  max_call_duration;
     ngx_http_twirt_ws_conf_t    twilio_ws;
+    ngx_flag_t                  stream;
+
+    /* the Realtime upstream */
+    ngx_http_twirt_url_t       *openai_url;
+    ngx_str_t                   api_key;
+    ngx_str_t                   api_key_file;
+    ngx_flag_t                  ssl_verify;
+    ngx_str_t                   ssl_trusted_certificate;
+    ngx_msec_t                  connect_timeout;
+    ngx_http_twirt_ws_conf_t    upstream_ws;
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                  *ssl;
+#endif
+
+    /* the Realtime session */
+    ngx_str_t                   model;
+    ngx_str_t                   instructions;
+    ngx_str_t                   greeting;
+    ngx_str_t                   voice;
+    ngx_str_t                   transcription;
+    ngx_str_t                   language;
+    ngx_str_t                   noise_reduction;
+    ngx_str_t                   max_output_tokens;
+    json_t                     *turn_detection;   /* NULL: unset */
+    json_t                     *tools;            /* an array */
+    json_t                     *session_json;     /* merged into session */
+    ngx_flag_t                  end_call;
+    ngx_http_twirt_prices_t    *prices;
+    ngx_msec_t                  early_audio;      /* caller audio kept */
 } ngx_http_twirt_loc_conf_t;
 
 

@@ -1,19 +1,53 @@
 
 /*
- * A call: the Twilio Media Stream and (with the upstream client) the
- * Realtime session, owned together.
+ * A call: the Twilio Media Stream and the Realtime session, owned
+ * together.  Caller audio goes Twilio -> Realtime untouched; the model's
+ * audio comes back as Twilio media, each followed by a numbered mark so
+ * that we know how much of it the caller has heard (PROTOCOLS.md,
+ * "Interruption").
  */
 
 
 #include "ngx_http_twirt_call.h"
 #include "ngx_http_twirt_twilio.h"
+#include "ngx_http_twirt_template.h"
 
 
 static void ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m);
+static void ngx_http_twirt_call_media(ngx_http_twirt_call_t *call,
+    ngx_str_t *payload);
+static void ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call,
+    ngx_str_t *name);
 static void ngx_http_twirt_call_twilio_closed(ngx_http_twirt_ws_t *ws);
+
+static void ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
+    ngx_int_t rc);
+static void ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
+    const char *type, json_t *ev);
+static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_function(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_error(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
+    ngx_str_t *instructions);
+static void ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws);
+static ngx_int_t ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_check_end(ngx_http_twirt_call_t *call);
+
+static void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call,
+    const char *type, json_t *fields);
 static void ngx_http_twirt_call_duration(ngx_event_t *ev);
 static void ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_request_cleanup(void *data);
@@ -22,6 +56,7 @@ static u_char *ngx_http_twirt_call_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
 static ngx_int_t ngx_http_twirt_call_str(ngx_http_twirt_call_t *call,
     ngx_str_t *dst, ngx_str_t *src);
+static ngx_int_t ngx_http_twirt_base64_valid(ngx_str_t *s);
 
 
 static ngx_str_t  ngx_http_twirt_none = ngx_string("-");
@@ -34,12 +69,15 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     ngx_connection_t           *c;
     ngx_http_cleanup_t         *cln;
     ngx_http_twirt_call_t      *call;
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_twirt_upstream_t  *u;
     ngx_http_twirt_loc_conf_t  *tlcf;
 
     c = r->connection;
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    pool = ngx_create_pool(1024, c->log);
+    pool = ngx_create_pool(2048, c->log);
     if (pool == NULL) {
         return NULL;
     }
@@ -75,10 +113,10 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
 
     call->log_handler = c->log->handler;
     call->log_data = c->log->data;
+    call->log_connection = c->log;
     c->log->handler = ngx_http_twirt_call_log_error;
     c->log->data = call;
     c->log->action = "streaming";
-    call->log_connection = c->log;
 
     call->twilio = ngx_http_twirt_ws_create(pool, c, &tlcf->twilio_ws,
                                             NGX_HTTP_TWIRT_WS_SERVER);
@@ -103,9 +141,43 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->duration_timer.handler = ngx_http_twirt_call_duration;
     call->duration_timer.data = call;
     call->duration_timer.log = call->log;
+    call->duration_timer.cancelable = 1;
 
     if (tlcf->max_call_duration) {
         ngx_add_timer(&call->duration_timer, tlcf->max_call_duration);
+    }
+
+    /* the upstream is opened now, before Twilio's "start" */
+
+    u = ngx_pcalloc(pool, sizeof(ngx_http_twirt_upstream_t));
+    if (u == NULL) {
+        goto failed;
+    }
+
+    u->pool = pool;
+    u->log = ngx_palloc(pool, sizeof(ngx_log_t));
+    if (u->log == NULL) {
+        goto failed;
+    }
+
+    *u->log = *call->log;
+    u->log->action = "connecting to the Realtime API";
+
+    u->conf = tlcf;
+    u->resolver = clcf->resolver;
+    u->resolver_timeout = clcf->resolver_timeout;
+    u->data = call;
+    u->handler = ngx_http_twirt_call_upstream_done;
+    u->on_message = ngx_http_twirt_call_realtime_message;
+    u->on_closed = ngx_http_twirt_call_realtime_closed;
+
+    call->upstream = u;
+
+    if (ngx_http_twirt_upstream_connect(u) != NGX_OK) {
+        ngx_http_twirt_upstream_cancel(u);
+        call->upstream = NULL;
+        ngx_http_twirt_call_end(call, "upstream failed",
+                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
     }
 
     return call;
@@ -127,6 +199,8 @@ failed:
     return NULL;
 }
 
+
+/* Twilio -> call */
 
 static void
 ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
@@ -156,10 +230,12 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
 
     case NGX_HTTP_TWIRT_TWILIO_MEDIA:
         call->media_in++;
+        ngx_http_twirt_call_media(call, &m.payload);
         break;
 
     case NGX_HTTP_TWIRT_TWILIO_MARK:
         call->marks_in++;
+        ngx_http_twirt_call_mark(call, &m.mark);
         break;
 
     case NGX_HTTP_TWIRT_TWILIO_START:
@@ -175,11 +251,13 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
         call->dtmf_in++;
         ngx_log_error(NGX_LOG_INFO, call->log, 0,
                       "twirt: caller pressed \"%V\"", &m.digit);
+        ngx_http_twirt_call_event(call, "dtmf",
+                                  json_pack("{s:s%}", "digit", m.digit.data,
+                                            m.digit.len));
         break;
 
     case NGX_HTTP_TWIRT_TWILIO_STOP:
-        call->stopped = 1;
-        ngx_http_twirt_call_end(call, "stop");
+        ngx_http_twirt_call_end(call, "stop", NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
         break;
 
     default:
@@ -209,44 +287,130 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
                                    &m->account_sid)
            != NGX_OK)
     {
-        ngx_http_twirt_call_end(call, "out of memory");
+        ngx_http_twirt_call_end(call, "out of memory",
+                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
         return;
     }
 
-    if (m->parameters) {
-        call->parameters = json_incref(m->parameters);
-    }
-
+    call->parameters = m->parameters ? json_incref(m->parameters)
+                                     : json_object();
     call->started = 1;
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "twirt: call started after %M ms, %ui media before start",
                   ngx_current_msec - call->upgraded, call->media_in);
+
+    ngx_http_twirt_call_event(call, "state",
+                              json_pack("{s:s}", "status", "connecting"));
+
+    ngx_http_twirt_call_configure(call);
 }
 
 
 /*
- * Ends the call: both sides are closed with a handshake; the summary is
- * logged and everything freed once both have closed.
+ * A caller frame: passed on untouched once the session is configured,
+ * kept in order until then (about 2 s at most; more is counted and
+ * dropped).
  */
 
-void
-ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, const char *reason)
+static void
+ngx_http_twirt_call_media(ngx_http_twirt_call_t *call, ngx_str_t *payload)
 {
-    if (call->end_reason == NULL) {
-        call->end_reason = reason;
-    }
+    u_char     *p;
+    size_t      need;
+    ngx_str_t   parts[3];
 
-    if (call->ending) {
+    if (ngx_http_twirt_base64_valid(payload) != NGX_OK) {
+        call->invalid_in++;
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: ignored media with a payload that is not "
+                      "base64");
         return;
     }
 
-    call->ending = 1;
+    if (call->configured) {
+        if (call->realtime == NULL || call->ending) {
+            return;
+        }
 
-    if (!call->twilio->closed) {
-        ngx_http_twirt_ws_close(call->twilio, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL,
-                                NULL);
+        ngx_str_set(&parts[0],
+                    "{\"type\":\"input_audio_buffer.append\",\"audio\":\"");
+        parts[1] = *payload;
+        ngx_str_set(&parts[2], "\"}");
+
+        (void) ngx_http_twirt_ws_send_parts(call->realtime,
+                                            NGX_HTTP_TWIRT_WS_TEXT, parts, 3);
+        return;
     }
+
+    if (call->early_frames >= call->conf->early_audio / 20) {
+        if (call->early_dropped++ == 0) {
+            ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                          "twirt: the Realtime session is not ready after "
+                          "%ui frames of caller audio, dropping more",
+                          call->early_frames);
+        }
+
+        return;
+    }
+
+    need = sizeof(size_t) + payload->len;
+
+    if (call->early_size - call->early_len < need) {
+        p = ngx_alloc(ngx_max(call->early_size * 2,
+                              call->early_len + need + 4096), call->log);
+        if (p == NULL) {
+            call->early_dropped++;
+            return;
+        }
+
+        if (call->early) {
+            ngx_memcpy(p, call->early, call->early_len);
+            ngx_free(call->early);
+        }
+
+        call->early = p;
+        call->early_size = ngx_max(call->early_size * 2,
+                                   call->early_len + need + 4096);
+    }
+
+    p = call->early + call->early_len;
+    ngx_memcpy(p, &payload->len, sizeof(size_t));
+    ngx_memcpy(p + sizeof(size_t), payload->data, payload->len);
+
+    call->early_len += need;
+    call->early_frames++;
+}
+
+
+/* Twilio played the audio up to this mark: names are our sequence */
+
+static void
+ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call, ngx_str_t *name)
+{
+    ngx_int_t               seq;
+    ngx_http_twirt_mark_t  *mark;
+
+    seq = ngx_atoi(name->data, name->len);
+
+    if (seq == NGX_ERROR || (ngx_uint_t) seq <= call->clear_seq) {
+        /* after a clear, echoed marks do not prove playback */
+        return;
+    }
+
+    while (call->mark_count) {
+        mark = &call->marks[call->mark_head];
+
+        if (mark->seq > (ngx_uint_t) seq) {
+            break;
+        }
+
+        call->items[mark->item].played = mark->bytes;
+        call->mark_head = (call->mark_head + 1) % NGX_HTTP_TWIRT_MARKS;
+        call->mark_count--;
+    }
+
+    ngx_http_twirt_call_check_end(call);
 }
 
 
@@ -257,17 +421,754 @@ ngx_http_twirt_call_twilio_closed(ngx_http_twirt_ws_t *ws)
 
     if (!call->ending) {
         if (ws->error) {
-            ngx_http_twirt_call_end(call, ws->error);
+            ngx_http_twirt_call_end(call, ws->error, 0);
 
         } else if (ws->close_received) {
-            ngx_http_twirt_call_end(call, "twilio closed");
+            ngx_http_twirt_call_end(call, "twilio closed", 0);
 
         } else {
-            ngx_http_twirt_call_end(call, "twilio lost");
+            ngx_http_twirt_call_end(call, "twilio lost", 0);
         }
     }
 
     ngx_http_twirt_call_finish(call);
+}
+
+
+/* the upstream is connected and upgraded, or it failed */
+
+static void
+ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
+    ngx_int_t rc)
+{
+    ngx_http_twirt_call_t  *call = u->data;
+
+    call->upstream = NULL;
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                      "twirt: Realtime API unavailable: %s", u->error);
+
+        ngx_http_twirt_call_event(call, "error",
+                                  json_pack("{s:s,s:s}", "kind", "upstream",
+                                            "message", u->error));
+
+        call->failed = 1;
+        ngx_http_twirt_call_end(call, u->error,
+                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
+        ngx_http_twirt_call_finish(call);
+        return;
+    }
+
+    call->realtime = u->ws;
+    call->realtime->connection->log = u->log;
+    u->log->action = "talking to the Realtime API";
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "twirt: upstream connected in %M ms",
+                   ngx_current_msec - call->upgraded);
+
+    if (call->ending) {
+        ngx_http_twirt_ws_close(call->realtime, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL,
+                                NULL);
+    }
+
+    /* frames that came with the 101, and the events from now on */
+    ngx_post_event(call->realtime->connection->read, &ngx_posted_events);
+
+    ngx_http_twirt_call_configure(call);
+}
+
+
+/*
+ * Once both the upstream and Twilio's "start" are here: the session
+ * update (templates filled from the call's parameters), then the caller
+ * audio kept so far, in order.
+ */
+
+static void
+ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
+{
+    u_char     *p, *end;
+    json_t     *ev;
+    ngx_str_t   instructions, payload;
+
+    if (call->configured || call->ending || call->realtime == NULL
+        || !call->started)
+    {
+        return;
+    }
+
+    if (ngx_http_twirt_template(call->pool, call->log,
+                                &call->conf->instructions, &call->parameters,
+                                1, &instructions)
+        != NGX_OK)
+    {
+        ngx_http_twirt_call_end(call, "out of memory",
+                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
+        return;
+    }
+
+    ev = ngx_http_twirt_realtime_session(call->conf, &instructions);
+
+    if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
+        json_decref(ev);
+        ngx_http_twirt_call_end(call, "session update failed",
+                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
+        return;
+    }
+
+    json_decref(ev);
+
+    call->configured = 1;
+
+    p = call->early;
+    end = p + call->early_len;
+
+    while (p < end) {
+        ngx_memcpy(&payload.len, p, sizeof(size_t));
+        payload.data = p + sizeof(size_t);
+        p += sizeof(size_t) + payload.len;
+
+        ngx_http_twirt_call_media(call, &payload);
+    }
+
+    if (call->early_frames || call->early_dropped) {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: sent %ui frames of caller audio kept while "
+                      "connecting, %ui dropped",
+                      call->early_frames, call->early_dropped);
+    }
+
+    if (call->early) {
+        ngx_free(call->early);
+        call->early = NULL;
+        call->early_len = 0;
+        call->early_size = 0;
+    }
+}
+
+
+/* Realtime -> call */
+
+static void
+ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_twirt_call_t  *call = ws->data;
+
+    json_t        *ev;
+    const char    *type;
+    json_error_t   err;
+
+    if (opcode != NGX_HTTP_TWIRT_WS_TEXT) {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: ignored a binary message of %uz bytes from "
+                      "the Realtime API", len);
+        return;
+    }
+
+    ev = json_loadb((const char *) data, len, 0, &err);
+
+    if (ev == NULL || !json_is_object(ev)) {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: ignored invalid JSON from the Realtime API: "
+                      "%s", ev ? "not an object" : err.text);
+        json_decref(ev);
+        return;
+    }
+
+    type = json_string_value(json_object_get(ev, "type"));
+
+    if (type) {
+        ngx_http_twirt_call_realtime_event(call, type, ev);
+    }
+
+    json_decref(ev);
+}
+
+
+static void
+ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
+    const char *type, json_t *ev)
+{
+    json_t      *v;
+    ngx_str_t    s, greeting;
+    const char  *text;
+
+    if (ngx_strcmp(type, "response.output_audio.delta") == 0) {
+        ngx_http_twirt_call_delta(call, ev);
+        return;
+    }
+
+    if (ngx_strcmp(type, "input_audio_buffer.speech_started") == 0) {
+        ngx_http_twirt_call_barge_in(call);
+        return;
+    }
+
+    if (ngx_strcmp(type, "response.created") == 0) {
+        v = json_object_get(json_object_get(ev, "response"), "id");
+        text = json_string_value(v);
+
+        call->response_active = 1;
+
+        if (text && json_string_length(v) < NGX_HTTP_TWIRT_ID_MAX) {
+            call->response_id_len = json_string_length(v);
+            ngx_memcpy(call->response_id, text, call->response_id_len);
+        }
+
+        return;
+    }
+
+    if (ngx_strcmp(type, "response.done") == 0) {
+        ngx_http_twirt_call_response_done(call, ev);
+        return;
+    }
+
+    if (ngx_strcmp(type, "response.output_audio_transcript.done") == 0
+        || ngx_strcmp(type,
+                      "conversation.item.input_audio_transcription.completed")
+           == 0)
+    {
+        v = json_object_get(ev, "transcript");
+
+        if (!json_is_string(v)) {
+            return;
+        }
+
+        if (type[0] == 'c') {
+            ngx_http_twirt_realtime_transcription_usage(
+                json_object_get(ev, "usage"), &call->usage);
+        }
+
+        ngx_http_twirt_call_event(call, "transcript",
+            json_pack("{s:s,s:O,s:O*}",
+                      "role", type[0] == 'c' ? "caller" : "agent",
+                      "text", v,
+                      "item_id", json_object_get(ev, "item_id")));
+        return;
+    }
+
+    if (ngx_strcmp(type, "response.function_call_arguments.done") == 0) {
+        ngx_http_twirt_call_function(call, ev);
+        return;
+    }
+
+    if (ngx_strcmp(type, "error") == 0) {
+        ngx_http_twirt_call_error(call, ev);
+        return;
+    }
+
+    if (ngx_strcmp(type, "session.created") == 0) {
+        v = json_object_get(json_object_get(ev, "session"), "id");
+
+        if (json_is_string(v)) {
+            s.data = (u_char *) json_string_value(v);
+            s.len = json_string_length(v);
+            (void) ngx_http_twirt_call_str(call, &call->session_id, &s);
+        }
+
+        return;
+    }
+
+    if (ngx_strcmp(type, "session.updated") == 0) {
+        if (call->updated) {
+            return;
+        }
+
+        call->updated = 1;
+
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: session ready %M ms after the upgrade",
+                      ngx_current_msec - call->upgraded);
+
+        ngx_http_twirt_call_event(call, "state",
+                                  json_pack("{s:s}", "status", "active"));
+
+        if (call->conf->greeting.len) {
+            if (ngx_http_twirt_template(call->pool, call->log,
+                                        &call->conf->greeting,
+                                        &call->parameters, 1, &greeting)
+                != NGX_OK)
+            {
+                return;
+            }
+
+            ngx_http_twirt_call_response_create(call, &greeting);
+        }
+
+        return;
+    }
+
+    if (ngx_strcmp(type, "rate_limits.updated") == 0) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                       "twirt: rate limits updated");
+        return;
+    }
+}
+
+
+/*
+ * The model's audio: a Twilio media message, then a mark numbered in
+ * sequence whose echo tells how much of the item has been played.
+ */
+
+static void
+ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    json_t                 *v;
+    size_t                  bytes;
+    ngx_str_t               delta, parts[5], item_id, response_id;
+    ngx_uint_t              i;
+    ngx_http_twirt_item_t  *item;
+    ngx_http_twirt_mark_t  *mark;
+    u_char                  seq[NGX_INT_T_LEN];
+
+    v = json_object_get(ev, "delta");
+
+    if (!json_is_string(v) || call->ending || !call->started) {
+        return;
+    }
+
+    delta.data = (u_char *) json_string_value(v);
+    delta.len = json_string_length(v);
+
+    v = json_object_get(ev, "response_id");
+    response_id.data = (u_char *) json_string_value(v);
+    response_id.len = response_id.data ? json_string_length(v) : 0;
+
+    if (call->dropped_id_len && response_id.len == call->dropped_id_len
+        && ngx_memcmp(response_id.data, call->dropped_id, response_id.len)
+           == 0)
+    {
+        /* a late delta of the response the caller interrupted */
+        call->dropped_deltas++;
+        return;
+    }
+
+    if (ngx_http_twirt_base64_valid(&delta) != NGX_OK || delta.len == 0) {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: ignored an audio delta that is not base64");
+        return;
+    }
+
+    v = json_object_get(ev, "item_id");
+    item_id.data = (u_char *) json_string_value(v);
+    item_id.len = item_id.data ? json_string_length(v) : 0;
+
+    if (item_id.len >= NGX_HTTP_TWIRT_ID_MAX) {
+        item_id.len = NGX_HTTP_TWIRT_ID_MAX - 1;
+    }
+
+    item = &call->items[call->item];
+
+    if (item->id_len != item_id.len
+        || ngx_memcmp(item->id, item_id.data, item_id.len) != 0)
+    {
+        /* a new item: reset its accounting */
+        if (item->id_len || item->received) {
+            call->item = (call->item + 1) % NGX_HTTP_TWIRT_ITEMS;
+            item = &call->items[call->item];
+        }
+
+        ngx_memcpy(item->id, item_id.data, item_id.len);
+        item->id_len = item_id.len;
+        item->received = 0;
+        item->played = 0;
+    }
+
+    bytes = delta.len / 4 * 3;
+
+    for (i = delta.len; i > 0 && delta.data[i - 1] == '='; i--) {
+        bytes--;
+    }
+
+    item->received += bytes;
+
+    ngx_str_set(&parts[0], "{\"event\":\"media\",\"streamSid\":\"");
+    parts[1] = call->stream_sid;
+    ngx_str_set(&parts[2], "\",\"media\":{\"payload\":\"");
+    parts[3] = delta;
+    ngx_str_set(&parts[4], "\"}}");
+
+    if (ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
+                                     parts, 5)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    call->media_out++;
+
+    if (call->mark_count == NGX_HTTP_TWIRT_MARKS) {
+        /* marks carry totals: the next one covers this audio too */
+        return;
+    }
+
+    call->mark_seq++;
+
+    mark = &call->marks[(call->mark_head + call->mark_count)
+                        % NGX_HTTP_TWIRT_MARKS];
+    mark->seq = call->mark_seq;
+    mark->item = call->item;
+    mark->bytes = item->received;
+    call->mark_count++;
+
+    ngx_str_set(&parts[0], "{\"event\":\"mark\",\"streamSid\":\"");
+    parts[1] = call->stream_sid;
+    ngx_str_set(&parts[2], "\",\"mark\":{\"name\":\"");
+    parts[3].data = seq;
+    parts[3].len = ngx_sprintf(seq, "%ui", call->mark_seq) - seq;
+    ngx_str_set(&parts[4], "\"}}");
+
+    (void) ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
+                                        parts, 5);
+}
+
+
+/*
+ * The caller speaks while the model's audio may still be playing: clear
+ * Twilio's buffer and truncate the item being played to exactly what was
+ * heard, floor(min(played, received)) ms, from the last mark echoed
+ * before the clear; never from inbound media timestamps.
+ */
+
+static void
+ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call)
+{
+    json_t                 *ev;
+    uint64_t                ms;
+    ngx_str_t               parts[3];
+    ngx_http_twirt_item_t  *item;
+
+    if (call->response_active && call->response_id_len) {
+        /* the server cancels it (interrupt_response): drop what is late */
+        ngx_memcpy(call->dropped_id, call->response_id,
+                   call->response_id_len);
+        call->dropped_id_len = call->response_id_len;
+    }
+
+    if (call->mark_count == 0) {
+        /* nothing is playing: no clear, no truncate */
+        return;
+    }
+
+    ngx_str_set(&parts[0], "{\"event\":\"clear\",\"streamSid\":\"");
+    parts[1] = call->stream_sid;
+    ngx_str_set(&parts[2], "\"}");
+
+    (void) ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
+                                        parts, 3);
+    call->clears++;
+
+    item = &call->items[call->marks[call->mark_head].item];
+
+    call->clear_seq = call->mark_seq;
+    call->mark_count = 0;
+
+    ms = ngx_min(item->played, item->received) / 8;
+
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "twirt: barge-in: item \"%*s\" played %uL ms of %uL ms",
+                  item->id_len, item->id, item->played / 8,
+                  item->received / 8);
+
+    if (item->played == 0 || item->played >= item->received
+        || item->id_len == 0)
+    {
+        return;
+    }
+
+    ev = json_pack("{s:s,s:s%,s:i,s:I}",
+                   "type", "conversation.item.truncate",
+                   "item_id", item->id, item->id_len,
+                   "content_index", 0,
+                   "audio_end_ms", (json_int_t) ms);
+
+    if (ev && ngx_http_twirt_call_send_json(call, ev) == NGX_OK) {
+        call->truncates++;
+    }
+
+    json_decref(ev);
+
+    item->received = item->played;
+}
+
+
+static void
+ngx_http_twirt_call_function(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    json_t      *out;
+    const char  *name;
+
+    name = json_string_value(json_object_get(ev, "name"));
+
+    if (name == NULL) {
+        return;
+    }
+
+    ngx_http_twirt_call_event(call, "tool",
+        json_pack("{s:s,s:O*,s:O*}", "name", name,
+                  "call_id", json_object_get(ev, "call_id"),
+                  "arguments", json_object_get(ev, "arguments")));
+
+    if (ngx_strcmp(name, "end_call") == 0 && call->conf->end_call) {
+        /* the goodbye plays to its end, then the stream closes */
+        call->end_call_pending = 1;
+        ngx_http_twirt_call_check_end(call);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                  "twirt: the model called unknown tool \"%s\"", name);
+
+    out = json_pack("{s:s,s:{s:s,s:O*,s:s}}",
+                    "type", "conversation.item.create",
+                    "item", "type", "function_call_output",
+                    "call_id", json_object_get(ev, "call_id"),
+                    "output", "{\"error\":\"unknown tool\"}");
+
+    if (out) {
+        (void) ngx_http_twirt_call_send_json(call, out);
+        json_decref(out);
+    }
+
+    ngx_http_twirt_call_response_create(call, NULL);
+}
+
+
+static void
+ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    json_t      *response;
+    const char  *status;
+    ngx_str_t    instructions;
+
+    response = json_object_get(ev, "response");
+    status = json_string_value(json_object_get(response, "status"));
+
+    ngx_http_twirt_realtime_usage(json_object_get(response, "usage"),
+                                  &call->usage);
+
+    call->response_active = 0;
+    call->response_id_len = 0;
+
+    if (status && ngx_strcmp(status, "failed") == 0) {
+        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                      "twirt: response failed: %s",
+                      json_string_value(json_object_get(json_object_get(
+                          json_object_get(response, "status_details"),
+                          "error"), "code")));
+    }
+
+    if (call->response_queued) {
+        call->response_queued = 0;
+        instructions = call->queued_instructions;
+        ngx_str_null(&call->queued_instructions);
+        ngx_http_twirt_call_response_create(call, instructions.len
+                                                  ? &instructions : NULL);
+    }
+
+    ngx_http_twirt_call_check_end(call);
+}
+
+
+static void
+ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    json_t      *error;
+    const char  *code, *message, *event_id;
+
+    error = json_object_get(ev, "error");
+    code = json_string_value(json_object_get(error, "code"));
+    message = json_string_value(json_object_get(error, "message"));
+    event_id = json_string_value(json_object_get(error, "event_id"));
+
+    code = code ? code : "unknown";
+    message = message ? message : "";
+
+    if (ngx_strcmp(code, "conversation_already_has_active_response") == 0) {
+        call->response_queued = 1;
+        return;
+    }
+
+    if (ngx_strcmp(code, "response_cancel_not_active") == 0) {
+        return;
+    }
+
+    ngx_http_twirt_call_event(call, "error",
+                              json_pack("{s:s,s:s,s:s}", "kind", "realtime",
+                                        "code", code, "message", message));
+
+    if (event_id && ngx_strcmp(event_id, NGX_HTTP_TWIRT_SESSION_EVENT) == 0) {
+        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                      "twirt: the Realtime API rejected the session "
+                      "update: %s: %s", code, message);
+        call->failed = 1;
+        ngx_http_twirt_call_end(call, "session update rejected",
+                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
+        return;
+    }
+
+    if (ngx_strcmp(code, "session_expired") == 0) {
+        ngx_http_twirt_call_end(call, "session expired",
+                                NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+        return;
+    }
+
+    if (ngx_strcmp(code, "invalid_api_key") == 0) {
+        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                      "twirt: the Realtime API refused the API key");
+        call->failed = 1;
+        ngx_http_twirt_call_end(call, "invalid api key",
+                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                  "twirt: Realtime API error %s: %s", code, message);
+}
+
+
+/* one response at a time: a second one waits for response.done */
+
+static void
+ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
+    ngx_str_t *instructions)
+{
+    json_t  *ev;
+
+    if (call->response_active) {
+        call->response_queued = 1;
+
+        if (instructions) {
+            call->queued_instructions = *instructions;
+        }
+
+        return;
+    }
+
+    if (instructions) {
+        ev = json_pack("{s:s,s:{s:s%}}", "type", "response.create",
+                       "response", "instructions", instructions->data,
+                       instructions->len);
+    } else {
+        ev = json_pack("{s:s}", "type", "response.create");
+    }
+
+    if (ev && ngx_http_twirt_call_send_json(call, ev) == NGX_OK) {
+        /* active from now: a server VAD response may race with it */
+        call->response_active = 1;
+    }
+
+    json_decref(ev);
+}
+
+
+static void
+ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws)
+{
+    ngx_http_twirt_call_t  *call = ws->data;
+
+    u_char  *p;
+
+    if (!call->ending) {
+        p = ngx_pnalloc(call->pool, 64);
+
+        if (p) {
+            if (ws->error) {
+                ngx_sprintf(p, "upstream %s%Z", ws->error);
+
+            } else {
+                ngx_sprintf(p, "upstream closed %ui%Z", ws->peer_close_code);
+            }
+        }
+
+        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                      "twirt: the Realtime API connection ended: %s",
+                      p ? (char *) p : "upstream closed");
+
+        call->failed = 1;
+        ngx_http_twirt_call_end(call, p ? (char *) p : "upstream closed",
+                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
+    }
+
+    ngx_http_twirt_call_finish(call);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    char       *s;
+    ngx_int_t   rc;
+
+    if (call->realtime == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = json_dumps(ev, JSON_COMPACT);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_twirt_ws_send(call->realtime, NGX_HTTP_TWIRT_WS_TEXT,
+                                (u_char *) s, ngx_strlen(s));
+    free(s);
+
+    return rc;
+}
+
+
+/* end_call: once its response is done and the caller heard all of it */
+
+static void
+ngx_http_twirt_call_check_end(ngx_http_twirt_call_t *call)
+{
+    if (call->end_call_pending && !call->response_active
+        && call->mark_count == 0)
+    {
+        ngx_http_twirt_call_end(call, "end_call",
+                                NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+    }
+}
+
+
+/*
+ * Ends the call: both sides are closed with a handshake (closing Twilio's
+ * stream makes Twilio hang up, follow <Connect action> or play the
+ * fallback); the summary is logged and everything freed once both have
+ * closed.
+ */
+
+void
+ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, const char *reason,
+    ngx_uint_t code)
+{
+    if (call->end_reason == NULL) {
+        call->end_reason = reason;
+        call->end_code = code ? code : NGX_HTTP_TWIRT_WS_CLOSE_NORMAL;
+    }
+
+    if (call->ending) {
+        return;
+    }
+
+    call->ending = 1;
+
+    if (!call->twilio->closed) {
+        ngx_http_twirt_ws_close(call->twilio, call->end_code, NULL);
+    }
+
+    if (call->upstream) {
+        ngx_http_twirt_upstream_cancel(call->upstream);
+        call->upstream = NULL;
+    }
+
+    if (call->realtime && !call->realtime->closed) {
+        ngx_http_twirt_ws_close(call->realtime, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL,
+                                NULL);
+    }
 }
 
 
@@ -279,25 +1180,50 @@ ngx_http_twirt_call_duration(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "twirt: call reached twirt_max_call_duration");
 
-    ngx_http_twirt_call_end(call, "max call duration");
+    ngx_http_twirt_call_end(call, "max call duration",
+                            NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
 }
 
+
+/* frees the call when both sides are closed */
 
 static void
 ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 {
     ngx_msec_t  ms;
 
+    if (!call->twilio->notified
+        || (call->realtime && !call->realtime->notified)
+        || call->upstream)
+    {
+        return;
+    }
+
     ms = ngx_current_msec - call->upgraded;
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "twirt: call \"%V\" stream \"%V\" ended: %s, "
-                  "duration %M.%03Ms, frames in %ui out %ui, media in %ui, "
-                  "marks in %ui, dtmf %ui, ignored %ui",
+                  "duration %M.%03Ms, frames in %ui out %ui, media in %ui "
+                  "out %ui, marks in %ui, dtmf %ui, ignored %ui, "
+                  "upstream frames in %ui out %ui, clears %ui, "
+                  "truncates %ui, tokens %uL, cost $%.6f",
                   &call->call_sid, &call->stream_sid, call->end_reason,
                   ms / 1000, ms % 1000, call->twilio->frames_in,
-                  call->twilio->frames_out, call->media_in, call->marks_in,
-                  call->dtmf_in, call->invalid_in);
+                  call->twilio->frames_out, call->media_in, call->media_out,
+                  call->marks_in, call->dtmf_in, call->invalid_in,
+                  call->realtime ? call->realtime->frames_in : 0,
+                  call->realtime ? call->realtime->frames_out : 0,
+                  call->clears, call->truncates, call->usage.total,
+                  ngx_http_twirt_realtime_cost(call->conf->prices,
+                                               &call->usage));
+
+    ngx_http_twirt_call_event(call, "state",
+        json_pack("{s:s,s:s,s:I,s:f}",
+                  "status", call->failed ? "failed" : "ended",
+                  "reason", call->end_reason,
+                  "tokens", (json_int_t) call->usage.total,
+                  "cost_usd", ngx_http_twirt_realtime_cost(call->conf->prices,
+                                                           &call->usage)));
 
     if (call->duration_timer.timer_set) {
         ngx_del_timer(&call->duration_timer);
@@ -308,11 +1234,54 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
         call->parameters = NULL;
     }
 
+    if (call->early) {
+        ngx_free(call->early);
+        call->early = NULL;
+    }
+
     ngx_http_twirt_call_release_log(call);
+
+    if (call->realtime) {
+        ngx_http_twirt_ws_free(call->realtime);
+    }
 
     ngx_http_twirt_ws_free(call->twilio);
 
     ngx_destroy_pool(call->pool);
+}
+
+
+/*
+ * A call event: a transcript line, a state change, a tool call, an error.
+ * Logged as one JSON object per line (Redis comes with its issue); fields
+ * is consumed.
+ */
+
+static void
+ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
+    json_t *fields)
+{
+    char  *s;
+
+    if (fields == NULL) {
+        return;
+    }
+
+    json_object_set_new(fields, "type", json_string(type));
+    json_object_set_new(fields, "call_sid",
+                        json_stringn((char *) call->call_sid.data,
+                                     call->call_sid.len));
+    json_object_set_new(fields, "ms",
+                        json_integer(ngx_current_msec - call->upgraded));
+
+    s = json_dumps(fields, JSON_COMPACT|JSON_SORT_KEYS);
+
+    if (s) {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0, "twirt: event %s", s);
+        free(s);
+    }
+
+    json_decref(fields);
 }
 
 
@@ -396,6 +1365,27 @@ ngx_http_twirt_call_str(ngx_http_twirt_call_t *call, ngx_str_t *dst,
 
     ngx_memcpy(dst->data, src->data, src->len);
     dst->len = src->len;
+
+    return NGX_OK;
+}
+
+
+/* audio goes into JSON strings unescaped: only base64 may pass */
+
+static ngx_int_t
+ngx_http_twirt_base64_valid(ngx_str_t *s)
+{
+    u_char  *p, *end, c;
+
+    for (p = s->data, end = p + s->len; p < end; p++) {
+        c = *p;
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
+        {
+            return NGX_DECLINED;
+        }
+    }
 
     return NGX_OK;
 }

@@ -116,6 +116,15 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
         return;
     }
 
+    /* frames that arrived with the handshake */
+
+    if (ws->in_pos != ws->in_last && !ws->header
+        && ngx_http_twirt_ws_process(ws) != NGX_OK)
+    {
+        ngx_http_twirt_ws_notify(ws);
+        return;
+    }
+
     while (rev->ready && !ws->closed) {
 
         n = c->recv(c, ws->in_last,
@@ -685,6 +694,7 @@ ngx_http_twirt_ws_notify(ngx_http_twirt_ws_t *ws)
 void
 ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
 {
+    ngx_pool_t          *pool;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
@@ -724,7 +734,12 @@ ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
                 (void) ngx_ssl_shutdown(c);
             }
 #endif
+            pool = c->pool;
             ngx_close_connection(c);
+
+            if (pool) {
+                ngx_destroy_pool(pool);
+            }
         }
     }
 

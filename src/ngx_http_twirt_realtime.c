@@ -1,0 +1,273 @@
+
+/*
+ * Realtime API (GA) events: the session.update we send, and the usage and
+ * cost we read from response.done and transcription events.
+ */
+
+
+#include "ngx_http_twirt_realtime.h"
+
+
+static json_t *ngx_http_twirt_json_str(ngx_str_t *s);
+static uint64_t ngx_http_twirt_json_uint(json_t *obj, const char *key);
+static ngx_int_t ngx_http_twirt_in_list(ngx_str_t *s, const char **list);
+
+
+static const char  *ngx_http_twirt_voices[] = {
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
+    "marin", "cedar", NULL
+};
+
+
+static const char  *ngx_http_twirt_transcription_models[] = {
+    "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", NULL
+};
+
+
+/*
+ * The GA shape: audio/pcmu both ways, so that Twilio's payloads pass
+ * through untouched.  Never beta fields, never "temperature".
+ */
+
+json_t *
+ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
+    ngx_str_t *instructions)
+{
+    json_t  *ev, *session, *audio, *input, *output, *tools, *tool, *t;
+
+    ev = json_object();
+    session = json_object();
+    audio = json_object();
+    input = json_object();
+    output = json_object();
+    tools = json_array();
+
+    if (ev == NULL || session == NULL || audio == NULL || input == NULL
+        || output == NULL || tools == NULL)
+    {
+        goto failed;
+    }
+
+    json_object_set_new(ev, "type", json_string("session.update"));
+    json_object_set_new(ev, "event_id",
+                        json_string(NGX_HTTP_TWIRT_SESSION_EVENT));
+
+    json_object_set_new(session, "type", json_string("realtime"));
+    json_object_set_new(session, "model", ngx_http_twirt_json_str(&conf->model));
+
+    if (instructions->len) {
+        json_object_set_new(session, "instructions",
+                            ngx_http_twirt_json_str(instructions));
+    }
+
+    json_object_set_new(session, "output_modalities",
+                        json_pack("[s]", "audio"));
+
+    json_object_set_new(input, "format", json_pack("{s:s}", "type",
+                                                   "audio/pcmu"));
+
+    if (conf->noise_reduction.len == 3
+        && ngx_strncmp(conf->noise_reduction.data, "off", 3) == 0)
+    {
+        json_object_set_new(input, "noise_reduction", json_null());
+
+    } else {
+        t = json_object();
+        json_object_set_new(t, "type",
+                            ngx_http_twirt_json_str(&conf->noise_reduction));
+        json_object_set_new(input, "noise_reduction", t);
+    }
+
+    if (conf->transcription.len) {
+        t = json_object();
+        json_object_set_new(t, "model",
+                            ngx_http_twirt_json_str(&conf->transcription));
+        if (conf->language.len) {
+            json_object_set_new(t, "language",
+                                ngx_http_twirt_json_str(&conf->language));
+        }
+
+        json_object_set_new(input, "transcription", t);
+    }
+
+    if (conf->turn_detection) {
+        json_object_set(input, "turn_detection", conf->turn_detection);
+    }
+
+    json_object_set_new(output, "format", json_pack("{s:s}", "type",
+                                                    "audio/pcmu"));
+    json_object_set_new(output, "voice", ngx_http_twirt_json_str(&conf->voice));
+
+    json_object_set_new(audio, "input", input);
+    json_object_set_new(audio, "output", output);
+    json_object_set_new(session, "audio", audio);
+
+    if (conf->end_call) {
+        tool = json_pack("{s:s,s:s,s:s,s:{s:s,s:{}}}",
+                         "type", "function",
+                         "name", "end_call",
+                         "description",
+                         "End the phone call. Call it after you have said "
+                         "goodbye; the caller hears the rest of your last "
+                         "sentence first.",
+                         "parameters", "type", "object", "properties");
+        json_array_append_new(tools, tool);
+    }
+
+    if (conf->tools) {
+        json_array_extend(tools, conf->tools);
+    }
+
+    if (json_array_size(tools)) {
+        json_object_set_new(session, "tools", tools);
+        json_object_set_new(session, "tool_choice", json_string("auto"));
+
+    } else {
+        json_decref(tools);
+    }
+
+    tools = NULL;
+
+    if (conf->max_output_tokens.len == 3
+        && ngx_strncmp(conf->max_output_tokens.data, "inf", 3) == 0)
+    {
+        json_object_set_new(session, "max_output_tokens", json_string("inf"));
+
+    } else {
+        json_object_set_new(session, "max_output_tokens",
+                            json_integer(ngx_atoi(conf->max_output_tokens.data,
+                                                  conf->max_output_tokens.len)));
+    }
+
+    if (conf->session_json) {
+        json_object_update_recursive(session, conf->session_json);
+    }
+
+    json_object_set_new(ev, "session", session);
+
+    return ev;
+
+failed:
+
+    json_decref(ev);
+    json_decref(session);
+    json_decref(audio);
+    json_decref(input);
+    json_decref(output);
+    json_decref(tools);
+
+    return NULL;
+}
+
+
+/* the usage of a response.done: cached counts are subsets of the inputs */
+
+void
+ngx_http_twirt_realtime_usage(json_t *usage, ngx_http_twirt_usage_t *u)
+{
+    json_t  *in, *out, *cached;
+
+    if (!json_is_object(usage)) {
+        return;
+    }
+
+    in = json_object_get(usage, "input_token_details");
+    out = json_object_get(usage, "output_token_details");
+    cached = json_object_get(in, "cached_tokens_details");
+
+    u->total += ngx_http_twirt_json_uint(usage, "total_tokens");
+    u->text_in += ngx_http_twirt_json_uint(in, "text_tokens");
+    u->audio_in += ngx_http_twirt_json_uint(in, "audio_tokens");
+    u->cached_text_in += ngx_http_twirt_json_uint(cached, "text_tokens");
+    u->cached_audio_in += ngx_http_twirt_json_uint(cached, "audio_tokens");
+    u->text_out += ngx_http_twirt_json_uint(out, "text_tokens");
+    u->audio_out += ngx_http_twirt_json_uint(out, "audio_tokens");
+}
+
+
+/* input transcription is billed on its own */
+
+void
+ngx_http_twirt_realtime_transcription_usage(json_t *usage,
+    ngx_http_twirt_usage_t *u)
+{
+    if (!json_is_object(usage)) {
+        return;
+    }
+
+    u->transcribe_in += ngx_http_twirt_json_uint(usage, "input_tokens");
+    u->transcribe_out += ngx_http_twirt_json_uint(usage, "output_tokens");
+    u->total += ngx_http_twirt_json_uint(usage, "total_tokens");
+}
+
+
+double
+ngx_http_twirt_realtime_cost(ngx_http_twirt_prices_t *p,
+    ngx_http_twirt_usage_t *u)
+{
+    double  usd;
+
+    usd = (double) (u->audio_in - ngx_min(u->audio_in, u->cached_audio_in))
+          * p->audio_in
+          + (double) u->cached_audio_in * p->cached_audio_in
+          + (double) (u->text_in - ngx_min(u->text_in, u->cached_text_in))
+            * p->text_in
+          + (double) u->cached_text_in * p->cached_text_in
+          + (double) u->audio_out * p->audio_out
+          + (double) u->text_out * p->text_out
+          + (double) u->transcribe_in * p->transcribe_in
+          + (double) u->transcribe_out * p->transcribe_out;
+
+    return usd / 1000000.0;
+}
+
+
+ngx_int_t
+ngx_http_twirt_realtime_voice_valid(ngx_str_t *voice)
+{
+    return ngx_http_twirt_in_list(voice, ngx_http_twirt_voices);
+}
+
+
+ngx_int_t
+ngx_http_twirt_realtime_transcription_valid(ngx_str_t *model)
+{
+    return ngx_http_twirt_in_list(model, ngx_http_twirt_transcription_models);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_in_list(ngx_str_t *s, const char **list)
+{
+    for ( /* void */ ; *list; list++) {
+        if (ngx_strlen(*list) == s->len
+            && ngx_strncmp(*list, s->data, s->len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static json_t *
+ngx_http_twirt_json_str(ngx_str_t *s)
+{
+    return json_stringn((const char *) s->data, s->len);
+}
+
+
+static uint64_t
+ngx_http_twirt_json_uint(json_t *obj, const char *key)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, key);
+
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        return 0;
+    }
+
+    return (uint64_t) json_integer_value(v);
+}
