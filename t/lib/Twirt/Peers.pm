@@ -1,0 +1,200 @@
+package Twirt::Peers;
+
+# The test peers (t/peers, built on Python's websockets) from Test::Nginx
+# suites: one Realtime simulator per test file, and a simulated Twilio
+# call per block, run from a response body check once nginx is up.
+#
+# A block that places a call has:
+#   --- twilio
+#   --scenario ja-booking --param company=ACME     (twilio_sim.py options)
+#   --- check
+#   is($call->{media_received}, 95);               (Perl, Test::More)
+# where the check sees $call (the Twilio peer's summary), $twilio (all its
+# records), $sim (the simulator's records of this call's connection, in
+# order) and $sim_summary.  Each call gets a unique calltag parameter, so
+# `[calltag:{{calltag}}]` in twirt_instructions ties the two records.
+
+use strict;
+use warnings;
+use Exporter 'import';
+use File::Temp qw(tempdir);
+use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(sleep time);
+use Test::More;
+
+our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
+                 place_calls_from_blocks twirt_events error_log_text);
+
+my $top = "$ENV{PWD}";
+my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
+my @sims;
+my $json = JSON::PP->new->utf8;
+my $seq = 0;
+
+for my $dir (__FILE__ =~ m{^(.*)/t/lib/Twirt/Peers\.pm$}) {
+    $top = $dir;
+}
+
+# starts a simulator; returns { port, record, pid, dir }
+sub sim_start {
+    my (@args) = @_;
+    my $dir = tempdir(CLEANUP => 1);
+    my $pid = fork // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/stdout";
+        open STDERR, '>', "$dir/stderr";
+        { exec $python, "$top/t/peers/realtime_sim.py", '--listen',
+               '127.0.0.1:0', '--ready-file', "$dir/ready", '--record',
+               "$dir/record.jsonl", @args; }
+        POSIX::_exit(127);
+    }
+
+    my $deadline = time + 15;
+    until (-s "$dir/ready") {
+        die "realtime_sim did not start: " . _slurp("$dir/stderr")
+            if time > $deadline || waitpid($pid, POSIX::WNOHANG()) == $pid;
+        sleep 0.05;
+    }
+
+    my $info = $json->decode(_slurp("$dir/ready"));
+    my $sim = { port => $info->{port}, pid => $pid, dir => $dir,
+                record => "$dir/record.jsonl" };
+    push @sims, $sim;
+    return $sim;
+}
+
+sub sim_stop {
+    my ($sim) = @_;
+    return unless $sim->{pid};
+    kill 'TERM', $sim->{pid};
+    waitpid($sim->{pid}, 0);
+    $sim->{pid} = undef;
+}
+
+END { sim_stop($_) for @sims }
+
+# every record of the simulator, decoded
+sub sim_records {
+    my ($sim) = @_;
+    my @r;
+    open my $fh, '<', $sim->{record} or return [];
+    while (my $line = <$fh>) {
+        my $r = eval { $json->decode($line) } or next;
+        push @r, $r;
+    }
+    return \@r;
+}
+
+# runs twilio_sim.py to the end; returns (exit code, records, output)
+sub twilio_call {
+    my (@args) = @_;
+    my $dir = tempdir(CLEANUP => 1);
+    my $out = `$python $top/t/peers/twilio_sim.py --record $dir/call.jsonl @args 2>&1`;
+    my $rc = $? >> 8;
+    my @r;
+    if (open my $fh, '<', "$dir/call.jsonl") {
+        while (my $line = <$fh>) {
+            my $r = eval { $json->decode($line) } or next;
+            push @r, $r;
+        }
+    }
+    return ($rc, \@r, $out);
+}
+
+# the simulator's connection whose session carries the calltag
+sub _sim_conn {
+    my ($sim, $tag) = @_;
+    my $deadline = time + 10;
+    while (1) {
+        my $records = sim_records($sim);
+        my ($note) = grep { ($_->{dir} // '') eq 'note'
+                            && ($_->{calltag} // '') eq $tag } @$records;
+        if ($note) {
+            my $conn = $note->{conn};
+            my @mine = grep { ($_->{conn} // -1) == $conn } @$records;
+            # the connection's summary comes when it closes
+            return \@mine if grep { $_->{dir} eq 'summary' } @mine;
+        }
+        return $note ? [grep { ($_->{conn} // -1) == $note->{conn} }
+                        @$records] : []
+            if time > $deadline;
+        sleep 0.05;
+    }
+}
+
+# installs the response body check that places each block's call
+sub place_calls_from_blocks {
+    my ($sim) = @_;
+
+    Test::Nginx::Socket::add_response_body_check(sub {
+        my ($block, $body, $req_idx, $repeated, $dry_run) = @_;
+        return if $dry_run || !defined $block->twilio;
+
+        my $args = $block->twilio;
+        $args =~ s/\s+/ /g;
+        $args =~ s/\$(TEST_NGINX_\w+)/$ENV{$1} \/\/ ''/ge;
+        my $tag = "t$$-" . ++$seq;
+        my $port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT}
+                   || 1984;
+        my $url = "ws://127.0.0.1:$port/twilio/media";
+        $url = $1 if $args =~ s/--url\s+(\S+)//;
+
+        my ($rc, $twilio, $out) = twilio_call("--url $url --param calltag=$tag $args");
+        my ($call) = grep { $_->{dir} eq 'summary' } @$twilio;
+        $call //= {};
+        my $simrec = $sim ? _sim_conn($sim, $tag) : [];
+        my ($sim_summary) = grep { $_->{dir} eq 'summary' } @$simrec;
+
+        my $expect = $block->twilio_exit // 0;
+        is($rc, $expect, $block->name . " - twilio peer exit $expect")
+            or diag $out;
+
+        return unless defined $block->check;
+
+        my $code = "package main; use utf8; no strict 'vars'; "
+                   . "my (\$call, \$twilio, \$sim, \$sim_summary) = \@_;\n"
+                   . $block->check;
+        my $check = eval "sub { $code }";
+        if (!$check) {
+            fail($block->name . " - check compiles");
+            diag($@);
+            return;
+        }
+
+        if (!eval { $check->($call, $twilio, $simrec, $sim_summary // {}); 1 })
+        {
+            fail($block->name . " - check runs");
+            diag($@);
+        }
+    });
+}
+
+# the error log of the running test nginx
+sub error_log_text {
+    my $root = $ENV{TEST_NGINX_SERVROOT} || "$top/t/servroot";
+    return _slurp("$root/logs/error.log");
+}
+
+# the call events twirt logged ("twirt: event {...}"), decoded, in order
+sub twirt_events {
+    my ($call_sid) = @_;
+    my @ev;
+    for my $line (split /\n/, error_log_text()) {
+        next unless $line =~ /twirt: event (\{.*?\}) while /;
+        my $ev = eval { $json->decode($1) } or next;
+        next if defined $call_sid && ($ev->{call_sid} // '') ne $call_sid;
+        push @ev, $ev;
+    }
+    return \@ev;
+}
+
+sub _slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+1;
