@@ -9,6 +9,7 @@ package Twirt::Peers;
 #   --scenario ja-booking --param company=ACME     (twilio_sim.py options)
 #   --- check
 #   is($call->{media_received}, 95);               (Perl, Test::More)
+# (--- no_sim: the call never reaches a simulator, do not wait for it)
 # where the check sees $call (the Twilio peer's summary), $twilio (all its
 # records), $sim (the simulator's records of this call's connection, in
 # order) and $sim_summary.  Each call gets a unique calltag parameter, so
@@ -103,30 +104,29 @@ sub twilio_call {
     return ($rc, \@r, $out);
 }
 
-# the simulator's connection whose session carries the calltag
+# the connection, of any of the simulators, whose session has the calltag
 sub _sim_conn {
-    my ($sim, $tag) = @_;
+    my ($sims, $tag) = @_;
     my $deadline = time + 10;
     while (1) {
-        my $records = sim_records($sim);
-        my ($note) = grep { ($_->{dir} // '') eq 'note'
-                            && ($_->{calltag} // '') eq $tag } @$records;
-        if ($note) {
-            my $conn = $note->{conn};
-            my @mine = grep { ($_->{conn} // -1) == $conn } @$records;
+        for my $sim (@$sims) {
+            my $records = sim_records($sim);
+            my ($note) = grep { ($_->{dir} // '') eq 'note'
+                                && ($_->{calltag} // '') eq $tag } @$records;
+            next unless $note;
+            my @mine = grep { ($_->{conn} // -1) == $note->{conn} } @$records;
             # the connection's summary comes when it closes
-            return \@mine if grep { $_->{dir} eq 'summary' } @mine;
+            return \@mine if grep { $_->{dir} eq 'summary' } @mine
+                              or time > $deadline;
         }
-        return $note ? [grep { ($_->{conn} // -1) == $note->{conn} }
-                        @$records] : []
-            if time > $deadline;
+        return [] if time > $deadline;
         sleep 0.05;
     }
 }
 
 # installs the response body check that places each block's call
 sub place_calls_from_blocks {
-    my ($sim) = @_;
+    my (@sims) = @_;
 
     Test::Nginx::Socket::add_response_body_check(sub {
         my ($block, $body, $req_idx, $repeated, $dry_run) = @_;
@@ -141,10 +141,13 @@ sub place_calls_from_blocks {
         my $url = "ws://127.0.0.1:$port/twilio/media";
         $url = $1 if $args =~ s/--url\s+(\S+)//;
 
-        my ($rc, $twilio, $out) = twilio_call("--url $url --param calltag=$tag $args");
+        my $tagarg = $args =~ /--calls/ ? '' : "--param calltag=$tag";
+        my ($rc, $twilio, $out) = twilio_call("--url $url $tagarg $args");
         my ($call) = grep { $_->{dir} eq 'summary' } @$twilio;
         $call //= {};
-        my $simrec = $sim ? _sim_conn($sim, $tag) : [];
+        my $simrec = (@sims && $block->twilio !~ /--calls/
+                      && !defined $block->no_sim)
+                     ? _sim_conn(\@sims, $tag) : [];
         my ($sim_summary) = grep { $_->{dir} eq 'summary' } @$simrec;
 
         my $expect = $block->twilio_exit // 0;

@@ -1,0 +1,328 @@
+# The call, end to end: a simulated Twilio call through nginx to the
+# Realtime simulator, asserting on what both peers recorded.
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Twirt::Peers;
+use Test::Nginx::Socket 'no_plan';
+
+my $sim = sim_start();
+$ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('request', "GET /ping\n") unless defined $block->request;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime;
+    twirt_openai_api_key sk-test-NEVER-LOGGED-4242;
+    twirt_instructions "あなたは{{company}}の電話オペレーターです。[scenario:{{scenario}}] [calltag:{{calltag}}]";
+    twirt_close_timeout 1s;
+CONF
+    $block->set_value('config', "location = /ping { return 200 'ok'; }\n"
+                                . $block->config);
+});
+
+place_calls_from_blocks($sim);
+
+no_shuffle();
+run_tests();
+
+sub events_of { my ($sim, $type) = @_; [ grep { ($_->{event}{type} // '') eq $type } @$sim ] }
+
+__DATA__
+
+=== TEST 1: a Japanese conversation with a greeting: transcripts in order and intact
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_greeting "お電話ありがとうございます。";
+        twirt_transcription gpt-4o-mini-transcribe language=ja;
+    }
+--- twilio
+--scenario ja-booking --param company=さくら歯科 --check-agent-audio
+--- check
+my $update = main::events_of($sim, 'session.update')->[0]{event}{session};
+like($update->{instructions}, qr/^あなたはさくら歯科の電話オペレーターです。/, 'instructions filled from the parameters');
+is($update->{audio}{input}{format}{type}, 'audio/pcmu', 'pcmu in');
+is($update->{audio}{output}{format}{type}, 'audio/pcmu', 'pcmu out');
+is($update->{audio}{input}{transcription}{language}, 'ja', 'transcription language');
+is($sim_summary->{errors_sent}, 0, 'the simulator reported no error');
+is($call->{agent_audio_bytes}, $sim_summary->{audio_out_bytes}, 'every byte of agent audio reached the caller');
+is($call->{agent_audio_sha1}, $sim_summary->{audio_out_sha1}, 'byte for byte');
+is($sim_summary->{appended_bytes}, 160 * $call->{media_sent}, 'every caller frame reached the model');
+is($call->{marks_received}, $call->{media_received}, 'a mark after each media');
+my @lines = map { "$_->{role}: $_->{text}" } grep { $_->{type} eq 'transcript' } @{ main::twirt_events($call->{call_sid}) };
+is_deeply(\@lines, [
+    'agent: お電話ありがとうございます。さくら歯科です。ご用件をどうぞ。',
+    'caller: 予約を変更したいのですが',
+    'agent: かしこまりました。ご予約番号をお願いします。',
+    'caller: 一二三四五です',
+    'agent: ありがとうございます。ご希望の日時をお知らせください。',
+    'caller: 明日の午後三時でお願いします',
+    'agent: 明日の午後三時に変更いたしました。お電話ありがとうございました。',
+], 'transcript lines in order, UTF-8 intact') or diag(join "\n", @lines);
+--- error_log eval
+[qr/ended: stop, .*tokens [1-9]\d*, cost \$0\.\d+/, qr/session ready \d+ ms after the upgrade/]
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 2: barge-in mid-answer: clear, then a truncate of exactly the heard milliseconds, accepted
+--- config
+    location = /twilio/media { twirt_stream; twirt_greeting "はい"; }
+--- twilio
+--scenario barge-in
+--- check
+my @truncates = map { $_->{event} } @{ main::events_of($sim, 'conversation.item.truncate') };
+ok(@truncates >= 1, 'truncate sent') or return;
+is($sim_summary->{errors_sent}, 0, 'the simulator accepted every truncate (no "already shorter than")');
+is(scalar @{ main::events_of($sim, 'conversation.item.truncated') }, scalar @truncates, 'each truncate confirmed');
+ok($call->{clears_received} >= 1, 'Twilio got a clear');
+# the first barge-in: the 1 s greeting had played, the answer was playing
+my ($clear) = grep { $_->{dir} eq 'in' && $_->{msg}{event} eq 'clear' } @$twilio;
+my @played = grep { $_->{dir} eq 'out' && $_->{msg}{event} eq 'mark'
+                    && ($_->{cause} // '') eq 'played' && $_->{t} < $clear->{t} } @$twilio;
+my $heard = int($played[-1]{played_ms} - 1000);
+is($truncates[0]{audio_end_ms}, $heard, "audio_end_ms is what the last echoed mark proves heard ($heard ms)");
+ok($truncates[0]{audio_end_ms} > 0 && $truncates[0]{audio_end_ms} < 6000, 'inside the 6 s answer');
+is($truncates[0]{content_index}, 0, 'content_index 0');
+ok($truncates[0]{item_id} =~ /^item_/, 'truncates an assistant item');
+--- error_log
+barge-in: item
+
+
+
+=== TEST 3: barge-in after the answer finished playing: no clear, no truncate
+--- config
+    location = /twilio/media { twirt_stream; }
+--- twilio
+--scenario ja-booking
+--- check
+is($call->{clears_received}, 0, 'no clear');
+is(scalar @{ main::events_of($sim, 'conversation.item.truncate') }, 0, 'no truncate');
+is($sim_summary->{errors_sent}, 0, 'no simulator error');
+
+
+
+=== TEST 4: caller audio before start and during the upstream connect reaches the model, in order
+--- config
+    location = /twilio/media { twirt_stream; }
+--- twilio
+--scenario silence --pre-start-media 40
+--- check
+my @sent = map { $_->{msg}{media}{payload}{sha1} } grep { $_->{dir} eq 'out' && $_->{msg}{event} eq 'media' } @$twilio;
+my @got = map { $_->{event}{audio}{sha1} } @{ main::events_of($sim, 'input_audio_buffer.append') };
+is(scalar @sent, $call->{media_sent}, 'all frames recorded');
+ok(@sent > 40, 'more than the early frames');
+is_deeply(\@got, \@sent, 'every frame, in order, none lost');
+--- error_log eval
+[qr/call started after \d+ ms, 40 media before start/, qr/sent 40 frames of caller audio kept while connecting, 0 dropped/]
+
+
+
+=== TEST 5: more early audio than twirt_early_audio keeps: the overflow is counted and logged
+--- config
+    location = /twilio/media { twirt_stream; twirt_early_audio 200ms; }
+--- twilio
+--scenario silence --pre-start-media 25
+--- check
+is(scalar @{ main::events_of($sim, 'input_audio_buffer.append') }, $call->{media_sent} - 15, 'the first 10 frames were kept, 15 dropped');
+--- error_log eval
+[qr/the Realtime session is not ready after 10 frames of caller audio, dropping more/, qr/sent 10 frames of caller audio kept while connecting, 15 dropped/]
+
+
+
+=== TEST 6: end_call: the goodbye plays to its end, then the stream closes
+--- config
+    location = /twilio/media { twirt_stream; }
+--- twilio
+--scenario end-call
+--- check
+is($call->{close}{by}, 'gateway', 'the gateway hung up');
+is($call->{close}{code}, 1000, 'normally');
+ok($call->{agent_audio_ms_received} > 0, 'agent audio');
+is($call->{agent_audio_ms_played}, $call->{agent_audio_ms_received}, 'all of the goodbye was played');
+is($call->{marks_pending_at_end}, 0, 'every mark came back first');
+ok($call->{duration_ms} < 9000, 'before the caller would have hung up');
+my $decl = main::events_of($sim, 'session.update')->[0]{event}{session}{tools};
+is($decl->[0]{name}, 'end_call', 'end_call declared to the model');
+--- error_log eval
+[qr/ended: end_call/, qr/"name":"end_call","type":"tool"/]
+
+
+
+=== TEST 7: twirt_end_call off: the tool is not declared
+--- config
+    location = /twilio/media { twirt_stream; twirt_end_call off; }
+--- twilio
+--scenario silence --duration-ms 1000
+--- check
+ok(!exists main::events_of($sim, 'session.update')->[0]{event}{session}{tools}, 'no tools');
+
+
+
+=== TEST 8: the upstream dies mid-call: the stream closes so that the fallback plays
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=close_1011=1000;
+    }
+--- twilio
+--scenario ja-booking
+--- check
+is($call->{close}{by}, 'gateway', 'closed by the gateway');
+is($call->{close}{code}, 1011, 'with 1011');
+ok($call->{duration_ms} < 5000, 'at once, no dead air');
+--- error_log eval
+[qr/\[error\].*the Realtime API connection ended: upstream closed 1011.*call: CA/, qr/ended: upstream closed 1011/]
+
+
+
+=== TEST 9: the session update is rejected: the call setup fails to the fallback
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=reject_session_update;
+    }
+--- twilio
+--scenario ja-booking
+--- check
+is($call->{close}{code}, 1011, 'the stream closed with 1011');
+ok($call->{duration_ms} < 3000, 'at once');
+is(scalar @{ main::events_of($sim, 'input_audio_buffer.append') } <= 5, 1, 'the call did not go on on defaults');
+--- error_log eval
+[qr/rejected the session update: invalid_value/, qr/"status":"failed"/]
+
+
+
+=== TEST 10: the Realtime API refuses the connection: the stream closes at once
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_RAND_PORT_1/v1/realtime;
+    }
+--- twilio
+--scenario ja-booking
+--- no_sim
+--- check
+is($call->{close}{code}, 1011, 'closed with 1011');
+ok($call->{duration_ms} < 2000, 'at once');
+--- error_log eval
+[qr/Realtime API unavailable: connection refused/, qr/ended: connection refused/]
+
+
+
+=== TEST 11: a bad API key fails the call loudly, without retrying
+--- config
+    location = /twilio/media { twirt_stream; twirt_openai_api_key sk-bad; }
+--- twilio
+--scenario ja-booking
+--- no_sim
+--- check
+is($call->{close}{code}, 1011, 'closed with 1011');
+ok($call->{duration_ms} < 3000, 'at once');
+--- error_log
+the Realtime API refused the API key
+
+
+
+=== TEST 12: the session expires: the call ends
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=session_expired=800;
+    }
+--- twilio
+--scenario ja-booking
+--- check
+is($call->{close}{by}, 'gateway', 'the gateway closed the stream');
+--- error_log
+ended: session expired
+
+
+
+=== TEST 13: twenty concurrent calls in one worker: each hears only its own answers
+--- config
+    location = /twilio/media { twirt_stream; twirt_greeting "こんにちは"; }
+--- twilio
+--scenario silence --calls 20 --check-agent-audio
+--- check
+is(scalar(() = main::error_log_text() =~ /ended: stop/g), 20, 'twenty calls ended normally');
+--- no_error_log
+[error]
+
+
+
+=== TEST 14: Twilio disconnects abruptly: the upstream is closed and the summary logged
+--- config
+    location = /twilio/media { twirt_stream; }
+--- twilio
+--scenario ja-booking --abort-after-ms 3000
+--- twilio_exit: 0
+--- check
+my ($close) = grep { $_->{dir} eq 'close' } @$sim;
+ok($close, 'the simulator saw the session closed') or return;
+is($close->{by}, 'client', 'by twirt');
+--- error_log eval
+[qr/ended: connection lost, duration 3\.\d{3}s/]
+
+
+
+=== TEST 15: a template variable without a value becomes empty; a stray "{{" never reaches the model
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_instructions "Hello {{nobody}}, {{ company }} [calltag:{{calltag}}] {{ unclosed";
+    }
+--- twilio
+--scenario silence --duration-ms 1000 --param company=ACME
+--- check
+my $i = main::events_of($sim, 'session.update')->[0]{event}{session}{instructions};
+like($i, qr/^Hello , ACME \[calltag:[^\]]+\]  unclosed$/, 'filled') or diag $i;
+unlike($i, qr/\{\{|\}\}/, 'no template syntax left');
+--- error_log
+template variable "nobody" has no value, left empty
+
+
+
+=== TEST 16: twirt_max_call_duration ends a call in progress
+--- config
+    location = /twilio/media { twirt_stream; twirt_max_call_duration 2s; }
+--- twilio
+--scenario ja-booking
+--- check
+is($call->{close}{by}, 'gateway', 'closed by the gateway');
+ok($call->{duration_ms} >= 2000 && $call->{duration_ms} < 4000, 'after 2 s');
+--- error_log
+ended: max call duration
+
+
+
+=== TEST 17: the session update is the GA shape with the configured session
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_voice cedar;
+        twirt_vad semantic eagerness=low interrupt_response=on;
+        twirt_noise_reduction far_field;
+        twirt_max_output_tokens 1024;
+        twirt_session_json '{"audio":{"output":{"speed":1.1}}}';
+    }
+--- twilio
+--scenario silence --duration-ms 1000
+--- check
+my $s = main::events_of($sim, 'session.update')->[0]{event};
+is($s->{event_id}, 'twirt_session_1', 'event_id for error correlation');
+is($s->{session}{type}, 'realtime', 'session.type');
+is($s->{session}{audio}{output}{voice}, 'cedar', 'voice');
+is($s->{session}{audio}{output}{speed}, 1.1, 'raw JSON merged');
+is($s->{session}{audio}{input}{turn_detection}{type}, 'semantic_vad', 'semantic VAD');
+is($s->{session}{audio}{input}{turn_detection}{eagerness}, 'low', 'eagerness');
+is($s->{session}{audio}{input}{noise_reduction}{type}, 'far_field', 'noise reduction');
+is($s->{session}{max_output_tokens}, 1024, 'max output tokens');
+ok(!exists $s->{session}{temperature}, 'no temperature');
+is($sim_summary->{errors_sent}, 0, 'accepted by the simulator');
+my ($hs) = grep { $_->{dir} eq 'handshake' } @$sim;
+ok(!grep({ lc($_) eq 'openai-beta' } keys %{ $hs->{headers} }), 'no OpenAI-Beta header');
