@@ -136,13 +136,19 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
 
         if (n == 0 || n == NGX_ERROR) {
             ws->eof = 1;
-            ngx_http_twirt_ws_abort(ws, ws->close_received
+            ngx_http_twirt_ws_abort(ws, (ws->close_received || ws->draining)
                                         ? NULL : "connection lost");
             break;
         }
 
-        ws->in_last += n;
         ws->bytes_in += n;
+
+        if (ws->draining) {
+            /* after failing the connection: only wait for the peer's EOF */
+            continue;
+        }
+
+        ws->in_last += n;
 
         if (ngx_http_twirt_ws_process(ws) != NGX_OK) {
             break;
@@ -492,9 +498,26 @@ ngx_http_twirt_ws_write(ngx_http_twirt_ws_t *ws)
         ws->out_pos = ws->out;
         ws->out_last = ws->out;
 
-        if (ws->close_sent && (ws->close_received || ws->error)) {
-            /* the handshake is complete, or we failed the connection */
+        if (ws->close_sent && ws->close_received) {
+            /* the handshake is complete */
             ws->closed = 1;
+
+        } else if (ws->close_sent && ws->error && !ws->draining) {
+            /*
+             * We failed the connection.  Closing now, with the peer's
+             * frames unread, would reset the connection and could lose our
+             * close frame on its way: half-close and wait for the peer's
+             * EOF instead (at most close_timeout).
+             */
+            if (c->ssl || ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN) == -1)
+            {
+                ws->closed = 1;
+
+            } else {
+                ws->draining = 1;
+                ws->in_pos = ws->in;
+                ws->in_last = ws->in;
+            }
         }
 
     } else if (ngx_handle_write_event(c->write, 0) != NGX_OK) {

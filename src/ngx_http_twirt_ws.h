@@ -73,6 +73,7 @@ struct ngx_http_twirt_ws_s {
     unsigned                        closed:1;    /* no more I/O */
     unsigned                        notified:1;  /* on_closed was called */
     unsigned                        eof:1;
+    unsigned                        draining:1;  /* failed, awaiting EOF */
 };
 
 

@@ -4,7 +4,20 @@
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Twirt::WS;
+use Twirt::Peers;
 use Test::Nginx::Socket 'no_plan';
+
+# every stream has its Realtime session: the simulator
+my $sim = sim_start();
+$ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime;
+    twirt_openai_api_key sk-test;
+CONF
+});
 
 no_shuffle();
 run_tests();
@@ -56,7 +69,7 @@ ws_upgrade('/twilio/media') . twilio_media('MZ1', 0) . twilio_media('MZ1', 1)
 --- error_code: 101
 --- error_log eval
 [qr/call started after \d+ ms, 2 media before start/,
- qr/ended: stop, .*media in 2,/]
+ qr/ended: stop, .*media in 2 out 0,/]
 
 
 
@@ -302,7 +315,7 @@ ws_server_frame('close', ws_close_payload(1000))
 --- error_log eval
 [qr/\[warn\].*ignored a message from twilio: invalid JSON.*call: CA21, stream: MZ21/,
  qr/ignored a binary message of 2 bytes from twilio.*call: CA21/,
- qr/ended: stop, .*media in 1, .*ignored 2/]
+ qr/ended: stop, .*media in 1 out 0, .*ignored 2/]
 
 
 

@@ -1,0 +1,2387 @@
+
+/*
+ * twirt: the per-worker Redis connection.
+ *
+ * A second module in the twirt .so with its own directives.  Each worker
+ * keeps one hiredis async context on nginx's event loop: commands are
+ * copied into a bounded FIFO, go out when connected, wait while Redis is
+ * away and are flushed in order when it is back.  Nothing here is on the
+ * audio path: callers queue and go on, reads have a timeout.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_twirt_redis.h"
+
+
+#define NGX_HTTP_TWIRT_REDIS_PORT          6379
+#define NGX_HTTP_TWIRT_REDIS_BACKOFF_MIN   100
+#define NGX_HTTP_TWIRT_REDIS_BACKOFF_MAX   10000
+
+/* a command whose connection died before the answer goes out again twice */
+#define NGX_HTTP_TWIRT_REDIS_TRIES         3
+
+
+typedef enum {
+    NGX_HTTP_TWIRT_REDIS_IDLE = 0,
+    NGX_HTTP_TWIRT_REDIS_RESOLVING,
+    NGX_HTTP_TWIRT_REDIS_CONNECTING,
+    NGX_HTTP_TWIRT_REDIS_HANDSHAKE,
+    NGX_HTTP_TWIRT_REDIS_READY,
+    NGX_HTTP_TWIRT_REDIS_CLOSING          /* the failure is already logged */
+} ngx_http_twirt_redis_state_e;
+
+
+/* why an attempt failed; also the handshake steps */
+typedef enum {
+    NGX_HTTP_TWIRT_REDIS_NONE = 0,
+    NGX_HTTP_TWIRT_REDIS_CONNECT,
+    NGX_HTTP_TWIRT_REDIS_AUTH,
+    NGX_HTTP_TWIRT_REDIS_SELECT,
+    NGX_HTTP_TWIRT_REDIS_PING
+} ngx_http_twirt_redis_step_e;
+
+
+typedef struct {
+    ngx_str_t                          name;       /* as logged */
+    ngx_str_t                          host;       /* a name to resolve */
+    u_char                            *target;     /* IP or path, with NUL */
+    int                                port;
+    ngx_str_t                          password;
+    ngx_int_t                          db;
+    ngx_str_t                          prefix;
+    time_t                             ttl;
+    ngx_int_t                          queue;
+    ngx_msec_t                         timeout;
+    ngx_str_t                          node;
+    ngx_http_core_loc_conf_t          *clcf;       /* the http{} resolver */
+    ngx_str_t                          file;
+    ngx_uint_t                         line;
+    unsigned                           unix_socket:1;
+} ngx_http_twirt_redis_main_conf_t;
+
+
+typedef struct {
+    ngx_queue_t                        queue;
+    ngx_uint_t                         tries;
+    int                                argc;
+    const char                       **argv;
+    size_t                            *argvlen;
+} ngx_http_twirt_redis_cmd_t;
+
+
+typedef struct {
+    ngx_http_twirt_redis_hash_pt       handler;    /* NULL: nobody waits */
+    void                              *data;
+    ngx_event_t                        timer;
+} ngx_http_twirt_redis_read_t;
+
+
+typedef struct {
+    ngx_http_twirt_redis_main_conf_t  *conf;
+    ngx_log_t                         *log;
+    redisAsyncContext                 *ac;
+    ngx_resolver_ctx_t                *resolving;
+    ngx_http_twirt_redis_state_e       state;
+    ngx_event_t                        connect_timer;
+    ngx_event_t                        retry_timer;
+    ngx_msec_t                         backoff;
+    ngx_msec_t                         ready_since;
+    ngx_uint_t                         attempts;   /* in this series */
+    ngx_http_twirt_redis_step_e        logged;     /* last error line's */
+    ngx_queue_t                        pending;    /* not sent yet */
+    ngx_queue_t                        inflight;   /* sent, not answered */
+    ngx_uint_t                         npending;
+    ngx_uint_t                         ninflight;
+    ngx_uint_t                         nreads;
+    time_t                             error_logged;
+    ngx_http_twirt_redis_stats_t       stats;
+    unsigned                           was_ready:1;
+    unsigned                           full:1;
+    unsigned                           exiting:1;
+} ngx_http_twirt_redis_worker_t;
+
+
+/* the test-only handlers: one request waiting for an HGETALL */
+typedef struct {
+    ngx_http_request_t                *request;
+    void                              *handle;
+} ngx_http_twirt_redis_test_ctx_t;
+
+
+static void ngx_http_twirt_redis_connect(ngx_http_twirt_redis_worker_t *rw);
+static void ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx);
+static void ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw,
+    char *target);
+static ngx_int_t ngx_http_twirt_redis_attach(
+    ngx_http_twirt_redis_worker_t *rw, redisAsyncContext *ac);
+static void ngx_http_twirt_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_twirt_redis_step(ngx_http_twirt_redis_worker_t *rw,
+    ngx_http_twirt_redis_step_e step, int argc, const char **argv,
+    const size_t *argvlen);
+static void ngx_http_twirt_redis_handshake(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_twirt_redis_ready(ngx_http_twirt_redis_worker_t *rw);
+static void ngx_http_twirt_redis_failed(ngx_http_twirt_redis_worker_t *rw,
+    ngx_http_twirt_redis_step_e step, const char *fmt, ...);
+static void ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw);
+static void ngx_http_twirt_redis_requeue(ngx_http_twirt_redis_worker_t *rw);
+static void ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev);
+static void ngx_http_twirt_redis_retry_handler(ngx_event_t *ev);
+
+static void ngx_http_twirt_redis_read_handler(ngx_event_t *rev);
+static void ngx_http_twirt_redis_write_handler(ngx_event_t *wev);
+static void ngx_http_twirt_redis_add_read(void *privdata);
+static void ngx_http_twirt_redis_del_read(void *privdata);
+static void ngx_http_twirt_redis_add_write(void *privdata);
+static void ngx_http_twirt_redis_del_write(void *privdata);
+static void ngx_http_twirt_redis_cleanup(void *privdata);
+
+static ngx_int_t ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
+    ngx_http_twirt_redis_cmd_t *cmd);
+static void ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_twirt_redis_hash_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_twirt_redis_read_timeout(ngx_event_t *ev);
+static void ngx_http_twirt_redis_reply_error(
+    ngx_http_twirt_redis_worker_t *rw, const char *command, size_t len,
+    redisReply *reply);
+static ngx_uint_t ngx_http_twirt_redis_held(
+    ngx_http_twirt_redis_worker_t *rw);
+static ngx_int_t ngx_http_twirt_redis_allowed(ngx_str_t *name);
+
+static void *ngx_http_twirt_redis_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_redis_test(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_twirt_redis_init_process(ngx_cycle_t *cycle);
+static void ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle);
+
+static ngx_int_t ngx_http_twirt_redis_test_command(ngx_http_request_t *r);
+static void ngx_http_twirt_redis_test_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_twirt_redis_test_hgetall(ngx_http_request_t *r);
+static void ngx_http_twirt_redis_test_hash(void *data, ngx_int_t rc,
+    ngx_array_t *pairs);
+static void ngx_http_twirt_redis_test_cleanup(void *data);
+static ngx_int_t ngx_http_twirt_redis_test_stats(ngx_http_request_t *r);
+static ngx_int_t ngx_http_twirt_redis_test_send(ngx_http_request_t *r,
+    ngx_str_t *text);
+static ngx_str_t *ngx_http_twirt_redis_test_word(ngx_int_t rc);
+
+
+static ngx_http_twirt_redis_worker_t  ngx_http_twirt_redis_worker;
+
+static ngx_str_t  ngx_http_twirt_redis_default_prefix = ngx_string("twirt:");
+
+
+/* commands that would change the shared connection's state or block it */
+static ngx_str_t  ngx_http_twirt_redis_refused[] = {
+    ngx_string("AUTH"),
+    ngx_string("HELLO"),
+    ngx_string("SELECT"),
+    ngx_string("QUIT"),
+    ngx_string("RESET"),
+    ngx_string("MONITOR"),
+    ngx_string("SUBSCRIBE"),
+    ngx_string("PSUBSCRIBE"),
+    ngx_string("SSUBSCRIBE"),
+    ngx_string("UNSUBSCRIBE"),
+    ngx_string("PUNSUBSCRIBE"),
+    ngx_string("SUNSUBSCRIBE"),
+    ngx_string("MULTI"),
+    ngx_string("EXEC"),
+    ngx_string("DISCARD"),
+    ngx_string("WATCH"),
+    ngx_string("UNWATCH"),
+    ngx_string("BLPOP"),
+    ngx_string("BRPOP"),
+    ngx_string("BRPOPLPUSH"),
+    ngx_string("BLMOVE"),
+    ngx_string("BLMPOP"),
+    ngx_string("BZPOPMIN"),
+    ngx_string("BZPOPMAX"),
+    ngx_string("BZMPOP"),
+    ngx_string("WAIT"),
+    ngx_null_string
+};
+
+
+static ngx_conf_num_bounds_t  ngx_http_twirt_redis_queue_bounds = {
+    ngx_conf_check_num_bounds, 1, -1
+};
+
+
+static ngx_command_t  ngx_http_twirt_redis_commands[] = {
+
+    { ngx_string("twirt_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_http_twirt_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_redis_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, prefix),
+      NULL },
+
+    { ngx_string("twirt_redis_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, ttl),
+      NULL },
+
+    { ngx_string("twirt_redis_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, queue),
+      &ngx_http_twirt_redis_queue_bounds },
+
+    { ngx_string("twirt_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, timeout),
+      NULL },
+
+    { ngx_string("twirt_node"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, node),
+      NULL },
+
+    { ngx_string("twirt_redis_test"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_twirt_redis_test,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_twirt_redis_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_twirt_redis_create_main_conf, /* create main configuration */
+    ngx_http_twirt_redis_init_main_conf,   /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_twirt_redis_module = {
+    NGX_MODULE_V1,
+    &ngx_http_twirt_redis_module_ctx,      /* module context */
+    ngx_http_twirt_redis_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_twirt_redis_init_process,     /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_twirt_redis_exit_process,     /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* the public API */
+
+
+ngx_int_t
+ngx_http_twirt_redis_command(ngx_uint_t argc, ngx_str_t *argv)
+{
+    u_char                         *p;
+    size_t                          size;
+    ngx_uint_t                      i;
+    ngx_http_twirt_redis_cmd_t     *cmd;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+
+    if (rw->conf == NULL || rw->conf->name.len == 0 || rw->exiting) {
+        return NGX_DECLINED;
+    }
+
+    if (argc == 0 || argc > INT_MAX || argv[0].len == 0) {
+        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+                      "twirt: redis command without a name");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_twirt_redis_allowed(&argv[0]) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+                      "twirt: redis command \"%V\" is not allowed on "
+                      "the shared connection", &argv[0]);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_twirt_redis_held(rw) >= (ngx_uint_t) rw->conf->queue) {
+        rw->stats.dropped++;
+
+        if (!rw->full) {
+            rw->full = 1;
+            ngx_log_error(NGX_LOG_WARN, rw->log, 0,
+                          "twirt: redis queue full (%i commands), "
+                          "dropping events", rw->conf->queue);
+        }
+
+        return NGX_BUSY;
+    }
+
+    /* one block: the command, the lengths, the pointers, the bytes */
+
+    size = sizeof(ngx_http_twirt_redis_cmd_t)
+           + argc * (sizeof(size_t) + sizeof(char *));
+
+    for (i = 0; i < argc; i++) {
+        size += argv[i].len;
+    }
+
+    cmd = ngx_alloc(size, rw->log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->tries = 0;
+    cmd->argc = (int) argc;
+    cmd->argvlen = (size_t *) &cmd[1];
+    cmd->argv = (const char **) &cmd->argvlen[argc];
+
+    p = (u_char *) &cmd->argv[argc];
+
+    for (i = 0; i < argc; i++) {
+        cmd->argv[i] = (const char *) p;
+        cmd->argvlen[i] = argv[i].len;
+        p = ngx_cpymem(p, argv[i].data, argv[i].len);
+    }
+
+    if (rw->state == NGX_HTTP_TWIRT_REDIS_READY
+        && ngx_queue_empty(&rw->pending)
+        && ngx_http_twirt_redis_send(rw, cmd) == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    ngx_queue_insert_tail(&rw->pending, &cmd->queue);
+    rw->npending++;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_twirt_redis_hgetall(ngx_str_t *key, ngx_msec_t timeout,
+    ngx_http_twirt_redis_hash_pt handler, void *data, void **handle)
+{
+    const char                     *argv[2];
+    size_t                          argvlen[2];
+    ngx_http_twirt_redis_read_t    *rd;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+
+    if (rw->conf == NULL || rw->conf->name.len == 0
+        || rw->state != NGX_HTTP_TWIRT_REDIS_READY
+        || rw->nreads >= (ngx_uint_t) rw->conf->queue)
+    {
+        return NGX_DECLINED;
+    }
+
+    rd = ngx_calloc(sizeof(ngx_http_twirt_redis_read_t), rw->log);
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "HGETALL";
+    argvlen[0] = sizeof("HGETALL") - 1;
+    argv[1] = (const char *) key->data;
+    argvlen[1] = key->len;
+
+    if (redisAsyncCommandArgv(rw->ac, ngx_http_twirt_redis_hash_reply, rd,
+                              2, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(rd);
+        return NGX_DECLINED;
+    }
+
+    rw->nreads++;
+
+    rd->handler = handler;
+    rd->data = data;
+    rd->timer.handler = ngx_http_twirt_redis_read_timeout;
+    rd->timer.data = rd;
+    rd->timer.log = rw->log;
+    rd->timer.cancelable = 1;
+
+    ngx_add_timer(&rd->timer, timeout ? timeout : rw->conf->timeout);
+
+    *handle = rd;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_twirt_redis_cancel(void *handle)
+{
+    ngx_http_twirt_redis_read_t  *rd;
+
+    rd = handle;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    /* the reply still comes, or the connection's end: then rd is freed */
+
+    rd->handler = NULL;
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+}
+
+
+ngx_str_t *
+ngx_http_twirt_redis_prefix(void)
+{
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_twirt_redis_worker.conf;
+
+    return rmcf ? &rmcf->prefix : &ngx_http_twirt_redis_default_prefix;
+}
+
+
+time_t
+ngx_http_twirt_redis_ttl(void)
+{
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_twirt_redis_worker.conf;
+
+    return rmcf ? rmcf->ttl : 86400;
+}
+
+
+ngx_str_t *
+ngx_http_twirt_redis_node(void)
+{
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_twirt_redis_worker.conf;
+
+    return rmcf ? &rmcf->node : (ngx_str_t *) &ngx_cycle->hostname;
+}
+
+
+ngx_http_twirt_redis_stats_t *
+ngx_http_twirt_redis_stats(void)
+{
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+
+    rw->stats.queued = ngx_http_twirt_redis_held(rw);
+    rw->stats.connected = (rw->state == NGX_HTTP_TWIRT_REDIS_READY);
+
+    return &rw->stats;
+}
+
+
+/* the connection: resolve, connect, handshake, ready; or fail and retry */
+
+
+static void
+ngx_http_twirt_redis_connect(ngx_http_twirt_redis_worker_t *rw)
+{
+    ngx_resolver_t                    *resolver;
+    ngx_resolver_ctx_t                *ctx;
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = rw->conf;
+
+    rw->attempts++;
+
+    if (rmcf->host.len == 0) {
+        ngx_http_twirt_redis_open(rw, (char *) rmcf->target);
+        return;
+    }
+
+    resolver = rmcf->clcf->resolver;
+
+    ctx = ngx_resolve_start(resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                    "could not start resolving \"%V\"",
+                                    &rmcf->host);
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    ctx->name = rmcf->host;
+    ctx->handler = ngx_http_twirt_redis_resolved;
+    ctx->data = rw;
+    ctx->timeout = rmcf->clcf->resolver_timeout;
+    ctx->cancelable = 1;
+
+    if (ctx->timeout == NGX_CONF_UNSET_MSEC) {
+        ctx->timeout = 30000;
+    }
+
+    rw->state = NGX_HTTP_TWIRT_REDIS_RESOLVING;
+    rw->resolving = ctx;
+
+    /* the handler may run from inside, with an answer from the cache */
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        rw->resolving = NULL;
+        rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
+
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                    "could not resolve \"%V\"", &rmcf->host);
+        ngx_http_twirt_redis_retry(rw);
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx)
+{
+    u_char                          text[NGX_SOCKADDR_STRLEN + 1];
+    size_t                          len;
+    ngx_resolver_addr_t            *addr;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = ctx->data;
+
+    rw->resolving = NULL;
+    rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
+
+    if (ctx->state) {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                    "\"%V\" could not be resolved (%i: %s)",
+                                    &ctx->name, ctx->state,
+                                    ngx_resolver_strerror(ctx->state));
+        ngx_resolve_name_done(ctx);
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    /* a new attempt of a series takes the next address */
+
+    addr = &ctx->addrs[(rw->attempts - 1) % ctx->naddrs];
+
+    len = ngx_sock_ntop(addr->sockaddr, addr->socklen, text,
+                        NGX_SOCKADDR_STRLEN, 0);
+    text[len] = '\0';
+
+    ngx_resolve_name_done(ctx);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rw->log, 0,
+                   "twirt: redis \"%V\" resolved to %s",
+                   &rw->conf->name, text);
+
+    ngx_http_twirt_redis_open(rw, (char *) text);
+}
+
+
+static void
+ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw, char *target)
+{
+    redisAsyncContext  *ac;
+
+    /* an IP or a path: hiredis must never call getaddrinfo() on a name */
+
+    if (rw->conf->unix_socket) {
+        ac = redisAsyncConnectUnix(target);
+
+    } else {
+        ac = redisAsyncConnect(target, rw->conf->port);
+    }
+
+    if (ac == NULL) {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                    "connect failed: out of memory");
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                    "connect failed: %s", ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    if (ngx_http_twirt_redis_attach(rw, ac) != NGX_OK) {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                    "connect failed: no connection for "
+                                    "its socket");
+        redisAsyncFree(ac);
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    rw->ac = ac;
+    rw->state = NGX_HTTP_TWIRT_REDIS_CONNECTING;
+
+    ngx_add_timer(&rw->connect_timer, rw->conf->timeout);
+
+    /* hiredis notices the connection on the first write event */
+
+    redisAsyncSetConnectCallback(ac, ngx_http_twirt_redis_connected);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_redis_attach(ngx_http_twirt_redis_worker_t *rw,
+    redisAsyncContext *ac)
+{
+    ngx_int_t          event;
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(ac->c.fd, rw->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = ac;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+
+    c->read->handler = ngx_http_twirt_redis_read_handler;
+    c->write->handler = ngx_http_twirt_redis_write_handler;
+    c->read->log = c->log;
+    c->write->log = c->log;
+
+    /*
+     * With edge-triggered events both directions are registered once and
+     * for good; the hooks below then only follow readiness.  With
+     * level-triggered ones the hooks add and delete the events.
+     */
+
+    if (ngx_event_flags & NGX_USE_CLEAR_EVENT) {
+
+        if (ngx_add_conn) {
+            if (ngx_add_conn(c) != NGX_OK) {
+                goto failed;
+            }
+
+        } else {
+            event = NGX_CLEAR_EVENT;
+
+            if (ngx_add_event(c->read, NGX_READ_EVENT, event) != NGX_OK
+                || ngx_add_event(c->write, NGX_WRITE_EVENT, event) != NGX_OK)
+            {
+                goto failed;
+            }
+        }
+    }
+
+    ac->ev.addRead = ngx_http_twirt_redis_add_read;
+    ac->ev.delRead = ngx_http_twirt_redis_del_read;
+    ac->ev.addWrite = ngx_http_twirt_redis_add_write;
+    ac->ev.delWrite = ngx_http_twirt_redis_del_write;
+    ac->ev.cleanup = ngx_http_twirt_redis_cleanup;
+    ac->ev.data = c;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rw->log, 0,
+                   "twirt: redis connection *%uA fd:%d",
+                   c->number, c->fd);
+
+    return NGX_OK;
+
+failed:
+
+    /* hiredis owns the socket: give the connection back, keep the fd */
+
+    if (ngx_del_conn) {
+        ngx_del_conn(c, NGX_CLOSE_EVENT);
+
+    } else {
+        if (c->read->active) {
+            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+        }
+
+        if (c->write->active) {
+            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+        }
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_twirt_redis_connected(const redisAsyncContext *ac, int status)
+{
+    u_char                             db[NGX_INT_T_LEN];
+    const char                        *argv[2];
+    size_t                             argvlen[2];
+    ngx_http_twirt_redis_worker_t     *rw;
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rw = &ngx_http_twirt_redis_worker;
+    rmcf = rw->conf;
+
+    if (status != REDIS_OK || ac != rw->ac) {
+        /* the cleanup hook follows and says why */
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rw->log, 0,
+                   "twirt: redis \"%V\" connected, handshake",
+                   &rmcf->name);
+
+    rw->state = NGX_HTTP_TWIRT_REDIS_HANDSHAKE;
+
+    /*
+     * AUTH, SELECT and PING go out together; the queue is flushed on the
+     * answer to PING, so no command ever meets an unauthenticated or
+     * wrong-database connection.  Freeing the context is not allowed in
+     * this callback: a failure shows in the replies or the connect timer.
+     */
+
+    if (rmcf->password.len) {
+        argv[0] = "AUTH";
+        argvlen[0] = sizeof("AUTH") - 1;
+        argv[1] = (const char *) rmcf->password.data;
+        argvlen[1] = rmcf->password.len;
+
+        ngx_http_twirt_redis_step(rw, NGX_HTTP_TWIRT_REDIS_AUTH, 2, argv,
+                                  argvlen);
+    }
+
+    if (rmcf->db > 0) {
+        argv[0] = "SELECT";
+        argvlen[0] = sizeof("SELECT") - 1;
+        argv[1] = (const char *) db;
+        argvlen[1] = ngx_sprintf(db, "%i", rmcf->db) - db;
+
+        ngx_http_twirt_redis_step(rw, NGX_HTTP_TWIRT_REDIS_SELECT, 2, argv,
+                                  argvlen);
+    }
+
+    argv[0] = "PING";
+    argvlen[0] = sizeof("PING") - 1;
+
+    ngx_http_twirt_redis_step(rw, NGX_HTTP_TWIRT_REDIS_PING, 1, argv, argvlen);
+}
+
+
+static void
+ngx_http_twirt_redis_step(ngx_http_twirt_redis_worker_t *rw,
+    ngx_http_twirt_redis_step_e step, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    (void) redisAsyncCommandArgv(rw->ac, ngx_http_twirt_redis_handshake,
+                                 (void *) (uintptr_t) step, argc, argv,
+                                 argvlen);
+}
+
+
+static void
+ngx_http_twirt_redis_handshake(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                     *reply;
+    ngx_http_twirt_redis_step_e     step;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+    reply = r;
+    step = (ngx_http_twirt_redis_step_e) (uintptr_t) privdata;
+
+    if (reply == NULL || rw->state != NGX_HTTP_TWIRT_REDIS_HANDSHAKE) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+
+        switch (step) {
+
+        case NGX_HTTP_TWIRT_REDIS_AUTH:
+            ngx_http_twirt_redis_failed(rw, step, "refused AUTH: %*s",
+                                        (size_t) reply->len, reply->str);
+            break;
+
+        case NGX_HTTP_TWIRT_REDIS_SELECT:
+            ngx_http_twirt_redis_failed(rw, step, "refused SELECT %i: %*s",
+                                        rw->conf->db, (size_t) reply->len,
+                                        reply->str);
+            break;
+
+        default:
+            ngx_http_twirt_redis_failed(rw, step, "refused PING: %*s",
+                                        (size_t) reply->len, reply->str);
+            break;
+        }
+
+        /* inside a reply callback hiredis frees once the callback returns */
+
+        rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
+        redisAsyncFree(ac);
+        return;
+    }
+
+    if (step == NGX_HTTP_TWIRT_REDIS_PING) {
+        ngx_http_twirt_redis_ready(rw);
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_ready(ngx_http_twirt_redis_worker_t *rw)
+{
+    ngx_uint_t                   flushed;
+    ngx_queue_t                 *q;
+    ngx_http_twirt_redis_cmd_t  *cmd;
+
+    if (rw->connect_timer.timer_set) {
+        ngx_del_timer(&rw->connect_timer);
+    }
+
+    rw->state = NGX_HTTP_TWIRT_REDIS_READY;
+    rw->ready_since = ngx_current_msec;
+
+    flushed = 0;
+
+    while (!ngx_queue_empty(&rw->pending)) {
+        q = ngx_queue_head(&rw->pending);
+        cmd = ngx_queue_data(q, ngx_http_twirt_redis_cmd_t, queue);
+
+        ngx_queue_remove(q);
+        rw->npending--;
+
+        if (ngx_http_twirt_redis_send(rw, cmd) != NGX_OK) {
+            ngx_queue_insert_head(&rw->pending, q);
+            rw->npending++;
+            break;
+        }
+
+        flushed++;
+    }
+
+    if (rw->was_ready) {
+        rw->stats.reconnects++;
+        ngx_log_error(NGX_LOG_INFO, rw->log, 0,
+                      "twirt: redis \"%V\" reconnected after %ui attempt%s, "
+                      "flushed %ui queued commands", &rw->conf->name,
+                      rw->attempts, rw->attempts == 1 ? "" : "s", flushed);
+
+    } else if (rw->attempts > 1) {
+        ngx_log_error(NGX_LOG_INFO, rw->log, 0,
+                      "twirt: redis \"%V\" connected after %ui attempts, "
+                      "flushed %ui queued commands", &rw->conf->name,
+                      rw->attempts, flushed);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, rw->log, 0,
+                      "twirt: redis \"%V\" connected, "
+                      "flushed %ui queued commands", &rw->conf->name,
+                      flushed);
+    }
+
+    rw->was_ready = 1;
+    rw->attempts = 0;
+    rw->logged = NGX_HTTP_TWIRT_REDIS_NONE;
+
+    if (ngx_http_twirt_redis_held(rw) <= (ngx_uint_t) rw->conf->queue / 2) {
+        rw->full = 0;
+    }
+}
+
+
+/*
+ * One error line when a series of attempts starts failing, or fails for
+ * another reason than the one last logged; the others at debug level.
+ */
+
+static void
+ngx_http_twirt_redis_failed(ngx_http_twirt_redis_worker_t *rw,
+    ngx_http_twirt_redis_step_e step, const char *fmt, ...)
+{
+    u_char   *p, text[NGX_MAX_ERROR_STR];
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(text, text + sizeof(text), fmt, args);
+    va_end(args);
+
+    rw->stats.errors++;
+
+    if (rw->logged != step) {
+        rw->logged = step;
+
+        ngx_log_error(NGX_LOG_ERR, rw->log, 0, "twirt: redis \"%V\" %*s",
+                      &rw->conf->name, (size_t) (p - text), text);
+        return;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rw->log, 0,
+                   "twirt: redis \"%V\" attempt %ui: %*s",
+                   &rw->conf->name, rw->attempts, (size_t) (p - text), text);
+}
+
+
+static void
+ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw)
+{
+    ngx_msec_t  delay;
+
+    if (rw->exiting) {
+        return;
+    }
+
+    delay = rw->backoff;
+
+    rw->backoff = ngx_min(rw->backoff * 2, NGX_HTTP_TWIRT_REDIS_BACKOFF_MAX);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rw->log, 0,
+                   "twirt: redis \"%V\" attempt %ui in %M ms",
+                   &rw->conf->name, rw->attempts + 1, delay);
+
+    ngx_add_timer(&rw->retry_timer, delay);
+}
+
+
+static void
+ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev)
+{
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = ev->data;
+
+    if (rw->ac == NULL) {
+        return;
+    }
+
+    ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                rw->state == NGX_HTTP_TWIRT_REDIS_HANDSHAKE
+                                ? "did not answer the handshake in %M ms"
+                                : "connect timed out after %M ms",
+                                rw->conf->timeout);
+
+    rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
+
+    /* not in a hiredis callback: the cleanup hook runs from here */
+
+    redisAsyncFree(rw->ac);
+}
+
+
+static void
+ngx_http_twirt_redis_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = ev->data;
+
+    if (rw->exiting || rw->ac || rw->resolving) {
+        return;
+    }
+
+    ngx_http_twirt_redis_connect(rw);
+}
+
+
+/* hiredis on nginx's events */
+
+
+static void
+ngx_http_twirt_redis_read_handler(ngx_event_t *rev)
+{
+    char                            b;
+    ssize_t                         n;
+    ngx_err_t                       err;
+    ngx_connection_t               *c;
+    redisAsyncContext              *ac;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    c = rev->data;
+    ac = c->data;
+    rw = &ngx_http_twirt_redis_worker;
+
+    /*
+     * hiredis reads at most 16 KiB per call: with edge-triggered events
+     * call it again until the socket says EAGAIN, or the next bytes would
+     * wait for an event that never comes.  EOF and errors are left for
+     * hiredis to see.
+     */
+
+    for ( ;; ) {
+        redisAsyncHandleRead(ac);
+
+        if (rw->ac != ac) {
+            /* freed from inside: c is gone too */
+            return;
+        }
+
+        if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT)) {
+            return;
+        }
+
+        n = recv(c->fd, &b, 1, MSG_PEEK);
+
+        if (n == -1) {
+            err = ngx_socket_errno;
+
+            if (err == NGX_EAGAIN) {
+                return;
+            }
+
+            if (err == NGX_EINTR) {
+                continue;
+            }
+        }
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t               *c;
+    redisAsyncContext              *ac;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    c = wev->data;
+    ac = c->data;
+    rw = &ngx_http_twirt_redis_worker;
+
+    redisAsyncHandleWrite(ac);
+
+    if (rw->ac != ac) {
+        return;
+    }
+
+    /* a partial write filled the socket: the next edge says when to go on */
+
+    if ((ngx_event_flags & NGX_USE_CLEAR_EVENT)
+        && ac->c.obuf && sdslen(ac->c.obuf))
+    {
+        wev->ready = 0;
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_add_read(void *privdata)
+{
+    ngx_connection_t  *c;
+
+    c = privdata;
+
+    if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT) && !c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                          "twirt: redis could not add a read event");
+        }
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_del_read(void *privdata)
+{
+    ngx_connection_t  *c;
+
+    c = privdata;
+
+    if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT) && c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_add_write(void *privdata)
+{
+    ngx_connection_t  *c;
+
+    c = privdata;
+
+    if (ngx_event_flags & NGX_USE_CLEAR_EVENT) {
+
+        /*
+         * hiredis has bytes to write and the socket is known writable:
+         * no edge will come, so have the write handler called from this
+         * turn of the event loop.
+         */
+
+        if (c->write->ready && !c->write->posted) {
+            ngx_post_event(c->write, &ngx_posted_events);
+        }
+
+        return;
+    }
+
+    if (!c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                          "twirt: redis could not add a write event");
+        }
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_del_write(void *privdata)
+{
+    ngx_connection_t  *c;
+
+    c = privdata;
+
+    if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT) && c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/*
+ * hiredis frees the context: after the pending callbacks got a NULL reply
+ * and before it closes the socket itself.  Everything that follows the end
+ * of a connection happens here, once per context.
+ */
+
+static void
+ngx_http_twirt_redis_cleanup(void *privdata)
+{
+    ngx_connection_t                *c;
+    redisAsyncContext               *ac;
+    ngx_http_twirt_redis_state_e     state;
+    ngx_http_twirt_redis_worker_t   *rw;
+
+    c = privdata;
+    ac = c->data;
+    rw = &ngx_http_twirt_redis_worker;
+
+    /* not ngx_close_connection(): hiredis closes the fd right after this */
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (ngx_del_conn) {
+        ngx_del_conn(c, NGX_CLOSE_EVENT);
+
+    } else {
+        if (c->read->active || c->read->disabled) {
+            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+        }
+
+        if (c->write->active || c->write->disabled) {
+            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+        }
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    ac->ev.data = NULL;
+
+    if (ac != rw->ac) {
+        return;
+    }
+
+    state = rw->state;
+
+    rw->ac = NULL;
+    rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
+
+    if (rw->connect_timer.timer_set) {
+        ngx_del_timer(&rw->connect_timer);
+    }
+
+    ngx_http_twirt_redis_requeue(rw);
+
+    if (rw->exiting) {
+        return;
+    }
+
+    if (state == NGX_HTTP_TWIRT_REDIS_READY) {
+        rw->stats.errors++;
+        rw->logged = NGX_HTTP_TWIRT_REDIS_CONNECT;
+
+        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+                      "twirt: redis \"%V\" connection lost: %s, "
+                      "%ui commands held", &rw->conf->name,
+                      ac->err ? ac->errstr : "closed",
+                      ngx_http_twirt_redis_held(rw));
+
+        /* a connection that lasted starts again from the shortest delay */
+
+        if (ngx_current_msec - rw->ready_since
+            >= NGX_HTTP_TWIRT_REDIS_BACKOFF_MAX)
+        {
+            rw->backoff = NGX_HTTP_TWIRT_REDIS_BACKOFF_MIN;
+        }
+
+    } else if (state != NGX_HTTP_TWIRT_REDIS_CLOSING) {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                    "connect failed: %s",
+                                    ac->err ? ac->errstr : "closed");
+    }
+
+    ngx_http_twirt_redis_retry(rw);
+}
+
+
+/*
+ * The commands sent on a connection that ended before their answers go
+ * back in front of the queue, in their order, to be sent again: Redis may
+ * have run some of them (at least once, not exactly once).
+ */
+
+static void
+ngx_http_twirt_redis_requeue(ngx_http_twirt_redis_worker_t *rw)
+{
+    ngx_queue_t                 *q;
+    ngx_http_twirt_redis_cmd_t  *cmd;
+
+    while (!ngx_queue_empty(&rw->inflight)) {
+        q = ngx_queue_last(&rw->inflight);
+        cmd = ngx_queue_data(q, ngx_http_twirt_redis_cmd_t, queue);
+
+        ngx_queue_remove(q);
+        rw->ninflight--;
+
+        if (++cmd->tries >= NGX_HTTP_TWIRT_REDIS_TRIES) {
+            rw->stats.dropped++;
+            ngx_log_error(NGX_LOG_WARN, rw->log, 0,
+                          "twirt: redis command \"%*s\" dropped after %ui "
+                          "connections ended before its answer",
+                          cmd->argvlen[0], cmd->argv[0], cmd->tries);
+            ngx_free(cmd);
+            continue;
+        }
+
+        ngx_queue_insert_head(&rw->pending, q);
+        rw->npending++;
+    }
+}
+
+
+/* commands and replies */
+
+
+static ngx_int_t
+ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
+    ngx_http_twirt_redis_cmd_t *cmd)
+{
+    if (redisAsyncCommandArgv(rw->ac, ngx_http_twirt_redis_reply, cmd,
+                              cmd->argc, cmd->argv, cmd->argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_insert_tail(&rw->inflight, &cmd->queue);
+    rw->ninflight++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                     *reply;
+    ngx_http_twirt_redis_cmd_t     *cmd;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+    reply = r;
+    cmd = privdata;
+
+    if (reply == NULL) {
+        /* the connection ends: the cleanup hook requeues the command */
+        return;
+    }
+
+    ngx_queue_remove(&cmd->queue);
+    rw->ninflight--;
+    rw->stats.sent++;
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_twirt_redis_reply_error(rw, cmd->argv[0], cmd->argvlen[0],
+                                         reply);
+    }
+
+    ngx_free(cmd);
+
+    if (rw->full
+        && ngx_http_twirt_redis_held(rw) <= (ngx_uint_t) rw->conf->queue / 2)
+    {
+        rw->full = 0;
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_hash_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    size_t                          i;
+    ngx_int_t                       rc;
+    ngx_array_t                     pairs;
+    ngx_keyval_t                   *kv;
+    redisReply                     *reply, *f, *v;
+    ngx_http_twirt_redis_read_t    *rd;
+    ngx_http_twirt_redis_worker_t  *rw;
+    ngx_http_twirt_redis_hash_pt    handler;
+
+    rw = &ngx_http_twirt_redis_worker;
+    reply = r;
+    rd = privdata;
+
+    rw->nreads--;
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    handler = rd->handler;
+
+    if (handler == NULL || rw->exiting) {
+        ngx_free(rd);
+        return;
+    }
+
+    rd->handler = NULL;
+
+    ngx_memzero(&pairs, sizeof(ngx_array_t));
+    pairs.size = sizeof(ngx_keyval_t);
+
+    kv = NULL;
+
+    if (reply == NULL) {
+        rc = NGX_DECLINED;
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_twirt_redis_reply_error(rw, "HGETALL",
+                                         sizeof("HGETALL") - 1, reply);
+        rc = NGX_ERROR;
+
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
+        rc = NGX_ERROR;
+
+    } else {
+        rc = NGX_OK;
+
+        if (reply->elements) {
+            kv = ngx_alloc(reply->elements / 2 * sizeof(ngx_keyval_t),
+                           rw->log);
+            if (kv == NULL) {
+                rc = NGX_ERROR;
+            }
+        }
+
+        for (i = 0; rc == NGX_OK && i < reply->elements; i += 2) {
+            f = reply->element[i];
+            v = reply->element[i + 1];
+
+            if (f->type != REDIS_REPLY_STRING
+                || v->type != REDIS_REPLY_STRING)
+            {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            kv[i / 2].key.len = f->len;
+            kv[i / 2].key.data = (u_char *) f->str;
+            kv[i / 2].value.len = v->len;
+            kv[i / 2].value.data = (u_char *) v->str;
+        }
+
+        if (rc == NGX_OK) {
+            pairs.elts = kv;
+            pairs.nelts = reply->elements / 2;
+            pairs.nalloc = pairs.nelts;
+        }
+    }
+
+    handler(rd->data, rc, rc == NGX_OK ? &pairs : NULL);
+
+    if (kv) {
+        ngx_free(kv);
+    }
+
+    ngx_free(rd);
+}
+
+
+static void
+ngx_http_twirt_redis_read_timeout(ngx_event_t *ev)
+{
+    ngx_http_twirt_redis_read_t    *rd;
+    ngx_http_twirt_redis_hash_pt    handler;
+
+    rd = ev->data;
+
+    handler = rd->handler;
+
+    if (handler == NULL) {
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "twirt: redis read timed out");
+
+    /* the reply, when it comes, frees rd */
+
+    rd->handler = NULL;
+
+    handler(rd->data, NGX_DECLINED, NULL);
+}
+
+
+/* at most one error line a second for replies; all of them are counted */
+
+static void
+ngx_http_twirt_redis_reply_error(ngx_http_twirt_redis_worker_t *rw,
+    const char *command, size_t len, redisReply *reply)
+{
+    rw->stats.errors++;
+
+    if (rw->error_logged == ngx_time()) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rw->log, 0,
+                       "twirt: redis \"%*s\" failed: %s",
+                       len, command, reply->str);
+        return;
+    }
+
+    rw->error_logged = ngx_time();
+
+    ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+                  "twirt: redis \"%V\" answered \"%*s\" with an error: %*s",
+                  &rw->conf->name, len, command,
+                  (size_t) reply->len, reply->str);
+}
+
+
+static ngx_uint_t
+ngx_http_twirt_redis_held(ngx_http_twirt_redis_worker_t *rw)
+{
+    return rw->npending + rw->ninflight;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_redis_allowed(ngx_str_t *name)
+{
+    ngx_str_t  *s;
+
+    for (s = ngx_http_twirt_redis_refused; s->len; s++) {
+        if (s->len == name->len
+            && ngx_strncasecmp(s->data, name->data, s->len) == 0)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* configuration */
+
+
+static void *
+ngx_http_twirt_redis_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_twirt_redis_main_conf_t));
+    if (rmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rmcf->name = { 0, NULL };
+     *     rmcf->host = { 0, NULL };
+     *     rmcf->password = { 0, NULL };
+     *     rmcf->prefix = { 0, NULL };
+     *     rmcf->node = { 0, NULL };
+     *     rmcf->db = 0;
+     *     rmcf->unix_socket = 0;
+     */
+
+    rmcf->ttl = NGX_CONF_UNSET;
+    rmcf->queue = NGX_CONF_UNSET;
+    rmcf->timeout = NGX_CONF_UNSET_MSEC;
+
+    return rmcf;
+}
+
+
+static char *
+ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_twirt_redis_main_conf_t  *rmcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (rmcf->prefix.data == NULL) {
+        rmcf->prefix = ngx_http_twirt_redis_default_prefix;
+    }
+
+    if (rmcf->node.data == NULL) {
+        rmcf->node = cf->cycle->hostname;
+    }
+
+    ngx_conf_init_value(rmcf->ttl, 86400);
+    ngx_conf_init_value(rmcf->queue, 10000);
+    ngx_conf_init_msec_value(rmcf->timeout, 1000);
+
+    if (rmcf->timeout == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"twirt_redis_timeout\" must be more than 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->host.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    /* a host name: resolved by nginx's resolver of the http{} block */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->resolver == NULL || clcf->resolver->connections.nelts == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "twirt_redis \"%V\" is a host name: it needs a "
+                      "\"resolver\" at http level, or use an IP address "
+                      "or a unix socket, in %V:%ui",
+                      &rmcf->name, &rmcf->file, rmcf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->clcf = clcf;
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_redis host:port | [ipv6]:port | unix:/path [password=] [db=] */
+
+static char *
+ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_redis_main_conf_t  *rmcf = conf;
+
+    u_char       *p, *colon, *last;
+    size_t        len;
+    ngx_int_t     port;
+    ngx_str_t    *value, host;
+    ngx_uint_t    i;
+#if (NGX_HAVE_INET6)
+    u_char        inaddr6[16];
+#endif
+
+    if (rmcf->name.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    rmcf->file = cf->conf_file->file.name;
+    rmcf->line = cf->conf_file->line;
+
+    if (value[1].len > 5
+        && ngx_strncasecmp(value[1].data, (u_char *) "unix:", 5) == 0)
+    {
+        len = value[1].len - 5;
+
+        if (len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "too long path in \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        rmcf->target = ngx_pnalloc(cf->pool, len + 1);
+        if (rmcf->target == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        (void) ngx_cpystrn(rmcf->target, value[1].data + 5, len + 1);
+
+        rmcf->unix_socket = 1;
+        rmcf->name = value[1];
+
+        goto parameters;
+    }
+
+    p = value[1].data;
+    last = p + value[1].len;
+    port = NGX_HTTP_TWIRT_REDIS_PORT;
+
+    if (p < last && *p == '[') {
+        colon = ngx_strlchr(p, last, ']');
+
+        if (colon == NULL) {
+            goto invalid;
+        }
+
+        host.data = p + 1;
+        host.len = colon - host.data;
+        colon++;
+
+        if (colon < last && *colon != ':') {
+            goto invalid;
+        }
+
+    } else {
+        colon = ngx_strlchr(p, last, ':');
+
+        if (colon && ngx_strlchr(colon + 1, last, ':')) {
+            /* an IPv6 address without brackets and without a port */
+            colon = NULL;
+        }
+
+        host.data = p;
+        host.len = (colon ? colon : last) - p;
+    }
+
+    if (colon && colon < last) {
+        port = ngx_atoi(colon + 1, last - colon - 1);
+
+        if (port < 1 || port > 65535) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid port in \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (host.len == 0) {
+        goto invalid;
+    }
+
+    rmcf->port = (int) port;
+
+    rmcf->name.data = ngx_pnalloc(cf->pool, host.len + sizeof("[]:65535"));
+    if (rmcf->name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->target = ngx_pnalloc(cf->pool, host.len + 1);
+    if (rmcf->target == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(rmcf->target, host.data, host.len + 1);
+
+    if (ngx_inet_addr(host.data, host.len) != INADDR_NONE) {
+        rmcf->name.len = ngx_sprintf(rmcf->name.data, "%V:%i", &host, port)
+                         - rmcf->name.data;
+        goto parameters;
+    }
+
+#if (NGX_HAVE_INET6)
+    if (ngx_inet6_addr(host.data, host.len, inaddr6) == NGX_OK) {
+        rmcf->name.len = ngx_sprintf(rmcf->name.data, "[%V]:%i", &host, port)
+                         - rmcf->name.data;
+        goto parameters;
+    }
+#endif
+
+    for (i = 0; i < host.len; i++) {
+        if (!(isalnum(host.data[i]) || host.data[i] == '-'
+              || host.data[i] == '.' || host.data[i] == '_'))
+        {
+            goto invalid;
+        }
+    }
+
+    rmcf->host = host;
+    rmcf->name.len = ngx_sprintf(rmcf->name.data, "%V:%i", &host, port)
+                     - rmcf->name.data;
+
+parameters:
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            rmcf->password.data = value[i].data + 9;
+            rmcf->password.len = value[i].len - 9;
+
+            if (rmcf->password.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "empty \"password=\" in \"twirt_redis\"");
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            rmcf->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
+
+            if (rmcf->db == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid database number \"%V\" in "
+                                   "\"twirt_redis\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"twirt_redis\", "
+                           "expected \"password=\" or \"db=\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid address \"%V\" in \"twirt_redis\", expected "
+                       "host:port, [ipv6]:port or unix:/path", &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* twirt_redis_test [command | hgetall | stats]: for the test suite */
+
+static char *
+ngx_http_twirt_redis_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 1 || ngx_strcmp(value[1].data, "command") == 0) {
+        clcf->handler = ngx_http_twirt_redis_test_command;
+
+    } else if (ngx_strcmp(value[1].data, "hgetall") == 0) {
+        clcf->handler = ngx_http_twirt_redis_test_hgetall;
+
+    } else if (ngx_strcmp(value[1].data, "stats") == 0) {
+        clcf->handler = ngx_http_twirt_redis_test_stats;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\", expected \"command\", "
+                           "\"hgetall\" or \"stats\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the worker */
+
+
+static ngx_int_t
+ngx_http_twirt_redis_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_twirt_redis_worker_t     *rw;
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_twirt_redis_module);
+    if (rmcf == NULL) {
+        return NGX_OK;
+    }
+
+    rw = &ngx_http_twirt_redis_worker;
+
+    ngx_memzero(rw, sizeof(ngx_http_twirt_redis_worker_t));
+
+    rw->conf = rmcf;
+    rw->log = cycle->log;
+
+    if (rmcf->name.len == 0) {
+        return NGX_OK;
+    }
+
+    ngx_queue_init(&rw->pending);
+    ngx_queue_init(&rw->inflight);
+
+    rw->backoff = NGX_HTTP_TWIRT_REDIS_BACKOFF_MIN;
+
+    /* cancelable: neither timer keeps a quitting worker alive */
+
+    rw->connect_timer.handler = ngx_http_twirt_redis_connect_timeout;
+    rw->connect_timer.data = rw;
+    rw->connect_timer.log = cycle->log;
+    rw->connect_timer.cancelable = 1;
+
+    rw->retry_timer.handler = ngx_http_twirt_redis_retry_handler;
+    rw->retry_timer.data = rw;
+    rw->retry_timer.log = cycle->log;
+    rw->retry_timer.cancelable = 1;
+
+    ngx_http_twirt_redis_connect(rw);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      n;
+    ngx_queue_t                    *q;
+    ngx_http_twirt_redis_cmd_t     *cmd;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+
+    if (rw->conf == NULL || rw->conf->name.len == 0) {
+        return;
+    }
+
+    rw->exiting = 1;
+
+    if (rw->retry_timer.timer_set) {
+        ngx_del_timer(&rw->retry_timer);
+    }
+
+    if (rw->connect_timer.timer_set) {
+        ngx_del_timer(&rw->connect_timer);
+    }
+
+    if (rw->resolving) {
+        ngx_resolve_name_done(rw->resolving);
+        rw->resolving = NULL;
+    }
+
+    if (rw->ac) {
+
+        /* what is already formatted goes out if the socket takes it */
+
+        if (rw->state == NGX_HTTP_TWIRT_REDIS_READY) {
+            redisAsyncHandleWrite(rw->ac);
+        }
+
+        if (rw->ac) {
+            redisAsyncFree(rw->ac);
+        }
+    }
+
+    n = rw->ninflight + rw->npending;
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "twirt: redis \"%V\" exiting with %ui commands "
+                      "not acknowledged", &rw->conf->name, n);
+    }
+
+    while (!ngx_queue_empty(&rw->pending)) {
+        q = ngx_queue_head(&rw->pending);
+        cmd = ngx_queue_data(q, ngx_http_twirt_redis_cmd_t, queue);
+        ngx_queue_remove(q);
+        ngx_free(cmd);
+    }
+
+    rw->npending = 0;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
+                   "twirt: redis \"%V\" closed", &rw->conf->name);
+}
+
+
+/*
+ * Test-only content handlers (twirt_redis_test): they drive the public
+ * API from HTTP so that t/redis.t needs nothing else of twirt.
+ *
+ *     GET /redis?cmd=RPUSH&a=key&a=value    one command, arguments
+ *                                           percent-encoded
+ *     POST /redis                           one argument per line,
+ *                                           commands apart by empty lines
+ *
+ * answer one word per command: queued, dropped, disabled or refused.
+ *
+ *     GET /redis-hget?key=K[&timeout=ms]    field=value lines, "empty",
+ *                                           "error" or "unavailable"
+ *     GET /redis-stats                      the counters
+ */
+
+
+static ngx_int_t
+ngx_http_twirt_redis_test_command(ngx_http_request_t *r)
+{
+    u_char       *p, *last, *amp, *eq, *dst, *src;
+    ngx_int_t     rc;
+    ngx_str_t    *arg;
+    ngx_array_t   args;
+
+    if (r->method == NGX_HTTP_POST) {
+        r->request_body_in_single_buf = 1;
+
+        rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_twirt_redis_test_body);
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        return NGX_DONE;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_array_init(&args, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* cmd= is the first argument wherever it is, the a= follow in order */
+
+    arg = ngx_array_push(&args);
+    if (arg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_null(arg);
+
+    p = r->args.data;
+    last = p + r->args.len;
+
+    while (p < last) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        if (eq == NULL) {
+            p = amp + 1;
+            continue;
+        }
+
+        if (eq - p == 3 && ngx_strncmp(p, "cmd", 3) == 0) {
+            arg = args.elts;
+
+        } else if (eq - p == 1 && *p == 'a') {
+            arg = ngx_array_push(&args);
+            if (arg == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+        } else {
+            p = amp + 1;
+            continue;
+        }
+
+        dst = ngx_pnalloc(r->pool, amp - eq);
+        if (dst == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        arg->data = dst;
+        src = eq + 1;
+        ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
+        arg->len = dst - arg->data;
+
+        p = amp + 1;
+    }
+
+    rc = ngx_http_twirt_redis_command(args.nelts, args.elts);
+
+    return ngx_http_twirt_redis_test_send(r,
+                                          ngx_http_twirt_redis_test_word(rc));
+}
+
+
+static void
+ngx_http_twirt_redis_test_body(ngx_http_request_t *r)
+{
+    u_char       *p, *last, *eol, *body;
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_str_t     out, *arg, *word;
+    ngx_buf_t    *b;
+    ngx_array_t   args;
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL || r->request_body->temp_file) {
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE);
+        return;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    body = ngx_pnalloc(r->pool, len + 1);
+    if (body == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    p = body;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    last = p;
+
+    /* at most one word and a newline per line of the body */
+
+    out.data = ngx_pnalloc(r->pool, (len + 1) * sizeof("disabled\n"));
+    if (out.data == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    out.len = 0;
+
+    if (ngx_array_init(&args, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    for (p = body; p <= last; p = eol + 1) {
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        if (eol > p) {
+            arg = ngx_array_push(&args);
+            if (arg == NULL) {
+                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+            arg->data = p;
+            arg->len = eol - p;
+
+            if (eol < last) {
+                continue;
+            }
+        }
+
+        if (args.nelts) {
+            rc = ngx_http_twirt_redis_command(args.nelts, args.elts);
+            word = ngx_http_twirt_redis_test_word(rc);
+
+            out.len = ngx_cpymem(out.data + out.len, word->data, word->len)
+                      - out.data;
+            args.nelts = 0;
+        }
+    }
+
+    if (out.len == 0) {
+        ngx_str_set(&out, "nothing\n");
+    }
+
+    ngx_http_finalize_request(r, ngx_http_twirt_redis_test_send(r, &out));
+}
+
+
+static ngx_int_t
+ngx_http_twirt_redis_test_hgetall(ngx_http_request_t *r)
+{
+    u_char                           *dst, *src;
+    ngx_int_t                         rc, timeout;
+    ngx_str_t                         key, value, text;
+    ngx_http_cleanup_t               *cln;
+    ngx_http_twirt_redis_test_ctx_t  *ctx;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "key", 3, &value) != NGX_OK) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    key.data = ngx_pnalloc(r->pool, value.len);
+    if (key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    dst = key.data;
+    src = value.data;
+    ngx_unescape_uri(&dst, &src, value.len, 0);
+    key.len = dst - key.data;
+
+    timeout = 0;
+
+    if (ngx_http_arg(r, (u_char *) "timeout", 7, &value) == NGX_OK) {
+        timeout = ngx_atoi(value.data, value.len);
+
+        if (timeout == NGX_ERROR) {
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_twirt_redis_test_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_twirt_redis_test_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+
+    rc = ngx_http_twirt_redis_hgetall(&key, (ngx_msec_t) timeout,
+                                      ngx_http_twirt_redis_test_hash, ctx,
+                                      &ctx->handle);
+
+    if (rc == NGX_DECLINED) {
+        if (ngx_http_twirt_redis_worker.conf == NULL
+            || ngx_http_twirt_redis_worker.conf->name.len == 0)
+        {
+            ngx_str_set(&text, "disabled\n");
+
+        } else {
+            ngx_str_set(&text, "unavailable\n");
+        }
+
+        return ngx_http_twirt_redis_test_send(r, &text);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_twirt_redis_test_hash(void *data, ngx_int_t rc, ngx_array_t *pairs)
+{
+    ngx_http_twirt_redis_test_ctx_t *ctx = data;
+
+    u_char              *p;
+    size_t               len;
+    ngx_str_t            text;
+    ngx_uint_t           i;
+    ngx_keyval_t        *kv;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->handle = NULL;
+
+    if (rc == NGX_ERROR) {
+        ngx_str_set(&text, "error\n");
+
+    } else if (rc != NGX_OK) {
+        ngx_str_set(&text, "unavailable\n");
+
+    } else if (pairs->nelts == 0) {
+        ngx_str_set(&text, "empty\n");
+
+    } else {
+        kv = pairs->elts;
+        len = 0;
+
+        for (i = 0; i < pairs->nelts; i++) {
+            len += kv[i].key.len + kv[i].value.len + sizeof("=\n") - 1;
+        }
+
+        text.data = ngx_pnalloc(r->pool, len);
+        if (text.data == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+        p = text.data;
+
+        for (i = 0; i < pairs->nelts; i++) {
+            p = ngx_sprintf(p, "%V=%V\n", &kv[i].key, &kv[i].value);
+        }
+
+        text.len = p - text.data;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_twirt_redis_test_send(r, &text));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_twirt_redis_test_cleanup(void *data)
+{
+    ngx_http_twirt_redis_test_ctx_t *ctx = data;
+
+    if (ctx->handle) {
+        ngx_http_twirt_redis_cancel(ctx->handle);
+        ctx->handle = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_twirt_redis_test_stats(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      text;
+    ngx_http_twirt_redis_stats_t  *st;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_twirt_redis_worker.conf == NULL
+        || ngx_http_twirt_redis_worker.conf->name.len == 0)
+    {
+        ngx_str_set(&text, "disabled\n");
+        return ngx_http_twirt_redis_test_send(r, &text);
+    }
+
+    st = ngx_http_twirt_redis_stats();
+
+    text.data = ngx_pnalloc(r->pool,
+                            6 * (NGX_INT_T_LEN + sizeof("reconnects= ")));
+    if (text.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    text.len = ngx_sprintf(text.data,
+                           "queued=%ui dropped=%ui reconnects=%ui "
+                           "errors=%ui connected=%ui sent=%ui\n",
+                           st->queued, st->dropped, st->reconnects,
+                           st->errors, st->connected, st->sent)
+               - text.data;
+
+    return ngx_http_twirt_redis_test_send(r, &text);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_redis_test_send(ngx_http_request_t *r, ngx_str_t *text)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = text->len;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = text->data;
+    b->last = text->data + text->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_str_t *
+ngx_http_twirt_redis_test_word(ngx_int_t rc)
+{
+    static ngx_str_t  queued = ngx_string("queued\n");
+    static ngx_str_t  dropped = ngx_string("dropped\n");
+    static ngx_str_t  disabled = ngx_string("disabled\n");
+    static ngx_str_t  refused = ngx_string("refused\n");
+
+    switch (rc) {
+
+    case NGX_OK:
+        return &queued;
+
+    case NGX_BUSY:
+        return &dropped;
+
+    case NGX_DECLINED:
+        return &disabled;
+
+    default:
+        return &refused;
+    }
+}

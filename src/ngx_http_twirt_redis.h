@@ -1,0 +1,76 @@
+
+/*
+ * twirt: the per-worker Redis connection, as the rest of twirt sees it.
+ *
+ * Everything here is safe to call from any handler of a worker and never
+ * blocks: commands are copied and queued, reads answer through a callback.
+ * Without "twirt_redis" in the configuration the calls do nothing and
+ * return NGX_DECLINED.  Keys are built by the callers; only the prefix is
+ * kept here.
+ */
+
+
+#ifndef _NGX_HTTP_TWIRT_REDIS_H_INCLUDED_
+#define _NGX_HTTP_TWIRT_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/*
+ * rc is NGX_OK with the hash as an array of ngx_keyval_t (field, value),
+ * empty for a missing key; NGX_ERROR when Redis answered with an error or
+ * not with a hash; NGX_DECLINED when no answer came: the connection was
+ * lost or the timeout expired.  The array and the strings are valid only
+ * during the call.
+ */
+typedef void (*ngx_http_twirt_redis_hash_pt)(void *data, ngx_int_t rc,
+    ngx_array_t *pairs);
+
+
+/* per worker */
+typedef struct {
+    ngx_uint_t                  queued;      /* held: waiting or unanswered */
+    ngx_uint_t                  dropped;     /* refused: the queue was full */
+    ngx_uint_t                  reconnects;  /* connection back after a loss */
+    ngx_uint_t                  errors;      /* failed attempts, losses,
+                                                error replies */
+    ngx_uint_t                  connected;   /* 1 when commands go out */
+    ngx_uint_t                  sent;        /* commands Redis answered */
+} ngx_http_twirt_redis_stats_t;
+
+
+/*
+ * Queues one command; argv is copied, the caller keeps its memory.
+ * NGX_OK: queued or sent; NGX_BUSY: dropped, the queue is full;
+ * NGX_DECLINED: Redis is not configured; NGX_ERROR: an empty or a
+ * connection-state command (SUBSCRIBE, MULTI, SELECT, BLPOP...), or no
+ * memory.
+ */
+ngx_int_t ngx_http_twirt_redis_command(ngx_uint_t argc, ngx_str_t *argv);
+
+/*
+ * HGETALL key.  NGX_OK: handler will be called exactly once, never from
+ * inside this call, unless ngx_http_twirt_redis_cancel(*handle) is called
+ * first; *handle is valid until then.  NGX_DECLINED: Redis is not
+ * configured, not connected now, or too many reads are waiting (the
+ * handler is not called: go on without Redis).  NGX_ERROR: no memory.
+ * A timeout of 0 means "twirt_redis_timeout".
+ */
+ngx_int_t ngx_http_twirt_redis_hgetall(ngx_str_t *key, ngx_msec_t timeout,
+    ngx_http_twirt_redis_hash_pt handler, void *data, void **handle);
+
+/* the caller went away: its handler will not be called */
+void ngx_http_twirt_redis_cancel(void *handle);
+
+ngx_str_t *ngx_http_twirt_redis_prefix(void);
+time_t ngx_http_twirt_redis_ttl(void);
+ngx_str_t *ngx_http_twirt_redis_node(void);
+ngx_http_twirt_redis_stats_t *ngx_http_twirt_redis_stats(void);
+
+
+extern ngx_module_t  ngx_http_twirt_redis_module;
+
+
+#endif /* _NGX_HTTP_TWIRT_REDIS_H_INCLUDED_ */
