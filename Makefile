@@ -12,7 +12,7 @@ CC_OPT     ?= -Wall -Wextra -Werror
 SRCS        = ngx_http_twirt_module.c $(wildcard src/*.c)
 HDRS        = $(wildcard src/*.h)
 
-.PHONY: all deps run call test unit fuzz fuzz-smoke bench clean
+.PHONY: all deps run call test valgrind bench clean
 
 all: $(MODULE)
 
@@ -57,6 +57,10 @@ call:
 # builds, starts what the suites need, runs every suite, stops everything
 test: deps all
 	@util/test
+
+# the stream, upstream and bridge suites with nginx under valgrind
+valgrind: deps all
+	@util/valgrind
 
 -include test/Makefile.codec
 

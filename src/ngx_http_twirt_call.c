@@ -137,6 +137,7 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
 
     cln->handler = ngx_http_twirt_call_request_cleanup;
     cln->data = call;
+    call->cleanup = cln;
 
     call->duration_timer.handler = ngx_http_twirt_call_duration;
     call->duration_timer.data = call;
@@ -1241,11 +1242,19 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 
     ngx_http_twirt_call_release_log(call);
 
+    /* the request may outlive the call by a moment */
+    if (call->cleanup) {
+        call->cleanup->handler = NULL;
+    }
+
     if (call->realtime) {
         ngx_http_twirt_ws_free(call->realtime);
     }
 
     ngx_http_twirt_ws_free(call->twilio);
+
+    /* the pool was made with the connection's log, gone by now */
+    call->pool->log = ngx_cycle->log;
 
     ngx_destroy_pool(call->pool);
 }

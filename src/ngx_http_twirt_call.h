@@ -46,6 +46,7 @@ typedef struct {
     ngx_log_handler_pt          log_handler;   /* the connection's own */
     void                       *log_data;
     ngx_http_twirt_loc_conf_t  *conf;
+    ngx_http_cleanup_t         *cleanup;       /* of the request */
 
     ngx_http_twirt_ws_t        *twilio;
     ngx_http_twirt_upstream_t  *upstream;      /* while connecting */

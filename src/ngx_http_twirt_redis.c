@@ -584,7 +584,7 @@ ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx)
     rw->resolving = NULL;
     rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
 
-    if (ctx->state) {
+    if (ctx->state || ctx->naddrs == 0) {
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
                                     "\"%V\" could not be resolved (%i: %s)",
                                     &ctx->name, ctx->state,
@@ -1382,6 +1382,8 @@ ngx_http_twirt_redis_hash_reply(redisAsyncContext *ac, void *r,
     handler = rd->handler;
 
     if (handler == NULL || rw->exiting) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rw->log, 0,
+                       "twirt: redis read answered after its caller left");
         ngx_free(rd);
         return;
     }
@@ -1628,14 +1630,15 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rmcf->file = cf->conf_file->file.name;
     rmcf->line = cf->conf_file->line;
 
-    if (value[1].len > 5
+    if (value[1].len >= 5
         && ngx_strncasecmp(value[1].data, (u_char *) "unix:", 5) == 0)
     {
         len = value[1].len - 5;
 
-        if (len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
+        if (len == 0 || len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "too long path in \"%V\"", &value[1]);
+                               "no path or too long a path in \"%V\"",
+                               &value[1]);
             return NGX_CONF_ERROR;
         }
 
@@ -1953,6 +1956,7 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
  *
  *     GET /redis-hget?key=K[&timeout=ms]    field=value lines, "empty",
  *                                           "error" or "unavailable"
+ *     GET /redis-hget?key=K&cancel=1        cancels at once: "canceled"
  *     GET /redis-stats                      the counters
  */
 
@@ -2212,6 +2216,17 @@ ngx_http_twirt_redis_test_hgetall(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "cancel", 6, &value) == NGX_OK) {
+
+        /* the handler must never run now: this request is gone first */
+
+        ngx_http_twirt_redis_cancel(ctx->handle);
+        ctx->handle = NULL;
+
+        ngx_str_set(&text, "canceled\n");
+        return ngx_http_twirt_redis_test_send(r, &text);
     }
 
     r->main->count++;
