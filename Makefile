@@ -58,6 +58,10 @@ call:
 test: deps all
 	@util/test
 
+# the load tool against nginx with one worker at 100, 500, 1000 calls
+bench: deps all
+	@bench/run $(BENCH_ARGS)
+
 # the stream, upstream and bridge suites with nginx under valgrind
 valgrind: deps all
 	@util/valgrind

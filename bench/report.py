@@ -1,0 +1,256 @@
+#!/usr/bin/python3
+"""The table of bench/run: reads what the runs left in the work directory
+(twilio_load's and realtime_echo's JSON, the nginx worker's CPU and RSS
+samples) and writes the table to stdout and to --text, everything to
+--json.  The bridge-added latency is the RTT through nginx minus the floor
+(the same path without nginx), percentile by percentile."""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+TARGET_ADDED_P99_US = 1000      # at 500 calls
+TARGET_CPU_MS = 0.4             # per call-second
+TARGET_RSS_KIB = 64             # per call
+TARGET_SETUP_MS = 5
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def nginx_numbers(s, load_json):
+    """CPU per call-second and RSS per call from the worker's samples."""
+    calls = s["calls"]
+    clk = s["clk_tck"]
+    c0, ca, cb, c1 = s["cpu_ticks"]
+    r0, ra, rb, r1 = s["rss_kib"]
+    t0, ta, tb, t1 = s["t"]
+    out = {"rss_before_kib": r0, "rss_steady_kib": rb or r1,
+           "rss_after_kib": r1, "log_errors": s["log_errors"],
+           "cpu_ms_total": (c1 - c0) * 1000.0 / clk}
+
+    call_seconds = (load_json or {}).get("call_seconds", 0)
+    out["cpu_ms_per_call_s_total"] = (
+        out["cpu_ms_total"] / call_seconds if call_seconds else None)
+
+    if s["window"] and tb > ta:
+        out["window_s"] = tb - ta
+        out["cpu_ms_window"] = (cb - ca) * 1000.0 / clk
+        out["cpu_ms_per_call_s"] = out["cpu_ms_window"] / (calls * (tb - ta))
+        out["core_share"] = out["cpu_ms_window"] / ((tb - ta) * 1000.0)
+        pa, pb = s.get("cpu_user_sys_window", [[0, 0], [0, 0]])
+        out["user_ms_window"] = (pb[0] - pa[0]) * 1000.0 / clk
+        out["sys_ms_window"] = (pb[1] - pa[1]) * 1000.0 / clk
+        out["rss_kib_per_call"] = (rb - r0) / calls
+    else:
+        out["cpu_ms_per_call_s"] = out["cpu_ms_per_call_s_total"]
+        out["core_share"] = None
+        out["rss_kib_per_call"] = None
+
+    return out
+
+
+def fmt(v, spec="{:.0f}", none="-"):
+    return none if v is None else spec.format(v)
+
+
+def tool_cpu(j):
+    if not j:
+        return "-"
+    c = j["cpu"]
+    return "{:.0f}% {:.3f}".format(c["core_share"] * 100,
+                                   c["ms_per_call_second"])
+
+
+def echo_cpu(j):
+    if not j or not j.get("wall_s"):
+        return "-"
+    return "{:.0f}%".format(j["cpu_ms"] / (j["wall_s"] * 10))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--floor", required=True)
+    ap.add_argument("--runs", default="")
+    ap.add_argument("--bridge", default="0")
+    ap.add_argument("--bridge-note", default="")
+    ap.add_argument("--mode", default="full")
+    ap.add_argument("--duration", default="")
+    ap.add_argument("--marks", default="immediate")
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--text", required=True)
+    a = ap.parse_args()
+
+    w = a.work
+    floor = load(os.path.join(w, a.floor + ".load.json"))
+    floor_echo = load(os.path.join(w, a.floor + ".echo.json"))
+
+    try:
+        nginx_v = subprocess.run(
+            [os.environ.get("NGINX", "/usr/sbin/nginx"), "-v"],
+            capture_output=True, text=True).stderr.strip()
+    except OSError:
+        nginx_v = ""
+
+    result = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"cores": os.cpu_count(), "kernel": platform.release(),
+                 "nginx": nginx_v},
+        "mode": a.mode, "duration_s": a.duration, "marks": a.marks,
+        "floor": {"load": floor, "echo": floor_echo},
+        "bridge_available": a.bridge == "1",
+        "bridge_note": a.bridge_note,
+        "runs": [],
+    }
+
+    lines = []
+    say = lines.append
+
+    say("twirt bench, {}, {} cores, {}, audio {} s per call, marks {}".format(
+        result["timestamp"], os.cpu_count(), nginx_v.replace(
+            "nginx version: ", ""), a.duration, a.marks))
+    say("")
+
+    row = ("{:>6} {:>22} {:>20} {:>5} {:>9} {:>5} {:>8} {:>13} {:>15} "
+           "{:>12} {:>5}").format
+    head = row("calls", "rtt p50/p99/max us", "added p50/p99/max", "lost",
+               "cpu ms/cs", "core", "KiB/call", "101 p50/p99ms",
+               "1st echo p50/p99", "load cpu", "echo")
+    say(head)
+    say("-" * len(head))
+
+    def rtt(j):
+        r = j["rtt_us"]
+        return "{}/{}/{}".format(r["p50"], r["p99"], r["max"])
+
+    def setup(j, key):
+        s = j[key]
+        return "{:.2f}/{:.2f}".format(s["p50"] / 1000.0, s["p99"] / 1000.0)
+
+    def lost(j):
+        return j["frames"]["lost"]
+
+    if floor:
+        say(row(
+            "floor", rtt(floor), "(direct)", lost(floor), "-", "-", "-",
+            setup(floor, "setup_101_us"), setup(floor, "setup_media_us"),
+            tool_cpu(floor), echo_cpu(floor_echo)))
+
+    verdicts = []
+
+    for label in a.runs.split():
+        lj = load(os.path.join(w, label + ".load.json"))
+        ej = load(os.path.join(w, label + ".echo.json"))
+        nj = load(os.path.join(w, label + ".nginx.json"))
+        if nj is None:
+            continue
+
+        calls = nj["calls"]
+        ng = nginx_numbers(nj, lj)
+        run = {"calls": calls, "load": lj, "echo": ej, "nginx": ng,
+               "nginx_samples": nj}
+
+        if lj is None:
+            say("{:>6} the load tool wrote no results".format(calls))
+            result["runs"].append(run)
+            continue
+
+        added = {}
+        if floor:
+            for p in ("p50", "p90", "p99", "p999", "max"):
+                added[p] = lj["rtt_us"][p] - floor["rtt_us"][p]
+        run["added_us"] = added
+
+        say(row(
+            calls, rtt(lj),
+            "{}/{}/{}".format(added.get("p50", "-"), added.get("p99", "-"),
+                              added.get("max", "-")),
+            lost(lj), fmt(ng["cpu_ms_per_call_s"], "{:.3f}"),
+            fmt(ng["core_share"] and ng["core_share"] * 100, "{:.0f}%"),
+            fmt(ng["rss_kib_per_call"], "{:.1f}"),
+            setup(lj, "setup_101_us"), setup(lj, "setup_media_us"),
+            tool_cpu(lj), echo_cpu(ej)))
+
+        c = lj["calls"]
+        if (c["failed"] or c["dropped"] or lj["frames"]["lost"]
+                or c["established"] != c["requested"]):
+            say("{:>6} WARNING: calls {} requested, {} established, {} "
+                "failed, {} dropped; {} frames lost".format(
+                    "", c["requested"], c["established"], c["failed"],
+                    c["dropped"], lj["frames"]["lost"]))
+        if nj.get("worker_died"):
+            say("{:>6} WARNING: the nginx worker died during the run".format(
+                ""))
+        if ng["log_errors"]:
+            say("{:>6} nginx error log: {} lines at [error] or worse".format(
+                "", ng["log_errors"]))
+
+        verdicts.append((calls, lj, ng, added))
+        result["runs"].append(run)
+
+    say("")
+    say("rtt: Twilio media out to its echo back (through nginx: Twilio ->")
+    say("  nginx -> simulator -> nginx -> Twilio), frames sent after the")
+    say("  call's first echo; added = through nginx minus the floor;")
+    say("  cpu ms/cs = nginx worker CPU per call-second while all calls are")
+    say("  up, core = its share of one core then; KiB/call = worker RSS")
+    say("  growth with all calls up (after 5 warm-up calls); 101 = connect")
+    say("  to the upgrade answer; 1st echo = connect to the first audio back;")
+    say("  load cpu / echo = the tools' own CPU (share of a core, ms per")
+    say("  call-second for the load tool).")
+
+    if a.bridge != "1":
+        say("")
+        say("gateway bridge not available yet: " + a.bridge_note)
+
+    if verdicts and a.mode != "tiny":
+        say("")
+        say("targets (BRIEF.md):")
+        for calls, lj, ng, added in verdicts:
+            checks = []
+            checks.append(("no frame lost", lj["frames"]["lost"] == 0
+                           and lj["calls"]["dropped"] == 0))
+            if calls == 500 and "p99" in added:
+                checks.append(("added p99 {} us < {} us at 500".format(
+                    added["p99"], TARGET_ADDED_P99_US),
+                    added["p99"] < TARGET_ADDED_P99_US))
+            if ng["cpu_ms_per_call_s"] is not None:
+                checks.append(("cpu {:.3f} <= {} ms/call-s".format(
+                    ng["cpu_ms_per_call_s"], TARGET_CPU_MS),
+                    ng["cpu_ms_per_call_s"] <= TARGET_CPU_MS))
+            if ng["rss_kib_per_call"] is not None:
+                checks.append(("rss {:.1f} < {} KiB/call".format(
+                    ng["rss_kib_per_call"], TARGET_RSS_KIB),
+                    ng["rss_kib_per_call"] < TARGET_RSS_KIB))
+            p99 = lj["setup_media_us"]["p99"] / 1000.0
+            checks.append(("first echo p99 {:.2f} ms < {} ms (bounds the "
+                           "setup)".format(p99, TARGET_SETUP_MS),
+                           p99 < TARGET_SETUP_MS))
+            say("  {:>5} calls: {}".format(calls, "; ".join(
+                ("ok " if ok else "MISSED ") + what for what, ok in checks)))
+
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+
+    with open(a.text, "w") as f:
+        f.write(text)
+
+    with open(a.json, "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
