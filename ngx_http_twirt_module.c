@@ -254,6 +254,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       offsetof(ngx_http_twirt_loc_conf_t, early_audio),
       NULL },
 
+    { ngx_string("twirt_agent_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, agent_timeout),
+      NULL },
+
     { ngx_string("twirt_stream_url"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_url_value,
@@ -429,6 +436,7 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->end_call = NGX_CONF_UNSET;
     conf->prices = NGX_CONF_UNSET_PTR;
     conf->early_audio = NGX_CONF_UNSET_MSEC;
+    conf->agent_timeout = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -544,6 +552,7 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->prices, prev->prices,
                              &ngx_http_twirt_default_prices);
     ngx_conf_merge_msec_value(conf->early_audio, prev->early_audio, 2000);
+    ngx_conf_merge_msec_value(conf->agent_timeout, prev->agent_timeout, 500);
 
     conf->upstream_ws.max_frame = conf->max_message_size;
     conf->upstream_ws.max_message = conf->max_message_size;

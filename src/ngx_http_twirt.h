@@ -132,6 +132,7 @@ typedef struct {
     ngx_flag_t                  end_call;
     ngx_http_twirt_prices_t    *prices;
     ngx_msec_t                  early_audio;      /* caller audio kept */
+    ngx_msec_t                  agent_timeout;    /* profile read */
 } ngx_http_twirt_loc_conf_t;
 
 

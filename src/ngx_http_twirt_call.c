@@ -11,6 +11,7 @@
 #include "ngx_http_twirt_call.h"
 #include "ngx_http_twirt_twilio.h"
 #include "ngx_http_twirt_template.h"
+#include "ngx_http_twirt_record.h"
 
 
 static void ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
@@ -26,6 +27,8 @@ static void ngx_http_twirt_call_twilio_closed(ngx_http_twirt_ws_t *ws);
 static void ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
     ngx_int_t rc);
 static void ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call);
+static ngx_int_t ngx_http_twirt_call_text(ngx_http_twirt_call_t *call,
+    const char *field, ngx_str_t *dflt, ngx_str_t *out);
 static void ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
@@ -275,6 +278,9 @@ static void
 ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m)
 {
+    json_t     *agent;
+    ngx_str_t   name;
+
     if (call->started) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored a second \"start\" from twilio");
@@ -301,8 +307,32 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
                   "twirt: call started after %M ms, %ui media before start",
                   ngx_current_msec - call->upgraded, call->media_in);
 
+    ngx_http_twirt_record_start(call);
+
     ngx_http_twirt_call_event(call, "state",
                               json_pack("{s:s}", "status", "connecting"));
+
+    agent = json_object_get(call->parameters, "agent");
+
+    if (json_is_string(agent)) {
+        name.data = (u_char *) json_string_value(agent);
+        name.len = json_string_length(agent);
+
+        if (ngx_http_twirt_sid_valid(&name) != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                          "twirt: ignored agent name \"%V\": letters, "
+                          "digits, '_' and '-' only", &name);
+
+        } else {
+            /* the session update waits for the profile, a bounded time */
+            call->on_profile = ngx_http_twirt_call_configure;
+            call->profile_pending = 1;
+
+            if (ngx_http_twirt_record_profile(call, &name) != NGX_OK) {
+                call->profile_pending = 0;
+            }
+        }
+    }
 
     ngx_http_twirt_call_configure(call);
 }
@@ -495,14 +525,13 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
     ngx_str_t   instructions, payload;
 
     if (call->configured || call->ending || call->realtime == NULL
-        || !call->started)
+        || !call->started || call->profile_pending)
     {
         return;
     }
 
-    if (ngx_http_twirt_template(call->pool, call->log,
-                                &call->conf->instructions, &call->parameters,
-                                1, &instructions)
+    if (ngx_http_twirt_call_text(call, "instructions",
+                                 &call->conf->instructions, &instructions)
         != NGX_OK)
     {
         ngx_http_twirt_call_end(call, "out of memory",
@@ -510,7 +539,8 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
         return;
     }
 
-    ev = ngx_http_twirt_realtime_session(call->conf, &instructions);
+    ev = ngx_http_twirt_realtime_session(call->conf, &instructions,
+                                         call->profile);
 
     if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
         json_decref(ev);
@@ -547,6 +577,40 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
         call->early_len = 0;
         call->early_size = 0;
     }
+}
+
+
+/*
+ * Instructions or greeting: the agent profile's, else the configuration's,
+ * with {{name}} filled from the profile's variables, then the stream's
+ * parameters.
+ */
+
+static ngx_int_t
+ngx_http_twirt_call_text(ngx_http_twirt_call_t *call, const char *field,
+    ngx_str_t *dflt, ngx_str_t *out)
+{
+    json_t      *v, *vars[2];
+    ngx_str_t    src;
+    ngx_uint_t   n;
+
+    src = *dflt;
+    n = 0;
+
+    v = json_object_get(call->profile, field);
+
+    if (json_is_string(v)) {
+        src.data = (u_char *) json_string_value(v);
+        src.len = json_string_length(v);
+    }
+
+    if (call->profile) {
+        vars[n++] = json_object_get(call->profile, "variables");
+    }
+
+    vars[n++] = call->parameters;
+
+    return ngx_http_twirt_template(call->pool, call->log, &src, vars, n, out);
 }
 
 
@@ -686,15 +750,14 @@ ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
         ngx_http_twirt_call_event(call, "state",
                                   json_pack("{s:s}", "status", "active"));
 
-        if (call->conf->greeting.len) {
-            if (ngx_http_twirt_template(call->pool, call->log,
-                                        &call->conf->greeting,
-                                        &call->parameters, 1, &greeting)
-                != NGX_OK)
-            {
-                return;
-            }
+        if (ngx_http_twirt_call_text(call, "greeting", &call->conf->greeting,
+                                     &greeting)
+            != NGX_OK)
+        {
+            return;
+        }
 
+        if (greeting.len) {
             ngx_http_twirt_call_response_create(call, &greeting);
         }
 
@@ -1226,8 +1289,16 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
                   "cost_usd", ngx_http_twirt_realtime_cost(call->conf->prices,
                                                            &call->usage)));
 
+    ngx_http_twirt_record_end(call);
+    ngx_http_twirt_record_cancel(call);
+
     if (call->duration_timer.timer_set) {
         ngx_del_timer(&call->duration_timer);
+    }
+
+    if (call->profile) {
+        json_decref(call->profile);
+        call->profile = NULL;
     }
 
     if (call->parameters) {
@@ -1262,8 +1333,8 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 
 /*
  * A call event: a transcript line, a state change, a tool call, an error.
- * Logged as one JSON object per line (Redis comes with its issue); fields
- * is consumed.
+ * Logged as one JSON object per line and recorded in Redis; fields is
+ * consumed.
  */
 
 static void
@@ -1287,6 +1358,7 @@ ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
 
     if (s) {
         ngx_log_error(NGX_LOG_INFO, call->log, 0, "twirt: event %s", s);
+        ngx_http_twirt_record_event(call, fields, s);
         free(s);
     }
 

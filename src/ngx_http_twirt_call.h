@@ -39,7 +39,12 @@ typedef struct {
 } ngx_http_twirt_mark_t;
 
 
-typedef struct {
+typedef struct ngx_http_twirt_call_s  ngx_http_twirt_call_t;
+
+typedef void (*ngx_http_twirt_call_pt)(ngx_http_twirt_call_t *call);
+
+
+struct ngx_http_twirt_call_s {
     ngx_pool_t                 *pool;
     ngx_log_t                  *log;
     ngx_log_t                  *log_connection;
@@ -58,6 +63,11 @@ typedef struct {
     ngx_str_t                   session_id;
     ngx_str_t                   addr_text;
     json_t                     *parameters;
+
+    /* the agent profile from Redis, read at start */
+    json_t                     *profile;
+    void                       *profile_handle;
+    ngx_http_twirt_call_pt      on_profile;
 
     ngx_msec_t                  upgraded;      /* ngx_current_msec */
     ngx_event_t                 duration_timer;
@@ -100,6 +110,7 @@ typedef struct {
     ngx_uint_t                  end_code;
 
     unsigned                    started:1;
+    unsigned                    profile_pending:1;
     unsigned                    configured:1;  /* session.update sent */
     unsigned                    updated:1;     /* session.updated seen */
     unsigned                    response_active:1;
@@ -107,7 +118,7 @@ typedef struct {
     unsigned                    end_call_pending:1;
     unsigned                    ending:1;
     unsigned                    failed:1;
-} ngx_http_twirt_call_t;
+};
 
 
 ngx_http_twirt_call_t *ngx_http_twirt_call_create(ngx_http_request_t *r);

@@ -9,6 +9,8 @@
 
 
 static json_t *ngx_http_twirt_json_str(ngx_str_t *s);
+static void ngx_http_twirt_profile_str(json_t *profile, const char *key,
+    ngx_str_t *out);
 static uint64_t ngx_http_twirt_json_uint(json_t *obj, const char *key);
 static ngx_int_t ngx_http_twirt_in_list(ngx_str_t *s, const char **list);
 
@@ -31,9 +33,11 @@ static const char  *ngx_http_twirt_transcription_models[] = {
 
 json_t *
 ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
-    ngx_str_t *instructions)
+    ngx_str_t *instructions, json_t *profile)
 {
-    json_t  *ev, *session, *audio, *input, *output, *tools, *tool, *t;
+    json_t      *ev, *session, *audio, *input, *output, *tools, *tool, *t, *v;
+    ngx_str_t    voice, transcription, language;
+    const char  *type;
 
     ev = json_object();
     session = json_object();
@@ -78,25 +82,59 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
         json_object_set_new(input, "noise_reduction", t);
     }
 
-    if (conf->transcription.len) {
+    /* an agent profile overrides the configuration */
+
+    voice = conf->voice;
+    transcription = conf->transcription;
+    language = conf->language;
+
+    ngx_http_twirt_profile_str(profile, "voice", &voice);
+    ngx_http_twirt_profile_str(profile, "transcription", &transcription);
+    ngx_http_twirt_profile_str(profile, "language", &language);
+
+    if (transcription.len) {
         t = json_object();
         json_object_set_new(t, "model",
-                            ngx_http_twirt_json_str(&conf->transcription));
-        if (conf->language.len) {
+                            ngx_http_twirt_json_str(&transcription));
+        if (language.len) {
             json_object_set_new(t, "language",
-                                ngx_http_twirt_json_str(&conf->language));
+                                ngx_http_twirt_json_str(&language));
         }
 
         json_object_set_new(input, "transcription", t);
     }
 
-    if (conf->turn_detection) {
+    v = json_object_get(profile, "turn_detection");
+
+    if (json_is_object(v)) {
+        t = json_deep_copy(json_is_object(conf->turn_detection)
+                           ? conf->turn_detection : v);
+        json_object_update(t, v);
+
+        type = json_string_value(json_object_get(t, "type"));
+
+        if (type == NULL) {
+            json_object_set_new(t, "type", json_string("server_vad"));
+
+        } else if (ngx_strcmp(type, "off") == 0) {
+            json_decref(t);
+            t = json_null();
+
+        } else if (ngx_strcmp(type, "semantic_vad") == 0) {
+            json_object_del(t, "threshold");
+            json_object_del(t, "prefix_padding_ms");
+            json_object_del(t, "silence_duration_ms");
+        }
+
+        json_object_set_new(input, "turn_detection", t);
+
+    } else if (conf->turn_detection) {
         json_object_set(input, "turn_detection", conf->turn_detection);
     }
 
     json_object_set_new(output, "format", json_pack("{s:s}", "type",
                                                     "audio/pcmu"));
-    json_object_set_new(output, "voice", ngx_http_twirt_json_str(&conf->voice));
+    json_object_set_new(output, "voice", ngx_http_twirt_json_str(&voice));
 
     json_object_set_new(audio, "input", input);
     json_object_set_new(audio, "output", output);
@@ -248,6 +286,20 @@ ngx_http_twirt_in_list(ngx_str_t *s, const char **list)
     }
 
     return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_twirt_profile_str(json_t *profile, const char *key, ngx_str_t *out)
+{
+    json_t  *v;
+
+    v = json_object_get(profile, key);
+
+    if (json_is_string(v)) {
+        out->data = (u_char *) json_string_value(v);
+        out->len = json_string_length(v);
+    }
 }
 
 

@@ -31,7 +31,7 @@ typedef struct {
 
 
 json_t *ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
-    ngx_str_t *instructions);
+    ngx_str_t *instructions, json_t *profile);
 void ngx_http_twirt_realtime_usage(json_t *usage, ngx_http_twirt_usage_t *u);
 void ngx_http_twirt_realtime_transcription_usage(json_t *usage,
     ngx_http_twirt_usage_t *u);

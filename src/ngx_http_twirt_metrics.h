@@ -1,0 +1,99 @@
+
+/*
+ * twirt: counters and histograms shared by all workers, exposed by
+ * "twirt_status" in the Prometheus text format.
+ *
+ * Before ngx_http_twirt_metrics_init() ran (no zone) every function here
+ * is a cheap no-op.  The hot path (metric_add, metric_observe) takes no
+ * lock: each worker writes only its own slot of the zone.
+ */
+
+
+#ifndef _NGX_HTTP_TWIRT_METRICS_H_INCLUDED_
+#define _NGX_HTTP_TWIRT_METRICS_H_INCLUDED_
+
+
+#include "ngx_http_twirt.h"
+
+
+typedef enum {
+    NGX_HTTP_TWIRT_M_CALLS_STARTED = 0,    /* counter: Twilio upgrades
+                                              accepted */
+    NGX_HTTP_TWIRT_M_CALLS_ACTIVE,         /* gauge (add +1 / -1) */
+    NGX_HTTP_TWIRT_M_TWILIO_FRAMES_IN,     /* counters: WebSocket frames and
+                                              bytes, per side and
+                                              direction */
+    NGX_HTTP_TWIRT_M_TWILIO_FRAMES_OUT,
+    NGX_HTTP_TWIRT_M_TWILIO_BYTES_IN,
+    NGX_HTTP_TWIRT_M_TWILIO_BYTES_OUT,
+    NGX_HTTP_TWIRT_M_UPSTREAM_FRAMES_IN,
+    NGX_HTTP_TWIRT_M_UPSTREAM_FRAMES_OUT,
+    NGX_HTTP_TWIRT_M_UPSTREAM_BYTES_IN,
+    NGX_HTTP_TWIRT_M_UPSTREAM_BYTES_OUT,
+    NGX_HTTP_TWIRT_M_MEDIA_IN,             /* Twilio media messages
+                                              forwarded */
+    NGX_HTTP_TWIRT_M_MEDIA_OUT,            /* audio deltas forwarded to
+                                              Twilio */
+    NGX_HTTP_TWIRT_M_BARGE_INS,
+    NGX_HTTP_TWIRT_M_TRUNCATES,
+    NGX_HTTP_TWIRT_M_TOKENS,
+    NGX_HTTP_TWIRT_M_COST_MICRO_USD,       /* exposed as
+                                              twirt_cost_usd_total (float) */
+    NGX_HTTP_TWIRT_M_EARLY_AUDIO_DROPPED,
+    NGX_HTTP_TWIRT_M_LAST
+} ngx_http_twirt_metric_e;
+
+typedef enum {
+    NGX_HTTP_TWIRT_H_UPSTREAM_CONNECT = 0, /* ms: resolve+connect+TLS+
+                                              upgrade */
+    NGX_HTTP_TWIRT_H_SETUP,                /* ms: Twilio upgrade ->
+                                              session.updated */
+    NGX_HTTP_TWIRT_H_BRIDGE,               /* microseconds: arrival ->
+                                              written on the other socket */
+    NGX_HTTP_TWIRT_H_LAST
+} ngx_http_twirt_histogram_e;
+
+
+/*
+ * From the module's postconfiguration: adds the shared zone "twirt_metrics"
+ * (its size computed here).  The zone survives reloads: its init reuses the
+ * old data when the layout is the same.
+ */
+ngx_int_t ngx_http_twirt_metrics_init(ngx_conf_t *cf);
+
+void ngx_http_twirt_metric_add(ngx_http_twirt_metric_e m, ngx_int_t n);
+void ngx_http_twirt_metric_observe(ngx_http_twirt_histogram_e h,
+    uint64_t value);
+
+/*
+ * Calls ended, by reason.  The reason strings twirt uses are open-ended
+ * ("stop", "twilio lost", "upstream closed 1011", "connection refused",
+ * "session update rejected"...); they are mapped to a fixed set of label
+ * values: stop, end_call, twilio_closed, twilio_lost, idle_timeout,
+ * max_duration, session_expired, upstream_failed (anything starting with
+ * "upstream" or a connection, TLS or HTTP failure), setup_failed
+ * ("session update rejected", "invalid api key"), protocol_error
+ * (WebSocket errors: "unmasked client frame", "message too big", "invalid
+ * utf-8"...), other.
+ */
+void ngx_http_twirt_metric_call_ended(const char *reason);
+
+/*
+ * Errors by kind, one of: twilio_protocol, upstream_connect, upstream_tls,
+ * upstream_http, upstream_protocol, realtime_error, session_rejected,
+ * send_queue_full, invalid_json; anything else is counted as "other".
+ */
+void ngx_http_twirt_metric_error(const char *kind);
+
+/* the location content handler of "twirt_status" */
+ngx_int_t ngx_http_twirt_status_handler(ngx_http_request_t *r);
+
+/*
+ * From the module's init_process and exit_process hooks: a timer copies
+ * this worker's Redis figures into its slot every second.
+ */
+ngx_int_t ngx_http_twirt_metrics_init_process(ngx_cycle_t *cycle);
+void ngx_http_twirt_metrics_exit_process(ngx_cycle_t *cycle);
+
+
+#endif /* _NGX_HTTP_TWIRT_METRICS_H_INCLUDED_ */
