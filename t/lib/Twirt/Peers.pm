@@ -9,7 +9,9 @@ package Twirt::Peers;
 #   --scenario ja-booking --param company=ACME     (twilio_sim.py options)
 #   --- check
 #   is($call->{media_received}, 95);               (Perl, Test::More)
-# (--- no_sim: the call never reaches a simulator, do not wait for it)
+# (--- no_sim: the call never reaches a simulator, do not wait for it;
+#  --- during: lines "FRAMES: perl code", run once the Twilio peer has sent
+#  that many media frames: a fault in the middle of a call)
 # where the check sees $call (the Twilio peer's summary), $twilio (all its
 # records), $sim (the simulator's records of this call's connection, in
 # order) and $sim_summary.  Each call gets a unique calltag parameter, so
@@ -88,20 +90,49 @@ sub sim_records {
     return \@r;
 }
 
-# runs twilio_sim.py to the end; returns (exit code, records, output)
+# runs twilio_sim.py to the end; returns (exit code, records, output).
+# $during: [ [frames, code], ... ]: code runs once the peer has sent that
+# many media frames (a fault in the middle of a call).
 sub twilio_call {
-    my (@args) = @_;
+    my ($args, $during) = @_;
     my $dir = tempdir(CLEANUP => 1);
-    my $out = `$python $top/t/peers/twilio_sim.py --record $dir/call.jsonl @args 2>&1`;
+    my $pid = open my $out_fh, '-|',
+        "$python $top/t/peers/twilio_sim.py --record $dir/call.jsonl $args 2>&1"
+        or die "twilio_sim: $!";
+
+    for my $step (@{ $during // [] }) {
+        my ($frames, $code) = @$step;
+        my $deadline = time + 120;
+        while (_media_sent("$dir/call.jsonl") < $frames) {
+            last if time > $deadline || waitpid($pid, POSIX::WNOHANG()) == $pid;
+            sleep 0.02;
+        }
+        $code->();
+    }
+
+    local $/;
+    my $out = <$out_fh>;
+    close $out_fh;
     my $rc = $? >> 8;
     my @r;
     if (open my $fh, '<', "$dir/call.jsonl") {
+        local $/ = "\n";
         while (my $line = <$fh>) {
             my $r = eval { $json->decode($line) } or next;
             push @r, $r;
         }
     }
-    return ($rc, \@r, $out);
+    return ($rc, \@r, $out // '');
+}
+
+sub _media_sent {
+    my ($file) = @_;
+    open my $fh, '<', $file or return 0;
+    my $n = 0;
+    while (my $line = <$fh>) {
+        $n++ if $line =~ /"dir": "out", "msg": \{"event": "media"/;
+    }
+    return $n;
 }
 
 # the connection, of any of the simulators, whose session has the calltag
@@ -142,7 +173,15 @@ sub place_calls_from_blocks {
         $url = $1 if $args =~ s/--url\s+(\S+)//;
 
         my $tagarg = $args =~ /--calls/ ? '' : "--param calltag=$tag";
-        my ($rc, $twilio, $out) = twilio_call("--url $url $tagarg $args");
+        my @during;
+        for my $line (split /\n/, $block->during // '') {
+            next unless $line =~ /^\s*(\d+)\s*:\s*(.+)$/;
+            my $code = eval "package main; sub { $2 }" or die "during: $@";
+            push @during, [$1, $code];
+        }
+
+        my ($rc, $twilio, $out) = twilio_call("--url $url $tagarg $args",
+                                              \@during);
         my ($call) = grep { $_->{dir} eq 'summary' } @$twilio;
         $call //= {};
         my $simrec = (@sims && $block->twilio !~ /--calls/

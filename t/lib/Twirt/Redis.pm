@@ -1,0 +1,97 @@
+package Twirt::Redis;
+
+# A private redis-server for a test file, on a unix socket in a temporary
+# directory: start, stop, restart on the same socket, pause, redis-cli.
+
+use strict;
+use warnings;
+use Exporter 'import';
+use File::Temp qw(tempdir);
+use Time::HiRes qw(sleep time);
+
+our @EXPORT = qw(redis_start redis_stop redis_restart redis_pause
+                 redis_resume redis_cli redis_wait);
+
+my %server;
+
+sub redis_start {
+    my (@args) = @_;
+    $server{dir} //= tempdir(CLEANUP => 1);
+    # a restart keeps the options of the first start
+    $server{args} = \@args if @args || !$server{args};
+    @args = @{ $server{args} };
+    my $dir = $server{dir};
+    unlink "$dir/redis.sock";
+    system('redis-server', '--port', '0', '--unixsocket', "$dir/redis.sock",
+           '--unixsocketperm', '700', '--dir', $dir, '--pidfile',
+           "$dir/redis.pid", '--daemonize', 'yes', '--save', '',
+           '--appendonly', 'no', '--logfile', "$dir/redis.log", @args) == 0
+        or die "redis-server did not start";
+    my $deadline = time + 10;
+    until (-S "$dir/redis.sock" && -s "$dir/redis.pid") {
+        die "redis-server did not open its socket" if time > $deadline;
+        sleep 0.02;
+    }
+    $server{pid} = _slurp("$dir/redis.pid");
+    return "$dir/redis.sock";
+}
+
+sub redis_stop {
+    return unless $server{pid};
+    my $pid = $server{pid};
+    kill 'CONT', $pid;
+    kill 'TERM', $pid;
+    my $deadline = time + 10;
+    while (kill 0, $pid) {
+        last if time > $deadline;
+        sleep 0.02;
+    }
+    $server{pid} = undef;
+}
+
+sub redis_restart { redis_stop(); redis_start() }
+sub redis_pause { kill 'STOP', $server{pid} if $server{pid} }
+sub redis_resume { kill 'CONT', $server{pid} if $server{pid} }
+
+# redis-cli on the socket; returns its output lines
+sub redis_cli {
+    my (@args) = @_;
+    my $sock = "$server{dir}/redis.sock";
+    open my $fh, '-|', 'redis-cli', '--no-raw', '-s', $sock, @args
+        or die "redis-cli: $!";
+    my @out = <$fh>;
+    close $fh;
+    chomp @out;
+    return @out;
+}
+
+# polls until the code returns true (at most $seconds)
+sub redis_wait {
+    my ($seconds, $code) = @_;
+    my $deadline = time + $seconds;
+    until ($code->()) {
+        return 0 if time > $deadline;
+        sleep 0.05;
+    }
+    return 1;
+}
+
+END { redis_stop() }
+
+sub _slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or return '';
+    local $/;
+    my $s = <$fh>;
+    chomp $s;
+    return $s;
+}
+
+{
+    no strict 'refs';
+    for my $f (@EXPORT) {
+        *{"Test::Base::Filter::$f"} = \&{"Twirt::Redis::$f"};
+    }
+}
+
+1;

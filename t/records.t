@@ -1,0 +1,247 @@
+# Call records in a real redis-server: the hash, the events stream, the
+# live channel, the active set, TTL; agent profiles; Redis down, slow or
+# gone never changes the call.
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Twirt::Peers;
+use Twirt::Redis;
+use JSON::PP;
+use Test::Nginx::Socket 'no_plan';
+
+my $sim = sim_start();
+$ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
+# persistent, so that a restart in the middle of a call loses nothing
+$ENV{TEST_NGINX_REDIS_SOCKET} = redis_start('--appendonly', 'yes', '--appendfsync', 'always');
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('request', "GET /ping\n") unless defined $block->request;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime;
+    twirt_openai_api_key sk-test;
+    twirt_instructions "あなたは{{company}}の電話オペレーターです。[scenario:{{scenario}}] [calltag:{{calltag}}]";
+    twirt_transcription gpt-4o-mini-transcribe language=ja;
+CONF
+    $block->set_value('config', "location = /ping { return 200 'ok'; }\n"
+                                . $block->config);
+    redis_cli('FLUSHALL');
+});
+
+place_calls_from_blocks($sim);
+
+no_shuffle();
+run_tests();
+
+# the entries of a stream as hashes, in order
+sub stream_entries {
+    my ($key) = @_;
+    my @out = redis_cli('--raw', 'XRANGE', $key, '-', '+');
+    my (@entries, $cur);
+    # --raw prints: id, then field and value lines
+    for my $line (@out) {
+        if ($line =~ /^\d+-\d+$/) { push @entries, $cur = {}; $cur->{_fields} = []; next }
+        push @{ $cur->{_fields} }, $line;
+    }
+    for my $e (@entries) { my %h = @{ delete $e->{_fields} }; %$e = %h }
+    return \@entries;
+}
+
+sub events_of_type { my ($sim, $type) = @_; [ grep { ($_->{event}{type} // '') eq $type } @$sim ] }
+
+# a subscriber to the live channel, as a dashboard would be
+my ($sub_pid, $sub_file);
+
+sub subscribe_start {
+    $sub_file = "$ENV{TEST_NGINX_REDIS_SOCKET}.sub";
+    $sub_pid = fork // die "fork: $!";
+    if ($sub_pid == 0) {
+        open STDOUT, '>', $sub_file or die;
+        exec 'redis-cli', '-s', $ENV{TEST_NGINX_REDIS_SOCKET}, '--raw', 'SUBSCRIBE', 'twirt:events';
+        exit 127;
+    }
+    # subscribed once redis counts the subscriber
+    redis_wait(5, sub { (redis_cli('--raw', 'PUBSUB', 'NUMSUB', 'twirt:events'))[1] == 1 });
+}
+
+sub subscribe_stop {
+    kill 'TERM', $sub_pid;
+    waitpid($sub_pid, 0);
+    open my $fh, '<', $sub_file or return ();
+    my @ev;
+    while (my $line = <$fh>) {
+        next unless $line =~ /^\{/;
+        push @ev, JSON::PP->new->decode($line);
+    }
+    return @ev;
+}
+
+sub hash_of {
+    my ($key) = @_;
+    my %h = redis_cli('--raw', 'HGETALL', $key);
+    return \%h;
+}
+
+__DATA__
+
+=== TEST 1: after a call: the hash, the stream in order, the published events, the active set emptied, the TTL
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+    twirt_redis_ttl 600s;
+--- config
+    location = /twilio/media { twirt_stream; twirt_greeting "こんにちは"; }
+--- init
+main::subscribe_start();
+--- twilio
+--scenario ja-booking --duration-ms 6000 --call-sid CA0000000000000000000000000000record --param company=さくら歯科 --param agent=nobody --param from=+81312345678 --param to=+815011112222 --param direction=inbound
+--- check
+use utf8;
+my $key = 'twirt:call:CA0000000000000000000000000000record';
+ok(redis_wait(5, sub { (redis_cli('--raw', 'HGET', $key, 'status'))[0] eq 'ended' }), 'status ended');
+my $h = main::hash_of($key);
+is($h->{stream_sid}, $call->{stream_sid}, 'stream sid');
+is($h->{from}, '+81312345678', 'from');
+is($h->{to}, '+815011112222', 'to');
+is($h->{direction}, 'inbound', 'direction');
+is($h->{agent}, 'nobody', 'agent');
+like($h->{started_at}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'started_at');
+ok($h->{answered_at} && $h->{ended_at}, 'answered_at, ended_at');
+is($h->{end_reason}, 'stop', 'end reason');
+like($h->{openai_session_id}, qr/^sess_/, 'the Realtime session id');
+ok($h->{tokens} > 0, 'tokens');
+ok($h->{cost_usd} > 0, 'cost');
+ok(length $h->{node}, 'node');
+my @active = redis_cli('--raw', 'SMEMBERS', 'twirt:calls:active');
+is(scalar(grep { /record/ } @active), 0, 'no longer active');
+my ($ttl) = redis_cli('--raw', 'TTL', $key);
+ok($ttl > 0 && $ttl <= 600, "TTL set ($ttl)");
+($ttl) = redis_cli('--raw', 'TTL', "$key:events");
+ok($ttl > 0 && $ttl <= 600, "and on the events ($ttl)");
+my $e = main::stream_entries("$key:events");
+my @kinds = map { $_->{type} eq 'transcript' ? "$_->{role}: $_->{text}" : "$_->{type}: " . ($_->{status} // '') } @$e;
+utf8::decode($_) for @kinds;
+is_deeply(\@kinds, [
+    'state: connecting',
+    'state: active',
+    'agent: お電話ありがとうございます。さくら歯科です。ご用件をどうぞ。',
+    'caller: 予約を変更したいのですが',
+    'agent: かしこまりました。ご予約番号をお願いします。',
+    'state: ended',
+], 'the stream: state changes and transcript lines in order, Japanese intact') or diag join "\n", @kinds;
+ok((grep { defined $_->{ms} } @$e) == @$e, 'each with its offset in the call');
+my @published = main::subscribe_stop();
+my @types = map { $_->{type} . ($_->{role} ? ":$_->{role}" : '') } @published;
+is_deeply(\@types, [ 'state', 'state', 'transcript:agent', 'transcript:caller', 'transcript:agent', 'state' ], 'the same events published live') or diag join ' ', @types;
+--- error_log
+agent profile read, 0 fields
+
+
+
+=== TEST 2: Redis stops in the middle of a call and comes back: the call is unaffected, every event arrives
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/media { twirt_stream; twirt_greeting "こんにちは"; }
+--- twilio
+--scenario ja-booking --duration-ms 8000 --call-sid CA000000000000000000000000000restart --param company=ACME
+--- during
+50: Twirt::Redis::redis_stop()
+300: Twirt::Redis::redis_start()
+--- check
+is($call->{ok}, JSON::PP::true, 'the call went on');
+is($sim_summary->{appended_bytes}, 160 * $call->{media_sent}, 'no caller audio lost');
+my $key = 'twirt:call:CA000000000000000000000000000restart';
+ok(redis_wait(10, sub { (redis_cli('--raw', 'HGET', $key, 'status'))[0] eq 'ended' }), 'the record completed after the reconnect');
+my $e = main::stream_entries("$key:events");
+my @types = map { $_->{type} } @$e;
+is_deeply(\@types, [ qw(state state transcript transcript transcript state) ], 'no event lost, in order') or diag "@types";
+--- error_log eval
+[qr/twirt: redis .*(lost|closed)/i, qr/reconnected after \d+ attempts?, flushed \d+ queued commands/]
+
+
+
+=== TEST 3: Redis down the whole call with a small queue: the call works, drops are counted and logged once
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+    twirt_redis_queue 3;
+--- config
+    location = /twilio/media { twirt_stream; twirt_greeting "こんにちは"; }
+--- twilio
+--scenario ja-booking --duration-ms 6000 --param company=ACME
+--- during
+0: Twirt::Redis::redis_stop()
+--- check
+is($call->{ok}, JSON::PP::true, 'the call went on');
+is($sim_summary->{errors_sent}, 0, 'the session was fine');
+Twirt::Redis::redis_start();
+--- error_log eval
+[qr/queue full/, qr/ended: stop/]
+
+
+
+=== TEST 4: an agent profile with variables overrides the defaults
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/media { twirt_stream; }
+--- init
+Twirt::Redis::redis_cli('HSET', 'twirt:agent:sales', 'instructions', 'あなたは{{company}}の{{role}}です。[calltag:{{calltag}}]', 'voice', 'cedar', 'var_role', '営業担当', 'vad', 'semantic', 'vad_eagerness', 'high');
+--- twilio
+--scenario silence --duration-ms 1500 --param agent=sales --param company=さくら歯科
+--- check
+use utf8;
+my $s = main::events_of_type($sim, 'session.update')->[0]{event}{session};
+like($s->{instructions}, qr/^あなたはさくら歯科の営業担当です。/, 'the profile instructions, with its variables and the call parameters');
+is($s->{audio}{output}{voice}, 'cedar', 'the profile voice');
+is($s->{audio}{input}{turn_detection}{type}, 'semantic_vad', 'the profile VAD');
+is($s->{audio}{input}{turn_detection}{eagerness}, 'high', 'and its eagerness');
+is($sim_summary->{errors_sent}, 0, 'accepted');
+--- error_log
+agent profile read, 5 fields
+
+
+
+=== TEST 5: Redis paused: the session update waits twirt_agent_timeout, then goes on with the defaults
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+    twirt_redis_timeout 2s;
+--- config
+    location = /twilio/media { twirt_stream; twirt_agent_timeout 300ms; twirt_voice ash; }
+--- twilio
+--scenario silence --duration-ms 2000 --param agent=sales --param company=ACME
+--- during
+0: Twirt::Redis::redis_pause()
+--- check
+Twirt::Redis::redis_resume();
+my $s = main::events_of_type($sim, 'session.update')->[0]{event}{session};
+is($s->{audio}{output}{voice}, 'ash', 'the defaults');
+is($sim_summary->{errors_sent}, 0, 'the call went on');
+--- error_log eval
+[qr/agent profile not read in time \(no answer\), using the defaults/]
+
+
+
+=== TEST 6: without twirt_redis, a call naming an agent uses the defaults and says why
+--- config
+    location = /twilio/media { twirt_stream; }
+--- twilio
+--scenario silence --duration-ms 1000 --param agent=sales --param company=ACME
+--- error_log
+agent profile "sales" cannot be read now
+
+
+
+=== TEST 7: odd characters in parameters round-trip; an odd agent name is refused, not used as a key
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/media { twirt_stream; }
+--- twilio
+--scenario silence --duration-ms 1000 --call-sid CA00000000000000000000000000000odd --param "from=+81 '\"\\r\\n*3\$5 日本" --param "agent=x:y twirt:call:*" --param company=ACME
+--- check
+my $key = 'twirt:call:CA00000000000000000000000000000odd';
+ok(redis_wait(5, sub { (redis_cli('--raw', 'HGET', $key, 'status'))[0] eq 'ended' }), 'recorded');
+my ($from) = redis_cli('--raw', 'HGET', $key, 'from');
+is($from, "+81 '\"\\r\\n*3\$5 \xe6\x97\xa5\xe6\x9c\xac", 'from byte for byte');
+--- error_log
+ignored agent name "x:y twirt:call:*"
