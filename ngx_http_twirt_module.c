@@ -13,9 +13,15 @@
 #include "ngx_http_twirt_escape.h"
 #include "ngx_http_twirt_upstream.h"
 #include "ngx_http_twirt_realtime.h"
+#include "ngx_http_twirt_metrics.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_twirt_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_twirt_init_process(ngx_cycle_t *cycle);
+static void ngx_http_twirt_exit_process(ngx_cycle_t *cycle);
+static char *ngx_http_twirt_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static void *ngx_http_twirt_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -68,6 +74,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
     { ngx_string("twirt_twiml"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_twirt_twiml,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_twirt_status,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -330,7 +343,7 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
 
 static ngx_http_module_t  ngx_http_twirt_module_ctx = {
     ngx_http_twirt_add_variables,          /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_twirt_init,                   /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -350,10 +363,10 @@ ngx_module_t  ngx_http_twirt_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_twirt_init_process,           /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_twirt_exit_process,           /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -394,6 +407,29 @@ ngx_http_twirt_add_variables(ngx_conf_t *cf)
     }
 
     return NGX_OK;
+}
+
+
+/* the shared zone of the metrics, summed over the workers */
+
+static ngx_int_t
+ngx_http_twirt_init(ngx_conf_t *cf)
+{
+    return ngx_http_twirt_metrics_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_twirt_metrics_init_process(cycle);
+}
+
+
+static void
+ngx_http_twirt_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_twirt_metrics_exit_process(cycle);
 }
 
 
@@ -583,6 +619,23 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf->handler = ngx_http_twirt_twiml_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_twirt_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    clcf->handler = ngx_http_twirt_status_handler;
 
     return NGX_CONF_OK;
 }

@@ -12,6 +12,7 @@
 #include "ngx_http_twirt_twilio.h"
 #include "ngx_http_twirt_template.h"
 #include "ngx_http_twirt_record.h"
+#include "ngx_http_twirt_metrics.h"
 
 
 static void ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
@@ -177,6 +178,10 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
 
     call->upstream = u;
 
+    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_STARTED, 1);
+    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, 1);
+    call->counted = 1;
+
     if (ngx_http_twirt_upstream_connect(u) != NGX_OK) {
         ngx_http_twirt_upstream_cancel(u);
         call->upstream = NULL;
@@ -223,6 +228,7 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
 
     if (ngx_http_twirt_twilio_parse(data, len, &m) != NGX_OK) {
         call->invalid_in++;
+        ngx_http_twirt_metric_error("invalid_json");
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored a message from twilio: %s",
                       m.error);
@@ -371,10 +377,13 @@ ngx_http_twirt_call_media(ngx_http_twirt_call_t *call, ngx_str_t *payload)
 
         (void) ngx_http_twirt_ws_send_parts(call->realtime,
                                             NGX_HTTP_TWIRT_WS_TEXT, parts, 3);
+        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_MEDIA_IN, 1);
         return;
     }
 
     if (call->early_frames >= call->conf->early_audio / 20) {
+        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_EARLY_AUDIO_DROPPED, 1);
+
         if (call->early_dropped++ == 0) {
             ngx_log_error(NGX_LOG_WARN, call->log, 0,
                           "twirt: the Realtime session is not ready after "
@@ -480,6 +489,13 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "twirt: Realtime API unavailable: %s", u->error);
 
+        ngx_http_twirt_metric_error(
+            ngx_strncmp(u->error, "upstream answered", 17) == 0
+            ? "upstream_http"
+            : (ngx_strncmp(u->error, "certificate", 11) == 0
+               || ngx_strncmp(u->error, "TLS", 3) == 0)
+              ? "upstream_tls" : "upstream_connect");
+
         ngx_http_twirt_call_event(call, "error",
                                   json_pack("{s:s,s:s}", "kind", "upstream",
                                             "message", u->error));
@@ -493,6 +509,9 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
 
     call->realtime = u->ws;
     call->realtime->connection->log = u->log;
+
+    ngx_http_twirt_metric_observe(NGX_HTTP_TWIRT_H_UPSTREAM_CONNECT,
+                                  ngx_current_msec - u->started);
     u->log->action = "talking to the Realtime API";
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
@@ -747,6 +766,9 @@ ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
                       "twirt: session ready %M ms after the upgrade",
                       ngx_current_msec - call->upgraded);
 
+        ngx_http_twirt_metric_observe(NGX_HTTP_TWIRT_H_SETUP,
+                                      ngx_current_msec - call->upgraded);
+
         ngx_http_twirt_call_event(call, "state",
                                   json_pack("{s:s}", "status", "active"));
 
@@ -863,6 +885,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, json_t *ev)
     }
 
     call->media_out++;
+    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_MEDIA_OUT, 1);
 
     if (call->mark_count == NGX_HTTP_TWIRT_MARKS) {
         /* marks carry totals: the next one covers this audio too */
@@ -924,6 +947,7 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call)
     (void) ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
                                         parts, 3);
     call->clears++;
+    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_BARGE_INS, 1);
 
     item = &call->items[call->marks[call->mark_head].item];
 
@@ -951,6 +975,7 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call)
 
     if (ev && ngx_http_twirt_call_send_json(call, ev) == NGX_OK) {
         call->truncates++;
+        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TRUNCATES, 1);
     }
 
     json_decref(ev);
@@ -1063,6 +1088,12 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
     ngx_http_twirt_call_event(call, "error",
                               json_pack("{s:s,s:s,s:s}", "kind", "realtime",
                                         "code", code, "message", message));
+
+    ngx_http_twirt_metric_error(event_id
+                                && ngx_strcmp(event_id,
+                                              NGX_HTTP_TWIRT_SESSION_EVENT)
+                                   == 0
+                                ? "session_rejected" : "realtime_error");
 
     if (event_id && ngx_strcmp(event_id, NGX_HTTP_TWIRT_SESSION_EVENT) == 0) {
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
@@ -1291,6 +1322,17 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 
     ngx_http_twirt_record_end(call);
     ngx_http_twirt_record_cancel(call);
+
+    if (call->counted) {
+        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
+        ngx_http_twirt_metric_call_ended(call->end_reason);
+        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TOKENS,
+                                  (ngx_int_t) call->usage.total);
+        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_COST_MICRO_USD,
+            (ngx_int_t) (ngx_http_twirt_realtime_cost(call->conf->prices,
+                                                      &call->usage)
+                         * 1000000.0));
+    }
 
     if (call->duration_timer.timer_set) {
         ngx_del_timer(&call->duration_timer);

@@ -118,6 +118,7 @@ struct ngx_http_twirt_call_s {
     unsigned                    end_call_pending:1;
     unsigned                    ending:1;
     unsigned                    failed:1;
+    unsigned                    counted:1;     /* in the metrics */
 };
 
 

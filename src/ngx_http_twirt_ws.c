@@ -8,6 +8,17 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_twirt_ws.h"
+#include "ngx_http_twirt_metrics.h"
+
+
+#define ngx_http_twirt_ws_metric(ws, m, n)                                  \
+    ngx_http_twirt_metric_add((ws)->role == NGX_HTTP_TWIRT_WS_SERVER         \
+                              ? NGX_HTTP_TWIRT_M_TWILIO_##m                  \
+                              : NGX_HTTP_TWIRT_M_UPSTREAM_##m, n)
+
+
+/* when the bytes being handled arrived: for the bridge latency */
+static uint64_t  ngx_http_twirt_ws_arrival;
 
 
 static ngx_int_t ngx_http_twirt_ws_process(ngx_http_twirt_ws_t *ws);
@@ -25,6 +36,7 @@ static void ngx_http_twirt_ws_fail(ngx_http_twirt_ws_t *ws, ngx_uint_t code,
 static void ngx_http_twirt_ws_close_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_ws_notify(ngx_http_twirt_ws_t *ws);
 static void ngx_http_twirt_ws_mask(u_char mask[4]);
+static uint64_t ngx_http_twirt_ws_now(void);
 
 
 ngx_http_twirt_ws_t *
@@ -125,6 +137,8 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
         return;
     }
 
+    ngx_http_twirt_ws_arrival = ngx_http_twirt_ws_now();
+
     while (rev->ready && !ws->closed) {
 
         n = c->recv(c, ws->in_last,
@@ -142,6 +156,7 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
         }
 
         ws->bytes_in += n;
+        ngx_http_twirt_ws_metric(ws, BYTES_IN, n);
 
         if (ws->draining) {
             /* after failing the connection: only wait for the peer's EOF */
@@ -154,6 +169,8 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
             break;
         }
     }
+
+    ngx_http_twirt_ws_arrival = 0;
 
     if (!ws->closed) {
         if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -240,6 +257,7 @@ ngx_http_twirt_ws_process(ngx_http_twirt_ws_t *ws)
 
             ws->header = 0;
             ws->frames_in++;
+            ngx_http_twirt_ws_metric(ws, FRAMES_IN, 1);
 
             rc = ngx_http_twirt_ws_message(ws, f->opcode, ws->in_pos,
                                            f->payload_len);
@@ -337,6 +355,7 @@ ngx_http_twirt_ws_payload(ngx_http_twirt_ws_t *ws)
 
     ws->header = 0;
     ws->frames_in++;
+    ngx_http_twirt_ws_metric(ws, FRAMES_IN, 1);
 
     if (control) {
         return ngx_http_twirt_ws_control(ws, ws->control, f->payload_len);
@@ -492,11 +511,19 @@ ngx_http_twirt_ws_write(ngx_http_twirt_ws_t *ws)
 
         ws->out_pos += n;
         ws->bytes_out += n;
+        ngx_http_twirt_ws_metric(ws, BYTES_OUT, n);
     }
 
     if (ws->out_pos == ws->out_last) {
         ws->out_pos = ws->out;
         ws->out_last = ws->out;
+
+        if (ws->queued_at) {
+            ngx_http_twirt_metric_observe(NGX_HTTP_TWIRT_H_BRIDGE,
+                                          ngx_http_twirt_ws_now()
+                                          - ws->queued_at);
+            ws->queued_at = 0;
+        }
 
         if (ws->close_sent && ws->close_received) {
             /* the handshake is complete */
@@ -599,8 +626,14 @@ ngx_http_twirt_ws_send_parts(ngx_http_twirt_ws_t *ws, ngx_uint_t opcode,
         done += parts[i].len;
     }
 
+    if (ws->out_pos == ws->out_last && ws->queued_at == 0) {
+        ws->queued_at = ngx_http_twirt_ws_arrival ? ngx_http_twirt_ws_arrival
+                                                  : ngx_http_twirt_ws_now();
+    }
+
     ws->out_last = p;
     ws->frames_out++;
+    ngx_http_twirt_ws_metric(ws, FRAMES_OUT, 1);
 
     if (!ws->connection->write->posted) {
         ngx_post_event(ws->connection->write, &ngx_posted_events);
@@ -676,6 +709,9 @@ ngx_http_twirt_ws_fail(ngx_http_twirt_ws_t *ws, ngx_uint_t code,
 {
     ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                   "twirt: %s %s, closing with %ui", ws->peer, error, code);
+
+    ngx_http_twirt_metric_error(ws->role == NGX_HTTP_TWIRT_WS_SERVER
+                                ? "twilio_protocol" : "upstream_protocol");
 
     ws->error = error;
     ngx_http_twirt_ws_close(ws, code, error);
@@ -838,6 +874,7 @@ ngx_http_twirt_ws_out_reserve(ngx_http_twirt_ws_t *ws, size_t size)
                       ws->conf->max_queue);
 
         ws->error = "send queue full";
+        ngx_http_twirt_metric_error("send_queue_full");
         ngx_http_twirt_ws_abort(ws, "send queue full");
         return NGX_ERROR;
     }
@@ -868,6 +905,19 @@ ngx_http_twirt_ws_out_reserve(ngx_http_twirt_ws_t *ws, size_t size)
     ws->out_end = p + n;
 
     return NGX_OK;
+}
+
+
+/* microseconds, monotonic */
+
+static uint64_t
+ngx_http_twirt_ws_now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 

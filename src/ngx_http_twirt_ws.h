@@ -53,6 +53,7 @@ struct ngx_http_twirt_ws_s {
     u_char                         *out_pos;
     u_char                         *out_last;
     u_char                         *out_end;
+    uint64_t                        queued_at;   /* µs: oldest unsent */
 
     ngx_event_t                     close_timer;
 
