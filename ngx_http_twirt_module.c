@@ -78,6 +78,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       0,
       NULL },
 
+    { ngx_string("twirt_action"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_twirt_twiml,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      1,
+      NULL },
+
     { ngx_string("twirt_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_twirt_status,
@@ -618,7 +625,9 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate or conflicts with another content handler";
     }
 
-    clcf->handler = ngx_http_twirt_twiml_handler;
+    /* twirt_twiml, or twirt_action: the end of the stream */
+    clcf->handler = cmd->offset ? ngx_http_twirt_action_handler
+                                : ngx_http_twirt_twiml_handler;
 
     return NGX_CONF_OK;
 }

@@ -146,7 +146,9 @@ typedef struct {
 /* per request state of the voice webhook, also read by $twirt_param_* */
 typedef struct {
     ngx_array_t                *pairs;
+    void                       *redis;   /* a call record being read */
     unsigned                    done:1;
+    unsigned                    action:1;
 } ngx_http_twirt_twiml_ctx_t;
 
 

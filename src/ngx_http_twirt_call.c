@@ -1251,6 +1251,12 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, const char *reason,
 
     call->ending = 1;
 
+    /*
+     * Twilio requests <Connect action> as soon as the stream closes,
+     * possibly on another node: the record says how the call ended first.
+     */
+    ngx_http_twirt_record_end(call);
+
     if (!call->twilio->closed) {
         ngx_http_twirt_ws_close(call->twilio, call->end_code, NULL);
     }

@@ -9,6 +9,8 @@
 #include "ngx_http_twirt_form.h"
 #include "ngx_http_twirt_escape.h"
 #include "ngx_http_twirt_signature.h"
+#include "ngx_http_twirt_record.h"
+#include "ngx_http_twirt_redis.h"
 
 
 /* the pieces of a TwiML answer, escaped where they come from outside */
@@ -41,6 +43,17 @@ static ngx_int_t ngx_http_twirt_text(ngx_http_twirt_twiml_t *t,
 static ngx_int_t ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t,
     const char *name, ngx_str_t *value);
 static ngx_str_t *ngx_http_twirt_call_sid(ngx_http_twirt_twiml_ctx_t *ctx);
+static ngx_int_t ngx_http_twirt_webhook(ngx_http_request_t *r,
+    ngx_uint_t action);
+static ngx_int_t ngx_http_twirt_action_start(ngx_http_request_t *r,
+    ngx_http_twirt_twiml_ctx_t *ctx);
+static void ngx_http_twirt_action_read(void *data, ngx_int_t rc,
+    ngx_array_t *pairs);
+static ngx_int_t ngx_http_twirt_action_answer(ngx_http_request_t *r,
+    ngx_str_t *status, ngx_str_t *reason);
+static void ngx_http_twirt_action_cleanup(void *data);
+static ngx_int_t ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
+    ngx_http_twirt_loc_conf_t *tlcf);
 static ngx_str_t *ngx_http_twirt_host(ngx_http_request_t *r);
 
 
@@ -49,6 +62,22 @@ static ngx_str_t  ngx_http_twirt_unknown = ngx_string("-");
 
 ngx_int_t
 ngx_http_twirt_twiml_handler(ngx_http_request_t *r)
+{
+    return ngx_http_twirt_webhook(r, 0);
+}
+
+
+/* <Connect action>: Twilio asks what to do now that the stream ended */
+
+ngx_int_t
+ngx_http_twirt_action_handler(ngx_http_request_t *r)
+{
+    return ngx_http_twirt_webhook(r, 1);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_webhook(ngx_http_request_t *r, ngx_uint_t action)
 {
     ngx_int_t                    rc;
     ngx_str_t                   *type;
@@ -68,6 +97,8 @@ ngx_http_twirt_twiml_handler(ngx_http_request_t *r)
     if (ctx->pairs == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->action = action;
 
     ngx_http_set_ctx(r, ctx, ngx_http_twirt_module);
 
@@ -257,6 +288,10 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
         return NGX_HTTP_BAD_REQUEST;
     }
 
+    if (ctx->action) {
+        return ngx_http_twirt_action_start(r, ctx);
+    }
+
     t.request = r;
     t.len = 0;
 
@@ -421,14 +456,35 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (tlcf->fallback_say
-        && ngx_http_twirt_twiml_say(t, tlcf->fallback_say) != NGX_OK)
-    {
+    if (ngx_http_twirt_twiml_fallback(t, tlcf) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ngx_http_twirt_raw(t, "</Response>\n") != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the verbs after </Connect>: a message, a number to dial */
+
+static ngx_int_t
+ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
+    ngx_http_twirt_loc_conf_t *tlcf)
+{
+    ngx_str_t  value;
+
+    if (tlcf->fallback_say
+        && ngx_http_twirt_twiml_say(t, tlcf->fallback_say) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (tlcf->fallback_dial) {
-        if (ngx_http_complex_value(r, &tlcf->fallback_dial->number, &value)
+        if (ngx_http_complex_value(t->request, &tlcf->fallback_dial->number,
+                                   &value)
             != NGX_OK
             || ngx_http_twirt_raw(t, "<Dial") != NGX_OK
             || (tlcf->fallback_dial->caller_id.len
@@ -439,15 +495,165 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
             || ngx_http_twirt_text(t, &value) != NGX_OK
             || ngx_http_twirt_raw(t, "</Dial>") != NGX_OK)
         {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
     }
 
-    if (ngx_http_twirt_raw(t, "</Response>\n") != NGX_OK) {
+    return NGX_OK;
+}
+
+
+/*
+ * The answer comes from the call record in Redis, written by whichever
+ * node had the stream: end_call hangs up, a failed call gets the fallback.
+ */
+
+static ngx_int_t
+ngx_http_twirt_action_start(ngx_http_request_t *r,
+    ngx_http_twirt_twiml_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_str_t            key;
+    ngx_http_cleanup_t  *cln;
+
+    if (ngx_http_twirt_record_call_key(r->pool, ngx_http_twirt_call_sid(ctx),
+                                       "", &key)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return NGX_OK;
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_twirt_redis_hgetall(&key, 0, ngx_http_twirt_action_read, r,
+                                      &ctx->redis);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "twirt: no call record for CallSid \"%V\" (Redis not "
+                      "configured or not connected)",
+                      ngx_http_twirt_call_sid(ctx));
+        return ngx_http_twirt_action_answer(r, NULL, NULL);
+    }
+
+    cln->handler = ngx_http_twirt_action_cleanup;
+    cln->data = ctx;
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_twirt_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_str_t                   *status, *reason;
+    ngx_uint_t                   i;
+    ngx_keyval_t                *kv;
+    ngx_connection_t            *c;
+    ngx_http_twirt_twiml_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+    ctx->redis = NULL;
+
+    status = NULL;
+    reason = NULL;
+
+    if (rc == NGX_OK) {
+        kv = pairs->elts;
+
+        for (i = 0; i < pairs->nelts; i++) {
+            if (kv[i].key.len == 6
+                && ngx_strncmp(kv[i].key.data, "status", 6) == 0)
+            {
+                status = &kv[i].value;
+
+            } else if (kv[i].key.len == 10
+                       && ngx_strncmp(kv[i].key.data, "end_reason", 10) == 0)
+            {
+                reason = &kv[i].value;
+            }
+        }
+    }
+
+    if (status == NULL) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "twirt: no call record for CallSid \"%V\"%s",
+                      ngx_http_twirt_call_sid(ctx),
+                      rc == NGX_OK ? "" : " (Redis did not answer)");
+    }
+
+    c = r->connection;
+
+    ngx_http_finalize_request(r, ngx_http_twirt_action_answer(r, status,
+                                                              reason));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
+    ngx_str_t *reason)
+{
+    ngx_uint_t                   fallback;
+    ngx_http_twirt_twiml_t       t;
+    ngx_http_twirt_loc_conf_t   *tlcf;
+    ngx_http_twirt_twiml_ctx_t  *ctx;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+
+    /* unknown or failed: the caller hears the fallback, if there is one */
+    fallback = (status == NULL
+                || (status->len == 6
+                    && ngx_strncmp(status->data, "failed", 6) == 0))
+               && (tlcf->fallback_say || tlcf->fallback_dial);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "twirt: stream of CallSid \"%V\" ended (%V, %V): %s",
+                  ngx_http_twirt_call_sid(ctx),
+                  status ? status : &ngx_http_twirt_unknown,
+                  reason ? reason : &ngx_http_twirt_unknown,
+                  fallback ? "fallback" : "hang up");
+
+    t.request = r;
+    t.len = 0;
+
+    if (ngx_array_init(&t.parts, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_twirt_raw(&t, "<?xml version=\"1.0\" "
+                                  "encoding=\"UTF-8\"?>\n<Response>")
+           != NGX_OK
+        || (fallback ? ngx_http_twirt_twiml_fallback(&t, tlcf)
+                     : ngx_http_twirt_raw(&t, "<Hangup/>"))
+           != NGX_OK
+        || ngx_http_twirt_raw(&t, "</Response>\n") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_twirt_twiml_send(r, &t);
+}
+
+
+static void
+ngx_http_twirt_action_cleanup(void *data)
+{
+    ngx_http_twirt_twiml_ctx_t  *ctx = data;
+
+    if (ctx->redis) {
+        ngx_http_twirt_redis_cancel(ctx->redis);
+        ctx->redis = NULL;
+    }
 }
 
 

@@ -245,3 +245,86 @@ my ($from) = redis_cli('--raw', 'HGET', $key, 'from');
 is($from, "+81 '\"\\r\\n*3\$5 \xe6\x97\xa5\xe6\x9c\xac", 'from byte for byte');
 --- error_log
 ignored agent name "x:y twirt:call:*"
+
+
+
+=== TEST 8: <Connect action> after end_call: hang up
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/media { twirt_stream; }
+    location = /twilio/after {
+        twirt_action;
+        twirt_fallback_say "申し訳ございません。" language=ja-JP;
+    }
+--- twilio
+--scenario end-call --call-sid CA00000000000000000000000000endcall
+--- check
+my ($status, $body) = http_post('/twilio/after', 'CallSid=CA00000000000000000000000000endcall&CallStatus=in-progress');
+is($status, 200, 'answered');
+like($body, qr{<Response><Hangup/></Response>}, 'hang up after end_call');
+--- error_log
+ended (ended, end_call): hang up
+
+
+
+=== TEST 9: <Connect action> after the Realtime side failed: the fallback message, from the record
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=close_1011=500;
+    }
+    location = /twilio/after {
+        twirt_action;
+        twirt_fallback_say "申し訳ございません。ただいま電話が混み合っております。" language=ja-JP;
+    }
+--- twilio
+--scenario ja-booking --call-sid CA000000000000000000000000000failed
+--- check
+use utf8;
+my ($status, $body) = http_post('/twilio/after', 'CallSid=CA000000000000000000000000000failed');
+utf8::decode($body);
+like($body, qr{<Response><Say language="ja-JP">申し訳ございません。ただいま電話が混み合っております。</Say></Response>}, 'the fallback');
+--- error_log
+ended (failed, upstream closed 1011): fallback
+
+
+
+=== TEST 10: <Connect action> for a call without a record: the fallback, and a warning
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/after {
+        twirt_action;
+        twirt_fallback_dial +81312345678;
+    }
+--- request
+POST /twilio/after
+CallSid=CA404
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body_like: <Response><Dial>\+81312345678</Dial></Response>
+--- error_log
+no call record for CallSid "CA404"
+
+
+
+=== TEST 11: <Connect action> checks the signature like the webhook
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/after {
+        twirt_action;
+        twirt_twilio_auth_token secret;
+    }
+--- request
+POST /twilio/after
+CallSid=CA1
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: d3Jvbmc=
+--- error_code: 403
+--- error_log
+invalid X-Twilio-Signature for CallSid "CA1"

@@ -27,7 +27,8 @@ use Time::HiRes qw(sleep time);
 use Test::More;
 
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
-                 place_calls_from_blocks twirt_events error_log_text);
+                 place_calls_from_blocks twirt_events error_log_text
+                 http_post);
 
 my $top = "$ENV{PWD}";
 my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
@@ -211,6 +212,24 @@ sub place_calls_from_blocks {
             diag($@);
         }
     });
+}
+
+# a form POST to the test nginx, as Twilio makes them: (status, body)
+sub http_post {
+    my ($path, $form) = @_;
+    require IO::Socket::INET;
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
+    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                     Timeout => 5) or return (0, '');
+    print $sock "POST $path HTTP/1.1\r\nHost: localhost\r\n"
+        . "Content-Type: application/x-www-form-urlencoded\r\n"
+        . "Content-Length: " . length($form) . "\r\nConnection: close\r\n\r\n"
+        . $form;
+    local $/;
+    my $resp = <$sock> // '';
+    my ($status) = $resp =~ m{^HTTP/1\.1 (\d+)};
+    my ($body) = $resp =~ m{\r\n\r\n(.*)$}s;
+    return ($status // 0, $body // '');
 }
 
 # the error log of the running test nginx
