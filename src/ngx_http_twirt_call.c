@@ -13,6 +13,7 @@
 #include "ngx_http_twirt_template.h"
 #include "ngx_http_twirt_record.h"
 #include "ngx_http_twirt_metrics.h"
+#include "ngx_http_twirt_json_scan.h"
 
 
 static void ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
@@ -35,7 +36,9 @@ static void ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
 static void ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
     const char *type, json_t *ev);
 static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
-    json_t *ev);
+    ngx_str_t *audio, ngx_str_t *response, ngx_str_t *item_name);
+static void ngx_http_twirt_call_json_str(json_t *obj, const char *key,
+    ngx_str_t *out);
 static void ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_function(ngx_http_twirt_call_t *call,
     json_t *ev);
@@ -641,14 +644,34 @@ ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
 {
     ngx_http_twirt_call_t  *call = ws->data;
 
-    json_t        *ev;
-    const char    *type;
-    json_error_t   err;
+    json_t                       *ev;
+    const char                   *type;
+    json_error_t                  err;
+    ngx_http_twirt_json_field_t   f[4];
 
     if (opcode != NGX_HTTP_TWIRT_WS_TEXT) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored a binary message of %uz bytes from "
                       "the Realtime API", len);
+        return;
+    }
+
+    /* audio deltas, most of the traffic, without a jansson tree */
+
+    f[0].path = "type";
+    f[1].path = "delta";
+    f[2].path = "response_id";
+    f[3].path = "item_id";
+
+    if (ngx_http_twirt_json_scan(data, len, f, 4) == NGX_OK
+        && f[0].found && f[1].found
+        && f[0].value.len == sizeof("response.output_audio.delta") - 1
+        && ngx_strncmp(f[0].value.data, "response.output_audio.delta",
+                       f[0].value.len)
+           == 0)
+    {
+        ngx_http_twirt_call_delta(call, &f[1].value, &f[2].value,
+                                  &f[3].value);
         return;
     }
 
@@ -677,11 +700,14 @@ ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
     const char *type, json_t *ev)
 {
     json_t      *v;
-    ngx_str_t    s, greeting;
+    ngx_str_t    s, greeting, delta, response_id, item_id;
     const char  *text;
 
     if (ngx_strcmp(type, "response.output_audio.delta") == 0) {
-        ngx_http_twirt_call_delta(call, ev);
+        ngx_http_twirt_call_json_str(ev, "delta", &delta);
+        ngx_http_twirt_call_json_str(ev, "response_id", &response_id);
+        ngx_http_twirt_call_json_str(ev, "item_id", &item_id);
+        ngx_http_twirt_call_delta(call, &delta, &response_id, &item_id);
         return;
     }
 
@@ -800,9 +826,9 @@ ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
  */
 
 static void
-ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, json_t *ev)
+ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
+    ngx_str_t *response, ngx_str_t *item_name)
 {
-    json_t                 *v;
     size_t                  bytes;
     ngx_str_t               delta, parts[5], item_id, response_id;
     ngx_uint_t              i;
@@ -810,18 +836,12 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, json_t *ev)
     ngx_http_twirt_mark_t  *mark;
     u_char                  seq[NGX_INT_T_LEN];
 
-    v = json_object_get(ev, "delta");
-
-    if (!json_is_string(v) || call->ending || !call->started) {
+    if (audio->data == NULL || call->ending || !call->started) {
         return;
     }
 
-    delta.data = (u_char *) json_string_value(v);
-    delta.len = json_string_length(v);
-
-    v = json_object_get(ev, "response_id");
-    response_id.data = (u_char *) json_string_value(v);
-    response_id.len = response_id.data ? json_string_length(v) : 0;
+    delta = *audio;
+    response_id = *response;
 
     if (call->dropped_id_len && response_id.len == call->dropped_id_len
         && ngx_memcmp(response_id.data, call->dropped_id, response_id.len)
@@ -838,9 +858,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, json_t *ev)
         return;
     }
 
-    v = json_object_get(ev, "item_id");
-    item_id.data = (u_char *) json_string_value(v);
-    item_id.len = item_id.data ? json_string_length(v) : 0;
+    item_id = *item_name;
 
     if (item_id.len >= NGX_HTTP_TWIRT_ID_MAX) {
         item_id.len = NGX_HTTP_TWIRT_ID_MAX - 1;
@@ -1496,6 +1514,18 @@ ngx_http_twirt_call_str(ngx_http_twirt_call_t *call, ngx_str_t *dst,
     dst->len = src->len;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_twirt_call_json_str(json_t *obj, const char *key, ngx_str_t *out)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, key);
+
+    out->data = json_is_string(v) ? (u_char *) json_string_value(v) : NULL;
+    out->len = out->data ? json_string_length(v) : 0;
 }
 
 

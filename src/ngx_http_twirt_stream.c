@@ -281,6 +281,9 @@ ngx_http_twirt_stream_upgrade(ngx_http_request_t *r, ngx_str_t *key)
         return NGX_DONE;
     }
 
+    /* small frames, each due now: no Nagle delay */
+    (void) ngx_tcp_nodelay(c);
+
     /* frames that came in the same packet as the handshake */
 
     if (r->header_in->pos < r->header_in->last) {

@@ -454,6 +454,9 @@ ngx_http_twirt_upstream_connected(ngx_event_t *ev)
 
     u->connect_time = ngx_current_msec - u->started;
 
+    /* small frames, each due now: no Nagle delay */
+    (void) ngx_tcp_nodelay(c);
+
 #if (NGX_HTTP_SSL)
     if (u->conf->openai_url->ssl) {
         ngx_http_twirt_upstream_ssl_init(u);
