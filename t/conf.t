@@ -7,6 +7,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Twirt::Conf qw(nginx_t http_conf);
+use File::Temp ();
 
 my @bad = (
     [ 'twirt_stream_url http://gw.example.com/m;',
@@ -40,6 +41,40 @@ my @bad = (
     [ 'twirt_twiml;', qr/"twirt_twiml" directive is not allowed here/ ],
     [ 'location /a { twirt_twiml on; }',
       qr/invalid number of arguments in "twirt_twiml" directive/ ],
+    [ 'twirt_voice nova;',
+      qr/unknown voice "nova", expected one of alloy, ash/ ],
+    [ 'twirt_transcription whisper-2;',
+      qr/unknown transcription model "whisper-2"/ ],
+    [ 'twirt_transcription whisper-1 lang=ja;',
+      qr/invalid parameter "lang=ja", expected "language="/ ],
+    [ 'twirt_vad fast;', qr/invalid turn detection "fast"/ ],
+    [ 'twirt_vad server threshold=2;',
+      qr/invalid parameter "threshold=2" for server voice activity detection/ ],
+    [ 'twirt_vad semantic eagerness=max;',
+      qr/invalid parameter "eagerness=max" for semantic/ ],
+    [ 'twirt_noise_reduction loud;', qr/invalid noise reduction "loud"/ ],
+    [ 'twirt_max_output_tokens 0;', qr/invalid max output tokens "0"/ ],
+    [ 'twirt_session_json "{not json";',
+      qr/invalid JSON in "twirt_session_json"/ ],
+    [ 'twirt_session_json "[1]";',
+      qr/"twirt_session_json" directive must be a JSON object/ ],
+    [ 'twirt_tools /nonexistent/tools.json;',
+      qr/tools file "\/nonexistent\/tools.json": unable to open/ ],
+    [ 'twirt_price audio_in=lots;', qr/invalid price "audio_in=lots"/ ],
+    [ 'twirt_price speed=3;', qr/invalid price "speed=3"/ ],
+    [ 'twirt_openai_url https://api.openai.com/v1/realtime;',
+      qr/invalid Realtime API URL "https:\/\/api.openai.com\/v1\/realtime": it must start with "ws:\/\/" or "wss:\/\/"/ ],
+    [ 'location /m { twirt_stream; twirt_openai_url ws://realtime.example.com/v1; }',
+      qr/"twirt_openai_url" host "realtime.example.com" needs a "resolver"/ ],
+    [ 'location /m { twirt_stream; }',
+      qr/host "api.openai.com" needs a "resolver"/ ],
+    [ 'twirt_openai_api_key_file /nonexistent/key;',
+      qr/open\(\) "\/nonexistent\/key" failed/ ],
+    [ 'twirt_max_frame_size 1m; twirt_max_message_size 64k;',
+      qr/"twirt_max_frame_size" 1048576 is larger than "twirt_max_message_size" 65536/ ],
+    [ 'location /s { stub_status; twirt_stream; }', qr/is duplicate/ ],
+    [ 'location /s { twirt_status on; }',
+      qr/invalid number of arguments in "twirt_status" directive/ ],
 );
 
 for my $case (@bad) {
@@ -57,6 +92,25 @@ for my $case (@bad) {
         or diag $out;
 }
 
+{
+    my $tools = File::Temp->new(SUFFIX => '.json');
+    print $tools '[{"type":"function","name":"lookup","parameters":{"type":"object","properties":{}}}, {"name":"x"}]';
+    close $tools;
+    my ($rc, $out) = nginx_t(http_conf("server { listen 127.0.0.1:1; twirt_tools $tools; }"));
+    isnt($rc, 0, 'a tools file with a bad entry fails');
+    like($out, qr/entry 1 is not \{"type":"function","name":...\}/, 'naming the entry') or diag $out;
+}
+
+{
+    my ($rc, $out) = nginx_t(http_conf(
+        'server { listen 127.0.0.1:1; location /m { twirt_stream; '
+        . 'twirt_openai_url wss://127.0.0.1:9/v1/realtime; '
+        . 'twirt_openai_ssl_verify off; } }'));
+    is($rc, 0, 'verification off is accepted') or diag $out;
+    like($out, qr/\[warn\].*TLS certificate verification of "wss:\/\/127.0.0.1:9\/v1\/realtime" is off/,
+         'with a warning at start');
+}
+
 # conf.example, as a user would install it: only paths are made private
 {
     open my $fh, '<', "$FindBin::Bin/../conf.example" or die $!;
@@ -70,6 +124,18 @@ for my $case (@bad) {
     $conf =~ s{/var/log/nginx/}{logs/}g;
     $conf =~ s{/run/nginx\.pid}{logs/nginx.pid}g;
     $conf =~ s{/var/lib/nginx/}{logs/}g;
+    # the snakeoil pair may be absent: the test makes its own
+    my $certs = $ENV{TWIRT_TEST_CERTS};
+    if (!$certs) {
+        require File::Temp;
+        $certs = File::Temp::tempdir(CLEANUP => 1);
+        system("$FindBin::Bin/../util/certs", $certs) == 0
+            or die "util/certs failed";
+    }
+    {
+        $conf =~ s{/etc/ssl/certs/ssl-cert-snakeoil.pem}{$certs/localhost.crt};
+        $conf =~ s{/etc/ssl/private/ssl-cert-snakeoil.key}{$certs/localhost.key};
+    }
 
     my ($rc, $out) = nginx_t($conf);
     is($rc, 0, 'nginx -t accepts conf.example') or diag $out;
