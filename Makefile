@@ -67,6 +67,7 @@ valgrind: deps all
 	@util/valgrind
 
 -include test/Makefile.codec
+-include test/Makefile.json
 
 clean:
 	rm -rf $(BUILD_DIR) objs t/servroot*

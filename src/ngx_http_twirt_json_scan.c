@@ -296,9 +296,11 @@ ngx_http_twirt_json_string(ngx_http_twirt_json_t *j, ngx_str_t *s,
             }
 
             for (i = 1; i <= 4; i++) {
-                c = j->p[i] | 0x20;
+                c = j->p[i];
 
-                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+                      || (c >= 'A' && c <= 'F')))
+                {
                     return NGX_ERROR;
                 }
             }

@@ -13,7 +13,8 @@
 #define _NGX_HTTP_TWIRT_JSON_SCAN_H_INCLUDED_
 
 
-#include "ngx_http_twirt.h"
+#include <ngx_config.h>
+#include <ngx_core.h>
 
 
 typedef struct {
