@@ -141,4 +141,22 @@ for my $case (@bad) {
     is($rc, 0, 'nginx -t accepts conf.example') or diag $out;
 }
 
+# the Docker image's configuration, as its start script writes it
+{
+    open my $fh, '<', "$FindBin::Bin/../docker/nginx.conf.template" or die $!;
+    my $conf = do { local $/; <$fh> };
+    close $fh;
+
+    my %env = (TWILIO_AUTH_TOKEN => 'token', TWIRT_PUBLIC_HOST => 'gw.example.com',
+               TWIRT_INSTRUCTIONS => 'Be brief.', TWIRT_FALLBACK => 'Sorry.',
+               TWIRT_RESOLVER => '127.0.0.1');
+    $conf =~ s/\$\{(\w+)\}/$env{$1}/g;
+    my $module = $ENV{TEST_NGINX_LOAD_MODULES};
+    $conf =~ s/^load_module \S+;/load_module $module;/m;
+    $conf =~ s{/run/nginx\.pid}{logs/nginx.pid}g;
+
+    my ($rc, $out) = nginx_t($conf);
+    is($rc, 0, 'nginx -t accepts the Docker image configuration') or diag $out;
+}
+
 done_testing();
