@@ -149,7 +149,11 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->duration_timer.handler = ngx_http_twirt_call_duration;
     call->duration_timer.data = call;
     call->duration_timer.log = call->log;
-    call->duration_timer.cancelable = 1;
+
+    /*
+     * Not cancelable: a call in progress keeps an old worker alive after a
+     * reload, until it ends (at most twirt_max_call_duration).
+     */
 
     if (tlcf->max_call_duration) {
         ngx_add_timer(&call->duration_timer, tlcf->max_call_duration);

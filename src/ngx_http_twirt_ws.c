@@ -66,7 +66,8 @@ ngx_http_twirt_ws_create(ngx_pool_t *pool, ngx_connection_t *c,
     ws->close_timer.handler = ngx_http_twirt_ws_close_timeout;
     ws->close_timer.data = ws;
     ws->close_timer.log = c->log;
-    ws->close_timer.cancelable = 1;
+
+    /* a quitting worker waits for the close handshakes, a bounded time */
 
     return ws;
 }
