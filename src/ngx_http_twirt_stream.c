@@ -301,15 +301,26 @@ ngx_http_twirt_stream_upgrade(ngx_http_request_t *r, ngx_str_t *key)
 static void
 ngx_http_twirt_stream_read(ngx_http_request_t *r)
 {
-    ngx_http_twirt_ws_read(ngx_http_get_module_ctx(r, ngx_http_twirt_module));
+    ngx_http_twirt_ws_t  *ws;
+
+    ws = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+
+    if (ws) {
+        ngx_http_twirt_ws_read(ws);
+    }
 }
 
 
 static void
 ngx_http_twirt_stream_write(ngx_http_request_t *r)
 {
-    ngx_http_twirt_ws_write(ngx_http_get_module_ctx(r,
-                                                    ngx_http_twirt_module));
+    ngx_http_twirt_ws_t  *ws;
+
+    ws = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+
+    if (ws) {
+        ngx_http_twirt_ws_write(ws);
+    }
 }
 
 

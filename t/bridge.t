@@ -333,3 +333,23 @@ ok(!exists $s->{session}{temperature}, 'no temperature');
 is($sim_summary->{errors_sent}, 0, 'accepted by the simulator');
 my ($hs) = grep { $_->{dir} eq 'handshake' } @$sim;
 ok(!grep({ lc($_) eq 'openai-beta' } keys %{ $hs->{headers} }), 'no OpenAI-Beta header');
+
+
+
+=== TEST 18: the cost follows twirt_price: only model audio out priced, at 1 USD a token
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_greeting "こんにちは";
+        twirt_price audio_in=0 cached_audio_in=0 audio_out=1000000 text_in=0
+                    cached_text_in=0 text_out=0 transcribe_in=0 transcribe_out=0;
+    }
+--- twilio
+--scenario ja-booking --duration-ms 6000
+--- check
+my $audio_out = 0;
+$audio_out += $_->{event}{response}{usage}{output_token_details}{audio_tokens} // 0
+    for @{ main::events_of($sim, 'response.done') };
+ok($audio_out > 0, "the model spoke ($audio_out audio tokens)");
+my ($end) = grep { $_->{type} eq 'state' && $_->{status} eq 'ended' } @{ main::twirt_events($call->{call_sid}) };
+is($end->{cost_usd}, $audio_out, 'cost = audio out tokens x the configured price');

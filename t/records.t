@@ -57,8 +57,8 @@ sub subscribe_start {
     $sub_pid = fork // die "fork: $!";
     if ($sub_pid == 0) {
         open STDOUT, '>', $sub_file or die;
-        exec 'redis-cli', '-s', $ENV{TEST_NGINX_REDIS_SOCKET}, '--raw', 'SUBSCRIBE', 'twirt:events';
-        exit 127;
+        { exec 'redis-cli', '-s', $ENV{TEST_NGINX_REDIS_SOCKET}, '--raw', 'SUBSCRIBE', 'twirt:events'; }
+        POSIX::_exit(127);
     }
     # subscribed once redis counts the subscriber
     redis_wait(5, sub { (redis_cli('--raw', 'PUBSUB', 'NUMSUB', 'twirt:events'))[1] == 1 });

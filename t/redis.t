@@ -63,8 +63,8 @@ sub redis_start {
     if ($pid == 0) {
         open STDOUT, '>>', "$Dir/$name.out";
         open STDERR, '>&', \*STDOUT;
-        exec 'redis-server', @{$r->{args}}, '--save', '', '--appendonly', 'no',
-             '--dir', $Dir, '--daemonize', 'no';
+        { exec 'redis-server', @{$r->{args}}, '--save', '', '--appendonly',
+               'no', '--dir', $Dir, '--daemonize', 'no'; }
         POSIX::_exit(127);
     }
     $r->{pid} = $pid;
