@@ -37,8 +37,6 @@ static void ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
     const char *type, json_t *ev);
 static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
     ngx_str_t *audio, ngx_str_t *response, ngx_str_t *item_name);
-static void ngx_http_twirt_call_json_str(json_t *obj, const char *key,
-    ngx_str_t *out);
 static void ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_function(ngx_http_twirt_call_t *call,
     json_t *ev);
@@ -708,9 +706,9 @@ ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
     const char  *text;
 
     if (ngx_strcmp(type, "response.output_audio.delta") == 0) {
-        ngx_http_twirt_call_json_str(ev, "delta", &delta);
-        ngx_http_twirt_call_json_str(ev, "response_id", &response_id);
-        ngx_http_twirt_call_json_str(ev, "item_id", &item_id);
+        ngx_http_twirt_json_get_str(ev, "delta", &delta);
+        ngx_http_twirt_json_get_str(ev, "response_id", &response_id);
+        ngx_http_twirt_json_get_str(ev, "item_id", &item_id);
         ngx_http_twirt_call_delta(call, &delta, &response_id, &item_id);
         return;
     }
@@ -1518,18 +1516,6 @@ ngx_http_twirt_call_str(ngx_http_twirt_call_t *call, ngx_str_t *dst,
     dst->len = src->len;
 
     return NGX_OK;
-}
-
-
-static void
-ngx_http_twirt_call_json_str(json_t *obj, const char *key, ngx_str_t *out)
-{
-    json_t  *v;
-
-    v = json_object_get(obj, key);
-
-    out->data = json_is_string(v) ? (u_char *) json_string_value(v) : NULL;
-    out->len = out->data ? json_string_length(v) : 0;
 }
 
 

@@ -6,6 +6,7 @@
 
 
 #include "ngx_http_twirt_realtime.h"
+#include "ngx_http_twirt_twilio.h"
 
 
 static json_t *ngx_http_twirt_json_str(ngx_str_t *s);
@@ -289,16 +290,17 @@ ngx_http_twirt_in_list(ngx_str_t *s, const char **list)
 }
 
 
+/* a profile's value replaces the configuration's */
+
 static void
 ngx_http_twirt_profile_str(json_t *profile, const char *key, ngx_str_t *out)
 {
-    json_t  *v;
+    ngx_str_t  v;
 
-    v = json_object_get(profile, key);
+    ngx_http_twirt_json_get_str(profile, key, &v);
 
-    if (json_is_string(v)) {
-        out->data = (u_char *) json_string_value(v);
-        out->len = json_string_length(v);
+    if (v.data) {
+        *out = v;
     }
 }
 

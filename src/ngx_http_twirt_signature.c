@@ -75,6 +75,44 @@ ngx_http_twirt_signature_check(ngx_pool_t *pool, ngx_str_t *token,
 }
 
 
+/*
+ * The URL Twilio signed: twirt_public_url, or scheme://Host/URI of the
+ * request itself, with the Host header as sent (its port included).
+ */
+
+ngx_int_t
+ngx_http_twirt_signature_url(ngx_http_request_t *r,
+    ngx_http_complex_value_t *public_url, const char *scheme, ngx_str_t *url)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t  *host;
+
+    if (public_url) {
+        return ngx_http_complex_value(r, public_url, url);
+    }
+
+    host = r->headers_in.host ? &r->headers_in.host->value
+                              : &r->headers_in.server;
+    len = ngx_strlen(scheme);
+
+    url->len = len + sizeof("://") - 1 + host->len + r->unparsed_uri.len;
+
+    /* one byte more: the callers may append a '/' */
+    url->data = ngx_pnalloc(r->pool, url->len + 1);
+    if (url->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(url->data, scheme, len);
+    p = ngx_cpymem(p, "://", sizeof("://") - 1);
+    p = ngx_cpymem(p, host->data, host->len);
+    ngx_memcpy(p, r->unparsed_uri.data, r->unparsed_uri.len);
+
+    return NGX_OK;
+}
+
+
 /* a request header by name, also those nginx 1.22 does not index */
 
 ngx_int_t

@@ -139,26 +139,12 @@ ngx_http_twirt_stream_verify(ngx_http_request_t *r,
 {
     u_char     *p;
     ngx_int_t   rc;
-    ngx_str_t   url, signature, *host;
+    ngx_str_t   url, signature;
 
-    if (tlcf->public_url) {
-        if (ngx_http_complex_value(r, tlcf->public_url, &url) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else {
-        host = r->headers_in.host ? &r->headers_in.host->value
-                                  : &r->headers_in.server;
-
-        url.len = sizeof("wss://") - 1 + host->len + r->unparsed_uri.len;
-        url.data = ngx_pnalloc(r->pool, url.len + 1);
-        if (url.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        p = ngx_cpymem(url.data, "wss://", sizeof("wss://") - 1);
-        p = ngx_cpymem(p, host->data, host->len);
-        ngx_memcpy(p, r->unparsed_uri.data, r->unparsed_uri.len);
+    if (ngx_http_twirt_signature_url(r, tlcf->public_url, "wss", &url)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_http_twirt_header_in(r, "X-Twilio-Signature", &signature);

@@ -12,8 +12,6 @@
 
 static ngx_int_t ngx_http_twirt_twilio_fast(u_char *data, size_t len,
     ngx_http_twirt_twilio_msg_t *m);
-static void ngx_http_twirt_json_str(json_t *obj, const char *key,
-    ngx_str_t *out);
 
 
 typedef struct {
@@ -59,7 +57,7 @@ ngx_http_twirt_twilio_parse(u_char *data, size_t len,
         return NGX_DECLINED;
     }
 
-    ngx_http_twirt_json_str(m->root, "event", &m->name);
+    ngx_http_twirt_json_get_str(m->root, "event", &m->name);
 
     if (m->name.len == 0) {
         m->error = "no \"event\"";
@@ -75,14 +73,14 @@ ngx_http_twirt_twilio_parse(u_char *data, size_t len,
         }
     }
 
-    ngx_http_twirt_json_str(m->root, "streamSid", &m->stream_sid);
+    ngx_http_twirt_json_get_str(m->root, "streamSid", &m->stream_sid);
 
     switch (m->event) {
 
     case NGX_HTTP_TWIRT_TWILIO_MEDIA:
         obj = json_object_get(m->root, "media");
-        ngx_http_twirt_json_str(obj, "payload", &m->payload);
-        ngx_http_twirt_json_str(obj, "track", &m->track);
+        ngx_http_twirt_json_get_str(obj, "payload", &m->payload);
+        ngx_http_twirt_json_get_str(obj, "track", &m->track);
 
         if (m->payload.data == NULL) {
             m->error = "media without \"payload\"";
@@ -92,7 +90,7 @@ ngx_http_twirt_twilio_parse(u_char *data, size_t len,
         break;
 
     case NGX_HTTP_TWIRT_TWILIO_MARK:
-        ngx_http_twirt_json_str(json_object_get(m->root, "mark"), "name",
+        ngx_http_twirt_json_get_str(json_object_get(m->root, "mark"), "name",
                                 &m->mark);
         break;
 
@@ -104,11 +102,11 @@ ngx_http_twirt_twilio_parse(u_char *data, size_t len,
             return NGX_DECLINED;
         }
 
-        ngx_http_twirt_json_str(obj, "callSid", &m->call_sid);
-        ngx_http_twirt_json_str(obj, "accountSid", &m->account_sid);
+        ngx_http_twirt_json_get_str(obj, "callSid", &m->call_sid);
+        ngx_http_twirt_json_get_str(obj, "accountSid", &m->account_sid);
 
         if (m->stream_sid.len == 0) {
-            ngx_http_twirt_json_str(obj, "streamSid", &m->stream_sid);
+            ngx_http_twirt_json_get_str(obj, "streamSid", &m->stream_sid);
         }
 
         m->parameters = json_object_get(obj, "customParameters");
@@ -127,13 +125,13 @@ ngx_http_twirt_twilio_parse(u_char *data, size_t len,
         break;
 
     case NGX_HTTP_TWIRT_TWILIO_DTMF:
-        ngx_http_twirt_json_str(json_object_get(m->root, "dtmf"), "digit",
+        ngx_http_twirt_json_get_str(json_object_get(m->root, "dtmf"), "digit",
                                 &m->digit);
         break;
 
     case NGX_HTTP_TWIRT_TWILIO_STOP:
         obj = json_object_get(m->root, "stop");
-        ngx_http_twirt_json_str(obj, "callSid", &m->call_sid);
+        ngx_http_twirt_json_get_str(obj, "callSid", &m->call_sid);
         break;
 
     default:
@@ -231,8 +229,10 @@ ngx_http_twirt_sid_valid(ngx_str_t *sid)
 }
 
 
-static void
-ngx_http_twirt_json_str(json_t *obj, const char *key, ngx_str_t *out)
+/* a string member of a JSON object; data NULL when it is not one */
+
+void
+ngx_http_twirt_json_get_str(json_t *obj, const char *key, ngx_str_t *out)
 {
     json_t  *v;
 

@@ -312,31 +312,17 @@ static ngx_int_t
 ngx_http_twirt_twiml_verify(ngx_http_request_t *r,
     ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_ctx_t *ctx)
 {
-    u_char       *p;
     ngx_int_t     rc;
-    ngx_str_t     url, signature, *sid, *host;
+    ngx_str_t     url, signature, *sid;
     ngx_array_t  *pairs;
 
     pairs = (r->method == NGX_HTTP_POST) ? ctx->pairs : NULL;
 
-    if (tlcf->public_url) {
-        if (ngx_http_complex_value(r, tlcf->public_url, &url) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else {
-        /* behind a TLS tunnel nginx sees http, Twilio signed https */
-        host = ngx_http_twirt_host(r);
-        url.len = sizeof("https://") - 1 + host->len + r->unparsed_uri.len;
-
-        url.data = ngx_pnalloc(r->pool, url.len);
-        if (url.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        p = ngx_cpymem(url.data, "https://", sizeof("https://") - 1);
-        p = ngx_cpymem(p, host->data, host->len);
-        ngx_memcpy(p, r->unparsed_uri.data, r->unparsed_uri.len);
+    /* behind a TLS tunnel nginx sees http, Twilio signed https */
+    if (ngx_http_twirt_signature_url(r, tlcf->public_url, "https", &url)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_http_twirt_header_in(r, "X-Twilio-Signature", &signature);

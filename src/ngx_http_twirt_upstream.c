@@ -1014,29 +1014,13 @@ ngx_http_twirt_upstream_cancel(ngx_http_twirt_upstream_t *u)
 static void
 ngx_http_twirt_upstream_close(ngx_http_twirt_upstream_t *u)
 {
-    ngx_pool_t        *pool;
     ngx_connection_t  *c;
 
     c = u->peer.connection;
 
-    if (c == NULL) {
-        return;
-    }
-
-    u->peer.connection = NULL;
-    pool = c->pool;
-
-#if (NGX_HTTP_SSL)
-    if (c->ssl) {
-        c->ssl->no_wait_shutdown = 1;
-        (void) ngx_ssl_shutdown(c);
-    }
-#endif
-
-    ngx_close_connection(c);
-
-    if (pool) {
-        ngx_destroy_pool(pool);
+    if (c) {
+        u->peer.connection = NULL;
+        ngx_http_twirt_ws_close_connection(c);
     }
 }
 

@@ -754,7 +754,6 @@ ngx_http_twirt_ws_notify(ngx_http_twirt_ws_t *ws)
 void
 ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
 {
-    ngx_pool_t          *pool;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
@@ -793,18 +792,7 @@ ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
             ngx_http_finalize_request(r, NGX_DONE);
 
         } else {
-#if (NGX_SSL)
-            if (c->ssl) {
-                c->ssl->no_wait_shutdown = 1;
-                (void) ngx_ssl_shutdown(c);
-            }
-#endif
-            pool = c->pool;
-            ngx_close_connection(c);
-
-            if (pool) {
-                ngx_destroy_pool(pool);
-            }
+            ngx_http_twirt_ws_close_connection(c);
         }
     }
 
@@ -821,6 +809,29 @@ ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
     if (ws->out) {
         ngx_free(ws->out);
         ws->out = NULL;
+    }
+}
+
+
+/* a connection we made (the upstream's), with its pool */
+
+void
+ngx_http_twirt_ws_close_connection(ngx_connection_t *c)
+{
+    ngx_pool_t  *pool;
+
+#if (NGX_SSL)
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+#endif
+
+    pool = c->pool;
+    ngx_close_connection(c);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
     }
 }
 
