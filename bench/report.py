@@ -8,6 +8,7 @@ samples) and writes the table to stdout and to --text, everything to
 import argparse
 import json
 import os
+import re
 import platform
 import subprocess
 import sys
@@ -75,6 +76,43 @@ def echo_cpu(j):
     if not j or not j.get("wall_s"):
         return "-"
     return "{:.0f}%".format(j["cpu_ms"] / (j["wall_s"] * 10))
+
+
+def setup_buckets(path):
+    # twirt_setup_seconds_bucket{le="0.005"} 12 -> {0.005: 12}
+    b = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                m = re.match(r'twirt_setup_seconds_bucket\{le="([^"]+)"\} (\S+)',
+                             line)
+                if m:
+                    le = float("inf") if m.group(1) == "+Inf" else float(
+                        m.group(1))
+                    b[le] = float(m.group(2))
+    except OSError:
+        return None
+    return b or None
+
+
+def gateway_setup(work, calls):
+    # p50 and p99 of the run's calls, as bucket upper bounds in ms
+    label = "bridge-{}".format(calls)
+    b0 = setup_buckets(os.path.join(work, label + ".status0"))
+    b1 = setup_buckets(os.path.join(work, label + ".status1"))
+    if not b0 or not b1:
+        return None
+    les = sorted(b1)
+    n = b1[float("inf")] - b0.get(float("inf"), 0)
+    if n <= 0:
+        return None
+    out = []
+    for q in (0.5, 0.99):
+        for le in les:
+            if b1[le] - b0.get(le, 0) >= q * n:
+                out.append(le * 1000 if le != float("inf") else le)
+                break
+    return out
 
 
 def main():
@@ -236,6 +274,13 @@ def main():
             checks.append(("first echo p99 {:.2f} ms < {} ms (bounds the "
                            "setup)".format(p99, TARGET_SETUP_MS),
                            p99 < TARGET_SETUP_MS))
+            gw = gateway_setup(w, calls)
+            if gw:
+                checks.append(("gateway setup p50 <= {:g} ms, p99 <= {:g} ms "
+                               "(twirt_setup_seconds: upgrade -> "
+                               "session.updated) < {} ms".format(
+                                   gw[0], gw[1], TARGET_SETUP_MS),
+                               gw[1] <= TARGET_SETUP_MS))
             say("  {:>5} calls: {}".format(calls, "; ".join(
                 ("ok " if ok else "MISSED ") + what for what, ok in checks)))
 
