@@ -394,6 +394,24 @@ static ngx_http_variable_t  ngx_http_twirt_vars[] = {
     { ngx_string("twirt_param_"), NULL, ngx_http_twirt_param_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
 
+    { ngx_string("twirt_call_sid"), NULL, ngx_http_twirt_call_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("twirt_stream_sid"), NULL, ngx_http_twirt_call_variable,
+      1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("twirt_end_reason"), NULL, ngx_http_twirt_call_variable,
+      2, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("twirt_duration_ms"), NULL, ngx_http_twirt_call_variable,
+      3, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("twirt_tokens"), NULL, ngx_http_twirt_call_variable,
+      4, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("twirt_cost_usd"), NULL, ngx_http_twirt_call_variable,
+      5, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 

@@ -143,13 +143,32 @@ typedef struct {
 } ngx_http_twirt_pair_t;
 
 
+#define NGX_HTTP_TWIRT_CTX_WEBHOOK  1
+#define NGX_HTTP_TWIRT_CTX_STREAM   2
+
+
 /* per request state of the voice webhook, also read by $twirt_param_* */
 typedef struct {
+    ngx_uint_t                  kind;    /* NGX_HTTP_TWIRT_CTX_WEBHOOK */
     ngx_array_t                *pairs;
     void                       *redis;   /* a call record being read */
     unsigned                    done:1;
     unsigned                    action:1;
 } ngx_http_twirt_twiml_ctx_t;
+
+
+/* per request state of a Media Stream: the call, then its summary */
+typedef struct {
+    ngx_uint_t                  kind;    /* NGX_HTTP_TWIRT_CTX_STREAM */
+    void                       *ws;      /* NULL once the call is over */
+    ngx_str_t                   call_sid;
+    ngx_str_t                   stream_sid;
+    ngx_str_t                   end_reason;
+    ngx_msec_t                  duration;
+    uint64_t                    tokens;
+    double                      cost;
+    unsigned                    ended:1;
+} ngx_http_twirt_stream_ctx_t;
 
 
 extern ngx_module_t  ngx_http_twirt_module;

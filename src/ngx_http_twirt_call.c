@@ -56,7 +56,8 @@ static void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call,
 static void ngx_http_twirt_call_duration(ngx_event_t *ev);
 static void ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_request_cleanup(void *data);
-static void ngx_http_twirt_call_release_log(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_summary(ngx_http_twirt_call_t *call,
+    ngx_pool_t *pool, ngx_http_twirt_stream_ctx_t *sctx);
 static u_char *ngx_http_twirt_call_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
 static ngx_int_t ngx_http_twirt_call_str(ngx_http_twirt_call_t *call,
@@ -111,16 +112,15 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
         goto failed;
     }
 
+    /*
+     * The call's own log: the connection's, naming the call.  The
+     * connection's log itself stays nginx's (its data is nginx's request
+     * log context); the stream's r->log_handler names the call there.
+     */
     *call->log = *c->log;
     call->log->handler = ngx_http_twirt_call_log_error;
     call->log->data = call;
     call->log->action = "streaming";
-
-    call->log_handler = c->log->handler;
-    call->log_data = c->log->data;
-    call->log_connection = c->log;
-    c->log->handler = ngx_http_twirt_call_log_error;
-    c->log->data = call;
     c->log->action = "streaming";
 
     call->twilio = ngx_http_twirt_ws_create(pool, c, &tlcf->twilio_ws,
@@ -197,10 +197,6 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     return call;
 
 failed:
-
-    if (call && call->log_connection) {
-        ngx_http_twirt_call_release_log(call);
-    }
 
     if (call && call->twilio) {
         call->twilio->request = NULL;
@@ -313,6 +309,12 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     call->parameters = m->parameters ? json_incref(m->parameters)
                                      : json_object();
     call->started = 1;
+
+    if (call->stream_ctx) {
+        /* for the connection's log lines; copied when the call ends */
+        call->stream_ctx->call_sid = call->call_sid;
+        call->stream_ctx->stream_sid = call->stream_sid;
+    }
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "twirt: call started after %M ms, %ui media before start",
@@ -1379,11 +1381,14 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
         call->early = NULL;
     }
 
-    ngx_http_twirt_call_release_log(call);
-
     /* the request may outlive the call by a moment */
     if (call->cleanup) {
         call->cleanup->handler = NULL;
+    }
+
+    if (call->stream_ctx && call->twilio->request) {
+        ngx_http_twirt_call_summary(call, call->twilio->request->pool,
+                                    call->stream_ctx);
     }
 
     if (call->realtime) {
@@ -1434,6 +1439,41 @@ ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
 }
 
 
+/* the call's summary for the access log: it outlives the call */
+
+static void
+ngx_http_twirt_call_summary(ngx_http_twirt_call_t *call, ngx_pool_t *pool,
+    ngx_http_twirt_stream_ctx_t *sctx)
+{
+    ngx_str_t  reason;
+
+    sctx->ws = NULL;
+    sctx->ended = 1;
+    sctx->duration = ngx_current_msec - call->upgraded;
+    sctx->tokens = call->usage.total;
+    sctx->cost = ngx_http_twirt_realtime_cost(call->conf->prices,
+                                              &call->usage);
+
+    reason.data = (u_char *) (call->end_reason ? call->end_reason
+                                               : "request terminated");
+    reason.len = ngx_strlen(reason.data);
+
+    ngx_str_null(&sctx->call_sid);
+    ngx_str_null(&sctx->stream_sid);
+
+    if (call->started) {
+        sctx->call_sid.data = ngx_pstrdup(pool, &call->call_sid);
+        sctx->call_sid.len = sctx->call_sid.data ? call->call_sid.len : 0;
+        sctx->stream_sid.data = ngx_pstrdup(pool, &call->stream_sid);
+        sctx->stream_sid.len = sctx->stream_sid.data ? call->stream_sid.len
+                                                     : 0;
+    }
+
+    sctx->end_reason.data = ngx_pstrdup(pool, &reason);
+    sctx->end_reason.len = sctx->end_reason.data ? reason.len : 0;
+}
+
+
 /* nginx ends the request on its own (e.g. a worker shutdown timeout) */
 
 static void
@@ -1450,7 +1490,11 @@ ngx_http_twirt_call_request_cleanup(void *data)
         return;
     }
 
-    ngx_http_twirt_call_release_log(call);
+    if (call->stream_ctx) {
+        ngx_http_twirt_call_summary(call, ws->request->pool,
+                                    call->stream_ctx);
+        call->stream_ctx = NULL;
+    }
 
     ws->request = NULL;
     ws->connection = NULL;
@@ -1463,19 +1507,6 @@ ngx_http_twirt_call_request_cleanup(void *data)
     if (!ws->notified) {
         ws->notified = 1;
         ws->on_closed(ws);
-    }
-}
-
-
-/* nginx may log about the connection after the call is gone */
-
-static void
-ngx_http_twirt_call_release_log(ngx_http_twirt_call_t *call)
-{
-    if (call->log_connection) {
-        call->log_connection->handler = call->log_handler;
-        call->log_connection->data = call->log_data;
-        call->log_connection = NULL;
     }
 }
 

@@ -47,11 +47,9 @@ typedef void (*ngx_http_twirt_call_pt)(ngx_http_twirt_call_t *call);
 struct ngx_http_twirt_call_s {
     ngx_pool_t                 *pool;
     ngx_log_t                  *log;
-    ngx_log_t                  *log_connection;
-    ngx_log_handler_pt          log_handler;   /* the connection's own */
-    void                       *log_data;
     ngx_http_twirt_loc_conf_t  *conf;
     ngx_http_cleanup_t         *cleanup;       /* of the request */
+    ngx_http_twirt_stream_ctx_t  *stream_ctx;  /* ditto: for the log */
 
     ngx_http_twirt_ws_t        *twilio;
     ngx_http_twirt_upstream_t  *upstream;      /* while connecting */

@@ -18,6 +18,8 @@ static ngx_int_t ngx_http_twirt_stream_upgrade(ngx_http_request_t *r,
     ngx_str_t *key);
 static void ngx_http_twirt_stream_read(ngx_http_request_t *r);
 static void ngx_http_twirt_stream_write(ngx_http_request_t *r);
+static u_char *ngx_http_twirt_stream_log_handler(ngx_http_request_t *r,
+    ngx_http_request_t *sr, u_char *buf, size_t len);
 static ngx_int_t ngx_http_twirt_token(ngx_str_t *value, const char *token);
 
 
@@ -196,8 +198,9 @@ ngx_http_twirt_stream_upgrade(ngx_http_request_t *r, ngx_str_t *key)
     ngx_int_t               rc;
     ngx_table_elt_t        *h;
     ngx_connection_t       *c;
-    ngx_http_twirt_ws_t    *ws;
-    ngx_http_twirt_call_t  *call;
+    ngx_http_twirt_ws_t          *ws;
+    ngx_http_twirt_call_t        *call;
+    ngx_http_twirt_stream_ctx_t  *sctx;
 
     c = r->connection;
 
@@ -231,6 +234,11 @@ ngx_http_twirt_stream_upgrade(ngx_http_request_t *r, ngx_str_t *key)
     h->value.data = accept;
     h->value.len = NGX_HTTP_TWIRT_WS_ACCEPT_LEN;
 
+    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_twirt_stream_ctx_t));
+    if (sctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     call = ngx_http_twirt_call_create(r);
     if (call == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -240,7 +248,14 @@ ngx_http_twirt_stream_upgrade(ngx_http_request_t *r, ngx_str_t *key)
 
     ws = call->twilio;
 
-    ngx_http_set_ctx(r, ws, ngx_http_twirt_module);
+    sctx->kind = NGX_HTTP_TWIRT_CTX_STREAM;
+    sctx->ws = ws;
+    call->stream_ctx = sctx;
+
+    ngx_http_set_ctx(r, sctx, ngx_http_twirt_module);
+
+    /* every line nginx logs about the connection names the call */
+    r->log_handler = ngx_http_twirt_stream_log_handler;
 
     r->main->count++;
     r->read_event_handler = ngx_http_twirt_stream_read;
@@ -287,12 +302,12 @@ ngx_http_twirt_stream_upgrade(ngx_http_request_t *r, ngx_str_t *key)
 static void
 ngx_http_twirt_stream_read(ngx_http_request_t *r)
 {
-    ngx_http_twirt_ws_t  *ws;
+    ngx_http_twirt_stream_ctx_t  *sctx;
 
-    ws = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+    sctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
 
-    if (ws) {
-        ngx_http_twirt_ws_read(ws);
+    if (sctx && sctx->ws) {
+        ngx_http_twirt_ws_read(sctx->ws);
     }
 }
 
@@ -300,13 +315,35 @@ ngx_http_twirt_stream_read(ngx_http_request_t *r)
 static void
 ngx_http_twirt_stream_write(ngx_http_request_t *r)
 {
-    ngx_http_twirt_ws_t  *ws;
+    ngx_http_twirt_stream_ctx_t  *sctx;
 
-    ws = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+    sctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
 
-    if (ws) {
-        ngx_http_twirt_ws_write(ws);
+    if (sctx && sctx->ws) {
+        ngx_http_twirt_ws_write(sctx->ws);
     }
+}
+
+
+/* after ", client: ...": the call's sids, or "-" before Twilio's start */
+
+static u_char *
+ngx_http_twirt_stream_log_handler(ngx_http_request_t *r,
+    ngx_http_request_t *sr, u_char *buf, size_t len)
+{
+    ngx_http_twirt_stream_ctx_t  *sctx;
+
+    static ngx_str_t  none = ngx_string("-");
+
+    sctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+
+    if (sctx == NULL || sctx->kind != NGX_HTTP_TWIRT_CTX_STREAM) {
+        return buf;
+    }
+
+    return ngx_snprintf(buf, len, ", call: %V, stream: %V",
+                        sctx->call_sid.len ? &sctx->call_sid : &none,
+                        sctx->stream_sid.len ? &sctx->stream_sid : &none);
 }
 
 

@@ -98,6 +98,7 @@ ngx_http_twirt_webhook(ngx_http_request_t *r, ngx_uint_t action)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->kind = NGX_HTTP_TWIRT_CTX_WEBHOOK;
     ctx->action = action;
 
     ngx_http_set_ctx(r, ctx, ngx_http_twirt_module);
@@ -816,6 +817,79 @@ ngx_http_twirt_call_sid(ngx_http_twirt_twiml_ctx_t *ctx)
 }
 
 
+/*
+ * $twirt_call_sid, $twirt_stream_sid, $twirt_end_reason,
+ * $twirt_duration_ms, $twirt_tokens, $twirt_cost_usd: for access logs, of
+ * the webhook (the CallSid) and of a finished stream (its summary)
+ */
+
+ngx_int_t
+ngx_http_twirt_call_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                       *p;
+    ngx_str_t                     s, *sid;
+    ngx_http_twirt_twiml_ctx_t   *wctx;
+    ngx_http_twirt_stream_ctx_t  *sctx;
+
+    wctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+    sctx = (ngx_http_twirt_stream_ctx_t *) wctx;
+
+    ngx_str_null(&s);
+
+    if (wctx && wctx->kind == NGX_HTTP_TWIRT_CTX_WEBHOOK) {
+        sid = wctx->done ? ngx_http_twirt_call_sid(wctx) : NULL;
+
+        if (data == 0 && sid) {
+            s = *sid;
+        }
+
+    } else if (sctx && sctx->kind == NGX_HTTP_TWIRT_CTX_STREAM) {
+
+        switch (data) {
+        case 0:
+            s = sctx->call_sid;
+            break;
+        case 1:
+            s = sctx->stream_sid;
+            break;
+        case 2:
+            s = sctx->end_reason;
+            break;
+        default:
+            if (!sctx->ended) {
+                break;
+            }
+
+            p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 8);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            s.data = p;
+            s.len = (data == 3 ? ngx_sprintf(p, "%M", sctx->duration)
+                     : data == 4 ? ngx_sprintf(p, "%uL", sctx->tokens)
+                     : ngx_sprintf(p, "%.6f", sctx->cost))
+                    - p;
+        }
+    }
+
+    if (s.len == 0) {
+        v->not_found = 1;
+        v->no_cacheable = 1;
+        return NGX_OK;
+    }
+
+    v->data = s.data;
+    v->len = s.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
 /* the Host header as sent, with its port: the host Twilio requested */
 
 static ngx_str_t *
@@ -842,7 +916,8 @@ ngx_http_twirt_param_variable(ngx_http_request_t *r,
     name = (ngx_str_t *) data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
 
-    if (ctx == NULL || !ctx->done) {
+    if (ctx == NULL || ctx->kind != NGX_HTTP_TWIRT_CTX_WEBHOOK || !ctx->done)
+    {
         v->not_found = 1;
         v->no_cacheable = 1;
         return NGX_OK;

@@ -785,7 +785,6 @@ ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
             /* the request may linger a moment: nothing of ours is left */
             r->read_event_handler = ngx_http_block_reading;
             r->write_event_handler = ngx_http_request_empty_handler;
-            ngx_http_set_ctx(r, NULL, ngx_http_twirt_module);
 
             r->keepalive = 0;
             r->lingering_close = 0;

@@ -353,3 +353,27 @@ $audio_out += $_->{event}{response}{usage}{output_token_details}{audio_tokens} /
 ok($audio_out > 0, "the model spoke ($audio_out audio tokens)");
 my ($end) = grep { $_->{type} eq 'state' && $_->{status} eq 'ended' } @{ main::twirt_events($call->{call_sid}) };
 is($end->{cost_usd}, $audio_out, 'cost = audio out tokens x the configured price');
+
+
+
+=== TEST 19: $twirt_* variables for access logs, of the webhook and of a finished stream
+--- http_config
+    log_format twirt '$uri $twirt_call_sid $twirt_stream_sid "$twirt_end_reason" $twirt_duration_ms $twirt_tokens $twirt_cost_usd';
+    access_log logs/twirt.log twirt;
+--- config
+    location = /twilio/voice { twirt_twiml; }
+    location = /twilio/media { twirt_stream; twirt_greeting "こんにちは"; }
+--- twilio
+--scenario ja-booking --duration-ms 3000 --call-sid CA0000000000000000000000000000logs --stream-sid MZ0000000000000000000000000000logs
+--- check
+my ($status) = http_post('/twilio/voice', 'CallSid=CAwebhook1');
+is($status, 200, 'the webhook answered');
+my $root = $ENV{TEST_NGINX_SERVROOT} || "$FindBin::Bin/servroot";
+my $log = '';
+for (1 .. 100) {
+    $log = do { local (@ARGV, $/) = "$root/logs/twirt.log"; <> } // '';
+    last if $log =~ m{/twilio/media .*\n.*/twilio/voice|/twilio/voice.*\n.*/twilio/media};
+    select(undef, undef, undef, 0.05);
+}
+like($log, qr{^/twilio/media CA0000000000000000000000000000logs MZ0000000000000000000000000000logs "stop" \d+ [1-9]\d* 0\.\d{6}$}m, 'the stream: its sids, how it ended, duration, tokens, cost') or diag $log;
+like($log, qr{^/twilio/voice CAwebhook1 - "-" - - -$}m, 'the webhook: its CallSid') or diag $log;
