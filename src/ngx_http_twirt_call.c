@@ -1329,7 +1329,8 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
                   "duration %M.%03Ms, frames in %ui out %ui, media in %ui "
                   "out %ui, marks in %ui, dtmf %ui, ignored %ui, "
                   "upstream frames in %ui out %ui, clears %ui, "
-                  "truncates %ui, tokens %uL, cost $%.6f",
+                  "truncates %ui, tokens %uL, cost $%.6f, "
+                  "late deltas dropped %ui",
                   &call->call_sid, &call->stream_sid, call->end_reason,
                   ms / 1000, ms % 1000, call->twilio->frames_in,
                   call->twilio->frames_out, call->media_in, call->media_out,
@@ -1338,7 +1339,8 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
                   call->realtime ? call->realtime->frames_out : 0,
                   call->clears, call->truncates, call->usage.total,
                   ngx_http_twirt_realtime_cost(call->conf->prices,
-                                               &call->usage));
+                                               &call->usage),
+                  call->dropped_deltas);
 
     ngx_http_twirt_call_event(call, "state",
         json_pack("{s:s,s:s,s:I,s:f}",

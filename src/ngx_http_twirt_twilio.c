@@ -80,7 +80,6 @@ ngx_http_twirt_twilio_parse(u_char *data, size_t len,
     case NGX_HTTP_TWIRT_TWILIO_MEDIA:
         obj = json_object_get(m->root, "media");
         ngx_http_twirt_json_get_str(obj, "payload", &m->payload);
-        ngx_http_twirt_json_get_str(obj, "track", &m->track);
 
         if (m->payload.data == NULL) {
             m->error = "media without \"payload\"";
@@ -151,15 +150,14 @@ static ngx_int_t
 ngx_http_twirt_twilio_fast(u_char *data, size_t len,
     ngx_http_twirt_twilio_msg_t *m)
 {
-    ngx_http_twirt_json_field_t  f[5];
+    ngx_http_twirt_json_field_t  f[4];
 
     f[0].path = "event";
     f[1].path = "streamSid";
     f[2].path = "media.payload";
-    f[3].path = "media.track";
-    f[4].path = "mark.name";
+    f[3].path = "mark.name";
 
-    if (ngx_http_twirt_json_scan(data, len, f, 5) != NGX_OK
+    if (ngx_http_twirt_json_scan(data, len, f, 4) != NGX_OK
         || !f[0].found)
     {
         return NGX_DECLINED;
@@ -170,14 +168,13 @@ ngx_http_twirt_twilio_fast(u_char *data, size_t len,
     {
         m->event = NGX_HTTP_TWIRT_TWILIO_MEDIA;
         m->payload = f[2].value;
-        m->track = f[3].value;
 
     } else if (f[0].value.len == 4
                && ngx_strncmp(f[0].value.data, "mark", 4) == 0
-               && f[4].found)
+               && f[3].found)
     {
         m->event = NGX_HTTP_TWIRT_TWILIO_MARK;
-        m->mark = f[4].value;
+        m->mark = f[3].value;
 
     } else {
         return NGX_DECLINED;

@@ -37,7 +37,6 @@ typedef struct {
     ngx_str_t                       account_sid;
     json_t                         *parameters;  /* start.customParameters */
     ngx_str_t                       payload;     /* media, base64 as sent */
-    ngx_str_t                       track;
     ngx_str_t                       mark;        /* mark.name */
     ngx_str_t                       digit;       /* dtmf.digit */
     const char                     *error;

@@ -452,8 +452,6 @@ ngx_http_twirt_upstream_connected(ngx_event_t *ev)
         return;
     }
 
-    u->connect_time = ngx_current_msec - u->started;
-
     /* small frames, each due now: no Nagle delay */
     (void) ngx_tcp_nodelay(c);
 

@@ -40,7 +40,6 @@ struct ngx_http_twirt_upstream_s {
 
     ngx_str_t                      key;            /* never logged */
     ngx_msec_t                     started;
-    ngx_msec_t                     connect_time;   /* for metrics */
 
     /* the result: the connection, or why there is none */
     ngx_http_twirt_ws_t           *ws;

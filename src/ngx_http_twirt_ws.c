@@ -85,7 +85,6 @@ ngx_http_twirt_ws_feed(ngx_http_twirt_ws_t *ws, u_char *data, size_t len)
                                    - ws->in_last));
 
         ws->in_last = ngx_cpymem(ws->in_last, data, n);
-        ws->bytes_in += n;
         data += n;
         len -= n;
 
@@ -150,13 +149,11 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
         }
 
         if (n == 0 || n == NGX_ERROR) {
-            ws->eof = 1;
             ngx_http_twirt_ws_abort(ws, (ws->close_received || ws->draining)
                                         ? NULL : "connection lost");
             break;
         }
 
-        ws->bytes_in += n;
         ngx_http_twirt_ws_metric(ws, BYTES_IN, n);
 
         if (ws->draining) {
@@ -511,7 +508,6 @@ ngx_http_twirt_ws_write(ngx_http_twirt_ws_t *ws)
         }
 
         ws->out_pos += n;
-        ws->bytes_out += n;
         ngx_http_twirt_ws_metric(ws, BYTES_OUT, n);
     }
 

@@ -59,8 +59,6 @@ struct ngx_http_twirt_ws_s {
 
     ngx_uint_t                      frames_in;
     ngx_uint_t                      frames_out;
-    off_t                           bytes_in;
-    off_t                           bytes_out;
 
     /* how it ended: codes sent and received, and why */
     ngx_uint_t                      close_code;
@@ -73,7 +71,6 @@ struct ngx_http_twirt_ws_s {
     unsigned                        close_received:1;
     unsigned                        closed:1;    /* no more I/O */
     unsigned                        notified:1;  /* on_closed was called */
-    unsigned                        eof:1;
     unsigned                        draining:1;  /* failed, awaiting EOF */
 };
 
