@@ -3,8 +3,33 @@
  * A call: the Twilio Media Stream and the Realtime session, owned
  * together.  Caller audio goes Twilio -> Realtime untouched; the model's
  * audio comes back as Twilio media, each followed by a numbered mark so
- * that we know how much of it the caller has heard (PROTOCOLS.md,
- * "Interruption").
+ * that we know how much of it the caller has heard (README, "How a call
+ * goes").
+ *
+ * The phases, forward only (call->phase):
+ *
+ *   SETUP ---------> CONFIGURED ---------> ACTIVE
+ *     |  waiting = {}     |  session.updated   |
+ *     |  (start,          |                    |
+ *     |   upstream,       |                    |
+ *     |   profile)        |                    |
+ *     +-------------------+--------------------+--> ENDING ---> DONE
+ *        stop, end_call, a side failed or        both sides
+ *        closed, timeouts (ngx_http_twirt_        closed: summary,
+ *        call_end, with a kind)                   record, free
+ *
+ * In SETUP, call->waiting holds what the session update still waits for:
+ * Twilio's "start" (the parameters fill the templates), the upstream
+ * connection, and the agent profile from Redis (a bounded wait).  The
+ * last of them to arrive configures the session; caller audio is kept
+ * until then.
+ *
+ * Beside the phase, while CONFIGURED or ACTIVE: call->response (the model
+ * answers one response at a time; one more may wait) and call->after
+ * (what happens once the answer has been heard to its end: end_call).
+ *
+ * Events are dispatched from two tables, by Twilio event and by Realtime
+ * event type, each entry naming the phases it is acted on in.
  */
 
 
@@ -16,40 +41,100 @@
 #include "ngx_http_twirt_json_scan.h"
 
 
+#define ngx_http_twirt_call_in(phase)   (1 << NGX_HTTP_TWIRT_CALL_##phase)
+
+#define NGX_HTTP_TWIRT_CALL_LIVE                                              \
+    (ngx_http_twirt_call_in(SETUP) | ngx_http_twirt_call_in(CONFIGURED)       \
+     | ngx_http_twirt_call_in(ACTIVE))
+
+#define NGX_HTTP_TWIRT_CALL_TALKING                                           \
+    (ngx_http_twirt_call_in(CONFIGURED) | ngx_http_twirt_call_in(ACTIVE))
+
+#define NGX_HTTP_TWIRT_CALL_NOT_DONE                                          \
+    (NGX_HTTP_TWIRT_CALL_LIVE | ngx_http_twirt_call_in(ENDING))
+
+
+typedef void (*ngx_http_twirt_call_twilio_pt)(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m);
+typedef void (*ngx_http_twirt_call_realtime_pt)(ngx_http_twirt_call_t *call,
+    json_t *ev);
+
+
+/* indexed by ngx_http_twirt_twilio_event_e */
+typedef struct {
+    ngx_http_twirt_call_twilio_pt    handler;
+    ngx_uint_t                       phases;
+    size_t                           counter;  /* offset of a ngx_uint_t */
+} ngx_http_twirt_call_twilio_event_t;
+
+
+typedef struct {
+    ngx_str_t                        type;
+    ngx_http_twirt_call_realtime_pt  handler;
+    ngx_uint_t                       phases;
+} ngx_http_twirt_call_realtime_event_t;
+
+
+static void ngx_http_twirt_call_phase(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_call_phase_e phase);
+static void ngx_http_twirt_call_ready(ngx_http_twirt_call_t *call,
+    ngx_uint_t what);
+
 static void ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_twirt_call_connected(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m);
 static void ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m);
 static void ngx_http_twirt_call_media(ngx_http_twirt_call_t *call,
-    ngx_str_t *payload);
+    ngx_http_twirt_twilio_msg_t *m);
 static void ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call,
-    ngx_str_t *name);
+    ngx_http_twirt_twilio_msg_t *m);
+static void ngx_http_twirt_call_dtmf(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m);
+static void ngx_http_twirt_call_stop(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m);
+static void ngx_http_twirt_call_twilio_unknown(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m);
+static void ngx_http_twirt_call_audio_in(ngx_http_twirt_call_t *call,
+    ngx_str_t *payload);
 static void ngx_http_twirt_call_twilio_closed(ngx_http_twirt_ws_t *ws);
 
+static void ngx_http_twirt_call_profile(void *data, json_t *profile);
 static void ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
     ngx_int_t rc);
 static void ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call);
 static ngx_int_t ngx_http_twirt_call_text(ngx_http_twirt_call_t *call,
     const char *field, ngx_str_t *dflt, ngx_str_t *out);
+
 static void ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
-static void ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
-    const char *type, json_t *ev);
+static void ngx_http_twirt_call_delta_event(ngx_http_twirt_call_t *call,
+    json_t *ev);
 static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
     ngx_str_t *audio, ngx_str_t *response, ngx_str_t *item_name);
-static void ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call);
-static void ngx_http_twirt_call_function(ngx_http_twirt_call_t *call,
+static void ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_response_created(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call,
     json_t *ev);
+static void ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_function(ngx_http_twirt_call_t *call,
+    json_t *ev);
 static void ngx_http_twirt_call_error(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_session_created(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
     ngx_str_t *instructions);
 static void ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws);
 static ngx_int_t ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call,
     json_t *ev);
-static void ngx_http_twirt_call_check_end(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call);
 
 static void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call,
     const char *type, json_t *fields);
@@ -62,7 +147,74 @@ static u_char *ngx_http_twirt_call_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
 static ngx_int_t ngx_http_twirt_call_str(ngx_http_twirt_call_t *call,
     ngx_str_t *dst, ngx_str_t *src);
-static ngx_int_t ngx_http_twirt_base64_valid(ngx_str_t *s);
+static ngx_int_t ngx_http_twirt_call_base64_valid(ngx_str_t *s);
+
+
+static ngx_http_twirt_call_twilio_event_t  ngx_http_twirt_call_twilio_events[]
+    = {
+    [NGX_HTTP_TWIRT_TWILIO_UNKNOWN] =
+        { ngx_http_twirt_call_twilio_unknown, NGX_HTTP_TWIRT_CALL_NOT_DONE,
+          0 },
+    [NGX_HTTP_TWIRT_TWILIO_CONNECTED] =
+        { ngx_http_twirt_call_connected, NGX_HTTP_TWIRT_CALL_LIVE, 0 },
+    [NGX_HTTP_TWIRT_TWILIO_START] =
+        { ngx_http_twirt_call_start, NGX_HTTP_TWIRT_CALL_LIVE, 0 },
+    [NGX_HTTP_TWIRT_TWILIO_MEDIA] =
+        { ngx_http_twirt_call_media, NGX_HTTP_TWIRT_CALL_LIVE,
+          offsetof(ngx_http_twirt_call_t, media_in) },
+    [NGX_HTTP_TWIRT_TWILIO_MARK] =
+        { ngx_http_twirt_call_mark, NGX_HTTP_TWIRT_CALL_NOT_DONE,
+          offsetof(ngx_http_twirt_call_t, marks_in) },
+    [NGX_HTTP_TWIRT_TWILIO_DTMF] =
+        { ngx_http_twirt_call_dtmf, NGX_HTTP_TWIRT_CALL_NOT_DONE,
+          offsetof(ngx_http_twirt_call_t, dtmf_in) },
+    [NGX_HTTP_TWIRT_TWILIO_STOP] =
+        { ngx_http_twirt_call_stop, NGX_HTTP_TWIRT_CALL_LIVE, 0 }
+};
+
+
+static ngx_http_twirt_call_realtime_event_t
+    ngx_http_twirt_call_realtime_events[] =
+{
+    { ngx_string("response.output_audio.delta"),
+      ngx_http_twirt_call_delta_event, NGX_HTTP_TWIRT_CALL_TALKING },
+
+    { ngx_string("input_audio_buffer.speech_started"),
+      ngx_http_twirt_call_barge_in, NGX_HTTP_TWIRT_CALL_TALKING },
+
+    { ngx_string("response.created"),
+      ngx_http_twirt_call_response_created, NGX_HTTP_TWIRT_CALL_NOT_DONE },
+
+    /* usage is counted to the end */
+    { ngx_string("response.done"),
+      ngx_http_twirt_call_response_done, NGX_HTTP_TWIRT_CALL_NOT_DONE },
+
+    { ngx_string("response.output_audio_transcript.done"),
+      ngx_http_twirt_call_transcript, NGX_HTTP_TWIRT_CALL_NOT_DONE },
+
+    { ngx_string("conversation.item.input_audio_transcription.completed"),
+      ngx_http_twirt_call_transcript, NGX_HTTP_TWIRT_CALL_NOT_DONE },
+
+    { ngx_string("response.function_call_arguments.done"),
+      ngx_http_twirt_call_function, NGX_HTTP_TWIRT_CALL_TALKING },
+
+    { ngx_string("error"),
+      ngx_http_twirt_call_error, NGX_HTTP_TWIRT_CALL_NOT_DONE },
+
+    { ngx_string("session.created"),
+      ngx_http_twirt_call_session_created, NGX_HTTP_TWIRT_CALL_NOT_DONE },
+
+    { ngx_string("session.updated"),
+      ngx_http_twirt_call_session_updated,
+      ngx_http_twirt_call_in(CONFIGURED) },
+
+    { ngx_null_string, NULL, 0 }
+};
+
+
+static const char  *ngx_http_twirt_call_phases[] = {
+    "setup", "configured", "active", "ending", "done"
+};
 
 
 static ngx_str_t  ngx_http_twirt_none = ngx_string("-");
@@ -95,6 +247,9 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
 
     call->pool = pool;
     call->conf = tlcf;
+    call->phase = NGX_HTTP_TWIRT_CALL_SETUP;
+    call->waiting = NGX_HTTP_TWIRT_CALL_WAIT_START
+                    | NGX_HTTP_TWIRT_CALL_WAIT_UPSTREAM;
     call->upgraded = ngx_current_msec;
     call->call_sid = ngx_http_twirt_none;
     call->stream_sid = ngx_http_twirt_none;
@@ -185,12 +340,12 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
 
     ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_STARTED, 1);
     ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, 1);
-    call->counted = 1;
 
     if (ngx_http_twirt_upstream_connect(u) != NGX_OK) {
         ngx_http_twirt_upstream_cancel(u);
         call->upstream = NULL;
-        ngx_http_twirt_call_end(call, "upstream failed",
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                                "upstream failed",
                                 NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
     }
 
@@ -210,6 +365,43 @@ failed:
 }
 
 
+const char *
+ngx_http_twirt_call_phase_name(ngx_http_twirt_call_phase_e phase)
+{
+    return ngx_http_twirt_call_phases[phase];
+}
+
+
+static void
+ngx_http_twirt_call_phase(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_call_phase_e phase)
+{
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "twirt: call phase %s -> %s",
+                   ngx_http_twirt_call_phases[call->phase],
+                   ngx_http_twirt_call_phases[phase]);
+
+    call->phase = phase;
+}
+
+
+/* one of the things the setup waits for is here: the last configures */
+
+static void
+ngx_http_twirt_call_ready(ngx_http_twirt_call_t *call, ngx_uint_t what)
+{
+    call->waiting &= ~what;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "twirt: call ready 0x%xi, waiting for 0x%xi",
+                   what, call->waiting);
+
+    if (call->waiting == 0 && call->phase == NGX_HTTP_TWIRT_CALL_SETUP) {
+        ngx_http_twirt_call_configure(call);
+    }
+}
+
+
 /* Twilio -> call */
 
 static void
@@ -217,7 +409,9 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
     ngx_http_twirt_call_t        *call = ws->data;
-    ngx_http_twirt_twilio_msg_t   m;
+
+    ngx_http_twirt_twilio_msg_t          m;
+    ngx_http_twirt_call_twilio_event_t  *e;
 
     if (opcode != NGX_HTTP_TWIRT_WS_TEXT) {
         call->invalid_in++;
@@ -229,7 +423,7 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
 
     if (ngx_http_twirt_twilio_parse(data, len, &m) != NGX_OK) {
         call->invalid_in++;
-        ngx_http_twirt_metric_error("invalid_json");
+        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_INVALID_JSON);
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored a message from twilio: %s",
                       m.error);
@@ -237,47 +431,40 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
         return;
     }
 
-    switch (m.event) {
+    e = &ngx_http_twirt_call_twilio_events[m.event];
 
-    case NGX_HTTP_TWIRT_TWILIO_MEDIA:
-        call->media_in++;
-        ngx_http_twirt_call_media(call, &m.payload);
-        break;
+    if (e->counter) {
+        (*(ngx_uint_t *) ((u_char *) call + e->counter))++;
+    }
 
-    case NGX_HTTP_TWIRT_TWILIO_MARK:
-        call->marks_in++;
-        ngx_http_twirt_call_mark(call, &m.mark);
-        break;
+    if (e->phases & (1 << call->phase)) {
+        e->handler(call, &m);
 
-    case NGX_HTTP_TWIRT_TWILIO_START:
-        ngx_http_twirt_call_start(call, &m);
-        break;
-
-    case NGX_HTTP_TWIRT_TWILIO_CONNECTED:
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
-                       "twirt: twilio connected");
-        break;
-
-    case NGX_HTTP_TWIRT_TWILIO_DTMF:
-        call->dtmf_in++;
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "twirt: caller pressed \"%V\"", &m.digit);
-        ngx_http_twirt_call_event(call, "dtmf",
-                                  json_pack("{s:s%}", "digit", m.digit.data,
-                                            m.digit.len));
-        break;
-
-    case NGX_HTTP_TWIRT_TWILIO_STOP:
-        ngx_http_twirt_call_end(call, "stop", NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
-        break;
-
-    default:
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
-                       "twirt: ignored twilio event \"%V\"", &m.name);
-        break;
+    } else {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                       "twirt: ignored twilio \"%V\" in phase %s",
+                       &m.name, ngx_http_twirt_call_phases[call->phase]);
     }
 
     ngx_http_twirt_twilio_free(&m);
+}
+
+
+static void
+ngx_http_twirt_call_connected(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "twirt: twilio connected");
+}
+
+
+static void
+ngx_http_twirt_call_twilio_unknown(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "twirt: ignored twilio event \"%V\"", &m->name);
 }
 
 
@@ -288,7 +475,7 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     json_t     *agent;
     ngx_str_t   name;
 
-    if (call->started) {
+    if (ngx_http_twirt_call_started(call)) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored a second \"start\" from twilio");
         return;
@@ -301,14 +488,13 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
                                    &m->account_sid)
            != NGX_OK)
     {
-        ngx_http_twirt_call_end(call, "out of memory",
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_NO_MEMORY, NULL,
                                 NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
         return;
     }
 
     call->parameters = m->parameters ? json_incref(m->parameters)
                                      : json_object();
-    call->started = 1;
 
     if (call->stream_ctx) {
         /* for the connection's log lines; copied when the call ends */
@@ -319,6 +505,9 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "twirt: call started after %M ms, %ui media before start",
                   ngx_current_msec - call->upgraded, call->media_in);
+
+    /* the record and events exist from here: the call is started */
+    call->waiting &= ~NGX_HTTP_TWIRT_CALL_WAIT_START;
 
     ngx_http_twirt_record_start(call);
 
@@ -336,18 +525,45 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
                           "twirt: ignored agent name \"%V\": letters, "
                           "digits, '_' and '-' only", &name);
 
-        } else {
+        } else if (ngx_http_twirt_record_profile(call, &name,
+                                                 ngx_http_twirt_call_profile)
+                   == NGX_OK)
+        {
             /* the session update waits for the profile, a bounded time */
-            call->on_profile = ngx_http_twirt_call_configure;
-            call->profile_pending = 1;
-
-            if (ngx_http_twirt_record_profile(call, &name) != NGX_OK) {
-                call->profile_pending = 0;
-            }
+            call->waiting |= NGX_HTTP_TWIRT_CALL_WAIT_PROFILE;
         }
     }
 
-    ngx_http_twirt_call_configure(call);
+    ngx_http_twirt_call_ready(call, NGX_HTTP_TWIRT_CALL_WAIT_START);
+}
+
+
+/* the agent profile was read, or not in time (NULL) */
+
+static void
+ngx_http_twirt_call_profile(void *data, json_t *profile)
+{
+    ngx_http_twirt_call_t  *call = data;
+
+    call->profile = profile;
+
+    ngx_http_twirt_call_ready(call, NGX_HTTP_TWIRT_CALL_WAIT_PROFILE);
+}
+
+
+static void
+ngx_http_twirt_call_media(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m)
+{
+    if (ngx_http_twirt_call_base64_valid(&m->payload) != NGX_OK) {
+        call->invalid_in++;
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: ignored media with a payload that is not "
+                      "base64");
+        return;
+    }
+
+    ngx_http_twirt_call_audio_in(call, &m->payload);
 }
 
 
@@ -358,25 +574,13 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
  */
 
 static void
-ngx_http_twirt_call_media(ngx_http_twirt_call_t *call, ngx_str_t *payload)
+ngx_http_twirt_call_audio_in(ngx_http_twirt_call_t *call, ngx_str_t *payload)
 {
     u_char     *p;
     size_t      need;
     ngx_str_t   parts[3];
 
-    if (ngx_http_twirt_base64_valid(payload) != NGX_OK) {
-        call->invalid_in++;
-        ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                      "twirt: ignored media with a payload that is not "
-                      "base64");
-        return;
-    }
-
-    if (call->configured) {
-        if (call->realtime == NULL || call->ending) {
-            return;
-        }
-
+    if (call->phase != NGX_HTTP_TWIRT_CALL_SETUP) {
         ngx_str_set(&parts[0],
                     "{\"type\":\"input_audio_buffer.append\",\"audio\":\"");
         parts[1] = *payload;
@@ -433,12 +637,13 @@ ngx_http_twirt_call_media(ngx_http_twirt_call_t *call, ngx_str_t *payload)
 /* Twilio played the audio up to this mark: names are our sequence */
 
 static void
-ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call, ngx_str_t *name)
+ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m)
 {
     ngx_int_t               seq;
     ngx_http_twirt_mark_t  *mark;
 
-    seq = ngx_atoi(name->data, name->len);
+    seq = ngx_atoi(m->mark.data, m->mark.len);
 
     if (seq == NGX_ERROR || (ngx_uint_t) seq <= call->clear_seq) {
         /* after a clear, echoed marks do not prove playback */
@@ -457,7 +662,29 @@ ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call, ngx_str_t *name)
         call->mark_count--;
     }
 
-    ngx_http_twirt_call_check_end(call);
+    ngx_http_twirt_call_heard(call);
+}
+
+
+static void
+ngx_http_twirt_call_dtmf(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m)
+{
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "twirt: caller pressed \"%V\"", &m->digit);
+
+    ngx_http_twirt_call_event(call, "dtmf",
+                              json_pack("{s:s%}", "digit", m->digit.data,
+                                        m->digit.len));
+}
+
+
+static void
+ngx_http_twirt_call_stop(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_twilio_msg_t *m)
+{
+    ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_STOP, NULL,
+                            NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
 }
 
 
@@ -466,16 +693,17 @@ ngx_http_twirt_call_twilio_closed(ngx_http_twirt_ws_t *ws)
 {
     ngx_http_twirt_call_t  *call = ws->data;
 
-    if (!call->ending) {
-        if (ws->error) {
-            ngx_http_twirt_call_end(call, ws->error, 0);
+    ngx_http_twirt_metric_error(ngx_http_twirt_end_kind(ws->end)->error);
 
-        } else if (ws->close_received) {
-            ngx_http_twirt_call_end(call, "twilio closed", 0);
+    if (ws->error) {
+        ngx_http_twirt_call_end(call, ws->end, ws->error, 0);
 
-        } else {
-            ngx_http_twirt_call_end(call, "twilio lost", 0);
-        }
+    } else if (ws->close_received) {
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_TWILIO_CLOSED, NULL,
+                                0);
+
+    } else {
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_TWILIO_LOST, NULL, 0);
     }
 
     ngx_http_twirt_call_finish(call);
@@ -496,19 +724,13 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "twirt: Realtime API unavailable: %s", u->error);
 
-        ngx_http_twirt_metric_error(
-            ngx_strncmp(u->error, "upstream answered", 17) == 0
-            ? "upstream_http"
-            : (ngx_strncmp(u->error, "certificate", 11) == 0
-               || ngx_strncmp(u->error, "TLS", 3) == 0)
-              ? "upstream_tls" : "upstream_connect");
+        ngx_http_twirt_metric_error(ngx_http_twirt_end_kind(u->end)->error);
 
         ngx_http_twirt_call_event(call, "error",
                                   json_pack("{s:s,s:s}", "kind", "upstream",
                                             "message", u->error));
 
-        call->failed = 1;
-        ngx_http_twirt_call_end(call, u->error,
+        ngx_http_twirt_call_end(call, u->end, u->error,
                                 NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
         ngx_http_twirt_call_finish(call);
         return;
@@ -525,7 +747,7 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
                    "twirt: upstream connected in %M ms",
                    ngx_current_msec - call->upgraded);
 
-    if (call->ending) {
+    if (call->phase >= NGX_HTTP_TWIRT_CALL_ENDING) {
         ngx_http_twirt_ws_close(call->realtime, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL,
                                 NULL);
     }
@@ -533,14 +755,14 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
     /* frames that came with the 101, and the events from now on */
     ngx_post_event(call->realtime->connection->read, &ngx_posted_events);
 
-    ngx_http_twirt_call_configure(call);
+    ngx_http_twirt_call_ready(call, NGX_HTTP_TWIRT_CALL_WAIT_UPSTREAM);
 }
 
 
 /*
- * Once both the upstream and Twilio's "start" are here: the session
- * update (templates filled from the call's parameters), then the caller
- * audio kept so far, in order.
+ * Nothing is waited for any more: the session update (templates filled
+ * from the call's parameters), then the caller audio kept so far, in
+ * order.
  */
 
 static void
@@ -550,17 +772,11 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
     json_t     *ev;
     ngx_str_t   instructions, payload;
 
-    if (call->configured || call->ending || call->realtime == NULL
-        || !call->started || call->profile_pending)
-    {
-        return;
-    }
-
     if (ngx_http_twirt_call_text(call, "instructions",
                                  &call->conf->instructions, &instructions)
         != NGX_OK)
     {
-        ngx_http_twirt_call_end(call, "out of memory",
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_NO_MEMORY, NULL,
                                 NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
         return;
     }
@@ -570,24 +786,25 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
 
     if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
         json_decref(ev);
-        ngx_http_twirt_call_end(call, "session update failed",
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                "session update failed",
                                 NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
         return;
     }
 
     json_decref(ev);
 
-    call->configured = 1;
+    ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_CONFIGURED);
 
     p = call->early;
     end = p + call->early_len;
 
-    while (p < end) {
+    while (p < end && call->phase == NGX_HTTP_TWIRT_CALL_CONFIGURED) {
         ngx_memcpy(&payload.len, p, sizeof(size_t));
         payload.data = p + sizeof(size_t);
         p += sizeof(size_t) + payload.len;
 
-        ngx_http_twirt_call_media(call, &payload);
+        ngx_http_twirt_call_audio_in(call, &payload);
     }
 
     if (call->early_frames || call->early_dropped) {
@@ -648,10 +865,11 @@ ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
 {
     ngx_http_twirt_call_t  *call = ws->data;
 
-    json_t                       *ev;
-    const char                   *type;
-    json_error_t                  err;
-    ngx_http_twirt_json_field_t   f[4];
+    json_t                                *ev, *v;
+    ngx_str_t                              type;
+    json_error_t                           err;
+    ngx_http_twirt_json_field_t            f[4];
+    ngx_http_twirt_call_realtime_event_t  *e;
 
     if (opcode != NGX_HTTP_TWIRT_WS_TEXT) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
@@ -674,8 +892,13 @@ ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
                        f[0].value.len)
            == 0)
     {
-        ngx_http_twirt_call_delta(call, &f[1].value, &f[2].value,
-                                  &f[3].value);
+        if (call->phase == NGX_HTTP_TWIRT_CALL_CONFIGURED
+            || call->phase == NGX_HTTP_TWIRT_CALL_ACTIVE)
+        {
+            ngx_http_twirt_call_delta(call, &f[1].value, &f[2].value,
+                                      &f[3].value);
+        }
+
         return;
     }
 
@@ -689,10 +912,23 @@ ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
         return;
     }
 
-    type = json_string_value(json_object_get(ev, "type"));
+    v = json_object_get(ev, "type");
 
-    if (type) {
-        ngx_http_twirt_call_realtime_event(call, type, ev);
+    if (json_is_string(v)) {
+        type.data = (u_char *) json_string_value(v);
+        type.len = json_string_length(v);
+
+        for (e = ngx_http_twirt_call_realtime_events; e->handler; e++) {
+            if (e->type.len == type.len
+                && ngx_strncmp(e->type.data, type.data, type.len) == 0)
+            {
+                if (e->phases & (1 << call->phase)) {
+                    e->handler(call, ev);
+                }
+
+                break;
+            }
+        }
     }
 
     json_decref(ev);
@@ -700,134 +936,115 @@ ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
 
 
 static void
-ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
-    const char *type, json_t *ev)
+ngx_http_twirt_call_delta_event(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    ngx_str_t  delta, response_id, item_id;
+
+    ngx_http_twirt_json_get_str(ev, "delta", &delta);
+    ngx_http_twirt_json_get_str(ev, "response_id", &response_id);
+    ngx_http_twirt_json_get_str(ev, "item_id", &item_id);
+
+    ngx_http_twirt_call_delta(call, &delta, &response_id, &item_id);
+}
+
+
+static void
+ngx_http_twirt_call_response_created(ngx_http_twirt_call_t *call, json_t *ev)
 {
     json_t      *v;
-    ngx_str_t    s, greeting, delta, response_id, item_id;
     const char  *text;
 
-    if (ngx_strcmp(type, "response.output_audio.delta") == 0) {
-        ngx_http_twirt_json_get_str(ev, "delta", &delta);
-        ngx_http_twirt_json_get_str(ev, "response_id", &response_id);
-        ngx_http_twirt_json_get_str(ev, "item_id", &item_id);
-        ngx_http_twirt_call_delta(call, &delta, &response_id, &item_id);
-        return;
+    v = json_object_get(json_object_get(ev, "response"), "id");
+    text = json_string_value(v);
+
+    if (call->response == NGX_HTTP_TWIRT_RESPONSE_IDLE) {
+        call->response = NGX_HTTP_TWIRT_RESPONSE_ACTIVE;
     }
 
-    if (ngx_strcmp(type, "input_audio_buffer.speech_started") == 0) {
-        ngx_http_twirt_call_barge_in(call);
-        return;
-    }
-
-    if (ngx_strcmp(type, "response.created") == 0) {
-        v = json_object_get(json_object_get(ev, "response"), "id");
-        text = json_string_value(v);
-
-        call->response_active = 1;
-
-        if (text && json_string_length(v) < NGX_HTTP_TWIRT_ID_MAX) {
-            call->response_id_len = json_string_length(v);
-            ngx_memcpy(call->response_id, text, call->response_id_len);
-        }
-
-        return;
-    }
-
-    if (ngx_strcmp(type, "response.done") == 0) {
-        ngx_http_twirt_call_response_done(call, ev);
-        return;
-    }
-
-    if (ngx_strcmp(type, "response.output_audio_transcript.done") == 0
-        || ngx_strcmp(type,
-                      "conversation.item.input_audio_transcription.completed")
-           == 0)
-    {
-        v = json_object_get(ev, "transcript");
-
-        if (!json_is_string(v)) {
-            return;
-        }
-
-        if (type[0] == 'c') {
-            ngx_http_twirt_realtime_transcription_usage(
-                json_object_get(ev, "usage"), &call->usage);
-        }
-
-        ngx_http_twirt_call_event(call, "transcript",
-            json_pack("{s:s,s:O,s:O*}",
-                      "role", type[0] == 'c' ? "caller" : "agent",
-                      "text", v,
-                      "item_id", json_object_get(ev, "item_id")));
-        return;
-    }
-
-    if (ngx_strcmp(type, "response.function_call_arguments.done") == 0) {
-        ngx_http_twirt_call_function(call, ev);
-        return;
-    }
-
-    if (ngx_strcmp(type, "error") == 0) {
-        ngx_http_twirt_call_error(call, ev);
-        return;
-    }
-
-    if (ngx_strcmp(type, "session.created") == 0) {
-        v = json_object_get(json_object_get(ev, "session"), "id");
-
-        if (json_is_string(v)) {
-            s.data = (u_char *) json_string_value(v);
-            s.len = json_string_length(v);
-            (void) ngx_http_twirt_call_str(call, &call->session_id, &s);
-        }
-
-        return;
-    }
-
-    if (ngx_strcmp(type, "session.updated") == 0) {
-        if (call->updated) {
-            return;
-        }
-
-        call->updated = 1;
-
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "twirt: session ready %M ms after the upgrade",
-                      ngx_current_msec - call->upgraded);
-
-        ngx_http_twirt_metric_observe(NGX_HTTP_TWIRT_H_SETUP,
-                                      ngx_current_msec - call->upgraded);
-
-        ngx_http_twirt_call_event(call, "state",
-                                  json_pack("{s:s}", "status", "active"));
-
-        if (ngx_http_twirt_call_text(call, "greeting", &call->conf->greeting,
-                                     &greeting)
-            != NGX_OK)
-        {
-            return;
-        }
-
-        if (greeting.len) {
-            ngx_http_twirt_call_response_create(call, &greeting);
-        }
-
-        return;
-    }
-
-    if (ngx_strcmp(type, "rate_limits.updated") == 0) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
-                       "twirt: rate limits updated");
-        return;
+    if (text && json_string_length(v) < NGX_HTTP_TWIRT_ID_MAX) {
+        call->response_id_len = json_string_length(v);
+        ngx_memcpy(call->response_id, text, call->response_id_len);
     }
 }
 
 
-/*
- * The model's audio: a Twilio media message, then a mark numbered in
- * sequence whose echo tells how much of the item has been played.
- */
+/* a transcript line of the caller or of the agent */
+
+static void
+ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    json_t      *v;
+    ngx_uint_t   caller;
+
+    v = json_object_get(ev, "transcript");
+
+    if (!json_is_string(v)) {
+        return;
+    }
+
+    /* conversation.item.input_audio_transcription.completed */
+    caller = (json_string_value(json_object_get(ev, "type"))[0] == 'c');
+
+    if (caller) {
+        ngx_http_twirt_realtime_transcription_usage(
+            json_object_get(ev, "usage"), &call->usage);
+    }
+
+    ngx_http_twirt_call_event(call, "transcript",
+        json_pack("{s:s,s:O,s:O*}",
+                  "role", caller ? "caller" : "agent",
+                  "text", v,
+                  "item_id", json_object_get(ev, "item_id")));
+}
+
+
+static void
+ngx_http_twirt_call_session_created(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    json_t     *v;
+    ngx_str_t   s;
+
+    v = json_object_get(json_object_get(ev, "session"), "id");
+
+    if (json_is_string(v)) {
+        s.data = (u_char *) json_string_value(v);
+        s.len = json_string_length(v);
+        (void) ngx_http_twirt_call_str(call, &call->session_id, &s);
+    }
+}
+
+
+/* the session is configured: the conversation starts, maybe greeting */
+
+static void
+ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
+{
+    ngx_str_t  greeting;
+
+    ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_ACTIVE);
+
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "twirt: session ready %M ms after the upgrade",
+                  ngx_current_msec - call->upgraded);
+
+    ngx_http_twirt_metric_observe(NGX_HTTP_TWIRT_H_SETUP,
+                                  ngx_current_msec - call->upgraded);
+
+    ngx_http_twirt_call_event(call, "state",
+                              json_pack("{s:s}", "status", "active"));
+
+    if (ngx_http_twirt_call_text(call, "greeting", &call->conf->greeting,
+                                 &greeting)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    if (greeting.len) {
+        ngx_http_twirt_call_response_create(call, &greeting);
+    }
+}
+
 
 static void
 ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
@@ -840,7 +1057,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
     ngx_http_twirt_mark_t  *mark;
     u_char                  seq[NGX_INT_T_LEN];
 
-    if (audio->data == NULL || call->ending || !call->started) {
+    if (audio->data == NULL) {
         return;
     }
 
@@ -856,7 +1073,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
         return;
     }
 
-    if (ngx_http_twirt_base64_valid(&delta) != NGX_OK || delta.len == 0) {
+    if (ngx_http_twirt_call_base64_valid(&delta) != NGX_OK || delta.len == 0) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored an audio delta that is not base64");
         return;
@@ -943,14 +1160,16 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
  */
 
 static void
-ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call)
+ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
 {
     json_t                 *ev;
     uint64_t                ms;
     ngx_str_t               parts[3];
     ngx_http_twirt_item_t  *item;
 
-    if (call->response_active && call->response_id_len) {
+    if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
+        && call->response_id_len)
+    {
         /* the server cancels it (interrupt_response): drop what is late */
         ngx_memcpy(call->dropped_id, call->response_id,
                    call->response_id_len);
@@ -986,6 +1205,7 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call)
     if (item->played == 0 || item->played >= item->received
         || item->id_len == 0)
     {
+        ngx_http_twirt_call_heard(call);
         return;
     }
 
@@ -1003,6 +1223,9 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call)
     json_decref(ev);
 
     item->received = item->played;
+
+    /* a goodbye the caller talked over has ended all the same */
+    ngx_http_twirt_call_heard(call);
 }
 
 
@@ -1025,8 +1248,8 @@ ngx_http_twirt_call_function(ngx_http_twirt_call_t *call, json_t *ev)
 
     if (ngx_strcmp(name, "end_call") == 0 && call->conf->end_call) {
         /* the goodbye plays to its end, then the stream closes */
-        call->end_call_pending = 1;
-        ngx_http_twirt_call_check_end(call);
+        call->after = NGX_HTTP_TWIRT_AFTER_HANG_UP;
+        ngx_http_twirt_call_heard(call);
         return;
     }
 
@@ -1051,9 +1274,10 @@ ngx_http_twirt_call_function(ngx_http_twirt_call_t *call, json_t *ev)
 static void
 ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
 {
-    json_t      *response;
-    const char  *status;
-    ngx_str_t    instructions;
+    json_t                     *response;
+    const char                 *status;
+    ngx_str_t                   instructions;
+    ngx_http_twirt_response_e   was;
 
     response = json_object_get(ev, "response");
     status = json_string_value(json_object_get(response, "status"));
@@ -1061,7 +1285,9 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
     ngx_http_twirt_realtime_usage(json_object_get(response, "usage"),
                                   &call->usage);
 
-    call->response_active = 0;
+    was = call->response;
+
+    call->response = NGX_HTTP_TWIRT_RESPONSE_IDLE;
     call->response_id_len = 0;
 
     if (status && ngx_strcmp(status, "failed") == 0) {
@@ -1072,15 +1298,18 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
                           "error"), "code")));
     }
 
-    if (call->response_queued) {
-        call->response_queued = 0;
+    if (call->phase >= NGX_HTTP_TWIRT_CALL_ENDING) {
+        return;
+    }
+
+    if (was == NGX_HTTP_TWIRT_RESPONSE_QUEUED) {
         instructions = call->queued_instructions;
         ngx_str_null(&call->queued_instructions);
         ngx_http_twirt_call_response_create(call, instructions.len
                                                   ? &instructions : NULL);
     }
 
-    ngx_http_twirt_call_check_end(call);
+    ngx_http_twirt_call_heard(call);
 }
 
 
@@ -1099,7 +1328,7 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
     message = message ? message : "";
 
     if (ngx_strcmp(code, "conversation_already_has_active_response") == 0) {
-        call->response_queued = 1;
+        call->response = NGX_HTTP_TWIRT_RESPONSE_QUEUED;
         return;
     }
 
@@ -1111,34 +1340,29 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
                               json_pack("{s:s,s:s,s:s}", "kind", "realtime",
                                         "code", code, "message", message));
 
-    ngx_http_twirt_metric_error(event_id
-                                && ngx_strcmp(event_id,
-                                              NGX_HTTP_TWIRT_SESSION_EVENT)
-                                   == 0
-                                ? "session_rejected" : "realtime_error");
-
     if (event_id && ngx_strcmp(event_id, NGX_HTTP_TWIRT_SESSION_EVENT) == 0) {
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "twirt: the Realtime API rejected the session "
                       "update: %s: %s", code, message);
-        call->failed = 1;
-        ngx_http_twirt_call_end(call, "session update rejected",
-                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
+        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_SESSION_REJECTED);
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_SESSION_REJECTED,
+                                NULL, NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
         return;
     }
 
+    ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_REALTIME_ERROR);
+
     if (ngx_strcmp(code, "session_expired") == 0) {
-        ngx_http_twirt_call_end(call, "session expired",
-                                NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_SESSION_EXPIRED,
+                                NULL, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
         return;
     }
 
     if (ngx_strcmp(code, "invalid_api_key") == 0) {
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "twirt: the Realtime API refused the API key");
-        call->failed = 1;
-        ngx_http_twirt_call_end(call, "invalid api key",
-                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_INVALID_API_KEY,
+                                NULL, NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
         return;
     }
 
@@ -1155,8 +1379,8 @@ ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
 {
     json_t  *ev;
 
-    if (call->response_active) {
-        call->response_queued = 1;
+    if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE) {
+        call->response = NGX_HTTP_TWIRT_RESPONSE_QUEUED;
 
         if (instructions) {
             call->queued_instructions = *instructions;
@@ -1175,7 +1399,7 @@ ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
 
     if (ev && ngx_http_twirt_call_send_json(call, ev) == NGX_OK) {
         /* active from now: a server VAD response may race with it */
-        call->response_active = 1;
+        call->response = NGX_HTTP_TWIRT_RESPONSE_ACTIVE;
     }
 
     json_decref(ev);
@@ -1187,9 +1411,15 @@ ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws)
 {
     ngx_http_twirt_call_t  *call = ws->data;
 
-    u_char  *p;
+    u_char                *p;
+    ngx_http_twirt_end_e   end;
 
-    if (!call->ending) {
+    end = ws->error ? ngx_http_twirt_end_upstream(ws->end)
+                    : NGX_HTTP_TWIRT_END_UPSTREAM_CLOSED;
+
+    ngx_http_twirt_metric_error(ngx_http_twirt_end_kind(end)->error);
+
+    if (call->phase < NGX_HTTP_TWIRT_CALL_ENDING) {
         p = ngx_pnalloc(call->pool, 64);
 
         if (p) {
@@ -1205,8 +1435,7 @@ ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws)
                       "twirt: the Realtime API connection ended: %s",
                       p ? (char *) p : "upstream closed");
 
-        call->failed = 1;
-        ngx_http_twirt_call_end(call, p ? (char *) p : "upstream closed",
+        ngx_http_twirt_call_end(call, end, (char *) p,
                                 NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
     }
 
@@ -1237,16 +1466,29 @@ ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call, json_t *ev)
 }
 
 
-/* end_call: once its response is done and the caller heard all of it */
+/*
+ * What was waiting for the answer to be heard happens once the response
+ * is done and Twilio played all of it (no mark outstanding).
+ */
 
 static void
-ngx_http_twirt_call_check_end(ngx_http_twirt_call_t *call)
+ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
 {
-    if (call->end_call_pending && !call->response_active
-        && call->mark_count == 0)
+    if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
+        || call->mark_count != 0)
     {
-        ngx_http_twirt_call_end(call, "end_call",
+        return;
+    }
+
+    switch (call->after) {
+
+    case NGX_HTTP_TWIRT_AFTER_HANG_UP:
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_END_CALL, NULL,
                                 NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+        break;
+
+    default: /* NGX_HTTP_TWIRT_AFTER_NOTHING */
+        break;
     }
 }
 
@@ -1255,23 +1497,26 @@ ngx_http_twirt_call_check_end(ngx_http_twirt_call_t *call)
  * Ends the call: both sides are closed with a handshake (closing Twilio's
  * stream makes Twilio hang up, follow <Connect action> or play the
  * fallback); the summary is logged and everything freed once both have
- * closed.
+ * closed.  The first kind given is the call's; detail, when given, says
+ * it for this call in the log ("upstream closed 1011").
  */
 
 void
-ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, const char *reason,
-    ngx_uint_t code)
+ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, ngx_http_twirt_end_e end,
+    const char *detail, ngx_uint_t code)
 {
-    if (call->end_reason == NULL) {
-        call->end_reason = reason;
+    if (call->end == NGX_HTTP_TWIRT_END_NONE) {
+        call->end = end;
+        call->end_detail = detail ? detail
+                                  : ngx_http_twirt_end_kind(end)->text;
         call->end_code = code ? code : NGX_HTTP_TWIRT_WS_CLOSE_NORMAL;
     }
 
-    if (call->ending) {
+    if (call->phase >= NGX_HTTP_TWIRT_CALL_ENDING) {
         return;
     }
 
-    call->ending = 1;
+    ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_ENDING);
 
     /*
      * Twilio requests <Connect action> as soon as the stream closes,
@@ -1286,6 +1531,10 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, const char *reason,
     if (call->upstream) {
         ngx_http_twirt_upstream_cancel(call->upstream);
         call->upstream = NULL;
+    }
+
+    if (call->profile_handle) {
+        ngx_http_twirt_record_cancel(call);
     }
 
     if (call->realtime && !call->realtime->closed) {
@@ -1303,7 +1552,7 @@ ngx_http_twirt_call_duration(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "twirt: call reached twirt_max_call_duration");
 
-    ngx_http_twirt_call_end(call, "max call duration",
+    ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_MAX_DURATION, NULL,
                             NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
 }
 
@@ -1313,16 +1562,19 @@ ngx_http_twirt_call_duration(ngx_event_t *ev)
 static void
 ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 {
+    double      cost;
     ngx_msec_t  ms;
 
     if (!call->twilio->notified
         || (call->realtime && !call->realtime->notified)
-        || call->upstream)
+        || call->upstream
+        || call->phase == NGX_HTTP_TWIRT_CALL_DONE)
     {
         return;
     }
 
     ms = ngx_current_msec - call->upgraded;
+    cost = ngx_http_twirt_realtime_cost(call->conf->prices, &call->usage);
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "twirt: call \"%V\" stream \"%V\" ended: %s, "
@@ -1331,38 +1583,35 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
                   "upstream frames in %ui out %ui, clears %ui, "
                   "truncates %ui, tokens %uL, cost $%.6f, "
                   "late deltas dropped %ui",
-                  &call->call_sid, &call->stream_sid, call->end_reason,
+                  &call->call_sid, &call->stream_sid, call->end_detail,
                   ms / 1000, ms % 1000, call->twilio->frames_in,
                   call->twilio->frames_out, call->media_in, call->media_out,
                   call->marks_in, call->dtmf_in, call->invalid_in,
                   call->realtime ? call->realtime->frames_in : 0,
                   call->realtime ? call->realtime->frames_out : 0,
                   call->clears, call->truncates, call->usage.total,
-                  ngx_http_twirt_realtime_cost(call->conf->prices,
-                                               &call->usage),
-                  call->dropped_deltas);
+                  cost, call->dropped_deltas);
 
     ngx_http_twirt_call_event(call, "state",
-        json_pack("{s:s,s:s,s:I,s:f}",
-                  "status", call->failed ? "failed" : "ended",
-                  "reason", call->end_reason,
+        json_pack("{s:s,s:s,s:s,s:I,s:f}",
+                  "status", ngx_http_twirt_call_failed(call)
+                            ? "failed" : "ended",
+                  "reason", ngx_http_twirt_end_kind(call->end)->name.data,
+                  "detail", call->end_detail,
                   "tokens", (json_int_t) call->usage.total,
-                  "cost_usd", ngx_http_twirt_realtime_cost(call->conf->prices,
-                                                           &call->usage)));
+                  "cost_usd", cost));
+
+    ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_DONE);
 
     ngx_http_twirt_record_end(call);
     ngx_http_twirt_record_cancel(call);
 
-    if (call->counted) {
-        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
-        ngx_http_twirt_metric_call_ended(call->end_reason);
-        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TOKENS,
-                                  (ngx_int_t) call->usage.total);
-        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_COST_MICRO_USD,
-            (ngx_int_t) (ngx_http_twirt_realtime_cost(call->conf->prices,
-                                                      &call->usage)
-                         * 1000000.0));
-    }
+    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
+    ngx_http_twirt_metric_call_ended(call->end);
+    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TOKENS,
+                              (ngx_int_t) call->usage.total);
+    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_COST_MICRO_USD,
+                              (ngx_int_t) (cost * 1000000.0));
 
     if (call->duration_timer.timer_set) {
         ngx_del_timer(&call->duration_timer);
@@ -1456,14 +1705,14 @@ ngx_http_twirt_call_summary(ngx_http_twirt_call_t *call, ngx_pool_t *pool,
     sctx->cost = ngx_http_twirt_realtime_cost(call->conf->prices,
                                               &call->usage);
 
-    reason.data = (u_char *) (call->end_reason ? call->end_reason
+    reason.data = (u_char *) (call->end_detail ? call->end_detail
                                                : "request terminated");
     reason.len = ngx_strlen(reason.data);
 
     ngx_str_null(&sctx->call_sid);
     ngx_str_null(&sctx->stream_sid);
 
-    if (call->started) {
+    if (ngx_http_twirt_call_started(call)) {
         sctx->call_sid.data = ngx_pstrdup(pool, &call->call_sid);
         sctx->call_sid.len = sctx->call_sid.data ? call->call_sid.len : 0;
         sctx->stream_sid.data = ngx_pstrdup(pool, &call->stream_sid);
@@ -1503,6 +1752,7 @@ ngx_http_twirt_call_request_cleanup(void *data)
     ws->closed = 1;
 
     if (ws->error == NULL) {
+        ws->end = NGX_HTTP_TWIRT_END_TERMINATED;
         ws->error = "request terminated";
     }
 
@@ -1555,7 +1805,7 @@ ngx_http_twirt_call_str(ngx_http_twirt_call_t *call, ngx_str_t *dst,
 /* audio goes into JSON strings unescaped: only base64 may pass */
 
 static ngx_int_t
-ngx_http_twirt_base64_valid(ngx_str_t *s)
+ngx_http_twirt_call_base64_valid(ngx_str_t *s)
 {
     u_char  *p, *end;
 

@@ -15,6 +15,7 @@
 #include "ngx_http_twirt_ws.h"
 #include "ngx_http_twirt_upstream.h"
 #include "ngx_http_twirt_realtime.h"
+#include "ngx_http_twirt_end.h"
 
 
 #define NGX_HTTP_TWIRT_ITEMS     8
@@ -39,9 +40,42 @@ typedef struct {
 } ngx_http_twirt_mark_t;
 
 
-typedef struct ngx_http_twirt_call_s  ngx_http_twirt_call_t;
+/*
+ * The phases of a call, in order; a call only moves forward.  See the
+ * diagram at the top of ngx_http_twirt_call.c.
+ */
+typedef enum {
+    NGX_HTTP_TWIRT_CALL_SETUP = 0,     /* waiting for start, upstream,
+                                          profile */
+    NGX_HTTP_TWIRT_CALL_CONFIGURED,    /* session.update sent */
+    NGX_HTTP_TWIRT_CALL_ACTIVE,        /* session.updated: talking */
+    NGX_HTTP_TWIRT_CALL_ENDING,        /* both sides closing */
+    NGX_HTTP_TWIRT_CALL_DONE           /* summary logged, being freed */
+} ngx_http_twirt_call_phase_e;
 
-typedef void (*ngx_http_twirt_call_pt)(ngx_http_twirt_call_t *call);
+
+/* what the setup phase waits for: the session is configured at none */
+#define NGX_HTTP_TWIRT_CALL_WAIT_START     0x01  /* Twilio's "start" */
+#define NGX_HTTP_TWIRT_CALL_WAIT_UPSTREAM  0x02  /* the Realtime socket */
+#define NGX_HTTP_TWIRT_CALL_WAIT_PROFILE   0x04  /* the agent profile */
+
+
+/* the model answers one response at a time */
+typedef enum {
+    NGX_HTTP_TWIRT_RESPONSE_IDLE = 0,
+    NGX_HTTP_TWIRT_RESPONSE_ACTIVE,    /* created, not done yet */
+    NGX_HTTP_TWIRT_RESPONSE_QUEUED     /* active, and another one waits */
+} ngx_http_twirt_response_e;
+
+
+/* what happens once the model's answer has been heard to its end */
+typedef enum {
+    NGX_HTTP_TWIRT_AFTER_NOTHING = 0,
+    NGX_HTTP_TWIRT_AFTER_HANG_UP       /* end_call */
+} ngx_http_twirt_after_e;
+
+
+typedef struct ngx_http_twirt_call_s  ngx_http_twirt_call_t;
 
 
 struct ngx_http_twirt_call_s {
@@ -50,6 +84,11 @@ struct ngx_http_twirt_call_s {
     ngx_http_twirt_loc_conf_t  *conf;
     ngx_http_cleanup_t         *cleanup;       /* of the request */
     ngx_http_twirt_stream_ctx_t  *stream_ctx;  /* ditto: for the log */
+
+    ngx_http_twirt_call_phase_e  phase;
+    ngx_uint_t                  waiting;       /* NGX_HTTP_TWIRT_CALL_WAIT_* */
+    ngx_http_twirt_response_e   response;
+    ngx_http_twirt_after_e      after;
 
     ngx_http_twirt_ws_t        *twilio;
     ngx_http_twirt_upstream_t  *upstream;      /* while connecting */
@@ -65,7 +104,7 @@ struct ngx_http_twirt_call_s {
     /* the agent profile from Redis, read at start */
     json_t                     *profile;
     void                       *profile_handle;
-    ngx_http_twirt_call_pt      on_profile;
+    void                      (*profile_handler)(void *data, json_t *p);
 
     ngx_msec_t                  upgraded;      /* ngx_current_msec */
     ngx_event_t                 duration_timer;
@@ -77,7 +116,7 @@ struct ngx_http_twirt_call_s {
     ngx_uint_t                  early_frames;
     ngx_uint_t                  early_dropped;
 
-    /* responses, one at a time */
+    /* the response being spoken, and the one waiting (its instructions) */
     u_char                      response_id[NGX_HTTP_TWIRT_ID_MAX];
     size_t                      response_id_len;
     u_char                      dropped_id[NGX_HTTP_TWIRT_ID_MAX];
@@ -104,25 +143,24 @@ struct ngx_http_twirt_call_s {
     ngx_uint_t                  truncates;
     ngx_uint_t                  dropped_deltas;
 
-    const char                 *end_reason;
+    /* how it ended: the kind, and the words that say it for this call */
+    ngx_http_twirt_end_e        end;
+    const char                 *end_detail;
     ngx_uint_t                  end_code;
-
-    unsigned                    started:1;
-    unsigned                    profile_pending:1;
-    unsigned                    configured:1;  /* session.update sent */
-    unsigned                    updated:1;     /* session.updated seen */
-    unsigned                    response_active:1;
-    unsigned                    response_queued:1;
-    unsigned                    end_call_pending:1;
-    unsigned                    ending:1;
-    unsigned                    failed:1;
-    unsigned                    counted:1;     /* in the metrics */
 };
 
 
+#define ngx_http_twirt_call_started(call)                                     \
+    (!((call)->waiting & NGX_HTTP_TWIRT_CALL_WAIT_START))
+
+#define ngx_http_twirt_call_failed(call)                                      \
+    (ngx_http_twirt_end_kind((call)->end)->failed)
+
+
 ngx_http_twirt_call_t *ngx_http_twirt_call_create(ngx_http_request_t *r);
-void ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, const char *reason,
-    ngx_uint_t code);
+void ngx_http_twirt_call_end(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_end_e end, const char *detail, ngx_uint_t code);
+const char *ngx_http_twirt_call_phase_name(ngx_http_twirt_call_phase_e phase);
 
 
 #endif /* _NGX_HTTP_TWIRT_CALL_H_INCLUDED_ */

@@ -15,23 +15,6 @@
 #define NGX_HTTP_TWIRT_METRICS_BUCKETS  13      /* the most bounds, +Inf */
 #define NGX_HTTP_TWIRT_METRICS_TEXT     32768   /* the exposition, at most */
 #define NGX_HTTP_TWIRT_METRICS_PERIOD   1000    /* Redis figures, ms */
-#define NGX_HTTP_TWIRT_METRICS_KINDS    10      /* error kinds, "other" */
-
-
-typedef enum {
-    NGX_HTTP_TWIRT_END_STOP = 0,
-    NGX_HTTP_TWIRT_END_END_CALL,
-    NGX_HTTP_TWIRT_END_TWILIO_CLOSED,
-    NGX_HTTP_TWIRT_END_TWILIO_LOST,
-    NGX_HTTP_TWIRT_END_IDLE_TIMEOUT,
-    NGX_HTTP_TWIRT_END_MAX_DURATION,
-    NGX_HTTP_TWIRT_END_SESSION_EXPIRED,
-    NGX_HTTP_TWIRT_END_UPSTREAM_FAILED,
-    NGX_HTTP_TWIRT_END_SETUP_FAILED,
-    NGX_HTTP_TWIRT_END_PROTOCOL_ERROR,
-    NGX_HTTP_TWIRT_END_OTHER,
-    NGX_HTTP_TWIRT_END_LAST
-} ngx_http_twirt_metrics_end_e;
 
 
 typedef enum {
@@ -60,8 +43,8 @@ typedef struct {
 typedef struct {
     uint64_t                       pid;         /* 0: no live owner */
     uint64_t                       counter[NGX_HTTP_TWIRT_M_LAST];
-    uint64_t                       ended[NGX_HTTP_TWIRT_END_LAST];
-    uint64_t                       error[NGX_HTTP_TWIRT_METRICS_KINDS];
+    uint64_t                       ended[NGX_HTTP_TWIRT_ENDED_LAST];
+    uint64_t                       error[NGX_HTTP_TWIRT_ERR_LAST];
     ngx_http_twirt_metrics_hist_t  hist[NGX_HTTP_TWIRT_H_LAST];
     uint64_t                       redis[NGX_HTTP_TWIRT_R_LAST];
 } ngx_http_twirt_metrics_slot_t;
@@ -86,12 +69,6 @@ typedef struct {
 } ngx_http_twirt_metrics_hist_desc_t;
 
 
-typedef struct {
-    const char                 *prefix;
-    ngx_uint_t                  label;
-} ngx_http_twirt_metrics_reason_t;
-
-
 static size_t ngx_http_twirt_metrics_size(size_t *stride);
 static ngx_int_t ngx_http_twirt_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
@@ -112,89 +89,6 @@ static u_char *ngx_http_twirt_metrics_decimal(u_char *p, u_char *end,
 
 static ngx_str_t  ngx_http_twirt_metrics_zone_name =
     ngx_string("twirt_metrics");
-
-
-static const char  *ngx_http_twirt_metrics_end_labels[
-    NGX_HTTP_TWIRT_END_LAST] =
-{
-    "stop",
-    "end_call",
-    "twilio_closed",
-    "twilio_lost",
-    "idle_timeout",
-    "max_duration",
-    "session_expired",
-    "upstream_failed",
-    "setup_failed",
-    "protocol_error",
-    "other"
-};
-
-
-/*
- * Prefixes of the reasons twirt gives, first match wins.  The upstream
- * side's WebSocket errors come prefixed with "upstream "; the unprefixed
- * socket failures are the Twilio side's.
- */
-static ngx_http_twirt_metrics_reason_t  ngx_http_twirt_metrics_reasons[] = {
-    { "stop", NGX_HTTP_TWIRT_END_STOP },
-    { "end_call", NGX_HTTP_TWIRT_END_END_CALL },
-    { "twilio closed", NGX_HTTP_TWIRT_END_TWILIO_CLOSED },
-    { "twilio lost", NGX_HTTP_TWIRT_END_TWILIO_LOST },
-    { "connection lost", NGX_HTTP_TWIRT_END_TWILIO_LOST },
-    { "send failed", NGX_HTTP_TWIRT_END_TWILIO_LOST },
-    { "read event failed", NGX_HTTP_TWIRT_END_TWILIO_LOST },
-    { "write event failed", NGX_HTTP_TWIRT_END_TWILIO_LOST },
-    { "close failed", NGX_HTTP_TWIRT_END_TWILIO_LOST },
-    { "close timeout", NGX_HTTP_TWIRT_END_TWILIO_LOST },
-    { "idle timeout", NGX_HTTP_TWIRT_END_IDLE_TIMEOUT },
-    { "max call duration", NGX_HTTP_TWIRT_END_MAX_DURATION },
-    { "session expired", NGX_HTTP_TWIRT_END_SESSION_EXPIRED },
-    { "session update", NGX_HTTP_TWIRT_END_SETUP_FAILED },
-    { "invalid api key", NGX_HTTP_TWIRT_END_SETUP_FAILED },
-    { "upstream", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "connect", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "no address", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "no host", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "TLS ", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "certificate ", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "event failed", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "invalid upgrade response", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "101 without", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "wrong Sec-WebSocket-Accept", NGX_HTTP_TWIRT_END_UPSTREAM_FAILED },
-    { "reserved bits", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "fragmented control frame", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "control frame too long", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "unknown opcode", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "unmasked client frame", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "masked server frame", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "frame too big", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "message too big", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "continuation outside", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "new message inside", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "invalid utf-8", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { "invalid close frame", NGX_HTTP_TWIRT_END_PROTOCOL_ERROR },
-    { NULL, NGX_HTTP_TWIRT_END_OTHER }
-};
-
-
-/* the last one, "other", takes what is not in the list */
-static const char  *ngx_http_twirt_metrics_error_labels[
-    NGX_HTTP_TWIRT_METRICS_KINDS] =
-{
-    "twilio_protocol",
-    "upstream_connect",
-    "upstream_tls",
-    "upstream_http",
-    "upstream_protocol",
-    "realtime_error",
-    "session_rejected",
-    "send_queue_full",
-    "invalid_json",
-    "other"
-};
-
-#define NGX_HTTP_TWIRT_ERR_OTHER  (NGX_HTTP_TWIRT_METRICS_KINDS - 1)
 
 
 static ngx_http_twirt_metrics_hist_desc_t
@@ -523,51 +417,25 @@ ngx_http_twirt_metric_observe(ngx_http_twirt_histogram_e h, uint64_t value)
 
 
 void
-ngx_http_twirt_metric_call_ended(const char *reason)
+ngx_http_twirt_metric_call_ended(ngx_http_twirt_end_e end)
 {
-    size_t                            len;
-    ngx_uint_t                        label;
-    ngx_http_twirt_metrics_reason_t  *r;
-
     if (ngx_http_twirt_metrics_slot == NULL) {
         return;
     }
 
-    label = NGX_HTTP_TWIRT_END_OTHER;
-
-    if (reason) {
-        for (r = ngx_http_twirt_metrics_reasons; r->prefix; r++) {
-            len = ngx_strlen(r->prefix);
-
-            if (ngx_strncmp(reason, r->prefix, len) == 0) {
-                label = r->label;
-                break;
-            }
-        }
-    }
-
-    ngx_http_twirt_metrics_slot->ended[label]++;
+    ngx_http_twirt_metrics_slot->ended[ngx_http_twirt_end_kind(end)->ended]++;
 }
 
 
 void
-ngx_http_twirt_metric_error(const char *kind)
+ngx_http_twirt_metric_error(ngx_http_twirt_error_e kind)
 {
-    ngx_uint_t  i;
-
-    if (ngx_http_twirt_metrics_slot == NULL) {
+    if (ngx_http_twirt_metrics_slot == NULL || kind >= NGX_HTTP_TWIRT_ERR_LAST)
+    {
         return;
     }
 
-    for (i = 0; i < NGX_HTTP_TWIRT_ERR_OTHER; i++) {
-        if (kind && ngx_strcmp(kind, ngx_http_twirt_metrics_error_labels[i])
-                    == 0)
-        {
-            break;
-        }
-    }
-
-    ngx_http_twirt_metrics_slot->error[i]++;
+    ngx_http_twirt_metrics_slot->error[kind]++;
 }
 
 
@@ -668,11 +536,11 @@ ngx_http_twirt_metrics_sum(ngx_http_twirt_metrics_slot_t *total,
             total->counter[j] += s->counter[j];
         }
 
-        for (j = 0; j < NGX_HTTP_TWIRT_END_LAST; j++) {
+        for (j = 0; j < NGX_HTTP_TWIRT_ENDED_LAST; j++) {
             total->ended[j] += s->ended[j];
         }
 
-        for (j = 0; j <= NGX_HTTP_TWIRT_ERR_OTHER; j++) {
+        for (j = 0; j < NGX_HTTP_TWIRT_ERR_LAST; j++) {
             total->error[j] += s->error[j];
         }
 
@@ -727,10 +595,10 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
     p = ngx_http_twirt_metrics_family(p, end, "twirt_calls_ended_total",
             "counter", "Calls ended, by reason.");
 
-    for (i = 0; i < NGX_HTTP_TWIRT_END_LAST; i++) {
+    for (i = 0; i < NGX_HTTP_TWIRT_ENDED_LAST; i++) {
         p = ngx_slprintf(p, end,
                          "twirt_calls_ended_total{reason=\"%s\"} %uL\n",
-                         ngx_http_twirt_metrics_end_labels[i], t.ended[i]);
+                         ngx_http_twirt_ended_labels[i], t.ended[i]);
     }
 
     p = ngx_http_twirt_metrics_family(p, end, "twirt_frames_total", "counter",
@@ -795,9 +663,9 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");
 
-    for (i = 0; i <= NGX_HTTP_TWIRT_ERR_OTHER; i++) {
+    for (i = 0; i < NGX_HTTP_TWIRT_ERR_LAST; i++) {
         p = ngx_slprintf(p, end, "twirt_errors_total{kind=\"%s\"} %uL\n",
-                         ngx_http_twirt_metrics_error_labels[i], t.error[i]);
+                         ngx_http_twirt_error_labels[i], t.error[i]);
     }
 
     p = ngx_http_twirt_metrics_family(p, end, "twirt_redis_queued", "gauge",

@@ -14,6 +14,7 @@
 
 
 #include "ngx_http_twirt.h"
+#include "ngx_http_twirt_end.h"
 
 
 typedef enum {
@@ -65,25 +66,11 @@ void ngx_http_twirt_metric_add(ngx_http_twirt_metric_e m, ngx_int_t n);
 void ngx_http_twirt_metric_observe(ngx_http_twirt_histogram_e h,
     uint64_t value);
 
-/*
- * Calls ended, by reason.  The reason strings twirt uses are open-ended
- * ("stop", "twilio lost", "upstream closed 1011", "connection refused",
- * "session update rejected"...); they are mapped to a fixed set of label
- * values: stop, end_call, twilio_closed, twilio_lost, idle_timeout,
- * max_duration, session_expired, upstream_failed (anything starting with
- * "upstream" or a connection, TLS or HTTP failure), setup_failed
- * ("session update rejected", "invalid api key"), protocol_error
- * (WebSocket errors: "unmasked client frame", "message too big", "invalid
- * utf-8"...), other.
- */
-void ngx_http_twirt_metric_call_ended(const char *reason);
+/* a call ended: counted under its kind's label */
+void ngx_http_twirt_metric_call_ended(ngx_http_twirt_end_e end);
 
-/*
- * Errors by kind, one of: twilio_protocol, upstream_connect, upstream_tls,
- * upstream_http, upstream_protocol, realtime_error, session_rejected,
- * send_queue_full, invalid_json; anything else is counted as "other".
- */
-void ngx_http_twirt_metric_error(const char *kind);
+/* an error of this kind happened; NGX_HTTP_TWIRT_ERR_NONE counts nothing */
+void ngx_http_twirt_metric_error(ngx_http_twirt_error_e kind);
 
 /* the location content handler of "twirt_status" */
 ngx_int_t ngx_http_twirt_status_handler(ngx_http_request_t *r);

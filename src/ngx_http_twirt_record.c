@@ -140,7 +140,7 @@ ngx_http_twirt_record_event(ngx_http_twirt_call_t *call, json_t *ev,
     const char            *name, *status;
     ngx_http_twirt_cmd_t   cmd;
 
-    if (!call->started) {
+    if (!ngx_http_twirt_call_started(call)) {
         return;
     }
 
@@ -219,7 +219,7 @@ ngx_http_twirt_record_end(ngx_http_twirt_call_t *call)
     ngx_msec_t             ms;
     ngx_http_twirt_cmd_t   cmd;
 
-    if (!call->started) {
+    if (!ngx_http_twirt_call_started(call)) {
         return;
     }
 
@@ -237,11 +237,14 @@ ngx_http_twirt_record_end(ngx_http_twirt_call_t *call)
     ngx_http_twirt_cmd_init(&cmd, call->pool, "HSET");
     ngx_http_twirt_cmd_str(&cmd, &key);
     ngx_http_twirt_cmd_cstr(&cmd, "status");
-    ngx_http_twirt_cmd_cstr(&cmd, call->failed ? "failed" : "ended");
+    ngx_http_twirt_cmd_cstr(&cmd, ngx_http_twirt_call_failed(call)
+                                  ? "failed" : "ended");
     ngx_http_twirt_cmd_cstr(&cmd, "ended_at");
     ngx_http_twirt_cmd_now(&cmd);
     ngx_http_twirt_cmd_cstr(&cmd, "end_reason");
-    ngx_http_twirt_cmd_cstr(&cmd, call->end_reason);
+    ngx_http_twirt_cmd_str(&cmd, &ngx_http_twirt_end_kind(call->end)->name);
+    ngx_http_twirt_cmd_cstr(&cmd, "end_detail");
+    ngx_http_twirt_cmd_cstr(&cmd, call->end_detail);
     ngx_http_twirt_cmd_cstr(&cmd, "duration_ms");
     ngx_http_twirt_cmd_num(&cmd, "%M", ms);
     ngx_http_twirt_cmd_cstr(&cmd, "openai_session_id");
@@ -289,7 +292,8 @@ ngx_http_twirt_record_end(ngx_http_twirt_call_t *call)
  */
 
 ngx_int_t
-ngx_http_twirt_record_profile(ngx_http_twirt_call_t *call, ngx_str_t *agent)
+ngx_http_twirt_record_profile(ngx_http_twirt_call_t *call, ngx_str_t *agent,
+    ngx_http_twirt_record_profile_pt handler)
 {
     u_char     *p;
     ngx_int_t   rc;
@@ -306,6 +310,8 @@ ngx_http_twirt_record_profile(ngx_http_twirt_call_t *call, ngx_str_t *agent)
     p = ngx_cpymem(key.data, prefix->data, prefix->len);
     p = ngx_cpymem(p, "agent:", sizeof("agent:") - 1);
     ngx_memcpy(p, agent->data, agent->len);
+
+    call->profile_handler = handler;
 
     rc = ngx_http_twirt_redis_hgetall(&key, call->conf->agent_timeout,
                                       ngx_http_twirt_record_profile_read,
@@ -481,15 +487,15 @@ ngx_http_twirt_record_profile_read(void *data, ngx_int_t rc,
         json_decref(td);
     }
 
-    call->profile = profile;
-
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "twirt: agent profile read, %ui fields", pairs->nelts);
 
+    call->profile_handler(call, profile);
+    return;
+
 done:
 
-    call->profile_pending = 0;
-    call->on_profile(call);
+    call->profile_handler(call, NULL);
 }
 
 

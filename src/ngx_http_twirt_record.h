@@ -21,8 +21,10 @@ void ngx_http_twirt_record_start(ngx_http_twirt_call_t *call);
 void ngx_http_twirt_record_event(ngx_http_twirt_call_t *call, json_t *ev,
     const char *text);
 void ngx_http_twirt_record_end(ngx_http_twirt_call_t *call);
+typedef void (*ngx_http_twirt_record_profile_pt)(void *data, json_t *profile);
+
 ngx_int_t ngx_http_twirt_record_profile(ngx_http_twirt_call_t *call,
-    ngx_str_t *agent);
+    ngx_str_t *agent, ngx_http_twirt_record_profile_pt handler);
 void ngx_http_twirt_record_cancel(ngx_http_twirt_call_t *call);
 ngx_int_t ngx_http_twirt_record_call_key(ngx_pool_t *pool, ngx_str_t *sid,
     const char *suffix, ngx_str_t *key);

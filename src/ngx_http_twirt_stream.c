@@ -277,7 +277,8 @@ ngx_http_twirt_stream_upgrade(ngx_http_request_t *r, ngx_str_t *key)
     if (rc == NGX_ERROR || rc > NGX_OK
         || ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR)
     {
-        ngx_http_twirt_ws_abort(ws, "101 not sent");
+        ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                                "101 not sent");
         ngx_http_twirt_ws_read(ws);
         return NGX_DONE;
     }

@@ -33,7 +33,7 @@ static ngx_int_t ngx_http_twirt_upstream_header(ngx_str_t *headers,
     const char *name, ngx_str_t *value);
 static void ngx_http_twirt_upstream_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_upstream_fail(ngx_http_twirt_upstream_t *u,
-    const char *error);
+    ngx_http_twirt_end_e end, const char *error);
 static void ngx_http_twirt_upstream_close(ngx_http_twirt_upstream_t *u);
 static void ngx_http_twirt_upstream_ws_read(ngx_event_t *ev);
 static void ngx_http_twirt_upstream_ws_write(ngx_event_t *ev);
@@ -325,14 +325,16 @@ ngx_http_twirt_upstream_resolved(ngx_resolver_ctx_t *ctx)
                       ngx_resolver_strerror(ctx->state));
 
         ngx_resolve_name_done(ctx);
-        ngx_http_twirt_upstream_fail(u, "upstream not resolved");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                                     "upstream not resolved");
         return;
     }
 
     u->addrs = ngx_pcalloc(u->pool, ctx->naddrs * sizeof(ngx_addr_t));
     if (u->addrs == NULL) {
         ngx_resolve_name_done(ctx);
-        ngx_http_twirt_upstream_fail(u, "out of memory");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                     "out of memory");
         return;
     }
 
@@ -342,7 +344,8 @@ ngx_http_twirt_upstream_resolved(ngx_resolver_ctx_t *ctx)
         sockaddr = ngx_palloc(u->pool, socklen);
         if (sockaddr == NULL) {
             ngx_resolve_name_done(ctx);
-            ngx_http_twirt_upstream_fail(u, "out of memory");
+            ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                         "out of memory");
             return;
         }
 
@@ -379,7 +382,8 @@ ngx_http_twirt_upstream_next(ngx_http_twirt_upstream_t *u, const char *error)
     }
 
     if (u->next == u->naddrs) {
-        ngx_http_twirt_upstream_fail(u, error ? error : "no address");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                                     error ? error : "no address");
         return;
     }
 
@@ -410,7 +414,8 @@ ngx_http_twirt_upstream_next(ngx_http_twirt_upstream_t *u, const char *error)
 
     c->pool = ngx_create_pool(1024, u->log);
     if (c->pool == NULL) {
-        ngx_http_twirt_upstream_fail(u, "out of memory");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                     "out of memory");
         return;
     }
 
@@ -463,7 +468,8 @@ ngx_http_twirt_upstream_connected(ngx_event_t *ev)
 #endif
 
     if (ngx_http_twirt_upstream_request(u) != NGX_OK) {
-        ngx_http_twirt_upstream_fail(u, "out of memory");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                     "out of memory");
         return;
     }
 
@@ -487,7 +493,8 @@ ngx_http_twirt_upstream_ssl_init(ngx_http_twirt_upstream_t *u)
                                   NGX_SSL_BUFFER|NGX_SSL_CLIENT)
         != NGX_OK)
     {
-        ngx_http_twirt_upstream_fail(u, "TLS setup failed");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_TLS,
+                                     "TLS setup failed");
         return;
     }
 
@@ -502,7 +509,8 @@ ngx_http_twirt_upstream_ssl_init(ngx_http_twirt_upstream_t *u)
             ngx_ssl_error(NGX_LOG_ERR, u->log, 0,
                           "twirt: SSL_set_tlsext_host_name(\"%V\") failed",
                           &url->host);
-            ngx_http_twirt_upstream_fail(u, "TLS setup failed");
+            ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_TLS,
+                                         "TLS setup failed");
             return;
         }
     }
@@ -532,7 +540,8 @@ ngx_http_twirt_upstream_ssl_done(ngx_connection_t *c)
     url = u->conf->openai_url;
 
     if (!c->ssl->handshaked) {
-        ngx_http_twirt_upstream_fail(u, "TLS handshake failed");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_TLS,
+                                     "TLS handshake failed");
         return;
     }
 
@@ -544,7 +553,8 @@ ngx_http_twirt_upstream_ssl_done(ngx_connection_t *c)
                           "twirt: upstream \"%V\" certificate verify "
                           "failed: (%l:%s)", &url->host, rc,
                           X509_verify_cert_error_string(rc));
-            ngx_http_twirt_upstream_fail(u, "certificate not trusted");
+            ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_TLS,
+                                         "certificate not trusted");
             return;
         }
 
@@ -564,7 +574,8 @@ ngx_http_twirt_upstream_ssl_done(ngx_connection_t *c)
             ngx_log_error(NGX_LOG_ERR, u->log, 0,
                           "twirt: upstream certificate does not match "
                           "\"%V\"", &url->host);
-            ngx_http_twirt_upstream_fail(u, "certificate host mismatch");
+            ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_TLS,
+                                         "certificate host mismatch");
             return;
         }
     }
@@ -572,7 +583,8 @@ ngx_http_twirt_upstream_ssl_done(ngx_connection_t *c)
     c->log->action = "upgrading to a WebSocket";
 
     if (ngx_http_twirt_upstream_request(u) != NGX_OK) {
-        ngx_http_twirt_upstream_fail(u, "out of memory");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                     "out of memory");
         return;
     }
 
@@ -683,13 +695,15 @@ ngx_http_twirt_upstream_send(ngx_event_t *ev)
         n = c->send(c, b->pos, b->last - b->pos);
 
         if (n == NGX_ERROR) {
-            ngx_http_twirt_upstream_fail(u, "upstream closed the connection");
+            ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                                         "upstream closed the connection");
             return;
         }
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                ngx_http_twirt_upstream_fail(u, "event failed");
+                ngx_http_twirt_upstream_fail(u,
+                    NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT, "event failed");
             }
 
             return;
@@ -699,7 +713,8 @@ ngx_http_twirt_upstream_send(ngx_event_t *ev)
     }
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_http_twirt_upstream_fail(u, "event failed");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                                     "event failed");
         return;
     }
 
@@ -726,7 +741,9 @@ ngx_http_twirt_upstream_recv(ngx_event_t *ev)
         if (b->last == b->end) {
             rc = ngx_http_twirt_upstream_process(u);
             if (rc == NGX_AGAIN) {
-                ngx_http_twirt_upstream_fail(u, "upgrade response too long");
+                ngx_http_twirt_upstream_fail(u,
+                    NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                    "upgrade response too long");
             }
 
             return;
@@ -742,13 +759,22 @@ ngx_http_twirt_upstream_recv(ngx_event_t *ev)
             if (u->status) {
                 /* the body of a refusal ends with the connection */
                 (void) ngx_http_twirt_upstream_process(u);
-                ngx_http_twirt_upstream_fail(u, NULL);
+                ngx_http_twirt_upstream_fail(u,
+                    NGX_HTTP_TWIRT_END_UPSTREAM_REFUSED, NULL);
                 return;
             }
 
-            ngx_http_twirt_upstream_fail(u, b->last == b->pos
-                                            ? "upstream closed the connection"
-                                            : "invalid upgrade response");
+            if (b->last == b->pos) {
+                ngx_http_twirt_upstream_fail(u,
+                    NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                    "upstream closed the connection");
+
+            } else {
+                ngx_http_twirt_upstream_fail(u,
+                    NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                    "invalid upgrade response");
+            }
+
             return;
         }
 
@@ -762,7 +788,8 @@ ngx_http_twirt_upstream_recv(ngx_event_t *ev)
     }
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_http_twirt_upstream_fail(u, "event failed");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                                     "event failed");
     }
 }
 
@@ -798,7 +825,9 @@ ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
             || p[8] != ' ' || p[9] < '1' || p[9] > '5'
             || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9')
         {
-            ngx_http_twirt_upstream_fail(u, "invalid upgrade response");
+            ngx_http_twirt_upstream_fail(u,
+                NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                "invalid upgrade response");
             return NGX_ERROR;
         }
 
@@ -829,7 +858,8 @@ ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
                       "%ui: \"%*s\"", &u->conf->openai_url->url, u->status,
                       ngx_min(body, 256), end + 4);
 
-        ngx_http_twirt_upstream_fail(u, NULL);
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_REFUSED,
+                                     NULL);
         return NGX_ERROR;
     }
 
@@ -840,7 +870,8 @@ ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
         || value.len != 9
         || ngx_strncasecmp(value.data, (u_char *) "websocket", 9) != 0)
     {
-        ngx_http_twirt_upstream_fail(u, "101 without Upgrade: websocket");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                                     "101 without Upgrade: websocket");
         return NGX_ERROR;
     }
 
@@ -854,14 +885,16 @@ ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "twirt: upstream \"%V\" sent a wrong "
                       "Sec-WebSocket-Accept", &u->conf->openai_url->url);
-        ngx_http_twirt_upstream_fail(u, "wrong Sec-WebSocket-Accept");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                                     "wrong Sec-WebSocket-Accept");
         return NGX_ERROR;
     }
 
     ws = ngx_http_twirt_ws_create(u->pool, c, &u->conf->upstream_ws,
                                   NGX_HTTP_TWIRT_WS_CLIENT);
     if (ws == NULL) {
-        ngx_http_twirt_upstream_fail(u, "out of memory");
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                     "out of memory");
         return NGX_ERROR;
     }
 
@@ -955,14 +988,16 @@ ngx_http_twirt_upstream_timeout(ngx_event_t *ev)
                   "twirt_openai_connect_timeout",
                   &u->conf->openai_url->url);
 
-    ngx_http_twirt_upstream_fail(u, "upstream connect timeout");
+    ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                                 "upstream connect timeout");
 }
 
 
 /* error NULL: an HTTP refusal, the reason is "upstream answered NNN" */
 
 static void
-ngx_http_twirt_upstream_fail(ngx_http_twirt_upstream_t *u, const char *error)
+ngx_http_twirt_upstream_fail(ngx_http_twirt_upstream_t *u,
+    ngx_http_twirt_end_e end, const char *error)
 {
     u_char  *p;
 
@@ -981,6 +1016,7 @@ ngx_http_twirt_upstream_fail(ngx_http_twirt_upstream_t *u, const char *error)
         error = p ? (const char *) p : "upstream refused";
     }
 
+    u->end = end;
     u->error = error;
 
     ngx_http_twirt_upstream_cancel(u);

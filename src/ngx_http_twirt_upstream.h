@@ -44,7 +44,8 @@ struct ngx_http_twirt_upstream_s {
     /* the result: the connection, or why there is none */
     ngx_http_twirt_ws_t           *ws;
     ngx_uint_t                     status;
-    const char                    *error;
+    ngx_http_twirt_end_e           end;
+    const char                    *error;          /* its words */
 
     void                          *data;
     ngx_http_twirt_upstream_pt     handler;

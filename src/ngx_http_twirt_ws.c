@@ -116,9 +116,11 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
         rev->timedout = 0;
 
         if (ws->close_sent) {
-            ngx_http_twirt_ws_abort(ws, "close timeout");
+            ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                                    "close timeout");
 
         } else {
+            ws->end = NGX_HTTP_TWIRT_END_IDLE_TIMEOUT;
             ws->error = "idle timeout";
             ngx_http_twirt_ws_close(ws, NGX_HTTP_TWIRT_WS_CLOSE_GOING_AWAY,
                                     "idle timeout");
@@ -149,8 +151,9 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
         }
 
         if (n == 0 || n == NGX_ERROR) {
-            ngx_http_twirt_ws_abort(ws, (ws->close_received || ws->draining)
-                                        ? NULL : "connection lost");
+            ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                                    (ws->close_received || ws->draining)
+                                    ? NULL : "connection lost");
             break;
         }
 
@@ -172,7 +175,8 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
 
     if (!ws->closed) {
         if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-            ngx_http_twirt_ws_abort(ws, "read event failed");
+            ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                                    "read event failed");
 
         } else if (ws->conf->idle_timeout && !ws->close_sent) {
             ngx_add_timer(rev, ws->conf->idle_timeout);
@@ -487,7 +491,8 @@ ngx_http_twirt_ws_write(ngx_http_twirt_ws_t *ws)
     if (r && r->out) {
         /* the rest of the 101 response header */
         if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
-            ngx_http_twirt_ws_abort(ws, "send failed");
+            ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                                    "send failed");
             ngx_http_twirt_ws_notify(ws);
             return;
         }
@@ -498,7 +503,8 @@ ngx_http_twirt_ws_write(ngx_http_twirt_ws_t *ws)
         n = c->send(c, ws->out_pos, ws->out_last - ws->out_pos);
 
         if (n == NGX_ERROR) {
-            ngx_http_twirt_ws_abort(ws, "connection lost");
+            ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                                    "connection lost");
             ngx_http_twirt_ws_notify(ws);
             return;
         }
@@ -545,7 +551,8 @@ ngx_http_twirt_ws_write(ngx_http_twirt_ws_t *ws)
         }
 
     } else if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-        ngx_http_twirt_ws_abort(ws, "write event failed");
+        ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                                "write event failed");
     }
 
     ngx_http_twirt_ws_notify(ws);
@@ -662,7 +669,8 @@ ngx_http_twirt_ws_close(ngx_http_twirt_ws_t *ws, ngx_uint_t code,
     if (ngx_http_twirt_ws_send(ws, NGX_HTTP_TWIRT_WS_CLOSE, payload, len)
         != NGX_OK)
     {
-        ngx_http_twirt_ws_abort(ws, "close failed");
+        ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                                "close failed");
         return;
     }
 
@@ -680,7 +688,8 @@ ngx_http_twirt_ws_close(ngx_http_twirt_ws_t *ws, ngx_uint_t code,
 /* the connection is unusable: no handshake, the owner is told */
 
 void
-ngx_http_twirt_ws_abort(ngx_http_twirt_ws_t *ws, const char *error)
+ngx_http_twirt_ws_abort(ngx_http_twirt_ws_t *ws, ngx_http_twirt_end_e end,
+    const char *error)
 {
     if (ws->closed) {
         return;
@@ -689,6 +698,7 @@ ngx_http_twirt_ws_abort(ngx_http_twirt_ws_t *ws, const char *error)
     ws->closed = 1;
 
     if (error && ws->error == NULL) {
+        ws->end = end;
         ws->error = error;
     }
 
@@ -707,9 +717,7 @@ ngx_http_twirt_ws_fail(ngx_http_twirt_ws_t *ws, ngx_uint_t code,
     ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                   "twirt: %s %s, closing with %ui", ws->peer, error, code);
 
-    ngx_http_twirt_metric_error(ws->role == NGX_HTTP_TWIRT_WS_SERVER
-                                ? "twilio_protocol" : "upstream_protocol");
-
+    ws->end = NGX_HTTP_TWIRT_END_TWILIO_PROTOCOL;
     ws->error = error;
     ngx_http_twirt_ws_close(ws, code, error);
 }
@@ -723,7 +731,8 @@ ngx_http_twirt_ws_close_timeout(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                   "twirt: %s did not answer our close in time", ws->peer);
 
-    ngx_http_twirt_ws_abort(ws, ws->error ? ws->error : "close timeout");
+    ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
+                            "close timeout");
     ngx_http_twirt_ws_notify(ws);
 }
 
@@ -885,9 +894,9 @@ ngx_http_twirt_ws_out_reserve(ngx_http_twirt_ws_t *ws, size_t size)
                       "limit of %uz", ws->peer, pending + size,
                       ws->conf->max_queue);
 
+        ws->end = NGX_HTTP_TWIRT_END_TWILIO_QUEUE_FULL;
         ws->error = "send queue full";
-        ngx_http_twirt_metric_error("send_queue_full");
-        ngx_http_twirt_ws_abort(ws, "send queue full");
+        ngx_http_twirt_ws_abort(ws, ws->end, ws->error);
         return NGX_ERROR;
     }
 
@@ -902,7 +911,8 @@ ngx_http_twirt_ws_out_reserve(ngx_http_twirt_ws_t *ws, size_t size)
 
     p = ngx_alloc(n, ws->connection->log);
     if (p == NULL) {
-        ngx_http_twirt_ws_abort(ws, "out of memory");
+        ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                "out of memory");
         return NGX_ERROR;
     }
 

@@ -14,6 +14,7 @@
 
 #include "ngx_http_twirt.h"
 #include "ngx_http_twirt_ws_frame.h"
+#include "ngx_http_twirt_end.h"
 
 
 typedef struct ngx_http_twirt_ws_s  ngx_http_twirt_ws_t;
@@ -64,7 +65,8 @@ struct ngx_http_twirt_ws_s {
     ngx_uint_t                      close_code;
     ngx_uint_t                      peer_close_code;
     ngx_str_t                       peer_close_reason;
-    const char                     *error;
+    ngx_http_twirt_end_e            end;         /* as a Twilio-side kind */
+    const char                     *error;       /* its words, for the log */
 
     unsigned                        header:1;    /* a frame header is held */
     unsigned                        close_sent:1;
@@ -87,7 +89,8 @@ ngx_int_t ngx_http_twirt_ws_send_parts(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, ngx_str_t *parts, ngx_uint_t n);
 void ngx_http_twirt_ws_close(ngx_http_twirt_ws_t *ws, ngx_uint_t code,
     const char *reason);
-void ngx_http_twirt_ws_abort(ngx_http_twirt_ws_t *ws, const char *error);
+void ngx_http_twirt_ws_abort(ngx_http_twirt_ws_t *ws,
+    ngx_http_twirt_end_e end, const char *error);
 void ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws);
 void ngx_http_twirt_ws_close_connection(ngx_connection_t *c);
 

@@ -107,6 +107,7 @@ is($h->{agent}, 'nobody', 'agent');
 like($h->{started_at}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'started_at');
 ok($h->{answered_at} && $h->{ended_at}, 'answered_at, ended_at');
 is($h->{end_reason}, 'stop', 'end reason');
+is($h->{end_detail}, 'stop', 'end detail');
 like($h->{openai_session_id}, qr/^sess_/, 'the Realtime session id');
 ok($h->{tokens} > 0, 'tokens');
 ok($h->{cost_usd} > 0, 'cost');
@@ -287,8 +288,11 @@ use utf8;
 my ($status, $body) = http_post('/twilio/after', 'CallSid=CA000000000000000000000000000failed');
 utf8::decode($body);
 like($body, qr{<Response><Say language="ja-JP">申し訳ございません。ただいま電話が混み合っております。</Say></Response>}, 'the fallback');
+my $h = main::hash_of('twirt:call:CA000000000000000000000000000failed');
+is($h->{end_reason}, 'upstream_closed', 'the kind of end');
+is($h->{end_detail}, 'upstream closed 1011', 'and its words');
 --- error_log
-ended (failed, upstream closed 1011): fallback
+ended (failed, upstream_closed): fallback
 
 
 
