@@ -866,12 +866,49 @@ ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
     headers.data = b->pos;
     headers.len = end + 2 - b->pos;
 
+    /* RFC 6455 4.1: what the client did not ask for fails the connection */
+
+    if (b->pos[7] != '1') {
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                                     "101 not over HTTP/1.1");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_twirt_upstream_header(&headers, "Sec-WebSocket-Extensions",
+                                       &value)
+        == NGX_OK)
+    {
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                                     "101 with an extension not offered");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_twirt_upstream_header(&headers, "Sec-WebSocket-Protocol",
+                                       &value)
+        == NGX_OK)
+    {
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                                     "101 with a subprotocol not offered");
+        return NGX_ERROR;
+    }
+
     if (ngx_http_twirt_upstream_header(&headers, "Upgrade", &value) != NGX_OK
         || value.len != 9
         || ngx_strncasecmp(value.data, (u_char *) "websocket", 9) != 0)
     {
         ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
                                      "101 without Upgrade: websocket");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_twirt_upstream_header(&headers, "Connection", &value)
+        != NGX_OK
+        || ngx_strlcasestrn(value.data, value.data + value.len,
+                            (u_char *) "upgrade", 7 - 1)
+           == NULL)
+    {
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_HANDSHAKE,
+                                     "101 without Connection: Upgrade");
         return NGX_ERROR;
     }
 

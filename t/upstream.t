@@ -341,3 +341,54 @@ my ($hs) = grep { $_->{dir} eq 'handshake' } @$sim;
 is($hs->{headers}{Authorization}, 'Bearer <redacted len=18>', 'the key from OPENAI_API_KEY');
 --- no_error_log
 sk-env-SECRET-5555
+
+
+
+=== TEST 17: a 101 that breaks RFC 6455 4.1 (101 with an extension not offered) fails the connection
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?sim_fail=handshake_extension;
+    }
+--- twilio
+--scenario silence
+--- no_sim
+--- check
+is($call->{close}{code}, 1011, 'the stream closed for the fallback');
+is($call->{agent_audio_ms_received} // 0, 0, 'no session was used');
+--- error_log eval
+[qr/Realtime API unavailable: 101 with an extension not offered/, qr/ended: 101 with an extension not offered/]
+
+
+
+=== TEST 18: a 101 that breaks RFC 6455 4.1 (101 with a subprotocol not offered) fails the connection
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?sim_fail=handshake_protocol;
+    }
+--- twilio
+--scenario silence
+--- no_sim
+--- check
+is($call->{close}{code}, 1011, 'the stream closed for the fallback');
+is($call->{agent_audio_ms_received} // 0, 0, 'no session was used');
+--- error_log eval
+[qr/Realtime API unavailable: 101 with a subprotocol not offered/, qr/ended: 101 with a subprotocol not offered/]
+
+
+
+=== TEST 19: a 101 that breaks RFC 6455 4.1 (101 not over HTTP/1.1) fails the connection
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?sim_fail=handshake_http10;
+    }
+--- twilio
+--scenario silence
+--- no_sim
+--- check
+is($call->{close}{code}, 1011, 'the stream closed for the fallback');
+is($call->{agent_audio_ms_received} // 0, 0, 'no session was used');
+--- error_log eval
+[qr{Realtime API unavailable: 101 not over HTTP/1\.1}, qr{ended: 101 not over HTTP/1\.1}]

@@ -61,7 +61,8 @@ VAD_WINDOW_MS = 20
 # act before the upgrade; the others inside an established session.
 FAIL_KINDS = {
     "refuse": None, "reset": None, "http_401": None, "http_429": None,
-    "stall_handshake": None,
+    "stall_handshake": None, "handshake_extension": None,
+    "handshake_protocol": None, "handshake_http10": None,
     "close_1011": "ms", "invalid_json": "ms", "oversized_frame": "bytes",
     "session_expired": "ms", "server_error": "ms",
     "reject_session_update": None, "insufficient_quota": None,
@@ -194,6 +195,27 @@ class SimProtocol(WebSocketServerProtocol):
         if "stall_handshake" in kinds:
             # Read the request, never answer: the gateway's handshake
             # timeout must fire. Ends when the client goes away.
+            await asyncio.shield(self.connection_lost_waiter)
+            return None
+        bad = kinds & {"handshake_extension", "handshake_protocol",
+                       "handshake_http10"}
+        if bad:
+            # A 101 with a right Sec-WebSocket-Accept that breaks RFC 6455
+            # section 4.1 otherwise: the client must fail the connection.
+            key = headers.get("Sec-WebSocket-Key", "")
+            accept = base64.b64encode(hashlib.sha1(
+                (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()
+            ).digest()).decode()
+            lines = ["HTTP/1.0 101 Switching Protocols"
+                     if "handshake_http10" in bad else
+                     "HTTP/1.1 101 Switching Protocols",
+                     "Upgrade: websocket", "Connection: Upgrade",
+                     "Sec-WebSocket-Accept: " + accept]
+            if "handshake_extension" in bad:
+                lines.append("Sec-WebSocket-Extensions: permessage-deflate")
+            if "handshake_protocol" in bad:
+                lines.append("Sec-WebSocket-Protocol: realtime")
+            self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
             await asyncio.shield(self.connection_lost_waiter)
             return None
         if url.path.rstrip("/") != "/v1/realtime":
