@@ -125,6 +125,7 @@ static void ngx_http_twirt_call_function(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_error(ngx_http_twirt_call_t *call,
     json_t *ev);
+static void ngx_http_twirt_call_bad_usage(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_session_created(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call,
@@ -147,7 +148,7 @@ static u_char *ngx_http_twirt_call_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
 static ngx_int_t ngx_http_twirt_call_str(ngx_http_twirt_call_t *call,
     ngx_str_t *dst, ngx_str_t *src);
-static ngx_int_t ngx_http_twirt_call_base64_valid(ngx_str_t *s);
+static ssize_t ngx_http_twirt_call_base64_size(ngx_str_t *s);
 
 
 static ngx_http_twirt_call_twilio_event_t  ngx_http_twirt_call_twilio_events[]
@@ -555,8 +556,9 @@ static void
 ngx_http_twirt_call_media(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m)
 {
-    if (ngx_http_twirt_call_base64_valid(&m->payload) != NGX_OK) {
+    if (ngx_http_twirt_call_base64_size(&m->payload) == NGX_ERROR) {
         call->invalid_in++;
+        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_INVALID_AUDIO);
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored media with a payload that is not "
                       "base64");
@@ -985,9 +987,12 @@ ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call, json_t *ev)
     /* conversation.item.input_audio_transcription.completed */
     caller = (json_string_value(json_object_get(ev, "type"))[0] == 'c');
 
-    if (caller) {
-        ngx_http_twirt_realtime_transcription_usage(
-            json_object_get(ev, "usage"), &call->usage);
+    if (caller
+        && ngx_http_twirt_realtime_transcription_usage(
+               json_object_get(ev, "usage"), &call->usage)
+           == NGX_ERROR)
+    {
+        ngx_http_twirt_call_bad_usage(call);
     }
 
     ngx_http_twirt_call_event(call, "transcript",
@@ -995,6 +1000,16 @@ ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call, json_t *ev)
                   "role", caller ? "caller" : "agent",
                   "text", v,
                   "item_id", json_object_get(ev, "item_id")));
+}
+
+
+static void
+ngx_http_twirt_call_bad_usage(ngx_http_twirt_call_t *call)
+{
+    ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_INVALID_USAGE);
+    ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                  "twirt: ignored a usage of more than %d tokens from the "
+                  "Realtime API", NGX_HTTP_TWIRT_USAGE_MAX);
 }
 
 
@@ -1050,9 +1065,8 @@ static void
 ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
     ngx_str_t *response, ngx_str_t *item_name)
 {
-    size_t                  bytes;
+    ssize_t                 bytes;
     ngx_str_t               delta, parts[5], item_id, response_id;
-    ngx_uint_t              i;
     ngx_http_twirt_item_t  *item;
     ngx_http_twirt_mark_t  *mark;
     u_char                  seq[NGX_INT_T_LEN];
@@ -1073,7 +1087,10 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
         return;
     }
 
-    if (ngx_http_twirt_call_base64_valid(&delta) != NGX_OK || delta.len == 0) {
+    bytes = ngx_http_twirt_call_base64_size(&delta);
+
+    if (bytes == NGX_ERROR) {
+        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_INVALID_AUDIO);
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored an audio delta that is not base64");
         return;
@@ -1100,12 +1117,6 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
         item->id_len = item_id.len;
         item->received = 0;
         item->played = 0;
-    }
-
-    bytes = delta.len / 4 * 3;
-
-    for (i = delta.len; i > 0 && delta.data[i - 1] == '='; i--) {
-        bytes--;
     }
 
     item->received += bytes;
@@ -1202,12 +1213,15 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
                   item->id_len, item->id, item->played / 8,
                   item->received / 8);
 
-    if (item->played == 0 || item->played >= item->received
-        || item->id_len == 0)
-    {
+    if (item->played >= item->received || item->id_len == 0) {
         ngx_http_twirt_call_heard(call);
         return;
     }
+
+    /*
+     * Nothing heard yet still truncates, to 0 ms: the model must not
+     * believe it said what the caller never heard.
+     */
 
     ev = json_pack("{s:s,s:s%,s:i,s:I}",
                    "type", "conversation.item.truncate",
@@ -1282,8 +1296,12 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
     response = json_object_get(ev, "response");
     status = json_string_value(json_object_get(response, "status"));
 
-    ngx_http_twirt_realtime_usage(json_object_get(response, "usage"),
-                                  &call->usage);
+    if (ngx_http_twirt_realtime_usage(json_object_get(response, "usage"),
+                                      &call->usage)
+        == NGX_ERROR)
+    {
+        ngx_http_twirt_call_bad_usage(call);
+    }
 
     was = call->response;
 
@@ -1562,7 +1580,7 @@ ngx_http_twirt_call_duration(ngx_event_t *ev)
 static void
 ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 {
-    double      cost;
+    double      cost, micro;
     ngx_msec_t  ms;
 
     if (!call->twilio->notified
@@ -1608,10 +1626,14 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 
     ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
     ngx_http_twirt_metric_call_ended(call->end);
+    /* both are bounded: the usage per event, the counters saturate */
     ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TOKENS,
-                              (ngx_int_t) call->usage.total);
+                              (ngx_int_t) ngx_min(call->usage.total,
+                                                  NGX_MAX_INT_T_VALUE));
+    micro = cost * 1000000.0;
     ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_COST_MICRO_USD,
-                              (ngx_int_t) (cost * 1000000.0));
+                              micro < (double) NGX_MAX_INT_T_VALUE
+                              ? (ngx_int_t) micro : NGX_MAX_INT_T_VALUE);
 
     if (call->duration_timer.timer_set) {
         ngx_del_timer(&call->duration_timer);
@@ -1802,12 +1824,17 @@ ngx_http_twirt_call_str(ngx_http_twirt_call_t *call, ngx_str_t *dst,
 }
 
 
-/* audio goes into JSON strings unescaped: only base64 may pass */
+/*
+ * Audio goes into JSON strings unescaped and its size is what playback
+ * is counted in: only strict base64 passes (whole quads, at most two '='
+ * and only at the end).  Returns the decoded size, or NGX_ERROR.
+ */
 
-static ngx_int_t
-ngx_http_twirt_call_base64_valid(ngx_str_t *s)
+static ssize_t
+ngx_http_twirt_call_base64_size(ngx_str_t *s)
 {
-    u_char  *p, *end;
+    u_char      *p, *end;
+    ngx_uint_t   pad;
 
     /* a table: this runs over every byte of audio, both ways */
     static const u_char  b64[256] = {
@@ -1823,14 +1850,22 @@ ngx_http_twirt_call_base64_valid(ngx_str_t *s)
         ['y'] = 1, ['z'] = 1,
         ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
         ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-        ['+'] = 1, ['/'] = 1, ['='] = 1
+        ['+'] = 1, ['/'] = 1
     };
 
-    for (p = s->data, end = p + s->len; p < end; p++) {
+    if (s->len == 0 || s->len % 4 != 0) {
+        return NGX_ERROR;
+    }
+
+    end = s->data + s->len;
+    pad = (end[-1] == '=') + (end[-1] == '=' && end[-2] == '=');
+    end -= pad;
+
+    for (p = s->data; p < end; p++) {
         if (!b64[*p]) {
-            return NGX_DECLINED;
+            return NGX_ERROR;
         }
     }
 
-    return NGX_OK;
+    return s->len / 4 * 3 - pad;
 }

@@ -86,6 +86,8 @@ const char  *ngx_http_twirt_error_labels[] = {
     "session_rejected",
     "send_queue_full",
     "invalid_json",
+    "invalid_audio",
+    "invalid_usage",
     "other"
 };
 

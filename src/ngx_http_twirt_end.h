@@ -43,6 +43,8 @@ typedef enum {
     NGX_HTTP_TWIRT_ERR_SESSION_REJECTED,
     NGX_HTTP_TWIRT_ERR_SEND_QUEUE_FULL,
     NGX_HTTP_TWIRT_ERR_INVALID_JSON,
+    NGX_HTTP_TWIRT_ERR_INVALID_AUDIO,          /* base64 that is not */
+    NGX_HTTP_TWIRT_ERR_INVALID_USAGE,          /* counts out of bounds */
     NGX_HTTP_TWIRT_ERR_OTHER,
     NGX_HTTP_TWIRT_ERR_LAST,
     NGX_HTTP_TWIRT_ERR_NONE                    /* counted as nothing */

@@ -378,13 +378,23 @@ ngx_http_twirt_metrics_timer(ngx_event_t *ev)
 void
 ngx_http_twirt_metric_add(ngx_http_twirt_metric_e m, ngx_int_t n)
 {
+    uint64_t  *c;
+
     if (ngx_http_twirt_metrics_slot == NULL
         || (ngx_uint_t) m >= NGX_HTTP_TWIRT_M_LAST)
     {
         return;
     }
 
-    ngx_http_twirt_metrics_slot->counter[m] += (uint64_t) n;
+    c = &ngx_http_twirt_metrics_slot->counter[m];
+
+    if (n > 0 && *c > UINT64_MAX - (uint64_t) n) {
+        /* a counter stops at its largest value, never wraps to small */
+        *c = UINT64_MAX;
+        return;
+    }
+
+    *c += (uint64_t) n;
 }
 
 

@@ -13,6 +13,7 @@ static json_t *ngx_http_twirt_json_str(ngx_str_t *s);
 static void ngx_http_twirt_profile_str(json_t *profile, const char *key,
     ngx_str_t *out);
 static uint64_t ngx_http_twirt_json_uint(json_t *obj, const char *key);
+static ngx_int_t ngx_http_twirt_usage_bounded(uint64_t *v, ngx_uint_t n);
 static ngx_int_t ngx_http_twirt_in_list(ngx_str_t *s, const char **list);
 
 
@@ -201,42 +202,90 @@ failed:
 
 /* the usage of a response.done: cached counts are subsets of the inputs */
 
-void
+/*
+ * Usage is the Realtime side's word: a count no session can reach (more
+ * than NGX_HTTP_TWIRT_USAGE_MAX tokens in one event) is refused whole,
+ * and the sums saturate instead of wrapping.
+ */
+
+ngx_int_t
 ngx_http_twirt_realtime_usage(json_t *usage, ngx_http_twirt_usage_t *u)
 {
-    json_t  *in, *out, *cached;
+    json_t    *in, *out, *cached;
+    uint64_t   v[7];
 
     if (!json_is_object(usage)) {
-        return;
+        return NGX_DECLINED;
     }
 
     in = json_object_get(usage, "input_token_details");
     out = json_object_get(usage, "output_token_details");
     cached = json_object_get(in, "cached_tokens_details");
 
-    u->total += ngx_http_twirt_json_uint(usage, "total_tokens");
-    u->text_in += ngx_http_twirt_json_uint(in, "text_tokens");
-    u->audio_in += ngx_http_twirt_json_uint(in, "audio_tokens");
-    u->cached_text_in += ngx_http_twirt_json_uint(cached, "text_tokens");
-    u->cached_audio_in += ngx_http_twirt_json_uint(cached, "audio_tokens");
-    u->text_out += ngx_http_twirt_json_uint(out, "text_tokens");
-    u->audio_out += ngx_http_twirt_json_uint(out, "audio_tokens");
+    v[0] = ngx_http_twirt_json_uint(usage, "total_tokens");
+    v[1] = ngx_http_twirt_json_uint(in, "text_tokens");
+    v[2] = ngx_http_twirt_json_uint(in, "audio_tokens");
+    v[3] = ngx_http_twirt_json_uint(cached, "text_tokens");
+    v[4] = ngx_http_twirt_json_uint(cached, "audio_tokens");
+    v[5] = ngx_http_twirt_json_uint(out, "text_tokens");
+    v[6] = ngx_http_twirt_json_uint(out, "audio_tokens");
+
+    if (ngx_http_twirt_usage_bounded(v, 7) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_twirt_add_sat(&u->total, v[0]);
+    ngx_http_twirt_add_sat(&u->text_in, v[1]);
+    ngx_http_twirt_add_sat(&u->audio_in, v[2]);
+    ngx_http_twirt_add_sat(&u->cached_text_in, v[3]);
+    ngx_http_twirt_add_sat(&u->cached_audio_in, v[4]);
+    ngx_http_twirt_add_sat(&u->text_out, v[5]);
+    ngx_http_twirt_add_sat(&u->audio_out, v[6]);
+
+    return NGX_OK;
 }
 
 
 /* input transcription is billed on its own */
 
-void
+ngx_int_t
 ngx_http_twirt_realtime_transcription_usage(json_t *usage,
     ngx_http_twirt_usage_t *u)
 {
+    uint64_t  v[3];
+
     if (!json_is_object(usage)) {
-        return;
+        return NGX_DECLINED;
     }
 
-    u->transcribe_in += ngx_http_twirt_json_uint(usage, "input_tokens");
-    u->transcribe_out += ngx_http_twirt_json_uint(usage, "output_tokens");
-    u->total += ngx_http_twirt_json_uint(usage, "total_tokens");
+    v[0] = ngx_http_twirt_json_uint(usage, "input_tokens");
+    v[1] = ngx_http_twirt_json_uint(usage, "output_tokens");
+    v[2] = ngx_http_twirt_json_uint(usage, "total_tokens");
+
+    if (ngx_http_twirt_usage_bounded(v, 3) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_twirt_add_sat(&u->transcribe_in, v[0]);
+    ngx_http_twirt_add_sat(&u->transcribe_out, v[1]);
+    ngx_http_twirt_add_sat(&u->total, v[2]);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_usage_bounded(uint64_t *v, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (v[i] > NGX_HTTP_TWIRT_USAGE_MAX) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -16,6 +16,14 @@
 
 #define NGX_HTTP_TWIRT_SESSION_EVENT  "twirt_session_1"
 
+/* tokens one usage event may claim: far above any session's context */
+#define NGX_HTTP_TWIRT_USAGE_MAX      100000000
+
+
+/* a += b, stopping at the largest value instead of wrapping */
+#define ngx_http_twirt_add_sat(a, b)                                          \
+    *(a) = (*(a) > UINT64_MAX - (b)) ? UINT64_MAX : *(a) + (b)
+
 
 typedef struct {
     uint64_t                    text_in;
@@ -32,8 +40,9 @@ typedef struct {
 
 json_t *ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
     ngx_str_t *instructions, json_t *profile);
-void ngx_http_twirt_realtime_usage(json_t *usage, ngx_http_twirt_usage_t *u);
-void ngx_http_twirt_realtime_transcription_usage(json_t *usage,
+ngx_int_t ngx_http_twirt_realtime_usage(json_t *usage,
+    ngx_http_twirt_usage_t *u);
+ngx_int_t ngx_http_twirt_realtime_transcription_usage(json_t *usage,
     ngx_http_twirt_usage_t *u);
 double ngx_http_twirt_realtime_cost(ngx_http_twirt_prices_t *p,
     ngx_http_twirt_usage_t *u);

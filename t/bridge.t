@@ -382,3 +382,71 @@ for (1 .. 100) {
 }
 like($log, qr{^/twilio/media CA0000000000000000000000000000logs MZ0000000000000000000000000000logs "stop" \d+ [1-9]\d* 0\.\d{6}$}m, 'the stream: its sids, how it ended, duration, tokens, cost') or diag $log;
 like($log, qr{^/twilio/voice CAwebhook1 - "-" - - -$}m, 'the webhook: its CallSid') or diag $log;
+
+
+
+=== TEST 20: nothing of the greeting was heard yet when the caller cut in: it is truncated to 0 ms
+--- config
+    location = /twilio/media { twirt_stream; twirt_greeting "はい"; }
+--- twilio
+--scenario barge-in --playback-delay-ms 3000
+--- check
+my @truncates = map { $_->{event} } @{ main::events_of($sim, 'conversation.item.truncate') };
+ok(@truncates >= 1, 'truncate sent') or return;
+is($truncates[0]{audio_end_ms}, 0, 'to 0 ms: the caller heard none of it');
+is($sim_summary->{errors_sent}, 0, 'the simulator accepted it');
+--- error_log eval
+[qr/barge-in: item "item_\w+" played 0 ms of 1000 ms/]
+
+
+
+=== TEST 21: audio deltas that are not strict base64 are dropped and counted, never played or counted as heard
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=bad_audio=200;
+        twirt_greeting "はい";
+    }
+    location = /status { twirt_status; }
+--- twilio
+--scenario barge-in
+--- check
+is($call->{malformed} // 0, 0, 'Twilio got no malformed media');
+my @truncates = map { $_->{event} } @{ main::events_of($sim, 'conversation.item.truncate') };
+ok(@truncates >= 1, 'a barge-in still truncates');
+ok($_->{audio_end_ms} < 10000, "a truncate within what was sent ($_->{audio_end_ms} ms)") for @truncates;
+is($sim_summary->{errors_sent}, 0, 'the simulator accepted every truncate');
+my ($status, $text) = http_get_text('/status');
+like($text, qr/^twirt_errors_total\{kind="invalid_audio"\} 5$/m, 'five counted');
+--- grep_error_log eval: qr/ignored an audio delta that is not base64/
+--- grep_error_log_out eval
+"ignored an audio delta that is not base64\n" x 5
+
+
+
+=== TEST 22: a usage no session can reach is refused: the cost stays the call's own
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=huge_usage=200;
+        twirt_greeting "はい";
+    }
+    location = /status { twirt_status; }
+--- twilio
+--scenario silence --duration-ms 1500
+--- check
+my ($status, $text);
+for (1 .. 200) {
+    ($status, $text) = http_get_text('/status');
+    last if $text =~ /^twirt_calls_ended_total\{reason="stop"\} 1$/m;
+    select(undef, undef, undef, 0.05);
+}
+like($text, qr/^twirt_calls_ended_total\{reason="stop"\} 1$/m, 'the call ended');
+my ($tokens, $cost) = main::error_log_text() =~ /ended: stop, .*tokens (\d+), cost \$([\d.]+)/;
+ok(defined $tokens && $tokens > 0 && $tokens < 100000, "the call's own tokens ($tokens)");
+ok(defined $cost && $cost < 1, "and cost (\$$cost)");
+like($text, qr/^twirt_errors_total\{kind="invalid_usage"\} 1$/m, 'counted');
+my ($total) = $text =~ /^twirt_cost_usd_total (\S+)$/m;
+ok(defined $total && $total < 1, "the cost counter is sane ($total)");
+--- error_log
+ignored a usage of more than 100000000 tokens

@@ -443,3 +443,21 @@ ws_upgrade('/twilio/media')
 --- error_code: 403
 --- error_log
 missing X-Twilio-Signature on the media stream upgrade
+
+
+
+=== TEST 33: media payloads that are not strict base64 (padding only, padded inside, short, empty) are dropped and counted
+--- config
+    location = /twilio/media { twirt_stream; twirt_close_timeout 200ms; }
+--- raw_request eval
+ws_upgrade('/twilio/media') . twilio_start('CA33', 'MZ33')
+. CORE::join('', map { ws_json({ event => 'media', streamSid => 'MZ33', media => { payload => $_ } }) } '====', 'AAA', 'A=AA', 'AAAA====', '')
+. twilio_media('MZ33', 0) . twilio_stop('CA33', 'MZ33')
+--- error_code: 101
+--- response_body eval
+ws_server_frame('close', ws_close_payload(1000))
+--- grep_error_log eval: qr/ignored media with a payload that is not base64/
+--- grep_error_log_out eval
+"ignored media with a payload that is not base64\n" x 5
+--- error_log eval
+[qr/ended: stop, .*media in 6 out 0, .*ignored 5/]

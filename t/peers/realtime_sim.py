@@ -64,7 +64,8 @@ FAIL_KINDS = {
     "stall_handshake": None, "handshake_extension": None,
     "handshake_protocol": None, "handshake_http10": None,
     "close_1011": "ms", "invalid_json": "ms", "oversized_frame": "bytes",
-    "session_expired": "ms", "server_error": "ms",
+    "session_expired": "ms", "server_error": "ms", "bad_audio": "ms",
+    "huge_usage": "ms",
     "reject_session_update": None, "insufficient_quota": None,
 }
 
@@ -532,7 +533,8 @@ class Session:
     def start_timed_fails(self):
         for kind, arg in self.fails:
             if kind in ("close_1011", "invalid_json", "session_expired",
-                        "server_error", "oversized_frame"):
+                        "server_error", "oversized_frame", "bad_audio",
+                        "huge_usage"):
                 self.spawn(self.timed_fail(kind, arg))
 
     async def timed_fail(self, kind, arg):
@@ -556,6 +558,36 @@ class Session:
                              "Your session hit the maximum duration of 60 "
                              "minutes.")
             await self.close(1000, "session_expired")
+        elif kind == "bad_audio":
+            # deltas whose base64 is only padding or padded inside:
+            # the gateway must drop them, never count them as audio
+            for audio in ("====", "AAA", "A=AA", "AA=A", "AAAA===="):
+                ev = {"type": "response.output_audio.delta",
+                      "event_id": new_id("event_"),
+                      "response_id": new_id("resp_"),
+                      "item_id": new_id("item_"), "output_index": 0,
+                      "content_index": 0, "delta": audio}
+                self.record("out", event=ev)
+                await self.ws.send(json.dumps(ev))
+        elif kind == "huge_usage":
+            # a response.done whose usage no real session can reach
+            big = 9223372036854775807
+            ev = {"type": "response.done", "event_id": new_id("event_"),
+                  "response": {"object": "realtime.response",
+                               "id": new_id("resp_"), "status": "completed",
+                               "output": [],
+                               "usage": {"total_tokens": big,
+                                         "input_tokens": big,
+                                         "output_tokens": big,
+                                         "input_token_details": {
+                                             "audio_tokens": big,
+                                             "text_tokens": 0,
+                                             "cached_tokens": 0},
+                                         "output_token_details": {
+                                             "audio_tokens": big,
+                                             "text_tokens": 0}}}}
+            self.record("out", event=ev)
+            await self.ws.send(json.dumps(ev))
         elif kind == "server_error":
             await self.error(None, "The server had an error while "
                              "processing your request. Sorry about that!",

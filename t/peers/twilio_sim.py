@@ -151,6 +151,7 @@ class Call:
         self.writer_task = None
         # outbound playback buffer
         self.play_end = 0.0           # monotonic time the queue runs dry
+        self.hold_until = 0.0         # playback of the queue starts then
         self.pending_marks = []       # [(name, monotonic time it is due)]
         self.player_wake = asyncio.Event()
         self.burst_start = None       # for --print: current agent utterance
@@ -443,7 +444,7 @@ class Call:
         getattr(self, "on_" + event)(msg)
 
     def queued_ms(self, now):
-        return max(0.0, self.play_end - now) * 1000
+        return max(0.0, self.play_end - max(now, self.hold_until)) * 1000
 
     def played_ms(self, now):
         st = self.stats
@@ -481,7 +482,11 @@ class Call:
                 self.fail("agent audio does not match this call's pattern "
                           "(cross-talk or corrupted audio)")
         # Play it: the queue runs dry `ms` later than it did.
-        self.play_end = max(self.play_end, now) + ms / 1000
+        if self.play_end <= now:
+            # an empty queue: playback starts after the jitter buffer
+            self.hold_until = now + self.opts.playback_delay_ms / 1000
+            self.play_end = self.hold_until
+        self.play_end += ms / 1000
         if self.burst_start is None:
             self.burst_start = self.now_ms()
             self.burst_ms = 0.0
@@ -522,6 +527,7 @@ class Call:
         st["clears_received"] += 1
         st["agent_audio_ms_dropped_by_clear"] += dropped
         self.play_end = now
+        self.hold_until = 0.0
         marks, self.pending_marks = self.pending_marks, []
         self.out.say(self.now_ms(), f"clear (barge-in): {dropped / 1000:.2f}"
                      f" s of queued agent audio dropped, {len(marks)} mark(s)"
@@ -637,6 +643,9 @@ def build_parser():
     p.add_argument("--check-agent-audio", action="store_true",
                    help="check agent audio against the pattern the realtime "
                    "simulator makes for this call's calltag")
+    p.add_argument("--playback-delay-ms", type=int, default=0, metavar="MS",
+                   help="agent audio arriving to an empty queue starts "
+                   "playing this much later (a jitter buffer, a slow line)")
     p.add_argument("--connect-timeout", type=int, default=5000,
                    metavar="MS")
     return p

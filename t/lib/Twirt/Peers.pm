@@ -28,7 +28,7 @@ use Test::More;
 
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
                  place_calls_from_blocks twirt_events error_log_text
-                 http_post);
+                 http_post http_get_text);
 
 my $top = "$ENV{PWD}";
 my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
@@ -217,14 +217,26 @@ sub place_calls_from_blocks {
 # a form POST to the test nginx, as Twilio makes them: (status, body)
 sub http_post {
     my ($path, $form) = @_;
+    return _http("POST $path HTTP/1.1\r\nHost: localhost\r\n"
+        . "Content-Type: application/x-www-form-urlencoded\r\n"
+        . "Content-Length: " . length($form) . "\r\nConnection: close\r\n\r\n"
+        . $form);
+}
+
+# a GET of the test nginx: (status, body)
+sub http_get_text {
+    my ($path) = @_;
+    return _http("GET $path HTTP/1.1\r\nHost: localhost\r\n"
+                 . "Connection: close\r\n\r\n");
+}
+
+sub _http {
+    my ($request) = @_;
     require IO::Socket::INET;
     my $port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
     my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                      Timeout => 5) or return (0, '');
-    print $sock "POST $path HTTP/1.1\r\nHost: localhost\r\n"
-        . "Content-Type: application/x-www-form-urlencoded\r\n"
-        . "Content-Length: " . length($form) . "\r\nConnection: close\r\n\r\n"
-        . $form;
+    print $sock $request;
     local $/;
     my $resp = <$sock> // '';
     my ($status) = $resp =~ m{^HTTP/1\.1 (\d+)};
