@@ -123,6 +123,10 @@ static void ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_function(ngx_http_twirt_call_t *call,
     json_t *ev);
+static void ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
+    const char *status, json_t *details);
+static void ngx_http_twirt_call_transcription_failed(
+    ngx_http_twirt_call_t *call, json_t *ev);
 static void ngx_http_twirt_call_error(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_bad_usage(ngx_http_twirt_call_t *call);
@@ -195,6 +199,10 @@ static ngx_http_twirt_call_realtime_event_t
 
     { ngx_string("conversation.item.input_audio_transcription.completed"),
       ngx_http_twirt_call_transcript, NGX_HTTP_TWIRT_CALL_NOT_DONE },
+
+    { ngx_string("conversation.item.input_audio_transcription.failed"),
+      ngx_http_twirt_call_transcription_failed,
+      NGX_HTTP_TWIRT_CALL_NOT_DONE },
 
     { ngx_string("response.function_call_arguments.done"),
       ngx_http_twirt_call_function, NGX_HTTP_TWIRT_CALL_TALKING },
@@ -1308,12 +1316,11 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
     call->response = NGX_HTTP_TWIRT_RESPONSE_IDLE;
     call->response_id_len = 0;
 
-    if (status && ngx_strcmp(status, "failed") == 0) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
-                      "twirt: response failed: %s",
-                      json_string_value(json_object_get(json_object_get(
-                          json_object_get(response, "status_details"),
-                          "error"), "code")));
+    if (status && (ngx_strcmp(status, "failed") == 0
+                   || ngx_strcmp(status, "incomplete") == 0))
+    {
+        ngx_http_twirt_call_response_ended(call, status,
+            json_object_get(response, "status_details"));
     }
 
     if (call->phase >= NGX_HTTP_TWIRT_CALL_ENDING) {
@@ -1328,6 +1335,72 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
     }
 
     ngx_http_twirt_call_heard(call);
+}
+
+
+/*
+ * A response the model did not finish: "incomplete" (max_output_tokens,
+ * content filter) or "failed".  Both are heard as a cut-off answer or
+ * silence, so they are events, log lines and metrics.
+ */
+
+static void
+ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
+    const char *status, json_t *details)
+{
+    ngx_uint_t   failed;
+    const char  *reason;
+
+    failed = (status[0] == 'f');    /* else "incomplete" */
+
+    reason = json_string_value(failed
+                               ? json_object_get(json_object_get(details,
+                                                                 "error"),
+                                                 "code")
+                               : json_object_get(details, "reason"));
+    reason = reason ? reason : "unknown";
+
+    ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                  "twirt: response %s: %s", status, reason);
+
+    ngx_http_twirt_metric_add(failed ? NGX_HTTP_TWIRT_M_RESPONSES_FAILED
+                                     : NGX_HTTP_TWIRT_M_RESPONSES_INCOMPLETE,
+                              1);
+
+    ngx_http_twirt_call_event(call, "response",
+                              json_pack("{s:s,s:s}", "status", status,
+                                        "reason", reason));
+}
+
+
+/* the caller's words were not transcribed: the model still heard them */
+
+static void
+ngx_http_twirt_call_transcription_failed(ngx_http_twirt_call_t *call,
+    json_t *ev)
+{
+    json_t      *error;
+    const char  *code, *message;
+
+    error = json_object_get(ev, "error");
+    code = json_string_value(json_object_get(error, "code"));
+    message = json_string_value(json_object_get(error, "message"));
+
+    code = code ? code : "unknown";
+    message = message ? message : "";
+
+    ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                  "twirt: caller transcription failed: %s: %s",
+                  code, message);
+
+    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED, 1);
+
+    ngx_http_twirt_call_event(call, "error",
+                              json_pack("{s:s,s:s,s:s,s:O*}",
+                                        "kind", "transcription",
+                                        "code", code, "message", message,
+                                        "item_id",
+                                        json_object_get(ev, "item_id")));
 }
 
 

@@ -670,6 +670,23 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
     p = ngx_slprintf(p, end, "twirt_early_audio_dropped_total %uL\n",
                      c[NGX_HTTP_TWIRT_M_EARLY_AUDIO_DROPPED]);
 
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_responses_incomplete_total", "counter",
+            "Responses the model left incomplete (max_output_tokens...).");
+    p = ngx_slprintf(p, end, "twirt_responses_incomplete_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_RESPONSES_INCOMPLETE]);
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_responses_failed_total",
+            "counter", "Responses that failed.");
+    p = ngx_slprintf(p, end, "twirt_responses_failed_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_RESPONSES_FAILED]);
+
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_transcriptions_failed_total", "counter",
+            "Caller transcriptions that failed.");
+    p = ngx_slprintf(p, end, "twirt_transcriptions_failed_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED]);
+
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");
 

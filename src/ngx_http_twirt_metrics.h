@@ -41,6 +41,9 @@ typedef enum {
     NGX_HTTP_TWIRT_M_COST_MICRO_USD,       /* exposed as
                                               twirt_cost_usd_total (float) */
     NGX_HTTP_TWIRT_M_EARLY_AUDIO_DROPPED,
+    NGX_HTTP_TWIRT_M_RESPONSES_INCOMPLETE, /* response.done: incomplete */
+    NGX_HTTP_TWIRT_M_RESPONSES_FAILED,     /* response.done: failed */
+    NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED,
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 

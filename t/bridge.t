@@ -450,3 +450,51 @@ my ($total) = $text =~ /^twirt_cost_usd_total (\S+)$/m;
 ok(defined $total && $total < 1, "the cost counter is sane ($total)");
 --- error_log
 ignored a usage of more than 100000000 tokens
+
+
+
+=== TEST 23: responses that end incomplete or failed, and failed transcriptions, are events, log lines and metrics
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=incomplete_responses,transcription_failed;
+        twirt_greeting "はい";
+    }
+    location = /status { twirt_status; }
+--- twilio
+--scenario ja-booking --duration-ms 6000
+--- check
+my @ev = @{ main::twirt_events($call->{call_sid}) };
+my @resp = grep { $_->{type} eq 'response' } @ev;
+ok(@resp >= 1, 'a response event');
+is($resp[0]{status}, 'incomplete', 'incomplete');
+is($resp[0]{reason}, 'max_output_tokens', 'and why');
+my @tf = grep { $_->{type} eq 'error' && $_->{kind} eq 'transcription' } @ev;
+ok(@tf >= 1, 'a failed transcription event');
+is($tf[0]{code}, 'audio_unintelligible', 'its code');
+my ($status, $text) = http_get_text('/status');
+like($text, qr/^twirt_responses_incomplete_total [1-9]\d*$/m, 'incomplete responses counted');
+like($text, qr/^twirt_transcriptions_failed_total [1-9]\d*$/m, 'failed transcriptions counted');
+--- error_log eval
+[qr/response incomplete: max_output_tokens/, qr/caller transcription failed: audio_unintelligible/]
+
+
+
+=== TEST 24: a response that fails is an event, a log line and a metric
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=insufficient_quota;
+        twirt_greeting "はい";
+    }
+    location = /status { twirt_status; }
+--- twilio
+--scenario silence --duration-ms 1500
+--- check
+my @resp = grep { $_->{type} eq 'response' } @{ main::twirt_events($call->{call_sid}) };
+is($resp[0]{status}, 'failed', 'failed');
+is($resp[0]{reason}, 'insufficient_quota', 'and why');
+my ($status, $text) = http_get_text('/status');
+like($text, qr/^twirt_responses_failed_total 1$/m, 'counted');
+--- error_log
+response failed: insufficient_quota

@@ -67,6 +67,7 @@ FAIL_KINDS = {
     "session_expired": "ms", "server_error": "ms", "bad_audio": "ms",
     "huge_usage": "ms",
     "reject_session_update": None, "insufficient_quota": None,
+    "incomplete_responses": None, "transcription_failed": None,
 }
 
 _rng = random.Random(os.urandom(16))
@@ -734,6 +735,15 @@ class Session:
         # Asynchronous like the real service: usually lands after the
         # response has started.
         await asyncio.sleep(self.scenario["transcription_delay_ms"] / 1000)
+        if self.has_fail("transcription_failed"):
+            await self.send({
+                "type": "conversation.item.input_audio_transcription.failed",
+                "item_id": item_id, "content_index": 0,
+                "error": {"type": "transcription_error",
+                          "code": "audio_unintelligible",
+                          "message": "Audio could not be transcribed.",
+                          "param": None}})
+            return
         text = self.caller_text(turn_index)
         if text:
             await self.send({
@@ -1016,6 +1026,9 @@ class Session:
         if resp.stop_reason is not None:
             status = "cancelled"
             details = {"type": "cancelled", "reason": resp.stop_reason}
+        elif self.has_fail("incomplete_responses"):
+            status = "incomplete"
+            details = {"type": "incomplete", "reason": "max_output_tokens"}
         usage = self.usage(out_audio_ms, out_text)
         self.assistant_audio_ms += out_audio_ms
         await self.send({"type": "response.done", "response":
