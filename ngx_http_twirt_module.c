@@ -8,6 +8,7 @@
 
 
 #include "ngx_http_twirt.h"
+#include "ngx_http_twirt_ws_frame.h"
 #include "ngx_http_twirt_twiml.h"
 #include "ngx_http_twirt_stream.h"
 #include "ngx_http_twirt_escape.h"

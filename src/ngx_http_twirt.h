@@ -15,11 +15,14 @@
 
 #include <jansson.h>
 
-#include "ngx_http_twirt_ws_frame.h"
-
 
 /* Twilio: name + value of one <Parameter> must stay under 500 characters */
 #define NGX_HTTP_TWIRT_PARAM_MAX  500
+
+
+/* opaque here: each is defined by the file that owns it */
+typedef struct ngx_http_twirt_ws_s          ngx_http_twirt_ws_t;
+typedef struct ngx_http_twirt_redis_read_s  ngx_http_twirt_redis_read_t;
 
 
 typedef struct {
@@ -149,18 +152,18 @@ typedef struct {
 
 /* per request state of the voice webhook, also read by $twirt_param_* */
 typedef struct {
-    ngx_uint_t                  kind;    /* NGX_HTTP_TWIRT_CTX_WEBHOOK */
-    ngx_array_t                *pairs;
-    void                       *redis;   /* a call record being read */
-    unsigned                    done:1;
-    unsigned                    action:1;
+    ngx_uint_t                    kind;   /* NGX_HTTP_TWIRT_CTX_WEBHOOK */
+    ngx_array_t                  *pairs;
+    ngx_http_twirt_redis_read_t  *redis;  /* a call record being read */
+    unsigned                      done:1;
+    unsigned                      action:1;
 } ngx_http_twirt_twiml_ctx_t;
 
 
 /* per request state of a Media Stream: the call, then its summary */
 typedef struct {
     ngx_uint_t                  kind;    /* NGX_HTTP_TWIRT_CTX_STREAM */
-    void                       *ws;      /* NULL once the call is over */
+    ngx_http_twirt_ws_t        *ws;      /* NULL once the call is over */
     ngx_str_t                   call_sid;
     ngx_str_t                   stream_sid;
     ngx_str_t                   end_reason;

@@ -6,6 +6,7 @@
 
 
 #include "ngx_http_twirt_stream.h"
+#include "ngx_http_twirt_ws_frame.h"
 #include "ngx_http_twirt_call.h"
 #include "ngx_http_twirt_signature.h"
 

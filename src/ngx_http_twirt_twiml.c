@@ -447,6 +447,7 @@ static ngx_int_t
 ngx_http_twirt_action_start(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx)
 {
+    void                *handle;
     ngx_int_t            rc;
     ngx_str_t            key;
     ngx_http_cleanup_t  *cln;
@@ -464,7 +465,7 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
     }
 
     rc = ngx_http_twirt_redis_hgetall(&key, 0, ngx_http_twirt_action_read, r,
-                                      &ctx->redis);
+                                      &handle);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -477,6 +478,8 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
                       ngx_http_twirt_call_sid(ctx));
         return ngx_http_twirt_action_answer(r, NULL, NULL);
     }
+
+    ctx->redis = handle;
 
     cln->handler = ngx_http_twirt_action_cleanup;
     cln->data = ctx;
