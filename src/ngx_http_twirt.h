@@ -20,6 +20,27 @@
 #define NGX_HTTP_TWIRT_PARAM_MAX  500
 
 
+/* twirt_noise_reduction */
+#define NGX_HTTP_TWIRT_NOISE_OFF          0
+#define NGX_HTTP_TWIRT_NOISE_NEAR_FIELD   1
+#define NGX_HTTP_TWIRT_NOISE_FAR_FIELD    2
+
+/* twirt_vad, and an agent profile's "vad" */
+#define NGX_HTTP_TWIRT_VAD_OFF            0
+#define NGX_HTTP_TWIRT_VAD_SERVER         1
+#define NGX_HTTP_TWIRT_VAD_SEMANTIC       2
+
+/* semantic VAD's eagerness; UNSET: not sent, the API's default applies */
+#define NGX_HTTP_TWIRT_EAGERNESS_UNSET    0
+#define NGX_HTTP_TWIRT_EAGERNESS_LOW      1
+#define NGX_HTTP_TWIRT_EAGERNESS_MEDIUM   2
+#define NGX_HTTP_TWIRT_EAGERNESS_HIGH     3
+#define NGX_HTTP_TWIRT_EAGERNESS_AUTO     4
+
+/* twirt_max_output_tokens inf */
+#define NGX_HTTP_TWIRT_TOKENS_INF         0
+
+
 /* opaque here: each is defined by the file that owns it */
 typedef struct ngx_http_twirt_ws_s          ngx_http_twirt_ws_t;
 typedef struct ngx_http_twirt_redis_read_s  ngx_http_twirt_redis_read_t;
@@ -73,6 +94,21 @@ typedef struct {
 } ngx_http_twirt_url_t;
 
 
+/*
+ * Turn detection, parsed once.  A parameter below 0 (eagerness UNSET) is
+ * not sent: the API's default applies.
+ */
+typedef struct {
+    ngx_uint_t                  type;              /* NGX_HTTP_TWIRT_VAD_* */
+    double                      threshold;         /* server: 0..1 */
+    ngx_int_t                   prefix_padding_ms; /* server */
+    ngx_int_t                   silence_duration_ms; /* server */
+    ngx_uint_t                  eagerness;         /* semantic */
+    ngx_flag_t                  create_response;
+    ngx_flag_t                  interrupt_response;
+} ngx_http_twirt_vad_t;
+
+
 /* USD per million tokens */
 typedef struct {
     double                      audio_in;
@@ -124,12 +160,13 @@ typedef struct {
     ngx_str_t                   model;
     ngx_str_t                   instructions;
     ngx_str_t                   greeting;
-    ngx_str_t                   voice;
-    ngx_str_t                   transcription;
+    ngx_str_t                   voice;            /* a table's name */
+    ngx_str_t                   transcription;    /* a model, "": off */
     ngx_str_t                   language;
-    ngx_str_t                   noise_reduction;
-    ngx_str_t                   max_output_tokens;
-    json_t                     *turn_detection;   /* NULL: unset */
+    ngx_uint_t                  noise_reduction;  /* NGX_HTTP_TWIRT_NOISE_* */
+    ngx_int_t                   max_output_tokens; /* 1..4096, or
+                                                   NGX_HTTP_TWIRT_TOKENS_INF */
+    ngx_http_twirt_vad_t        vad;
     json_t                     *tools;            /* an array */
     json_t                     *session_json;     /* merged into session */
     ngx_flag_t                  end_call;
