@@ -62,6 +62,8 @@ static char *ngx_http_twirt_session_json(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_twirt_enum_error(ngx_conf_t *cf, const char *what,
+    ngx_str_t *value, ngx_conf_enum_t *table);
 static void ngx_http_twirt_json_cleanup(void *data);
 static ngx_int_t ngx_http_twirt_json_keep(ngx_conf_t *cf, json_t *json);
 static ngx_int_t ngx_http_twirt_complex(ngx_conf_t *cf, ngx_str_t *value,
@@ -1077,7 +1079,6 @@ ngx_http_twirt_voice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
-    u_char      names[256], *last;
     ngx_str_t  *value;
     ngx_uint_t  v;
 
@@ -1090,12 +1091,8 @@ ngx_http_twirt_voice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_http_twirt_realtime_enum(ngx_http_twirt_voices, &value[1], &v)
         != NGX_OK)
     {
-        last = ngx_http_twirt_realtime_enum_names(names, names + sizeof(names),
-                                                  ngx_http_twirt_voices);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown voice \"%V\", expected one of %*s",
-                           &value[1], last - names, names);
-        return NGX_CONF_ERROR;
+        return ngx_http_twirt_enum_error(cf, "unknown voice", &value[1],
+                                         ngx_http_twirt_voices);
     }
 
     tlcf->voice = *ngx_http_twirt_realtime_enum_name(ngx_http_twirt_voices, v);
@@ -1111,7 +1108,6 @@ ngx_http_twirt_transcription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
-    u_char      names[256], *last;
     ngx_str_t  *value;
     ngx_uint_t  v;
 
@@ -1125,12 +1121,9 @@ ngx_http_twirt_transcription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                      &value[1], &v)
         != NGX_OK)
     {
-        last = ngx_http_twirt_realtime_enum_names(names, names + sizeof(names),
-                                           ngx_http_twirt_transcription_models);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown transcription model \"%V\", expected "
-                           "one of %*s", &value[1], last - names, names);
-        return NGX_CONF_ERROR;
+        return ngx_http_twirt_enum_error(cf, "unknown transcription model",
+                                         &value[1],
+                                         ngx_http_twirt_transcription_models);
     }
 
     if (v == 0) {
@@ -1174,7 +1167,7 @@ ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
     char                  *why;
-    u_char                 names[128], *last;
+    u_char                 names[64], *last;
     ngx_str_t             *value, v;
     ngx_uint_t             i;
     ngx_http_twirt_vad_t  *vad;
@@ -1191,12 +1184,8 @@ ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                      &vad->type)
         != NGX_OK)
     {
-        last = ngx_http_twirt_realtime_enum_names(names, names + sizeof(names),
-                                                  ngx_http_twirt_vad_types);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid turn detection \"%V\", expected one of "
-                           "%*s", &value[1], last - names, names);
-        return NGX_CONF_ERROR;
+        return ngx_http_twirt_enum_error(cf, "invalid turn detection",
+                                         &value[1], ngx_http_twirt_vad_types);
     }
 
     vad->threshold = -1;
@@ -1245,8 +1234,8 @@ ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 != NGX_OK)
             {
                 last = ngx_http_twirt_realtime_enum_names(names,
-                                                 names + sizeof(names),
-                                                 ngx_http_twirt_eagerness);
+                           names + sizeof(names), ngx_http_twirt_eagerness);
+
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid parameter \"%V\" for semantic "
                                    "voice activity detection, expected one "
@@ -1298,7 +1287,6 @@ ngx_http_twirt_noise_reduction(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
-    u_char      names[128], *last;
     ngx_str_t  *value;
 
     if (tlcf->noise_reduction != NGX_CONF_UNSET_UINT) {
@@ -1311,12 +1299,9 @@ ngx_http_twirt_noise_reduction(ngx_conf_t *cf, ngx_command_t *cmd,
                                      &value[1], &tlcf->noise_reduction)
         != NGX_OK)
     {
-        last = ngx_http_twirt_realtime_enum_names(names, names + sizeof(names),
-                                            ngx_http_twirt_noise_reductions);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid noise reduction \"%V\", expected one of "
-                           "%*s", &value[1], last - names, names);
-        return NGX_CONF_ERROR;
+        return ngx_http_twirt_enum_error(cf, "invalid noise reduction",
+                                         &value[1],
+                                         ngx_http_twirt_noise_reductions);
     }
 
     return NGX_CONF_OK;
@@ -1535,6 +1520,24 @@ invalid:
                        "invalid price \"%V\", expected e.g. "
                        "\"audio_in=32\" (USD per million tokens)",
                        &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* a value not in its table: the message lists what the table holds */
+
+static char *
+ngx_http_twirt_enum_error(ngx_conf_t *cf, const char *what, ngx_str_t *value,
+    ngx_conf_enum_t *table)
+{
+    u_char  names[256], *last;
+
+    last = ngx_http_twirt_realtime_enum_names(names, names + sizeof(names),
+                                              table);
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\", expected one of %*s",
+                       what, value, last - names, names);
+
     return NGX_CONF_ERROR;
 }
 

@@ -114,7 +114,8 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
                         json_string(NGX_HTTP_TWIRT_SESSION_EVENT));
 
     json_object_set_new(session, "type", json_string("realtime"));
-    json_object_set_new(session, "model", ngx_http_twirt_json_str(&conf->model));
+    json_object_set_new(session, "model",
+                        ngx_http_twirt_json_str(&conf->model));
 
     if (instructions->len) {
         json_object_set_new(session, "instructions",
