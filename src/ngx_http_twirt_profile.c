@@ -21,32 +21,37 @@
 #include "ngx_http_twirt_realtime.h"
 
 
-typedef char *(*ngx_http_twirt_profile_field_pt)(ngx_str_t *value,
-    json_t *profile, json_t *vars, json_t *td);
+typedef struct ngx_http_twirt_profile_field_s  ngx_http_twirt_profile_field_t;
+
+typedef char *(*ngx_http_twirt_profile_field_pt)(
+    ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
+    json_t *vars, json_t *td);
 
 
-typedef struct {
+struct ngx_http_twirt_profile_field_s {
     ngx_str_t                        name;
     ngx_http_twirt_profile_field_pt  handler;
-} ngx_http_twirt_profile_field_t;
+    const char                      *key;     /* where the value goes */
+    ngx_conf_enum_t                 *table;   /* the valid names */
+    ngx_uint_t                       turn;    /* 1: into turn_detection */
+};
 
 
-static char *ngx_http_twirt_profile_voice(ngx_str_t *value, json_t *profile,
+static char *ngx_http_twirt_profile_name(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td);
+static char *ngx_http_twirt_profile_transcription(
+    ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
     json_t *vars, json_t *td);
-static char *ngx_http_twirt_profile_transcription(ngx_str_t *value,
-    json_t *profile, json_t *vars, json_t *td);
-static char *ngx_http_twirt_profile_vad(ngx_str_t *value, json_t *profile,
+static char *ngx_http_twirt_profile_vad(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td);
+static char *ngx_http_twirt_profile_threshold(
+    ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
     json_t *vars, json_t *td);
-static char *ngx_http_twirt_profile_threshold(ngx_str_t *value,
-    json_t *profile, json_t *vars, json_t *td);
-static char *ngx_http_twirt_profile_prefix_padding(ngx_str_t *value,
-    json_t *profile, json_t *vars, json_t *td);
-static char *ngx_http_twirt_profile_silence(ngx_str_t *value,
-    json_t *profile, json_t *vars, json_t *td);
-static char *ngx_http_twirt_profile_eagerness(ngx_str_t *value,
-    json_t *profile, json_t *vars, json_t *td);
-static char *ngx_http_twirt_profile_variables(ngx_str_t *value,
-    json_t *profile, json_t *vars, json_t *td);
+static char *ngx_http_twirt_profile_ms(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td);
+static char *ngx_http_twirt_profile_variables(
+    ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
+    json_t *vars, json_t *td);
 static char *ngx_http_twirt_profile_enum(ngx_str_t *value,
     ngx_conf_enum_t *table, ngx_uint_t *v);
 static char *ngx_http_twirt_profile_set(json_t *obj, const char *key,
@@ -54,17 +59,23 @@ static char *ngx_http_twirt_profile_set(json_t *obj, const char *key,
 
 
 static ngx_http_twirt_profile_field_t  ngx_http_twirt_profile_fields[] = {
-    { ngx_string("voice"), ngx_http_twirt_profile_voice },
-    { ngx_string("transcription"), ngx_http_twirt_profile_transcription },
-    { ngx_string("vad"), ngx_http_twirt_profile_vad },
-    { ngx_string("vad_threshold"), ngx_http_twirt_profile_threshold },
-    { ngx_string("vad_prefix_padding_ms"),
-      ngx_http_twirt_profile_prefix_padding },
-    { ngx_string("vad_silence_duration_ms"),
-      ngx_http_twirt_profile_silence },
-    { ngx_string("vad_eagerness"), ngx_http_twirt_profile_eagerness },
-    { ngx_string("variables"), ngx_http_twirt_profile_variables },
-    { ngx_null_string, NULL }
+    { ngx_string("voice"), ngx_http_twirt_profile_name, "voice",
+      ngx_http_twirt_voices, 0 },
+    { ngx_string("transcription"), ngx_http_twirt_profile_transcription,
+      "transcription", ngx_http_twirt_transcription_models, 0 },
+    { ngx_string("vad"), ngx_http_twirt_profile_vad, "type",
+      ngx_http_twirt_vad_types, 1 },
+    { ngx_string("vad_threshold"), ngx_http_twirt_profile_threshold,
+      "threshold", NULL, 1 },
+    { ngx_string("vad_prefix_padding_ms"), ngx_http_twirt_profile_ms,
+      "prefix_padding_ms", NULL, 1 },
+    { ngx_string("vad_silence_duration_ms"), ngx_http_twirt_profile_ms,
+      "silence_duration_ms", NULL, 1 },
+    { ngx_string("vad_eagerness"), ngx_http_twirt_profile_name, "eagerness",
+      ngx_http_twirt_eagerness, 1 },
+    { ngx_string("variables"), ngx_http_twirt_profile_variables, NULL,
+      NULL, 0 },
+    { ngx_null_string, NULL, NULL, NULL, 0 }
 };
 
 
@@ -153,7 +164,7 @@ ngx_http_twirt_profile_parse(ngx_log_t *log, ngx_array_t *pairs)
 
         json_decref(v);
 
-        why = f->handler(value, profile, vars, td);
+        why = f->handler(f, value, profile, vars, td);
 
         if (why == NGX_CONF_ERROR) {
             goto failed;
@@ -200,19 +211,21 @@ failed:
  * no memory, else why the value was not taken.
  */
 
+/* a name from a table: into the session (voice) or turn_detection */
+
 static char *
-ngx_http_twirt_profile_voice(ngx_str_t *value, json_t *profile,
-    json_t *vars, json_t *td)
+ngx_http_twirt_profile_name(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td)
 {
     char        *why;
     ngx_uint_t   v;
 
-    why = ngx_http_twirt_profile_enum(value, ngx_http_twirt_voices, &v);
+    why = ngx_http_twirt_profile_enum(value, f->table, &v);
     if (why) {
         return why;
     }
 
-    return ngx_http_twirt_profile_set(profile, "voice",
+    return ngx_http_twirt_profile_set(f->turn ? td : profile, f->key,
                                       json_stringn((char *) value->data,
                                                    value->len));
 }
@@ -221,49 +234,49 @@ ngx_http_twirt_profile_voice(ngx_str_t *value, json_t *profile,
 /* "off": an empty model, no transcription */
 
 static char *
-ngx_http_twirt_profile_transcription(ngx_str_t *value, json_t *profile,
-    json_t *vars, json_t *td)
+ngx_http_twirt_profile_transcription(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td)
 {
     char        *why;
     ngx_uint_t   v;
 
-    why = ngx_http_twirt_profile_enum(value,
-                                      ngx_http_twirt_transcription_models,
-                                      &v);
+    why = ngx_http_twirt_profile_enum(value, f->table, &v);
     if (why) {
         return why;
     }
 
-    return ngx_http_twirt_profile_set(profile, "transcription",
+    return ngx_http_twirt_profile_set(profile, f->key,
                                       json_stringn((char *) value->data,
                                                    v ? value->len : 0));
 }
 
 
+/* turn_detection.type as the API spells it */
+
 static char *
-ngx_http_twirt_profile_vad(ngx_str_t *value, json_t *profile, json_t *vars,
-    json_t *td)
+ngx_http_twirt_profile_vad(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td)
 {
     char        *why;
     ngx_str_t   *type;
     ngx_uint_t   v;
 
-    why = ngx_http_twirt_profile_enum(value, ngx_http_twirt_vad_types, &v);
+    why = ngx_http_twirt_profile_enum(value, f->table, &v);
     if (why) {
         return why;
     }
 
     type = ngx_http_twirt_realtime_enum_name(ngx_http_twirt_vad_api_types, v);
 
-    return ngx_http_twirt_profile_set(td, "type",
+    return ngx_http_twirt_profile_set(td, f->key,
                                       json_stringn((char *) type->data,
                                                    type->len));
 }
 
 
 static char *
-ngx_http_twirt_profile_threshold(ngx_str_t *value, json_t *profile,
-    json_t *vars, json_t *td)
+ngx_http_twirt_profile_threshold(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td)
 {
     char    *why;
     double   d;
@@ -273,13 +286,13 @@ ngx_http_twirt_profile_threshold(ngx_str_t *value, json_t *profile,
         return why;
     }
 
-    return ngx_http_twirt_profile_set(td, "threshold", json_real(d));
+    return ngx_http_twirt_profile_set(td, f->key, json_real(d));
 }
 
 
 static char *
-ngx_http_twirt_profile_prefix_padding(ngx_str_t *value, json_t *profile,
-    json_t *vars, json_t *td)
+ngx_http_twirt_profile_ms(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td)
 {
     char       *why;
     ngx_int_t   ms;
@@ -289,51 +302,15 @@ ngx_http_twirt_profile_prefix_padding(ngx_str_t *value, json_t *profile,
         return why;
     }
 
-    return ngx_http_twirt_profile_set(td, "prefix_padding_ms",
-                                      json_integer(ms));
-}
-
-
-static char *
-ngx_http_twirt_profile_silence(ngx_str_t *value, json_t *profile,
-    json_t *vars, json_t *td)
-{
-    char       *why;
-    ngx_int_t   ms;
-
-    why = ngx_http_twirt_realtime_ms(value, &ms);
-    if (why) {
-        return why;
-    }
-
-    return ngx_http_twirt_profile_set(td, "silence_duration_ms",
-                                      json_integer(ms));
-}
-
-
-static char *
-ngx_http_twirt_profile_eagerness(ngx_str_t *value, json_t *profile,
-    json_t *vars, json_t *td)
-{
-    char        *why;
-    ngx_uint_t   v;
-
-    why = ngx_http_twirt_profile_enum(value, ngx_http_twirt_eagerness, &v);
-    if (why) {
-        return why;
-    }
-
-    return ngx_http_twirt_profile_set(td, "eagerness",
-                                      json_stringn((char *) value->data,
-                                                   value->len));
+    return ngx_http_twirt_profile_set(td, f->key, json_integer(ms));
 }
 
 
 /* a JSON object of variables; var_NAME fields are taken as they come */
 
 static char *
-ngx_http_twirt_profile_variables(ngx_str_t *value, json_t *profile,
-    json_t *vars, json_t *td)
+ngx_http_twirt_profile_variables(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td)
 {
     json_t        *v;
     json_error_t   err;
