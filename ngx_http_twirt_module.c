@@ -8,6 +8,7 @@
 
 
 #include "ngx_http_twirt.h"
+#include "ngx_http_twirt_ws_frame.h"
 #include "ngx_http_twirt_twiml.h"
 #include "ngx_http_twirt_stream.h"
 #include "ngx_http_twirt_escape.h"
@@ -61,6 +62,8 @@ static char *ngx_http_twirt_session_json(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_twirt_enum_error(ngx_conf_t *cf, const char *what,
+    ngx_str_t *value, ngx_conf_enum_t *table);
 static void ngx_http_twirt_json_cleanup(void *data);
 static ngx_int_t ngx_http_twirt_json_keep(ngx_conf_t *cf, json_t *json);
 static ngx_int_t ngx_http_twirt_complex(ngx_conf_t *cf, ngx_str_t *value,
@@ -145,7 +148,7 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_openai_url,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, openai_url),
       NULL },
 
     { ngx_string("twirt_openai_api_key"),
@@ -159,7 +162,7 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_api_key_file,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, api_key_file),
       NULL },
 
     { ngx_string("twirt_openai_ssl_verify"),
@@ -208,35 +211,35 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_voice,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, voice),
       NULL },
 
     { ngx_string("twirt_transcription"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_twirt_transcription,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, transcription),
       NULL },
 
     { ngx_string("twirt_vad"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_twirt_vad,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, vad),
       NULL },
 
     { ngx_string("twirt_noise_reduction"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_noise_reduction,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, noise_reduction),
       NULL },
 
     { ngx_string("twirt_tools"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_tools,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, tools),
       NULL },
 
     { ngx_string("twirt_end_call"),
@@ -250,21 +253,21 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_max_output_tokens,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, max_output_tokens),
       NULL },
 
     { ngx_string("twirt_session_json"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_session_json,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, session_json),
       NULL },
 
     { ngx_string("twirt_price"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_twirt_price,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, prices),
       NULL },
 
     { ngx_string("twirt_early_audio"),
@@ -306,7 +309,7 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_twirt_parameter,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, params),
       NULL },
 
     { ngx_string("twirt_say"),
@@ -320,7 +323,7 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_twirt_connect_action,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, action),
       NULL },
 
     { ngx_string("twirt_fallback_say"),
@@ -334,7 +337,7 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_twirt_fallback_dial,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, fallback_dial),
       NULL },
 
     { ngx_string("twirt_twiml_max_body_size"),
@@ -386,6 +389,13 @@ static ngx_str_t  ngx_http_twirt_default_url =
 /* gpt-realtime, and gpt-4o-mini-transcribe for input transcription */
 static ngx_http_twirt_prices_t  ngx_http_twirt_default_prices = {
     32.0, 0.40, 64.0, 4.0, 0.40, 16.0, 3.0, 5.0
+};
+
+
+/* server VAD, tuned for phone lines */
+static ngx_http_twirt_vad_t  ngx_http_twirt_default_vad = {
+    NGX_HTTP_TWIRT_VAD_SERVER, 0.6, 300, 500, NGX_HTTP_TWIRT_EAGERNESS_UNSET,
+    1, 1
 };
 
 
@@ -491,7 +501,9 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->openai_url = NGX_CONF_UNSET_PTR;
     conf->ssl_verify = NGX_CONF_UNSET;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
-    conf->turn_detection = NGX_CONF_UNSET_PTR;
+    conf->noise_reduction = NGX_CONF_UNSET_UINT;
+    conf->max_output_tokens = NGX_CONF_UNSET;
+    conf->vad.type = NGX_CONF_UNSET_UINT;
     conf->tools = NGX_CONF_UNSET_PTR;
     conf->session_json = NGX_CONF_UNSET_PTR;
     conf->end_call = NGX_CONF_UNSET;
@@ -585,26 +597,14 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->transcription, prev->transcription,
                              "gpt-4o-mini-transcribe");
-    ngx_conf_merge_str_value(conf->noise_reduction, prev->noise_reduction,
-                             "near_field");
-    ngx_conf_merge_str_value(conf->max_output_tokens,
-                             prev->max_output_tokens, "inf");
+    ngx_conf_merge_uint_value(conf->noise_reduction, prev->noise_reduction,
+                              NGX_HTTP_TWIRT_NOISE_NEAR_FIELD);
+    ngx_conf_merge_value(conf->max_output_tokens, prev->max_output_tokens,
+                         NGX_HTTP_TWIRT_TOKENS_INF);
 
-    if (conf->turn_detection == NGX_CONF_UNSET_PTR) {
-        if (prev->turn_detection == NGX_CONF_UNSET_PTR) {
-            prev->turn_detection = json_pack(
-                "{s:s,s:f,s:i,s:i,s:b,s:b}", "type", "server_vad",
-                "threshold", 0.6, "prefix_padding_ms", 300,
-                "silence_duration_ms", 500, "create_response", 1,
-                "interrupt_response", 1);
-
-            if (ngx_http_twirt_json_keep(cf, prev->turn_detection) != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-        }
-
-        conf->turn_detection = prev->turn_detection;
+    if (conf->vad.type == NGX_CONF_UNSET_UINT) {
+        conf->vad = (prev->vad.type == NGX_CONF_UNSET_UINT)
+                    ? ngx_http_twirt_default_vad : prev->vad;
     }
 
     ngx_conf_merge_ptr_value(conf->tools, prev->tools, NULL);
@@ -1080,6 +1080,7 @@ ngx_http_twirt_voice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
     ngx_str_t  *value;
+    ngx_uint_t  v;
 
     if (tlcf->voice.data) {
         return "is duplicate";
@@ -1087,15 +1088,14 @@ ngx_http_twirt_voice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ngx_http_twirt_realtime_voice_valid(&value[1]) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown voice \"%V\", expected one of alloy, "
-                           "ash, ballad, coral, echo, sage, shimmer, verse, "
-                           "marin, cedar", &value[1]);
-        return NGX_CONF_ERROR;
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_voices, &value[1], &v)
+        != NGX_OK)
+    {
+        return ngx_http_twirt_enum_error(cf, "unknown voice", &value[1],
+                                         ngx_http_twirt_voices);
     }
 
-    tlcf->voice = value[1];
+    tlcf->voice = *ngx_http_twirt_realtime_enum_name(ngx_http_twirt_voices, v);
 
     return NGX_CONF_OK;
 }
@@ -1109,6 +1109,7 @@ ngx_http_twirt_transcription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
     ngx_str_t  *value;
+    ngx_uint_t  v;
 
     if (tlcf->transcription.data) {
         return "is duplicate";
@@ -1116,20 +1117,27 @@ ngx_http_twirt_transcription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_transcription_models,
+                                     &value[1], &v)
+        != NGX_OK)
+    {
+        return ngx_http_twirt_enum_error(cf, "unknown transcription model",
+                                         &value[1],
+                                         ngx_http_twirt_transcription_models);
+    }
+
+    if (v == 0) {
         ngx_str_set(&tlcf->transcription, "");
+
+        if (cf->args->nelts == 3) {
+            return "takes no language when \"off\"";
+        }
+
         return NGX_CONF_OK;
     }
 
-    if (ngx_http_twirt_realtime_transcription_valid(&value[1]) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown transcription model \"%V\", expected "
-                           "whisper-1, gpt-4o-transcribe, "
-                           "gpt-4o-mini-transcribe or off", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    tlcf->transcription = value[1];
+    tlcf->transcription = *ngx_http_twirt_realtime_enum_name(
+                              ngx_http_twirt_transcription_models, v);
 
     if (cf->args->nelts == 3
         && ngx_http_twirt_option(&value[2], "language=", &tlcf->language)
@@ -1158,51 +1166,42 @@ ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
-    double       d;
-    json_t      *td;
-    ngx_int_t    n, semantic;
-    ngx_str_t   *value, v;
-    ngx_uint_t   i;
-    char         buf[32];
+    char                  *why;
+    u_char                 names[64], *last;
+    ngx_str_t             *value, v;
+    ngx_uint_t             i;
+    ngx_http_twirt_vad_t  *vad;
 
-    if (tlcf->turn_detection != NGX_CONF_UNSET_PTR) {
+    vad = &tlcf->vad;
+
+    if (vad->type != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0
-        && cf->args->nelts == 2)
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_vad_types, &value[1],
+                                     &vad->type)
+        != NGX_OK)
     {
-        tlcf->turn_detection = json_null();
-        return NGX_CONF_OK;
+        return ngx_http_twirt_enum_error(cf, "invalid turn detection",
+                                         &value[1], ngx_http_twirt_vad_types);
     }
 
-    if (value[1].len == 6 && ngx_strncmp(value[1].data, "server", 6) == 0) {
-        semantic = 0;
+    vad->threshold = -1;
+    vad->prefix_padding_ms = -1;
+    vad->silence_duration_ms = -1;
+    vad->eagerness = NGX_HTTP_TWIRT_EAGERNESS_UNSET;
+    vad->create_response = 1;
+    vad->interrupt_response = 1;
 
-    } else if (value[1].len == 8
-               && ngx_strncmp(value[1].data, "semantic", 8) == 0)
-    {
-        semantic = 1;
-
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid turn detection \"%V\", expected "
-                           "\"server\", \"semantic\" or \"off\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    td = json_pack("{s:s,s:b,s:b}",
-                   "type", semantic ? "semantic_vad" : "server_vad",
-                   "create_response", 1, "interrupt_response", 1);
-
-    if (ngx_http_twirt_json_keep(cf, td) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
+    why = "";
 
     for (i = 2; i < cf->args->nelts; i++) {
+
+        if (vad->type == NGX_HTTP_TWIRT_VAD_OFF) {
+            goto invalid;
+        }
 
         if (ngx_http_twirt_option(&value[i], "create_response=", &v) == NGX_OK
             || ngx_http_twirt_option(&value[i], "interrupt_response=", &v)
@@ -1214,65 +1213,61 @@ ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            json_object_set_new(td, value[i].data[0] == 'c'
-                                    ? "create_response" : "interrupt_response",
-                                json_boolean(v.len == 2));
+            if (value[i].data[0] == 'c') {
+                vad->create_response = (v.len == 2);
+
+            } else {
+                vad->interrupt_response = (v.len == 2);
+            }
+
             continue;
         }
 
-        if (semantic) {
-            if (ngx_http_twirt_option(&value[i], "eagerness=", &v) != NGX_OK
-                || !((v.len == 3 && ngx_strncmp(v.data, "low", 3) == 0)
-                     || (v.len == 6 && ngx_strncmp(v.data, "medium", 6) == 0)
-                     || (v.len == 4 && ngx_strncmp(v.data, "high", 4) == 0)
-                     || (v.len == 4 && ngx_strncmp(v.data, "auto", 4) == 0)))
+        if (vad->type == NGX_HTTP_TWIRT_VAD_SEMANTIC) {
+            if (ngx_http_twirt_option(&value[i], "eagerness=", &v) != NGX_OK)
             {
                 goto invalid;
             }
 
-            json_object_set_new(td, "eagerness",
-                                json_stringn((char *) v.data, v.len));
+            if (ngx_http_twirt_realtime_enum(ngx_http_twirt_eagerness, &v,
+                                             &vad->eagerness)
+                != NGX_OK)
+            {
+                last = ngx_http_twirt_realtime_enum_names(names,
+                           names + sizeof(names), ngx_http_twirt_eagerness);
+
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\" for semantic "
+                                   "voice activity detection, expected one "
+                                   "of %*s", &value[i], last - names, names);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 
         if (ngx_http_twirt_option(&value[i], "threshold=", &v) == NGX_OK) {
-            if (v.len >= sizeof(buf)) {
-                goto invalid;
-            }
+            why = ngx_http_twirt_realtime_threshold(&v, &vad->threshold);
 
-            ngx_memcpy(buf, v.data, v.len);
-            buf[v.len] = '\0';
-            d = strtod(buf, NULL);
-
-            if (d <= 0.0 || d >= 1.0) {
-                goto invalid;
-            }
-
-            json_object_set_new(td, "threshold", json_real(d));
-            continue;
-        }
-
-        if (ngx_http_twirt_option(&value[i], "prefix_padding_ms=", &v)
-            == NGX_OK
-            || ngx_http_twirt_option(&value[i], "silence_duration_ms=", &v)
-               == NGX_OK)
+        } else if (ngx_http_twirt_option(&value[i], "prefix_padding_ms=", &v)
+                   == NGX_OK)
         {
-            n = ngx_atoi(v.data, v.len);
-            if (n == NGX_ERROR || n > 10000) {
-                goto invalid;
-            }
+            why = ngx_http_twirt_realtime_ms(&v, &vad->prefix_padding_ms);
 
-            json_object_set_new(td, value[i].data[0] == 'p'
-                                    ? "prefix_padding_ms"
-                                    : "silence_duration_ms",
-                                json_integer(n));
-            continue;
+        } else if (ngx_http_twirt_option(&value[i], "silence_duration_ms=",
+                                         &v)
+                   == NGX_OK)
+        {
+            why = ngx_http_twirt_realtime_ms(&v, &vad->silence_duration_ms);
+
+        } else {
+            why = "";
         }
 
-        goto invalid;
+        if (why) {
+            goto invalid;
+        }
     }
-
-    tlcf->turn_detection = td;
 
     return NGX_CONF_OK;
 
@@ -1280,7 +1275,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\" for %V voice activity "
-                       "detection", &value[i], &value[1]);
+                       "detection%s%s", &value[i], &value[1],
+                       *why ? ": the value " : "", why);
     return NGX_CONF_ERROR;
 }
 
@@ -1293,26 +1289,20 @@ ngx_http_twirt_noise_reduction(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ngx_str_t  *value;
 
-    if (tlcf->noise_reduction.data) {
+    if (tlcf->noise_reduction != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (!(value[1].len == 10
-          && ngx_strncmp(value[1].data, "near_field", 10) == 0)
-        && !(value[1].len == 9
-             && ngx_strncmp(value[1].data, "far_field", 9) == 0)
-        && !(value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0))
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_noise_reductions,
+                                     &value[1], &tlcf->noise_reduction)
+        != NGX_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid noise reduction \"%V\", expected "
-                           "\"near_field\", \"far_field\" or \"off\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
+        return ngx_http_twirt_enum_error(cf, "invalid noise reduction",
+                                         &value[1],
+                                         ngx_http_twirt_noise_reductions);
     }
-
-    tlcf->noise_reduction = value[1];
 
     return NGX_CONF_OK;
 }
@@ -1390,27 +1380,23 @@ ngx_http_twirt_max_output_tokens(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
-    ngx_int_t   n;
+    char       *why;
     ngx_str_t  *value;
 
-    if (tlcf->max_output_tokens.data) {
+    if (tlcf->max_output_tokens != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (!(value[1].len == 3 && ngx_strncmp(value[1].data, "inf", 3) == 0)) {
-        n = ngx_atoi(value[1].data, value[1].len);
-
-        if (n == NGX_ERROR || n < 1 || n > 4096) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid max output tokens \"%V\", expected "
-                               "1 to 4096 or \"inf\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
+    why = ngx_http_twirt_realtime_max_output_tokens(&value[1],
+                                                    &tlcf->max_output_tokens);
+    if (why) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid max output tokens \"%V\": it %s",
+                           &value[1], why);
+        return NGX_CONF_ERROR;
     }
-
-    tlcf->max_output_tokens = value[1];
 
     return NGX_CONF_OK;
 }
@@ -1534,6 +1520,24 @@ invalid:
                        "invalid price \"%V\", expected e.g. "
                        "\"audio_in=32\" (USD per million tokens)",
                        &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* a value not in its table: the message lists what the table holds */
+
+static char *
+ngx_http_twirt_enum_error(ngx_conf_t *cf, const char *what, ngx_str_t *value,
+    ngx_conf_enum_t *table)
+{
+    u_char  names[256], *last;
+
+    last = ngx_http_twirt_realtime_enum_names(names, names + sizeof(names),
+                                              table);
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\", expected one of %*s",
+                       what, value, last - names, names);
+
     return NGX_CONF_ERROR;
 }
 

@@ -15,11 +15,35 @@
 
 #include <jansson.h>
 
-#include "ngx_http_twirt_ws_frame.h"
-
 
 /* Twilio: name + value of one <Parameter> must stay under 500 characters */
 #define NGX_HTTP_TWIRT_PARAM_MAX  500
+
+
+/* twirt_noise_reduction */
+#define NGX_HTTP_TWIRT_NOISE_OFF          0
+#define NGX_HTTP_TWIRT_NOISE_NEAR_FIELD   1
+#define NGX_HTTP_TWIRT_NOISE_FAR_FIELD    2
+
+/* twirt_vad, and an agent profile's "vad" */
+#define NGX_HTTP_TWIRT_VAD_OFF            0
+#define NGX_HTTP_TWIRT_VAD_SERVER         1
+#define NGX_HTTP_TWIRT_VAD_SEMANTIC       2
+
+/* semantic VAD's eagerness; UNSET: not sent, the API's default applies */
+#define NGX_HTTP_TWIRT_EAGERNESS_UNSET    0
+#define NGX_HTTP_TWIRT_EAGERNESS_LOW      1
+#define NGX_HTTP_TWIRT_EAGERNESS_MEDIUM   2
+#define NGX_HTTP_TWIRT_EAGERNESS_HIGH     3
+#define NGX_HTTP_TWIRT_EAGERNESS_AUTO     4
+
+/* twirt_max_output_tokens inf */
+#define NGX_HTTP_TWIRT_TOKENS_INF         0
+
+
+/* opaque here: each is defined by the file that owns it */
+typedef struct ngx_http_twirt_ws_s          ngx_http_twirt_ws_t;
+typedef struct ngx_http_twirt_redis_read_s  ngx_http_twirt_redis_read_t;
 
 
 typedef struct {
@@ -68,6 +92,21 @@ typedef struct {
     ngx_addr_t                 *addr;          /* an IP literal, or NULL */
     unsigned                    ssl:1;
 } ngx_http_twirt_url_t;
+
+
+/*
+ * Turn detection, parsed once.  A parameter below 0 (eagerness UNSET) is
+ * not sent: the API's default applies.
+ */
+typedef struct {
+    ngx_uint_t                  type;              /* NGX_HTTP_TWIRT_VAD_* */
+    double                      threshold;         /* server: 0..1 */
+    ngx_int_t                   prefix_padding_ms; /* server */
+    ngx_int_t                   silence_duration_ms; /* server */
+    ngx_uint_t                  eagerness;         /* semantic */
+    ngx_flag_t                  create_response;
+    ngx_flag_t                  interrupt_response;
+} ngx_http_twirt_vad_t;
 
 
 /* USD per million tokens */
@@ -121,12 +160,13 @@ typedef struct {
     ngx_str_t                   model;
     ngx_str_t                   instructions;
     ngx_str_t                   greeting;
-    ngx_str_t                   voice;
-    ngx_str_t                   transcription;
+    ngx_str_t                   voice;            /* a table's name */
+    ngx_str_t                   transcription;    /* a model, "": off */
     ngx_str_t                   language;
-    ngx_str_t                   noise_reduction;
-    ngx_str_t                   max_output_tokens;
-    json_t                     *turn_detection;   /* NULL: unset */
+    ngx_uint_t                  noise_reduction;  /* NGX_HTTP_TWIRT_NOISE_* */
+    ngx_int_t                   max_output_tokens; /* 1..4096, or
+                                                   NGX_HTTP_TWIRT_TOKENS_INF */
+    ngx_http_twirt_vad_t        vad;
     json_t                     *tools;            /* an array */
     json_t                     *session_json;     /* merged into session */
     ngx_flag_t                  end_call;
@@ -149,18 +189,18 @@ typedef struct {
 
 /* per request state of the voice webhook, also read by $twirt_param_* */
 typedef struct {
-    ngx_uint_t                  kind;    /* NGX_HTTP_TWIRT_CTX_WEBHOOK */
-    ngx_array_t                *pairs;
-    void                       *redis;   /* a call record being read */
-    unsigned                    done:1;
-    unsigned                    action:1;
+    ngx_uint_t                    kind;   /* NGX_HTTP_TWIRT_CTX_WEBHOOK */
+    ngx_array_t                  *pairs;
+    ngx_http_twirt_redis_read_t  *redis;  /* a call record being read */
+    unsigned                      done:1;
+    unsigned                      action:1;
 } ngx_http_twirt_twiml_ctx_t;
 
 
 /* per request state of a Media Stream: the call, then its summary */
 typedef struct {
     ngx_uint_t                  kind;    /* NGX_HTTP_TWIRT_CTX_STREAM */
-    void                       *ws;      /* NULL once the call is over */
+    ngx_http_twirt_ws_t        *ws;      /* NULL once the call is over */
     ngx_str_t                   call_sid;
     ngx_str_t                   stream_sid;
     ngx_str_t                   end_reason;

@@ -12,19 +12,76 @@
 static json_t *ngx_http_twirt_json_str(ngx_str_t *s);
 static void ngx_http_twirt_profile_str(json_t *profile, const char *key,
     ngx_str_t *out);
+static json_t *ngx_http_twirt_realtime_vad(ngx_http_twirt_vad_t *conf,
+    json_t *profile);
 static uint64_t ngx_http_twirt_json_uint(json_t *obj, const char *key);
 static ngx_int_t ngx_http_twirt_usage_bounded(uint64_t *v, ngx_uint_t n);
-static ngx_int_t ngx_http_twirt_in_list(ngx_str_t *s, const char **list);
 
 
-static const char  *ngx_http_twirt_voices[] = {
-    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
-    "marin", "cedar", NULL
+ngx_conf_enum_t  ngx_http_twirt_voices[] = {
+    { ngx_string("alloy"), 0 },
+    { ngx_string("ash"), 1 },
+    { ngx_string("ballad"), 2 },
+    { ngx_string("coral"), 3 },
+    { ngx_string("echo"), 4 },
+    { ngx_string("sage"), 5 },
+    { ngx_string("shimmer"), 6 },
+    { ngx_string("verse"), 7 },
+    { ngx_string("marin"), 8 },
+    { ngx_string("cedar"), 9 },
+    { ngx_null_string, 0 }
 };
 
 
-static const char  *ngx_http_twirt_transcription_models[] = {
-    "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", NULL
+/* "off" is a value of the directive and of a profile, not a model */
+ngx_conf_enum_t  ngx_http_twirt_transcription_models[] = {
+    { ngx_string("whisper-1"), 1 },
+    { ngx_string("gpt-4o-transcribe"), 2 },
+    { ngx_string("gpt-4o-mini-transcribe"), 3 },
+    { ngx_string("off"), 0 },
+    { ngx_null_string, 0 }
+};
+
+
+/* the directive's words and a profile's "vad" */
+ngx_conf_enum_t  ngx_http_twirt_vad_types[] = {
+    { ngx_string("server"), NGX_HTTP_TWIRT_VAD_SERVER },
+    { ngx_string("semantic"), NGX_HTTP_TWIRT_VAD_SEMANTIC },
+    { ngx_string("off"), NGX_HTTP_TWIRT_VAD_OFF },
+    { ngx_null_string, 0 }
+};
+
+
+/* turn_detection.type as the API (and a parsed profile) spells it */
+ngx_conf_enum_t  ngx_http_twirt_vad_api_types[] = {
+    { ngx_string("server_vad"), NGX_HTTP_TWIRT_VAD_SERVER },
+    { ngx_string("semantic_vad"), NGX_HTTP_TWIRT_VAD_SEMANTIC },
+    { ngx_string("off"), NGX_HTTP_TWIRT_VAD_OFF },
+    { ngx_null_string, 0 }
+};
+
+
+ngx_conf_enum_t  ngx_http_twirt_eagerness[] = {
+    { ngx_string("low"), NGX_HTTP_TWIRT_EAGERNESS_LOW },
+    { ngx_string("medium"), NGX_HTTP_TWIRT_EAGERNESS_MEDIUM },
+    { ngx_string("high"), NGX_HTTP_TWIRT_EAGERNESS_HIGH },
+    { ngx_string("auto"), NGX_HTTP_TWIRT_EAGERNESS_AUTO },
+    { ngx_null_string, 0 }
+};
+
+
+ngx_conf_enum_t  ngx_http_twirt_noise_reductions[] = {
+    { ngx_string("near_field"), NGX_HTTP_TWIRT_NOISE_NEAR_FIELD },
+    { ngx_string("far_field"), NGX_HTTP_TWIRT_NOISE_FAR_FIELD },
+    { ngx_string("off"), NGX_HTTP_TWIRT_NOISE_OFF },
+    { ngx_null_string, 0 }
+};
+
+
+/* the words twirt_max_output_tokens takes besides a number */
+ngx_conf_enum_t  ngx_http_twirt_max_output_tokens_words[] = {
+    { ngx_string("inf"), NGX_HTTP_TWIRT_TOKENS_INF },
+    { ngx_null_string, 0 }
 };
 
 
@@ -37,9 +94,8 @@ json_t *
 ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
     ngx_str_t *instructions, json_t *profile)
 {
-    json_t      *ev, *session, *audio, *input, *output, *tools, *tool, *t, *v;
-    ngx_str_t    voice, transcription, language;
-    const char  *type;
+    json_t      *ev, *session, *audio, *input, *output, *tools, *tool, *t;
+    ngx_str_t    voice, transcription, language, *name;
 
     ev = json_object();
     session = json_object();
@@ -59,7 +115,8 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
                         json_string(NGX_HTTP_TWIRT_SESSION_EVENT));
 
     json_object_set_new(session, "type", json_string("realtime"));
-    json_object_set_new(session, "model", ngx_http_twirt_json_str(&conf->model));
+    json_object_set_new(session, "model",
+                        ngx_http_twirt_json_str(&conf->model));
 
     if (instructions->len) {
         json_object_set_new(session, "instructions",
@@ -72,16 +129,15 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
     json_object_set_new(input, "format", json_pack("{s:s}", "type",
                                                    "audio/pcmu"));
 
-    if (conf->noise_reduction.len == 3
-        && ngx_strncmp(conf->noise_reduction.data, "off", 3) == 0)
-    {
+    if (conf->noise_reduction == NGX_HTTP_TWIRT_NOISE_OFF) {
         json_object_set_new(input, "noise_reduction", json_null());
 
     } else {
-        t = json_object();
-        json_object_set_new(t, "type",
-                            ngx_http_twirt_json_str(&conf->noise_reduction));
-        json_object_set_new(input, "noise_reduction", t);
+        name = ngx_http_twirt_realtime_enum_name(
+                   ngx_http_twirt_noise_reductions, conf->noise_reduction);
+        json_object_set_new(input, "noise_reduction",
+                            json_pack("{s:s%}", "type", name->data,
+                                      name->len));
     }
 
     /* an agent profile overrides the configuration */
@@ -106,33 +162,14 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
         json_object_set_new(input, "transcription", t);
     }
 
-    v = json_object_get(profile, "turn_detection");
-
-    if (json_is_object(v)) {
-        t = json_deep_copy(json_is_object(conf->turn_detection)
-                           ? conf->turn_detection : v);
-        json_object_update(t, v);
-
-        type = json_string_value(json_object_get(t, "type"));
-
-        if (type == NULL) {
-            json_object_set_new(t, "type", json_string("server_vad"));
-
-        } else if (ngx_strcmp(type, "off") == 0) {
-            json_decref(t);
-            t = json_null();
-
-        } else if (ngx_strcmp(type, "semantic_vad") == 0) {
-            json_object_del(t, "threshold");
-            json_object_del(t, "prefix_padding_ms");
-            json_object_del(t, "silence_duration_ms");
-        }
-
-        json_object_set_new(input, "turn_detection", t);
-
-    } else if (conf->turn_detection) {
-        json_object_set(input, "turn_detection", conf->turn_detection);
+    t = ngx_http_twirt_realtime_vad(&conf->vad,
+                                    json_object_get(profile,
+                                                    "turn_detection"));
+    if (t == NULL) {
+        goto failed;
     }
+
+    json_object_set_new(input, "turn_detection", t);
 
     json_object_set_new(output, "format", json_pack("{s:s}", "type",
                                                     "audio/pcmu"));
@@ -168,15 +205,12 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
 
     tools = NULL;
 
-    if (conf->max_output_tokens.len == 3
-        && ngx_strncmp(conf->max_output_tokens.data, "inf", 3) == 0)
-    {
+    if (conf->max_output_tokens == NGX_HTTP_TWIRT_TOKENS_INF) {
         json_object_set_new(session, "max_output_tokens", json_string("inf"));
 
     } else {
         json_object_set_new(session, "max_output_tokens",
-                            json_integer(ngx_atoi(conf->max_output_tokens.data,
-                                                  conf->max_output_tokens.len)));
+                            json_integer(conf->max_output_tokens));
     }
 
     if (conf->session_json) {
@@ -310,32 +344,263 @@ ngx_http_twirt_realtime_cost(ngx_http_twirt_prices_t *p,
 }
 
 
-ngx_int_t
-ngx_http_twirt_realtime_voice_valid(ngx_str_t *voice)
+/*
+ * turn_detection: the configuration's, with an agent profile's fields
+ * over it.  A profile that changes the type keeps nothing of the other
+ * type's parameters: semantic VAD has no threshold, prefix padding or
+ * silence duration, server VAD no eagerness.
+ */
+
+static json_t *
+ngx_http_twirt_realtime_vad(ngx_http_twirt_vad_t *conf, json_t *profile)
 {
-    return ngx_http_twirt_in_list(voice, ngx_http_twirt_voices);
+    json_t                *td, *v;
+    ngx_str_t              s, *name;
+    ngx_uint_t             type;
+    ngx_http_twirt_vad_t   vad;
+
+    vad = *conf;
+
+    if (json_is_object(profile)) {
+
+        v = json_object_get(profile, "type");
+
+        if (json_is_string(v)) {
+            s.data = (u_char *) json_string_value(v);
+            s.len = json_string_length(v);
+
+            if (ngx_http_twirt_realtime_enum(ngx_http_twirt_vad_api_types,
+                                             &s, &type)
+                != NGX_OK)
+            {
+                type = vad.type;
+            }
+
+        } else {
+            /* parameters alone turn an "off" configuration into server */
+            type = (vad.type == NGX_HTTP_TWIRT_VAD_OFF)
+                   ? NGX_HTTP_TWIRT_VAD_SERVER : vad.type;
+        }
+
+        if (type != vad.type) {
+            vad.type = type;
+            vad.threshold = -1;
+            vad.prefix_padding_ms = -1;
+            vad.silence_duration_ms = -1;
+            vad.eagerness = NGX_HTTP_TWIRT_EAGERNESS_UNSET;
+        }
+
+        v = json_object_get(profile, "threshold");
+        if (json_is_number(v)) {
+            vad.threshold = json_number_value(v);
+        }
+
+        v = json_object_get(profile, "prefix_padding_ms");
+        if (json_is_integer(v)) {
+            vad.prefix_padding_ms = (ngx_int_t) json_integer_value(v);
+        }
+
+        v = json_object_get(profile, "silence_duration_ms");
+        if (json_is_integer(v)) {
+            vad.silence_duration_ms = (ngx_int_t) json_integer_value(v);
+        }
+
+        v = json_object_get(profile, "eagerness");
+        if (json_is_string(v)) {
+            s.data = (u_char *) json_string_value(v);
+            s.len = json_string_length(v);
+
+            (void) ngx_http_twirt_realtime_enum(ngx_http_twirt_eagerness, &s,
+                                                &vad.eagerness);
+        }
+    }
+
+    if (vad.type == NGX_HTTP_TWIRT_VAD_OFF) {
+        return json_null();
+    }
+
+    name = ngx_http_twirt_realtime_enum_name(ngx_http_twirt_vad_api_types,
+                                             vad.type);
+
+    td = json_pack("{s:s%,s:b,s:b}", "type", name->data, name->len,
+                   "create_response", (int) vad.create_response,
+                   "interrupt_response", (int) vad.interrupt_response);
+    if (td == NULL) {
+        return NULL;
+    }
+
+    if (vad.type == NGX_HTTP_TWIRT_VAD_SEMANTIC) {
+        if (vad.eagerness != NGX_HTTP_TWIRT_EAGERNESS_UNSET) {
+            name = ngx_http_twirt_realtime_enum_name(ngx_http_twirt_eagerness,
+                                                     vad.eagerness);
+            json_object_set_new(td, "eagerness",
+                                ngx_http_twirt_json_str(name));
+        }
+
+        return td;
+    }
+
+    if (vad.threshold >= 0) {
+        json_object_set_new(td, "threshold", json_real(vad.threshold));
+    }
+
+    if (vad.prefix_padding_ms >= 0) {
+        json_object_set_new(td, "prefix_padding_ms",
+                            json_integer(vad.prefix_padding_ms));
+    }
+
+    if (vad.silence_duration_ms >= 0) {
+        json_object_set_new(td, "silence_duration_ms",
+                            json_integer(vad.silence_duration_ms));
+    }
+
+    return td;
 }
 
 
+/* NGX_OK and the value when name is in the table, else NGX_DECLINED */
+
 ngx_int_t
-ngx_http_twirt_realtime_transcription_valid(ngx_str_t *model)
+ngx_http_twirt_realtime_enum(ngx_conf_enum_t *table, ngx_str_t *name,
+    ngx_uint_t *value)
 {
-    return ngx_http_twirt_in_list(model, ngx_http_twirt_transcription_models);
-}
-
-
-static ngx_int_t
-ngx_http_twirt_in_list(ngx_str_t *s, const char **list)
-{
-    for ( /* void */ ; *list; list++) {
-        if (ngx_strlen(*list) == s->len
-            && ngx_strncmp(*list, s->data, s->len) == 0)
+    for ( /* void */ ; table->name.len; table++) {
+        if (table->name.len == name->len
+            && ngx_strncmp(table->name.data, name->data, name->len) == 0)
         {
+            *value = table->value;
             return NGX_OK;
         }
     }
 
     return NGX_DECLINED;
+}
+
+
+ngx_str_t *
+ngx_http_twirt_realtime_enum_name(ngx_conf_enum_t *table, ngx_uint_t value)
+{
+    ngx_conf_enum_t  *e;
+
+    for (e = table; e->name.len; e++) {
+        if (e->value == value) {
+            return &e->name;
+        }
+    }
+
+    /* values come from the same table: not reached */
+    return &table->name;
+}
+
+
+/* "a, b, c": for messages that say what is valid */
+
+u_char *
+ngx_http_twirt_realtime_enum_names(u_char *buf, u_char *last,
+    ngx_conf_enum_t *table)
+{
+    u_char  *p;
+
+    p = buf;
+
+    for ( /* void */ ; table->name.len; table++) {
+        p = ngx_slprintf(p, last, "%s%V", p == buf ? "" : ", ",
+                         &table->name);
+    }
+
+    return p;
+}
+
+
+/*
+ * The checks below return NULL when the value is valid, else why not,
+ * to follow the value's name in a message.
+ */
+
+char *
+ngx_http_twirt_realtime_threshold(ngx_str_t *s, double *threshold)
+{
+    char        buf[32], *end;
+    double      d;
+    ngx_uint_t  i, dot;
+
+    if (s->len == 0 || s->len >= sizeof(buf)) {
+        goto invalid;
+    }
+
+    /* digits and one point: no signs, exponents, "nan" or "inf" */
+
+    dot = 0;
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] == '.' && dot++ == 0) {
+            continue;
+        }
+
+        if (s->data[i] < '0' || s->data[i] > '9') {
+            goto invalid;
+        }
+    }
+
+    ngx_memcpy(buf, s->data, s->len);
+    buf[s->len] = '\0';
+
+    d = strtod(buf, &end);
+
+    if (end != buf + s->len || d < 0.0 || d > 1.0) {
+        goto invalid;
+    }
+
+    *threshold = d;
+
+    return NULL;
+
+invalid:
+
+    return "is not a number from 0 to 1";
+}
+
+
+char *
+ngx_http_twirt_realtime_ms(ngx_str_t *s, ngx_int_t *ms)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(s->data, s->len);
+
+    if (n == NGX_ERROR || n > 10000) {
+        return "is not a whole number of milliseconds from 0 to 10000";
+    }
+
+    *ms = n;
+
+    return NULL;
+}
+
+
+char *
+ngx_http_twirt_realtime_max_output_tokens(ngx_str_t *s, ngx_int_t *n)
+{
+    ngx_int_t   v;
+    ngx_uint_t  word;
+
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_max_output_tokens_words,
+                                     s, &word)
+        == NGX_OK)
+    {
+        *n = (ngx_int_t) word;
+        return NULL;
+    }
+
+    v = ngx_atoi(s->data, s->len);
+
+    if (v == NGX_ERROR || v < 1 || v > 4096) {
+        return "is not 1 to 4096 or \"inf\"";
+    }
+
+    *n = v;
+
+    return NULL;
 }
 
 

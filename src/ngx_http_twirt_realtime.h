@@ -46,8 +46,29 @@ ngx_int_t ngx_http_twirt_realtime_transcription_usage(json_t *usage,
     ngx_http_twirt_usage_t *u);
 double ngx_http_twirt_realtime_cost(ngx_http_twirt_prices_t *p,
     ngx_http_twirt_usage_t *u);
-ngx_int_t ngx_http_twirt_realtime_voice_valid(ngx_str_t *voice);
-ngx_int_t ngx_http_twirt_realtime_transcription_valid(ngx_str_t *model);
+
+/*
+ * The values a session takes, checked the same way for directives and
+ * for agent profiles from Redis.  Each table serves both the check and
+ * the error message that lists what is valid.
+ */
+extern ngx_conf_enum_t  ngx_http_twirt_voices[];
+extern ngx_conf_enum_t  ngx_http_twirt_transcription_models[];
+extern ngx_conf_enum_t  ngx_http_twirt_vad_types[];
+extern ngx_conf_enum_t  ngx_http_twirt_vad_api_types[];
+extern ngx_conf_enum_t  ngx_http_twirt_eagerness[];
+extern ngx_conf_enum_t  ngx_http_twirt_noise_reductions[];
+extern ngx_conf_enum_t  ngx_http_twirt_max_output_tokens_words[];
+
+ngx_int_t ngx_http_twirt_realtime_enum(ngx_conf_enum_t *table,
+    ngx_str_t *name, ngx_uint_t *value);
+ngx_str_t *ngx_http_twirt_realtime_enum_name(ngx_conf_enum_t *table,
+    ngx_uint_t value);
+u_char *ngx_http_twirt_realtime_enum_names(u_char *buf, u_char *last,
+    ngx_conf_enum_t *table);
+char *ngx_http_twirt_realtime_threshold(ngx_str_t *s, double *threshold);
+char *ngx_http_twirt_realtime_ms(ngx_str_t *s, ngx_int_t *ms);
+char *ngx_http_twirt_realtime_max_output_tokens(ngx_str_t *s, ngx_int_t *n);
 
 
 #endif /* _NGX_HTTP_TWIRT_REALTIME_H_INCLUDED_ */

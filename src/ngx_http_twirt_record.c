@@ -21,6 +21,7 @@
 #include "ngx_http_twirt_record.h"
 #include "ngx_http_twirt_redis.h"
 #include "ngx_http_twirt_realtime.h"
+#include "ngx_http_twirt_profile.h"
 
 
 #define NGX_HTTP_TWIRT_ARGS  32
@@ -342,13 +343,7 @@ ngx_http_twirt_record_cancel(ngx_http_twirt_call_t *call)
 }
 
 
-/*
- * The profile's fields become a JSON object the session is built from:
- * instructions, greeting, voice, language, transcription, vad (server,
- * semantic or off), vad_threshold, vad_prefix_padding_ms,
- * vad_silence_duration_ms, vad_eagerness, and variables: "var_NAME"
- * fields, or "variables" holding a JSON object.
- */
+/* the profile becomes the JSON object the session is built from */
 
 static void
 ngx_http_twirt_record_profile_read(void *data, ngx_int_t rc,
@@ -356,11 +351,7 @@ ngx_http_twirt_record_profile_read(void *data, ngx_int_t rc,
 {
     ngx_http_twirt_call_t  *call = data;
 
-    json_t        *profile, *vars, *td, *v;
-    ngx_str_t     *name, *value, s;
-    ngx_uint_t     i;
-    ngx_keyval_t  *kv;
-    json_error_t   err;
+    json_t  *profile;
 
     call->profile_handle = NULL;
 
@@ -372,119 +363,10 @@ ngx_http_twirt_record_profile_read(void *data, ngx_int_t rc,
         goto done;
     }
 
-    profile = json_object();
-    vars = json_object();
-    td = json_object();
+    profile = ngx_http_twirt_profile_parse(call->log, pairs);
 
-    if (profile == NULL || vars == NULL || td == NULL) {
-        json_decref(profile);
-        json_decref(vars);
-        json_decref(td);
+    if (profile == NULL) {
         goto done;
-    }
-
-    kv = pairs->elts;
-
-    for (i = 0; i < pairs->nelts; i++) {
-        name = &kv[i].key;
-        value = &kv[i].value;
-        v = json_stringn((char *) value->data, value->len);
-
-        if (v == NULL) {
-            ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                          "twirt: agent profile field \"%V\" is not UTF-8, "
-                          "ignored", name);
-            continue;
-        }
-
-        if (name->len > 4 && ngx_strncmp(name->data, "var_", 4) == 0) {
-            json_object_setn_new(vars, (char *) name->data + 4,
-                                 name->len - 4, v);
-            continue;
-        }
-
-        if (name->len == 9 && ngx_strncmp(name->data, "variables", 9) == 0) {
-            json_decref(v);
-            v = json_loadb((char *) value->data, value->len, 0, &err);
-
-            if (!json_is_object(v)) {
-                ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                              "twirt: agent profile \"variables\" is not a "
-                              "JSON object, ignored");
-                json_decref(v);
-                continue;
-            }
-
-            json_object_update(vars, v);
-            json_decref(v);
-            continue;
-        }
-
-        if (name->len == 5 && ngx_strncmp(name->data, "voice", 5) == 0
-            && ngx_http_twirt_realtime_voice_valid(value) != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                          "twirt: agent profile voice \"%V\" is unknown, "
-                          "ignored", value);
-            json_decref(v);
-            continue;
-        }
-
-        if (name->len == 13
-            && ngx_strncmp(name->data, "transcription", 13) == 0
-            && ngx_http_twirt_realtime_transcription_valid(value) != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                          "twirt: agent profile transcription model \"%V\" "
-                          "is unknown, ignored", value);
-            json_decref(v);
-            continue;
-        }
-
-        if (name->len > 4 && ngx_strncmp(name->data, "vad_", 4) == 0) {
-            s.data = name->data + 4;
-            s.len = name->len - 4;
-
-            if (s.len == 9 && ngx_strncmp(s.data, "eagerness", 9) == 0) {
-                json_object_set_new(td, "eagerness", v);
-
-            } else if (s.len == 9 && ngx_strncmp(s.data, "threshold", 9) == 0)
-            {
-                json_object_set_new(td, "threshold",
-                                    json_real(atof(json_string_value(v))));
-                json_decref(v);
-
-            } else {
-                json_object_setn_new(td, (char *) s.data, s.len,
-                    json_integer(ngx_atoi(value->data, value->len)));
-                json_decref(v);
-            }
-
-            continue;
-        }
-
-        if (name->len == 3 && ngx_strncmp(name->data, "vad", 3) == 0) {
-            json_object_set_new(td, "type",
-                json_string(value->len == 8
-                            && ngx_strncmp(value->data, "semantic", 8) == 0
-                            ? "semantic_vad"
-                            : value->len == 3
-                              && ngx_strncmp(value->data, "off", 3) == 0
-                              ? "off" : "server_vad"));
-            json_decref(v);
-            continue;
-        }
-
-        json_object_setn_new(profile, (char *) name->data, name->len, v);
-    }
-
-    json_object_set_new(profile, "variables", vars);
-
-    if (json_object_size(td)) {
-        json_object_set_new(profile, "turn_detection", td);
-
-    } else {
-        json_decref(td);
     }
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,

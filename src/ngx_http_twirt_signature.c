@@ -14,6 +14,11 @@
 #define NGX_HTTP_TWIRT_SIG_URLS  4
 
 
+static ngx_int_t ngx_http_twirt_signature_url(ngx_http_request_t *r,
+    ngx_http_complex_value_t *public_url, const char *scheme, ngx_str_t *url);
+static ngx_int_t ngx_http_twirt_signature_valid(ngx_pool_t *pool,
+    ngx_str_t *token, ngx_str_t *url, ngx_array_t *pairs,
+    ngx_str_t *signature);
 static ngx_int_t ngx_http_twirt_signature_urls(ngx_pool_t *pool,
     ngx_str_t *url, ngx_str_t *urls, ngx_uint_t *n);
 static ngx_int_t ngx_http_twirt_signature_params(ngx_pool_t *pool,
@@ -25,13 +30,121 @@ static ngx_int_t ngx_http_twirt_signature_match(ngx_str_t *token,
 
 
 /*
+ * The one place that knows which URLs Twilio may have signed.  The
+ * webhook (and <Connect action>): twirt_public_url, or the request's URL
+ * as https and, on a plain connection behind a TLS tunnel, as http.  The
+ * upgrade: twirt_public_url or the request's wss:// URL, as written in
+ * <Stream url>, with and without a trailing '/' (Twilio's docs advise
+ * trying both).  pairs: the POST parameters of a webhook, or NULL.
+ * NGX_OK: signed, or no twirt_twilio_auth_token; NGX_DECLINED: missing
+ * or wrong, logged; NGX_ERROR: no memory.
+ */
+
+ngx_int_t
+ngx_http_twirt_signature_check(ngx_http_request_t *r, ngx_uint_t kind,
+    ngx_array_t *pairs, ngx_str_t *call_sid)
+{
+    u_char                     *p;
+    ngx_int_t                   rc;
+    ngx_str_t                   url, signature, *token;
+    ngx_http_twirt_loc_conf_t  *tlcf;
+
+    static ngx_str_t  unknown = ngx_string("-");
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+    token = &tlcf->auth_token;
+
+    if (token->len == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_twirt_signature_url(r, tlcf->public_url,
+                                     kind == NGX_HTTP_TWIRT_SIGNED_UPGRADE
+                                     ? "wss" : "https", &url)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_twirt_header_in(r, "X-Twilio-Signature", &signature);
+
+    rc = ngx_http_twirt_signature_valid(r->pool, token, &url, pairs,
+                                        &signature);
+
+    if (rc != NGX_DECLINED || url.len == 0) {
+        goto done;
+    }
+
+    if (kind == NGX_HTTP_TWIRT_SIGNED_UPGRADE) {
+        p = ngx_pnalloc(r->pool, url.len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, url.data, url.len);
+
+        if (p[url.len - 1] == '/') {
+            url.len--;
+
+        } else {
+            p[url.len++] = '/';
+        }
+
+        url.data = p;
+
+        rc = ngx_http_twirt_signature_valid(r->pool, token, &url, NULL,
+                                            &signature);
+        goto done;
+    }
+
+    /* behind a TLS tunnel nginx sees http, Twilio signed https */
+
+    if (tlcf->public_url == NULL
+#if (NGX_HTTP_SSL)
+        && r->connection->ssl == NULL
+#endif
+       )
+    {
+        p = url.data + 1;
+        ngx_memcpy(p, "http", 4);
+
+        url.data = p;
+        url.len--;
+
+        rc = ngx_http_twirt_signature_valid(r->pool, token, &url, pairs,
+                                            &signature);
+    }
+
+done:
+
+    if (rc == NGX_DECLINED) {
+        if (kind == NGX_HTTP_TWIRT_SIGNED_UPGRADE) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "twirt: %s X-Twilio-Signature on the media stream "
+                          "upgrade to \"%V\"",
+                          signature.len ? "invalid" : "missing", &url);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "twirt: %s X-Twilio-Signature for CallSid \"%V\" "
+                          "on \"%V\"",
+                          signature.len ? "invalid" : "missing",
+                          call_sid ? call_sid : &unknown, &url);
+        }
+    }
+
+    return rc;
+}
+
+
+/*
  * NGX_OK when the signature matches the URL as given or with its port
  * toggled (Twilio drops the port and any user:password before signing
  * some URLs, validators try both); NGX_DECLINED when it does not.
  */
 
-ngx_int_t
-ngx_http_twirt_signature_check(ngx_pool_t *pool, ngx_str_t *token,
+static ngx_int_t
+ngx_http_twirt_signature_valid(ngx_pool_t *pool, ngx_str_t *token,
     ngx_str_t *url, ngx_array_t *pairs, ngx_str_t *signature)
 {
     u_char      *buf;
@@ -80,7 +193,7 @@ ngx_http_twirt_signature_check(ngx_pool_t *pool, ngx_str_t *token,
  * request itself, with the Host header as sent (its port included).
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_twirt_signature_url(ngx_http_request_t *r,
     ngx_http_complex_value_t *public_url, const char *scheme, ngx_str_t *url)
 {
@@ -98,8 +211,7 @@ ngx_http_twirt_signature_url(ngx_http_request_t *r,
 
     url->len = len + sizeof("://") - 1 + host->len + r->unparsed_uri.len;
 
-    /* one byte more: the callers may append a '/' */
-    url->data = ngx_pnalloc(r->pool, url->len + 1);
+    url->data = ngx_pnalloc(r->pool, url->len);
     if (url->data == NULL) {
         return NGX_ERROR;
     }

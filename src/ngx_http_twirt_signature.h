@@ -12,10 +12,13 @@
 #include "ngx_http_twirt.h"
 
 
-ngx_int_t ngx_http_twirt_signature_check(ngx_pool_t *pool, ngx_str_t *token,
-    ngx_str_t *url, ngx_array_t *pairs, ngx_str_t *signature);
-ngx_int_t ngx_http_twirt_signature_url(ngx_http_request_t *r,
-    ngx_http_complex_value_t *public_url, const char *scheme, ngx_str_t *url);
+/* what Twilio signed */
+#define NGX_HTTP_TWIRT_SIGNED_WEBHOOK  0   /* the voice webhook, the action */
+#define NGX_HTTP_TWIRT_SIGNED_UPGRADE  1   /* the media stream's upgrade */
+
+
+ngx_int_t ngx_http_twirt_signature_check(ngx_http_request_t *r,
+    ngx_uint_t kind, ngx_array_t *pairs, ngx_str_t *call_sid);
 ngx_int_t ngx_http_twirt_header_in(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 

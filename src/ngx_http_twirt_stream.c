@@ -6,14 +6,13 @@
 
 
 #include "ngx_http_twirt_stream.h"
+#include "ngx_http_twirt_ws_frame.h"
 #include "ngx_http_twirt_call.h"
 #include "ngx_http_twirt_signature.h"
 
 
 static ngx_int_t ngx_http_twirt_stream_check(ngx_http_request_t *r,
     ngx_str_t *key);
-static ngx_int_t ngx_http_twirt_stream_verify(ngx_http_request_t *r,
-    ngx_http_twirt_loc_conf_t *tlcf);
 static ngx_int_t ngx_http_twirt_stream_upgrade(ngx_http_request_t *r,
     ngx_str_t *key);
 static void ngx_http_twirt_stream_read(ngx_http_request_t *r);
@@ -26,9 +25,8 @@ static ngx_int_t ngx_http_twirt_token(ngx_str_t *value, const char *token);
 ngx_int_t
 ngx_http_twirt_stream_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
-    ngx_str_t                   key;
-    ngx_http_twirt_loc_conf_t  *tlcf;
+    ngx_int_t   rc;
+    ngx_str_t   key;
 
     /* a client that wanted a WebSocket has no use for the connection */
     r->keepalive = 0;
@@ -38,13 +36,15 @@ ngx_http_twirt_stream_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+    rc = ngx_http_twirt_signature_check(r, NGX_HTTP_TWIRT_SIGNED_UPGRADE,
+                                        NULL, NULL);
 
-    if (tlcf->auth_token.len) {
-        rc = ngx_http_twirt_stream_verify(r, tlcf);
-        if (rc != NGX_OK) {
-            return rc;
-        }
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return NGX_HTTP_FORBIDDEN;
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -124,67 +124,6 @@ ngx_http_twirt_stream_check(ngx_http_request_t *r, ngx_str_t *key)
                       "twirt: media stream request with an invalid "
                       "Sec-WebSocket-Key");
         return NGX_HTTP_BAD_REQUEST;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * Twilio signs the upgrade over the wss:// URL as written in <Stream url>,
- * without parameters; its docs advise trying with a trailing '/' too.
- */
-
-static ngx_int_t
-ngx_http_twirt_stream_verify(ngx_http_request_t *r,
-    ngx_http_twirt_loc_conf_t *tlcf)
-{
-    u_char     *p;
-    ngx_int_t   rc;
-    ngx_str_t   url, signature;
-
-    if (ngx_http_twirt_signature_url(r, tlcf->public_url, "wss", &url)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_twirt_header_in(r, "X-Twilio-Signature", &signature);
-
-    rc = ngx_http_twirt_signature_check(r->pool, &tlcf->auth_token, &url,
-                                        NULL, &signature);
-
-    if (rc == NGX_DECLINED && url.len) {
-        p = ngx_pnalloc(r->pool, url.len + 1);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_memcpy(p, url.data, url.len);
-
-        if (p[url.len - 1] == '/') {
-            url.len--;
-
-        } else {
-            p[url.len++] = '/';
-        }
-
-        url.data = p;
-
-        rc = ngx_http_twirt_signature_check(r->pool, &tlcf->auth_token, &url,
-                                            NULL, &signature);
-    }
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "twirt: %s X-Twilio-Signature on the media stream "
-                      "upgrade to \"%V\"",
-                      signature.len ? "invalid" : "missing", &url);
-        return NGX_HTTP_FORBIDDEN;
     }
 
     return NGX_OK;

@@ -26,8 +26,6 @@ static ngx_int_t ngx_http_twirt_twiml_read_body(ngx_http_request_t *r,
     ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *body);
 static ngx_int_t ngx_http_twirt_twiml_process(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx, ngx_str_t *args);
-static ngx_int_t ngx_http_twirt_twiml_verify(ngx_http_request_t *r,
-    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_ctx_t *ctx);
 static ngx_int_t ngx_http_twirt_twiml_build(ngx_http_request_t *r,
     ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t);
 static ngx_int_t ngx_http_twirt_twiml_say(ngx_http_twirt_twiml_t *t,
@@ -268,11 +266,17 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
 
     ctx->done = 1;
 
-    if (tlcf->auth_token.len) {
-        rc = ngx_http_twirt_twiml_verify(r, tlcf, ctx);
-        if (rc != NGX_OK) {
-            return rc;
-        }
+    rc = ngx_http_twirt_signature_check(r, NGX_HTTP_TWIRT_SIGNED_WEBHOOK,
+                                        r->method == NGX_HTTP_POST
+                                        ? ctx->pairs : NULL,
+                                        ngx_http_twirt_call_sid(ctx));
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return NGX_HTTP_FORBIDDEN;
     }
 
     pair = ngx_http_twirt_form_repeated(ctx->pairs);
@@ -306,62 +310,6 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
     }
 
     return ngx_http_twirt_twiml_send(r, &t);
-}
-
-
-static ngx_int_t
-ngx_http_twirt_twiml_verify(ngx_http_request_t *r,
-    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_ctx_t *ctx)
-{
-    ngx_int_t     rc;
-    ngx_str_t     url, signature, *sid;
-    ngx_array_t  *pairs;
-
-    pairs = (r->method == NGX_HTTP_POST) ? ctx->pairs : NULL;
-
-    /* behind a TLS tunnel nginx sees http, Twilio signed https */
-    if (ngx_http_twirt_signature_url(r, tlcf->public_url, "https", &url)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_twirt_header_in(r, "X-Twilio-Signature", &signature);
-
-    rc = ngx_http_twirt_signature_check(r->pool, &tlcf->auth_token, &url,
-                                        pairs, &signature);
-
-    if (rc == NGX_DECLINED && tlcf->public_url == NULL
-#if (NGX_HTTP_SSL)
-        && r->connection->ssl == NULL
-#endif
-       )
-    {
-        url.data += 1;
-        url.len -= 1;
-        ngx_memcpy(url.data, "http", 4);
-
-        rc = ngx_http_twirt_signature_check(r->pool, &tlcf->auth_token, &url,
-                                            pairs, &signature);
-    }
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        sid = ngx_http_twirt_call_sid(ctx);
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "twirt: %s X-Twilio-Signature for CallSid \"%V\" "
-                      "on \"%V\"",
-                      signature.len ? "invalid" : "missing",
-                      sid ? sid : &ngx_http_twirt_unknown, &url);
-
-        return NGX_HTTP_FORBIDDEN;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -499,6 +447,7 @@ static ngx_int_t
 ngx_http_twirt_action_start(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx)
 {
+    void                *handle;
     ngx_int_t            rc;
     ngx_str_t            key;
     ngx_http_cleanup_t  *cln;
@@ -516,7 +465,7 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
     }
 
     rc = ngx_http_twirt_redis_hgetall(&key, 0, ngx_http_twirt_action_read, r,
-                                      &ctx->redis);
+                                      &handle);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -529,6 +478,8 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
                       ngx_http_twirt_call_sid(ctx));
         return ngx_http_twirt_action_answer(r, NULL, NULL);
     }
+
+    ctx->redis = handle;
 
     cln->handler = ngx_http_twirt_action_cleanup;
     cln->data = ctx;

@@ -17,8 +17,6 @@
 #include "ngx_http_twirt_end.h"
 
 
-typedef struct ngx_http_twirt_ws_s  ngx_http_twirt_ws_t;
-
 typedef void (*ngx_http_twirt_ws_message_pt)(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
 typedef void (*ngx_http_twirt_ws_closed_pt)(ngx_http_twirt_ws_t *ws);

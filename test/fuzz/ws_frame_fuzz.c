@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ngx_http_twirt_ws_frame.h"
+#include "ngx_http_twirt_utf8_ref.h"
 
 
 #define OK      NGX_HTTP_TWIRT_WS_OK
@@ -80,58 +81,6 @@ ngx_http_twirt_fuzz_recv(ngx_http_twirt_fuzz_stream_t *s)
     s->avail = (s->size - s->avail < n) ? s->size : s->avail + n;
 
     return 1;
-}
-
-
-static int
-ngx_http_twirt_fuzz_utf8_ref(const uint8_t *p, size_t len)
-{
-    size_t    i, n, k;
-    uint32_t  cp, min;
-
-    for (i = 0; i < len; i += n) {
-        if (p[i] < 0x80) {
-            n = 1;
-            continue;
-        }
-
-        if ((p[i] & 0xe0) == 0xc0) {
-            n = 2;
-            cp = p[i] & 0x1f;
-            min = 0x80;
-
-        } else if ((p[i] & 0xf0) == 0xe0) {
-            n = 3;
-            cp = p[i] & 0x0f;
-            min = 0x800;
-
-        } else if ((p[i] & 0xf8) == 0xf0) {
-            n = 4;
-            cp = p[i] & 0x07;
-            min = 0x10000;
-
-        } else {
-            return ERROR;
-        }
-
-        if (len - i < n) {
-            return ERROR;
-        }
-
-        for (k = 1; k < n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) {
-                return ERROR;
-            }
-
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return ERROR;
-        }
-    }
-
-    return OK;
 }
 
 
@@ -281,7 +230,7 @@ ngx_http_twirt_fuzz_check_close(const uint8_t *p, size_t len)
         return;
     }
 
-    if (ngx_http_twirt_fuzz_utf8_ref(p + 2, len - 2) != OK) {
+    if (ngx_http_twirt_utf8_ref(p + 2, len - 2) != OK) {
         check(rc == ERROR && err == NGX_HTTP_TWIRT_WS_CLOSE_BAD_DATA);
         return;
     }
@@ -309,7 +258,7 @@ ngx_http_twirt_fuzz_check_text(const uint8_t *msg, size_t len, int rc)
     unsigned char         out[NGX_HTTP_TWIRT_WS_MAX_CONTROL];
     const unsigned char  *reason;
 
-    ref = ngx_http_twirt_fuzz_utf8_ref(msg, len);
+    ref = ngx_http_twirt_utf8_ref(msg, len);
 
     check(rc == ref);
     check(ngx_http_twirt_fuzz_utf8_whole(msg, len) == ref);
@@ -354,14 +303,14 @@ ngx_http_twirt_fuzz_utf8_prefix_ref(const uint8_t *p, size_t len)
         }
     }
 
-    if (ngx_http_twirt_fuzz_utf8_ref(p, cut) != OK) {
+    if (ngx_http_twirt_utf8_ref(p, cut) != OK) {
         return ERROR;
     }
 
     tlen = len - cut;
     memcpy(t, p + cut, tlen);
 
-    if (ngx_http_twirt_fuzz_utf8_ref(t, tlen) == OK) {
+    if (ngx_http_twirt_utf8_ref(t, tlen) == OK) {
         return OK;
     }
 
@@ -370,7 +319,7 @@ ngx_http_twirt_fuzz_utf8_prefix_ref(const uint8_t *p, size_t len)
             t[tlen] = (uint8_t) b;
             memset(t + tlen + 1, 0x80, m - 1);
 
-            if (ngx_http_twirt_fuzz_utf8_ref(t, tlen + m) == OK) {
+            if (ngx_http_twirt_utf8_ref(t, tlen + m) == OK) {
                 return OK;
             }
         }
@@ -559,7 +508,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
                     if (text_rc != OK) {
                         /* the connection closes with 1007 at once */
-                        check(ngx_http_twirt_fuzz_utf8_ref(msg, msg_len)
+                        check(ngx_http_twirt_utf8_ref(msg, msg_len)
                               != OK);
                         goto end;
                     }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ngx_http_twirt_ws_frame.h"
+#include "ngx_http_twirt_utf8_ref.h"
 
 
 #define OK      NGX_HTTP_TWIRT_WS_OK
@@ -457,60 +458,6 @@ ngx_http_twirt_test_utf8(const unsigned char *p, size_t len)
 }
 
 
-/* a plain decoder to hold the validator against */
-
-static int
-ngx_http_twirt_test_utf8_ref(const unsigned char *p, size_t len)
-{
-    size_t    i, n, k;
-    uint32_t  cp, min;
-
-    for (i = 0; i < len; i += n) {
-        if (p[i] < 0x80) {
-            n = 1;
-            continue;
-        }
-
-        if ((p[i] & 0xe0) == 0xc0) {
-            n = 2;
-            cp = p[i] & 0x1f;
-            min = 0x80;
-
-        } else if ((p[i] & 0xf0) == 0xe0) {
-            n = 3;
-            cp = p[i] & 0x0f;
-            min = 0x800;
-
-        } else if ((p[i] & 0xf8) == 0xf0) {
-            n = 4;
-            cp = p[i] & 0x07;
-            min = 0x10000;
-
-        } else {
-            return ERROR;
-        }
-
-        if (len - i < n) {
-            return ERROR;
-        }
-
-        for (k = 1; k < n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) {
-                return ERROR;
-            }
-
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return ERROR;
-        }
-    }
-
-    return OK;
-}
-
-
 static void
 ngx_http_twirt_test_utf8_vectors(void)
 {
@@ -646,7 +593,7 @@ ngx_http_twirt_test_utf8_vectors(void)
             }
 
             all &= ngx_http_twirt_test_utf8(b, len)
-                   == ngx_http_twirt_test_utf8_ref(b, len);
+                   == ngx_http_twirt_utf8_ref(b, len);
         }
     }
 
@@ -661,7 +608,7 @@ ngx_http_twirt_test_utf8_vectors(void)
         b[3] = (unsigned char) v;
 
         all &= ngx_http_twirt_test_utf8(b, 4)
-               == ngx_http_twirt_test_utf8_ref(b, 4);
+               == ngx_http_twirt_utf8_ref(b, 4);
     }
 
     ok(all, "utf-8 agrees with a plain decoder on 4-byte strings f0-f7");
