@@ -28,6 +28,7 @@ static void ngx_http_twirt_call_twilio_closed(ngx_http_twirt_ws_t *ws);
 
 static void ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
     ngx_int_t rc);
+static void ngx_http_twirt_call_profile(void *data, json_t *profile);
 static void ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call);
 static ngx_int_t ngx_http_twirt_call_text(ngx_http_twirt_call_t *call,
     const char *field, ngx_str_t *dflt, ngx_str_t *out);
@@ -55,6 +56,7 @@ static void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call,
     const char *type, json_t *fields);
 static void ngx_http_twirt_call_duration(ngx_event_t *ev);
 static void ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_record_end(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_request_cleanup(void *data);
 static void ngx_http_twirt_call_summary(ngx_http_twirt_call_t *call,
     ngx_pool_t *pool, ngx_http_twirt_stream_ctx_t *sctx);
@@ -122,6 +124,9 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->log->data = call;
     call->log->action = "streaming";
     c->log->action = "streaming";
+
+    call->record.pool = pool;
+    call->record.log = call->log;
 
     call->twilio = ngx_http_twirt_ws_create(pool, c, &tlcf->twilio_ws,
                                             NGX_HTTP_TWIRT_WS_SERVER);
@@ -310,6 +315,11 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
                                      : json_object();
     call->started = 1;
 
+    call->record.call_sid = call->call_sid;
+    call->record.stream_sid = call->stream_sid;
+    call->record.account_sid = call->account_sid;
+    call->record.parameters = call->parameters;
+
     if (call->stream_ctx) {
         /* for the connection's log lines; copied when the call ends */
         call->stream_ctx->call_sid = call->call_sid;
@@ -320,7 +330,7 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
                   "twirt: call started after %M ms, %ui media before start",
                   ngx_current_msec - call->upgraded, call->media_in);
 
-    ngx_http_twirt_record_start(call);
+    ngx_http_twirt_record_start(&call->record);
 
     ngx_http_twirt_call_event(call, "state",
                               json_pack("{s:s}", "status", "connecting"));
@@ -338,10 +348,14 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
 
         } else {
             /* the session update waits for the profile, a bounded time */
-            call->on_profile = ngx_http_twirt_call_configure;
             call->profile_pending = 1;
 
-            if (ngx_http_twirt_record_profile(call, &name) != NGX_OK) {
+            if (ngx_http_twirt_record_profile(&call->record, &name,
+                                              call->conf->agent_timeout,
+                                              ngx_http_twirt_call_profile,
+                                              call, &call->profile_handle)
+                != NGX_OK)
+            {
                 call->profile_pending = 0;
             }
         }
@@ -532,6 +546,20 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
 
     /* frames that came with the 101, and the events from now on */
     ngx_post_event(call->realtime->connection->read, &ngx_posted_events);
+
+    ngx_http_twirt_call_configure(call);
+}
+
+
+/* the agent profile from Redis, or NULL: the session update goes on */
+
+static void
+ngx_http_twirt_call_profile(void *data, json_t *profile)
+{
+    ngx_http_twirt_call_t  *call = data;
+
+    call->profile = profile;
+    call->profile_pending = 0;
 
     ngx_http_twirt_call_configure(call);
 }
@@ -780,6 +808,7 @@ ngx_http_twirt_call_realtime_event(ngx_http_twirt_call_t *call,
             s.data = (u_char *) json_string_value(v);
             s.len = json_string_length(v);
             (void) ngx_http_twirt_call_str(call, &call->session_id, &s);
+            call->record.session_id = call->session_id;
         }
 
         return;
@@ -1277,7 +1306,7 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, const char *reason,
      * Twilio requests <Connect action> as soon as the stream closes,
      * possibly on another node: the record says how the call ended first.
      */
-    ngx_http_twirt_record_end(call);
+    ngx_http_twirt_call_record_end(call);
 
     if (!call->twilio->closed) {
         ngx_http_twirt_ws_close(call->twilio, call->end_code, NULL);
@@ -1350,8 +1379,8 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
                   "cost_usd", ngx_http_twirt_realtime_cost(call->conf->prices,
                                                            &call->usage)));
 
-    ngx_http_twirt_record_end(call);
-    ngx_http_twirt_record_cancel(call);
+    ngx_http_twirt_call_record_end(call);
+    ngx_http_twirt_record_profile_cancel(&call->profile_handle);
 
     if (call->counted) {
         ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
@@ -1406,6 +1435,22 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 }
 
 
+static void
+ngx_http_twirt_call_record_end(ngx_http_twirt_call_t *call)
+{
+    ngx_http_twirt_record_end_t  end;
+
+    end.failed = call->failed;
+    end.reason.data = (u_char *) (call->end_reason ? call->end_reason : "");
+    end.reason.len = ngx_strlen(end.reason.data);
+    end.duration = ngx_current_msec - call->upgraded;
+    end.tokens = call->usage.total;
+    end.cost = ngx_http_twirt_realtime_cost(call->conf->prices, &call->usage);
+
+    ngx_http_twirt_record_end(&call->record, &end);
+}
+
+
 /*
  * A call event: a transcript line, a state change, a tool call, an error.
  * Logged as one JSON object per line and recorded in Redis; fields is
@@ -1433,7 +1478,7 @@ ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
 
     if (s) {
         ngx_log_error(NGX_LOG_INFO, call->log, 0, "twirt: event %s", s);
-        ngx_http_twirt_record_event(call, fields, s);
+        ngx_http_twirt_record_event(&call->record, fields, s);
         free(s);
     }
 

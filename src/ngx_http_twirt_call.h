@@ -15,6 +15,7 @@
 #include "ngx_http_twirt_ws.h"
 #include "ngx_http_twirt_upstream.h"
 #include "ngx_http_twirt_realtime.h"
+#include "ngx_http_twirt_record.h"
 
 
 #define NGX_HTTP_TWIRT_ITEMS     8
@@ -62,10 +63,11 @@ struct ngx_http_twirt_call_s {
     ngx_str_t                   addr_text;
     json_t                     *parameters;
 
+    ngx_http_twirt_record_t     record;        /* in Redis */
+
     /* the agent profile from Redis, read at start */
     json_t                     *profile;
     void                       *profile_handle;
-    ngx_http_twirt_call_pt      on_profile;
 
     ngx_msec_t                  upgraded;      /* ngx_current_msec */
     ngx_event_t                 duration_timer;

@@ -141,6 +141,9 @@ static void ngx_http_twirt_redis_read_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_reply_error(
     ngx_http_twirt_redis_worker_t *rw, const char *command, size_t len,
     redisReply *reply);
+static void ngx_http_twirt_redis_args_fail(
+    ngx_http_twirt_redis_args_t *args);
+static u_char *ngx_http_twirt_redis_alloc(ngx_pool_t *pool, size_t size);
 static ngx_uint_t ngx_http_twirt_redis_held(
     ngx_http_twirt_redis_worker_t *rw);
 static ngx_int_t ngx_http_twirt_redis_allowed(ngx_str_t *name);
@@ -329,6 +332,10 @@ ngx_http_twirt_redis_command(ngx_uint_t argc, ngx_str_t *argv)
 
     cmd = ngx_alloc(size, rw->log);
     if (cmd == NULL) {
+        rw->stats.unbuilt++;
+        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+                      "twirt: redis command \"%V\" not sent: no memory "
+                      "for its copy", &argv[0]);
         return NGX_ERROR;
     }
 
@@ -433,17 +440,6 @@ ngx_http_twirt_redis_cancel(void *handle)
 }
 
 
-ngx_str_t *
-ngx_http_twirt_redis_prefix(void)
-{
-    ngx_http_twirt_redis_main_conf_t  *rmcf;
-
-    rmcf = ngx_http_twirt_redis_worker.conf;
-
-    return rmcf ? &rmcf->prefix : &ngx_http_twirt_redis_default_prefix;
-}
-
-
 time_t
 ngx_http_twirt_redis_ttl(void)
 {
@@ -488,6 +484,214 @@ ngx_http_twirt_redis_configured(void)
     rmcf = ngx_http_twirt_redis_worker.conf;
 
     return rmcf != NULL && rmcf->name.len != 0;
+}
+
+
+/* building commands and keys */
+
+
+void
+ngx_http_twirt_redis_args_init(ngx_http_twirt_redis_args_t *args,
+    ngx_pool_t *pool, ngx_log_t *log, const char *name)
+{
+    args->argc = 0;
+    args->failed = 0;
+    args->pool = pool;
+    args->log = log;
+
+    ngx_http_twirt_redis_args_cstr(args, name);
+}
+
+
+void
+ngx_http_twirt_redis_args_add(ngx_http_twirt_redis_args_t *args,
+    u_char *data, size_t len)
+{
+    if (args->failed) {
+        return;
+    }
+
+    if (args->argc == NGX_HTTP_TWIRT_REDIS_ARGS) {
+        ngx_http_twirt_redis_args_fail(args);
+        return;
+    }
+
+    args->argv[args->argc].data = data;
+    args->argv[args->argc].len = len;
+    args->argc++;
+}
+
+
+void
+ngx_http_twirt_redis_args_cstr(ngx_http_twirt_redis_args_t *args,
+    const char *s)
+{
+    ngx_http_twirt_redis_args_add(args, (u_char *) s, ngx_strlen(s));
+}
+
+
+void
+ngx_http_twirt_redis_args_str(ngx_http_twirt_redis_args_t *args,
+    ngx_str_t *s)
+{
+    ngx_http_twirt_redis_args_add(args, s->data, s->len);
+}
+
+
+void
+ngx_http_twirt_redis_args_num(ngx_http_twirt_redis_args_t *args,
+    const char *fmt, ...)
+{
+    u_char   *p, *last;
+    va_list   vargs;
+
+    p = ngx_http_twirt_redis_alloc(args->pool, NGX_INT64_LEN + 16);
+    if (p == NULL) {
+        ngx_http_twirt_redis_args_fail(args);
+        return;
+    }
+
+    va_start(vargs, fmt);
+    last = ngx_vslprintf(p, p + NGX_INT64_LEN + 16, fmt, vargs);
+    va_end(vargs);
+
+    ngx_http_twirt_redis_args_add(args, p, last - p);
+}
+
+
+/* ISO 8601 UTC with milliseconds */
+
+void
+ngx_http_twirt_redis_args_now(ngx_http_twirt_redis_args_t *args)
+{
+    u_char      *p, *last;
+    ngx_tm_t     tm;
+    ngx_time_t  *tp;
+
+    p = ngx_http_twirt_redis_alloc(args->pool,
+                                   sizeof("2026-11-21T00:00:00.000Z"));
+    if (p == NULL) {
+        ngx_http_twirt_redis_args_fail(args);
+        return;
+    }
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec, &tm);
+
+    last = ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       tp->msec);
+
+    ngx_http_twirt_redis_args_add(args, p, last - p);
+}
+
+
+void
+ngx_http_twirt_redis_args_key(ngx_http_twirt_redis_args_t *args,
+    const char *kind, ngx_str_t *id, const char *suffix)
+{
+    ngx_str_t  key;
+
+    if (ngx_http_twirt_redis_key(args->pool, kind, id, suffix, &key)
+        != NGX_OK)
+    {
+        ngx_http_twirt_redis_args_fail(args);
+        return;
+    }
+
+    ngx_http_twirt_redis_args_str(args, &key);
+}
+
+
+/* the argument in the next slot is lost: so is the command */
+
+static void
+ngx_http_twirt_redis_args_fail(ngx_http_twirt_redis_args_t *args)
+{
+    if (args->failed == 0) {
+        args->failed = args->argc + 1;
+    }
+}
+
+
+ngx_int_t
+ngx_http_twirt_redis_args_send(ngx_http_twirt_redis_args_t *args)
+{
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+
+    if (args->failed == 0) {
+        return ngx_http_twirt_redis_command(args->argc, args->argv);
+    }
+
+    if (!ngx_http_twirt_redis_configured() || rw->exiting) {
+        return NGX_DECLINED;
+    }
+
+    rw->stats.unbuilt++;
+
+    ngx_log_error(NGX_LOG_ERR, args->log, 0,
+                  "twirt: redis command \"%V\" not sent: its argument %ui "
+                  "could not be built", &args->argv[0], args->failed);
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_twirt_redis_key(ngx_pool_t *pool, const char *kind, ngx_str_t *id,
+    const char *suffix, ngx_str_t *key)
+{
+    u_char                            *p;
+    size_t                             kind_len, suffix_len;
+    ngx_str_t                         *prefix;
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_twirt_redis_worker.conf;
+    prefix = rmcf ? &rmcf->prefix : &ngx_http_twirt_redis_default_prefix;
+
+    kind_len = ngx_strlen(kind);
+    suffix_len = suffix ? ngx_strlen(suffix) : 0;
+
+    key->len = prefix->len + kind_len + suffix_len;
+
+    if (id) {
+        key->len += sizeof(":") - 1 + id->len;
+    }
+
+    key->data = ngx_http_twirt_redis_alloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key->data, prefix->data, prefix->len);
+    p = ngx_cpymem(p, kind, kind_len);
+
+    if (id) {
+        *p++ = ':';
+        p = ngx_cpymem(p, id->data, id->len);
+    }
+
+    ngx_memcpy(p, suffix, suffix_len);
+
+    return NGX_OK;
+}
+
+
+/* the test build can make the builders' allocations fail, one by one */
+
+static u_char *
+ngx_http_twirt_redis_alloc(ngx_pool_t *pool, size_t size)
+{
+#if (NGX_HTTP_TWIRT_TEST)
+    if (ngx_http_twirt_test_fail_alloc()) {
+        return NULL;
+    }
+#endif
+
+    return ngx_pnalloc(pool, size);
 }
 
 

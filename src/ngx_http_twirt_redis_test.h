@@ -18,4 +18,15 @@
 ngx_uint_t ngx_http_twirt_redis_configured(void);
 
 
+#if (NGX_HTTP_TWIRT_TEST)
+
+/*
+ * In the test module: 1 when the command and key builders' next
+ * allocation must fail (twirt_redis_test build).
+ */
+ngx_uint_t ngx_http_twirt_test_fail_alloc(void);
+
+#endif
+
+
 #endif /* _NGX_HTTP_TWIRT_REDIS_TEST_H_INCLUDED_ */

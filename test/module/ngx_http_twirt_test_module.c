@@ -32,6 +32,7 @@ static void ngx_http_twirt_redis_test_hash(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
 static void ngx_http_twirt_redis_test_cleanup(void *data);
 static ngx_int_t ngx_http_twirt_redis_test_stats(ngx_http_request_t *r);
+static ngx_int_t ngx_http_twirt_redis_test_build(ngx_http_request_t *r);
 static ngx_int_t ngx_http_twirt_redis_test_send(ngx_http_request_t *r,
     ngx_str_t *text);
 static ngx_str_t *ngx_http_twirt_redis_test_word(ngx_int_t rc);
@@ -65,6 +66,11 @@ static ngx_http_module_t  ngx_http_twirt_test_module_ctx = {
 };
 
 
+/* bit n set: the builders' nth allocation from now fails */
+static uint64_t    ngx_http_twirt_test_fail;
+static ngx_uint_t  ngx_http_twirt_test_allocs;
+
+
 ngx_module_t  ngx_http_twirt_test_module = {
     NGX_MODULE_V1,
     &ngx_http_twirt_test_module_ctx,       /* module context */
@@ -81,7 +87,7 @@ ngx_module_t  ngx_http_twirt_test_module = {
 };
 
 
-/* twirt_redis_test [command | hgetall | stats]: for the test suite */
+/* twirt_redis_test [command | hgetall | stats | build]: for the suites */
 
 static char *
 ngx_http_twirt_redis_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -106,10 +112,14 @@ ngx_http_twirt_redis_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     } else if (ngx_strcmp(value[1].data, "stats") == 0) {
         clcf->handler = ngx_http_twirt_redis_test_stats;
 
+    } else if (ngx_strcmp(value[1].data, "build") == 0) {
+        clcf->handler = ngx_http_twirt_redis_test_build;
+
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\", expected \"command\", "
-                           "\"hgetall\" or \"stats\"", &value[1]);
+                           "\"hgetall\", \"stats\" or \"build\"",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -132,6 +142,12 @@ ngx_http_twirt_redis_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  *                                           "error" or "unavailable"
  *     GET /redis-hget?key=K&cancel=1        cancels at once: "canceled"
  *     GET /redis-stats                      the counters
+ *     GET /redis-build?id=ID[&fail=2,4]     HSET {prefix}test:ID n1 1 n2 2
+ *                                           n3 3 at <now> from the command
+ *                                           builder, its allocations 2 and
+ *                                           4 (of 5: key, numbers, time)
+ *                                           made to fail: "unbuilt" or
+ *                                           the command's word
  */
 
 
@@ -495,19 +511,102 @@ ngx_http_twirt_redis_test_stats(ngx_http_request_t *r)
     st = ngx_http_twirt_redis_stats();
 
     text.data = ngx_pnalloc(r->pool,
-                            6 * (NGX_INT_T_LEN + sizeof("reconnects= ")));
+                            7 * (NGX_INT_T_LEN + sizeof("reconnects= ")));
     if (text.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     text.len = ngx_sprintf(text.data,
                            "queued=%ui dropped=%ui reconnects=%ui "
-                           "errors=%ui connected=%ui sent=%ui\n",
+                           "errors=%ui connected=%ui sent=%ui unbuilt=%ui\n",
                            st->queued, st->dropped, st->reconnects,
-                           st->errors, st->connected, st->sent)
+                           st->errors, st->connected, st->sent, st->unbuilt)
                - text.data;
 
     return ngx_http_twirt_redis_test_send(r, &text);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_redis_test_build(ngx_http_request_t *r)
+{
+    u_char                       *p, *last;
+    ngx_int_t                     rc, n;
+    ngx_str_t                     id, fail, text;
+    ngx_http_twirt_redis_args_t   args;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "id", 2, &id) != NGX_OK) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ngx_http_twirt_test_fail = 0;
+    ngx_http_twirt_test_allocs = 0;
+
+    if (ngx_http_arg(r, (u_char *) "fail", 4, &fail) == NGX_OK) {
+        last = fail.data + fail.len;
+
+        for (p = fail.data; p < last; p++) {
+            n = 0;
+
+            while (p < last && *p >= '0' && *p <= '9') {
+                n = n * 10 + (*p++ - '0');
+
+                if (n > 63) {
+                    return NGX_HTTP_BAD_REQUEST;
+                }
+            }
+
+            if (n == 0 || (p < last && *p != ',')) {
+                return NGX_HTTP_BAD_REQUEST;
+            }
+
+            ngx_http_twirt_test_fail |= (uint64_t) 1 << n;
+        }
+    }
+
+    ngx_http_twirt_redis_args_init(&args, r->pool, r->connection->log,
+                                   "HSET");
+    ngx_http_twirt_redis_args_key(&args, "test", &id, NULL);
+    ngx_http_twirt_redis_args_cstr(&args, "n1");
+    ngx_http_twirt_redis_args_num(&args, "%ui", (ngx_uint_t) 1);
+    ngx_http_twirt_redis_args_cstr(&args, "n2");
+    ngx_http_twirt_redis_args_num(&args, "%ui", (ngx_uint_t) 2);
+    ngx_http_twirt_redis_args_cstr(&args, "n3");
+    ngx_http_twirt_redis_args_num(&args, "%ui", (ngx_uint_t) 3);
+    ngx_http_twirt_redis_args_cstr(&args, "at");
+    ngx_http_twirt_redis_args_now(&args);
+
+    ngx_http_twirt_test_fail = 0;
+
+    rc = ngx_http_twirt_redis_args_send(&args);
+
+    if (rc == NGX_ERROR && args.failed) {
+        ngx_str_set(&text, "unbuilt\n");
+        return ngx_http_twirt_redis_test_send(r, &text);
+    }
+
+    return ngx_http_twirt_redis_test_send(r,
+                                          ngx_http_twirt_redis_test_word(rc));
+}
+
+
+ngx_uint_t
+ngx_http_twirt_test_fail_alloc(void)
+{
+    ngx_uint_t  n;
+
+    if (ngx_http_twirt_test_fail == 0) {
+        return 0;
+    }
+
+    n = ++ngx_http_twirt_test_allocs;
+
+    return n < 64 && (ngx_http_twirt_test_fail & ((uint64_t) 1 << n));
 }
 
 
