@@ -12,7 +12,17 @@ CC_OPT     ?= -Wall -Wextra -Werror
 SRCS        = ngx_http_twirt_module.c $(wildcard src/*.c)
 HDRS        = $(wildcard src/*.h)
 
-.PHONY: all deps run call test valgrind bench clean
+# The suites run against a test build: the same sources plus the test
+# module (test/module/, the twirt_redis_test directive), configured with
+# TWIRT_TEST_BUILD=1 in a tree of its own.  `make` never contains it.
+TWIRT_TEST_BUILD =
+TEST_MODULE      = objs/test/ngx_http_twirt_module.so
+
+ifeq ($(TWIRT_TEST_BUILD),1)
+SRCS       += $(wildcard test/module/*.c)
+endif
+
+.PHONY: all deps run call test test-build valgrind bench clean
 
 all: $(MODULE)
 
@@ -25,6 +35,7 @@ $(NGX_TREE)/objs/Makefile: config $(BUILD_DIR)/srcs.list
 	mkdir -p $(BUILD_DIR)
 	cp -r $(NGINX_SRC) $(NGX_TREE)
 	cd $(NGX_TREE) && . ./conf_flags && \
+	    TWIRT_TEST_BUILD=$(TWIRT_TEST_BUILD) \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" \
 	        --with-cc-opt="$(CC_OPT)" \
 	        --add-dynamic-module=$(MODULE_DIR) > configure.log 2>&1 || \
@@ -37,8 +48,17 @@ $(BUILD_DIR)/srcs.list: FORCE
 
 $(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS) $(HDRS)
 	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
-	@mkdir -p objs
+	@mkdir -p $(dir $(MODULE))
 	cp $(NGX_TREE)/objs/ngx_http_twirt_module.so $(MODULE)
+
+# the test build: this Makefile again, in $(BUILD_DIR)/test
+ifneq ($(TWIRT_TEST_BUILD),1)
+test-build: $(TEST_MODULE)
+
+$(TEST_MODULE): FORCE
+	@$(MAKE) --no-print-directory BUILD_DIR=$(BUILD_DIR)/test \
+	    MODULE=$(TEST_MODULE) TWIRT_TEST_BUILD=1 $(TEST_MODULE)
+endif
 
 FORCE:
 
@@ -54,8 +74,9 @@ run: deps all
 call:
 	@util/call
 
-# builds, starts what the suites need, runs every suite, stops everything
-test: deps all
+# builds (both builds), starts what the suites need, runs every suite
+# against the test build, stops everything
+test: deps all test-build
 	@util/test
 
 # the load tool against nginx with one worker at 100, 500, 1000 calls

@@ -146,6 +146,7 @@ static void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call,
 static void ngx_http_twirt_call_duration(ngx_event_t *ev);
 static void ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_request_cleanup(void *data);
+static void ngx_http_twirt_call_record_end(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_summary(ngx_http_twirt_call_t *call,
     ngx_pool_t *pool, ngx_http_twirt_stream_ctx_t *sctx);
 static u_char *ngx_http_twirt_call_log_error(ngx_log_t *log, u_char *buf,
@@ -286,6 +287,9 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->log->data = call;
     call->log->action = "streaming";
     c->log->action = "streaming";
+
+    call->record.pool = pool;
+    call->record.log = call->log;
 
     call->twilio = ngx_http_twirt_ws_create(pool, c, &tlcf->twilio_ws,
                                             NGX_HTTP_TWIRT_WS_SERVER);
@@ -518,7 +522,12 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     /* the record and events exist from here: the call is started */
     call->waiting &= ~NGX_HTTP_TWIRT_CALL_WAIT_START;
 
-    ngx_http_twirt_record_start(call);
+    call->record.call_sid = call->call_sid;
+    call->record.stream_sid = call->stream_sid;
+    call->record.account_sid = call->account_sid;
+    call->record.parameters = call->parameters;
+
+    ngx_http_twirt_record_start(&call->record);
 
     ngx_http_twirt_call_event(call, "state",
                               json_pack("{s:s}", "status", "connecting"));
@@ -534,8 +543,10 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
                           "twirt: ignored agent name \"%V\": letters, "
                           "digits, '_' and '-' only", &name);
 
-        } else if (ngx_http_twirt_record_profile(call, &name,
-                                                 ngx_http_twirt_call_profile)
+        } else if (ngx_http_twirt_record_profile(&call->record, &name,
+                                                 call->conf->agent_timeout,
+                                                 ngx_http_twirt_call_profile,
+                                                 call, &call->profile_handle)
                    == NGX_OK)
         {
             /* the session update waits for the profile, a bounded time */
@@ -1033,6 +1044,7 @@ ngx_http_twirt_call_session_created(ngx_http_twirt_call_t *call, json_t *ev)
         s.data = (u_char *) json_string_value(v);
         s.len = json_string_length(v);
         (void) ngx_http_twirt_call_str(call, &call->session_id, &s);
+        call->record.session_id = call->session_id;
     }
 }
 
@@ -1613,7 +1625,7 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, ngx_http_twirt_end_e end,
      * Twilio requests <Connect action> as soon as the stream closes,
      * possibly on another node: the record says how the call ended first.
      */
-    ngx_http_twirt_record_end(call);
+    ngx_http_twirt_call_record_end(call);
 
     if (!call->twilio->closed) {
         ngx_http_twirt_ws_close(call->twilio, call->end_code, NULL);
@@ -1624,9 +1636,7 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, ngx_http_twirt_end_e end,
         call->upstream = NULL;
     }
 
-    if (call->profile_handle) {
-        ngx_http_twirt_record_cancel(call);
-    }
+    ngx_http_twirt_record_profile_cancel(&call->profile_handle);
 
     if (call->realtime && !call->realtime->closed) {
         ngx_http_twirt_ws_close(call->realtime, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL,
@@ -1694,8 +1704,8 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 
     ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_DONE);
 
-    ngx_http_twirt_record_end(call);
-    ngx_http_twirt_record_cancel(call);
+    ngx_http_twirt_call_record_end(call);
+    ngx_http_twirt_record_profile_cancel(&call->profile_handle);
 
     ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
     ngx_http_twirt_metric_call_ended(call->end);
@@ -1777,11 +1787,30 @@ ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
 
     if (s) {
         ngx_log_error(NGX_LOG_INFO, call->log, 0, "twirt: event %s", s);
-        ngx_http_twirt_record_event(call, fields, s);
+        ngx_http_twirt_record_event(&call->record, fields, s);
         free(s);
     }
 
     json_decref(fields);
+}
+
+
+/* the record says how the call ended before the stream closes, and after */
+
+static void
+ngx_http_twirt_call_record_end(ngx_http_twirt_call_t *call)
+{
+    ngx_http_twirt_record_end_t  end;
+
+    end.failed = ngx_http_twirt_call_failed(call);
+    end.reason = ngx_http_twirt_end_kind(call->end)->name;
+    end.detail.data = (u_char *) call->end_detail;
+    end.detail.len = ngx_strlen(call->end_detail);
+    end.duration = ngx_current_msec - call->upgraded;
+    end.tokens = call->usage.total;
+    end.cost = ngx_http_twirt_realtime_cost(call->conf->prices, &call->usage);
+
+    ngx_http_twirt_record_end(&call->record, &end);
 }
 
 

@@ -16,6 +16,7 @@
 #include "ngx_http_twirt_upstream.h"
 #include "ngx_http_twirt_realtime.h"
 #include "ngx_http_twirt_end.h"
+#include "ngx_http_twirt_record.h"
 
 
 #define NGX_HTTP_TWIRT_ITEMS     8
@@ -104,7 +105,8 @@ struct ngx_http_twirt_call_s {
     /* the agent profile from Redis, read at start */
     json_t                     *profile;
     void                       *profile_handle;
-    void                      (*profile_handler)(void *data, json_t *p);
+
+    ngx_http_twirt_record_t     record;        /* what Redis is told */
 
     ngx_msec_t                  upgraded;      /* ngx_current_msec */
     ngx_event_t                 duration_timer;

@@ -19,6 +19,8 @@
 #include <hiredis/async.h>
 
 #include "ngx_http_twirt_redis.h"
+#include "ngx_http_twirt_redis_adapter.h"
+#include "ngx_http_twirt_redis_test.h"
 
 
 #define NGX_HTTP_TWIRT_REDIS_PORT          6379
@@ -109,19 +111,10 @@ typedef struct {
 } ngx_http_twirt_redis_worker_t;
 
 
-/* the test-only handlers: one request waiting for an HGETALL */
-typedef struct {
-    ngx_http_request_t                *request;
-    void                              *handle;
-} ngx_http_twirt_redis_test_ctx_t;
-
-
 static void ngx_http_twirt_redis_connect(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx);
 static void ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw,
     char *target);
-static ngx_int_t ngx_http_twirt_redis_attach(
-    ngx_http_twirt_redis_worker_t *rw, redisAsyncContext *ac);
 static void ngx_http_twirt_redis_connected(const redisAsyncContext *ac,
     int status);
 static void ngx_http_twirt_redis_step(ngx_http_twirt_redis_worker_t *rw,
@@ -136,14 +129,7 @@ static void ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_requeue(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_retry_handler(ngx_event_t *ev);
-
-static void ngx_http_twirt_redis_read_handler(ngx_event_t *rev);
-static void ngx_http_twirt_redis_write_handler(ngx_event_t *wev);
-static void ngx_http_twirt_redis_add_read(void *privdata);
-static void ngx_http_twirt_redis_del_read(void *privdata);
-static void ngx_http_twirt_redis_add_write(void *privdata);
-static void ngx_http_twirt_redis_del_write(void *privdata);
-static void ngx_http_twirt_redis_cleanup(void *privdata);
+static void ngx_http_twirt_redis_closed(void *data, redisAsyncContext *ac);
 
 static ngx_int_t ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_cmd_t *cmd);
@@ -155,6 +141,9 @@ static void ngx_http_twirt_redis_read_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_reply_error(
     ngx_http_twirt_redis_worker_t *rw, const char *command, size_t len,
     redisReply *reply);
+static void ngx_http_twirt_redis_args_fail(
+    ngx_http_twirt_redis_args_t *args);
+static u_char *ngx_http_twirt_redis_alloc(ngx_pool_t *pool, size_t size);
 static ngx_uint_t ngx_http_twirt_redis_held(
     ngx_http_twirt_redis_worker_t *rw);
 static ngx_int_t ngx_http_twirt_redis_allowed(ngx_str_t *name);
@@ -163,21 +152,8 @@ static void *ngx_http_twirt_redis_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf);
 static char *ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_twirt_redis_test(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static ngx_int_t ngx_http_twirt_redis_init_process(ngx_cycle_t *cycle);
 static void ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle);
-
-static ngx_int_t ngx_http_twirt_redis_test_command(ngx_http_request_t *r);
-static void ngx_http_twirt_redis_test_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_twirt_redis_test_hgetall(ngx_http_request_t *r);
-static void ngx_http_twirt_redis_test_hash(void *data, ngx_int_t rc,
-    ngx_array_t *pairs);
-static void ngx_http_twirt_redis_test_cleanup(void *data);
-static ngx_int_t ngx_http_twirt_redis_test_stats(ngx_http_request_t *r);
-static ngx_int_t ngx_http_twirt_redis_test_send(ngx_http_request_t *r,
-    ngx_str_t *text);
-static ngx_str_t *ngx_http_twirt_redis_test_word(ngx_int_t rc);
 
 
 static ngx_http_twirt_redis_worker_t  ngx_http_twirt_redis_worker;
@@ -264,13 +240,6 @@ static ngx_command_t  ngx_http_twirt_redis_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_twirt_redis_main_conf_t, node),
-      NULL },
-
-    { ngx_string("twirt_redis_test"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
-      ngx_http_twirt_redis_test,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
       NULL },
 
       ngx_null_command
@@ -363,6 +332,10 @@ ngx_http_twirt_redis_command(ngx_uint_t argc, ngx_str_t *argv)
 
     cmd = ngx_alloc(size, rw->log);
     if (cmd == NULL) {
+        rw->stats.unbuilt++;
+        ngx_log_error(NGX_LOG_ERR, rw->log, 0,
+                      "twirt: redis command \"%V\" not sent: no memory "
+                      "for its copy", &argv[0]);
         return NGX_ERROR;
     }
 
@@ -467,17 +440,6 @@ ngx_http_twirt_redis_cancel(void *handle)
 }
 
 
-ngx_str_t *
-ngx_http_twirt_redis_prefix(void)
-{
-    ngx_http_twirt_redis_main_conf_t  *rmcf;
-
-    rmcf = ngx_http_twirt_redis_worker.conf;
-
-    return rmcf ? &rmcf->prefix : &ngx_http_twirt_redis_default_prefix;
-}
-
-
 time_t
 ngx_http_twirt_redis_ttl(void)
 {
@@ -511,6 +473,225 @@ ngx_http_twirt_redis_stats(void)
     rw->stats.connected = (rw->state == NGX_HTTP_TWIRT_REDIS_READY);
 
     return &rw->stats;
+}
+
+
+ngx_uint_t
+ngx_http_twirt_redis_configured(void)
+{
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_twirt_redis_worker.conf;
+
+    return rmcf != NULL && rmcf->name.len != 0;
+}
+
+
+/* building commands and keys */
+
+
+void
+ngx_http_twirt_redis_args_init(ngx_http_twirt_redis_args_t *args,
+    ngx_pool_t *pool, ngx_log_t *log, const char *name)
+{
+    args->argc = 0;
+    args->failed = 0;
+    args->pool = pool;
+    args->log = log;
+
+    ngx_http_twirt_redis_args_cstr(args, name);
+}
+
+
+void
+ngx_http_twirt_redis_args_add(ngx_http_twirt_redis_args_t *args,
+    u_char *data, size_t len)
+{
+    if (args->failed) {
+        return;
+    }
+
+    if (args->argc == NGX_HTTP_TWIRT_REDIS_ARGS) {
+        ngx_http_twirt_redis_args_fail(args);
+        return;
+    }
+
+    args->argv[args->argc].data = data;
+    args->argv[args->argc].len = len;
+    args->argc++;
+}
+
+
+void
+ngx_http_twirt_redis_args_cstr(ngx_http_twirt_redis_args_t *args,
+    const char *s)
+{
+    ngx_http_twirt_redis_args_add(args, (u_char *) s, ngx_strlen(s));
+}
+
+
+void
+ngx_http_twirt_redis_args_str(ngx_http_twirt_redis_args_t *args,
+    ngx_str_t *s)
+{
+    ngx_http_twirt_redis_args_add(args, s->data, s->len);
+}
+
+
+void
+ngx_http_twirt_redis_args_num(ngx_http_twirt_redis_args_t *args,
+    const char *fmt, ...)
+{
+    u_char   *p, *last;
+    va_list   vargs;
+
+    p = ngx_http_twirt_redis_alloc(args->pool, NGX_INT64_LEN + 16);
+    if (p == NULL) {
+        ngx_http_twirt_redis_args_fail(args);
+        return;
+    }
+
+    va_start(vargs, fmt);
+    last = ngx_vslprintf(p, p + NGX_INT64_LEN + 16, fmt, vargs);
+    va_end(vargs);
+
+    ngx_http_twirt_redis_args_add(args, p, last - p);
+}
+
+
+/* ISO 8601 UTC with milliseconds */
+
+void
+ngx_http_twirt_redis_args_now(ngx_http_twirt_redis_args_t *args)
+{
+    u_char      *p, *last;
+    ngx_tm_t     tm;
+    ngx_time_t  *tp;
+
+    p = ngx_http_twirt_redis_alloc(args->pool,
+                                   sizeof("2026-11-21T00:00:00.000Z"));
+    if (p == NULL) {
+        ngx_http_twirt_redis_args_fail(args);
+        return;
+    }
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec, &tm);
+
+    last = ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       tp->msec);
+
+    ngx_http_twirt_redis_args_add(args, p, last - p);
+}
+
+
+void
+ngx_http_twirt_redis_args_key(ngx_http_twirt_redis_args_t *args,
+    const char *kind, ngx_str_t *id, const char *suffix)
+{
+    ngx_str_t  key;
+
+    if (ngx_http_twirt_redis_key(args->pool, kind, id, suffix, &key)
+        != NGX_OK)
+    {
+        ngx_http_twirt_redis_args_fail(args);
+        return;
+    }
+
+    ngx_http_twirt_redis_args_str(args, &key);
+}
+
+
+/* the argument in the next slot is lost: so is the command */
+
+static void
+ngx_http_twirt_redis_args_fail(ngx_http_twirt_redis_args_t *args)
+{
+    if (args->failed == 0) {
+        args->failed = args->argc + 1;
+    }
+}
+
+
+ngx_int_t
+ngx_http_twirt_redis_args_send(ngx_http_twirt_redis_args_t *args)
+{
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+
+    if (args->failed == 0) {
+        return ngx_http_twirt_redis_command(args->argc, args->argv);
+    }
+
+    if (!ngx_http_twirt_redis_configured() || rw->exiting) {
+        return NGX_DECLINED;
+    }
+
+    rw->stats.unbuilt++;
+
+    ngx_log_error(NGX_LOG_ERR, args->log, 0,
+                  "twirt: redis command \"%V\" not sent: its argument %ui "
+                  "could not be built", &args->argv[0], args->failed);
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_twirt_redis_key(ngx_pool_t *pool, const char *kind, ngx_str_t *id,
+    const char *suffix, ngx_str_t *key)
+{
+    u_char                            *p;
+    size_t                             kind_len, suffix_len;
+    ngx_str_t                         *prefix;
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_twirt_redis_worker.conf;
+    prefix = rmcf ? &rmcf->prefix : &ngx_http_twirt_redis_default_prefix;
+
+    kind_len = ngx_strlen(kind);
+    suffix_len = suffix ? ngx_strlen(suffix) : 0;
+
+    key->len = prefix->len + kind_len + suffix_len;
+
+    if (id) {
+        key->len += sizeof(":") - 1 + id->len;
+    }
+
+    key->data = ngx_http_twirt_redis_alloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key->data, prefix->data, prefix->len);
+    p = ngx_cpymem(p, kind, kind_len);
+
+    if (id) {
+        *p++ = ':';
+        p = ngx_cpymem(p, id->data, id->len);
+    }
+
+    ngx_memcpy(p, suffix, suffix_len);
+
+    return NGX_OK;
+}
+
+
+/* the test build can make the builders' allocations fail, one by one */
+
+static u_char *
+ngx_http_twirt_redis_alloc(ngx_pool_t *pool, size_t size)
+{
+#if (NGX_HTTP_TWIRT_TEST)
+    if (ngx_http_twirt_test_fail_alloc()) {
+        return NULL;
+    }
+#endif
+
+    return ngx_pnalloc(pool, size);
 }
 
 
@@ -641,7 +822,10 @@ ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw, char *target)
         return;
     }
 
-    if (ngx_http_twirt_redis_attach(rw, ac) != NGX_OK) {
+    if (ngx_http_twirt_redis_adapter_attach(ac, rw->log,
+                                            ngx_http_twirt_redis_closed, rw)
+        != NGX_OK)
+    {
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
                                     "connect failed: no connection for "
                                     "its socket");
@@ -658,87 +842,6 @@ ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw, char *target)
     /* hiredis notices the connection on the first write event */
 
     redisAsyncSetConnectCallback(ac, ngx_http_twirt_redis_connected);
-}
-
-
-static ngx_int_t
-ngx_http_twirt_redis_attach(ngx_http_twirt_redis_worker_t *rw,
-    redisAsyncContext *ac)
-{
-    ngx_int_t          event;
-    ngx_connection_t  *c;
-
-    c = ngx_get_connection(ac->c.fd, rw->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = ac;
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
-
-    c->read->handler = ngx_http_twirt_redis_read_handler;
-    c->write->handler = ngx_http_twirt_redis_write_handler;
-    c->read->log = c->log;
-    c->write->log = c->log;
-
-    /*
-     * With edge-triggered events both directions are registered once and
-     * for good; the hooks below then only follow readiness.  With
-     * level-triggered ones the hooks add and delete the events.
-     */
-
-    if (ngx_event_flags & NGX_USE_CLEAR_EVENT) {
-
-        if (ngx_add_conn) {
-            if (ngx_add_conn(c) != NGX_OK) {
-                goto failed;
-            }
-
-        } else {
-            event = NGX_CLEAR_EVENT;
-
-            if (ngx_add_event(c->read, NGX_READ_EVENT, event) != NGX_OK
-                || ngx_add_event(c->write, NGX_WRITE_EVENT, event) != NGX_OK)
-            {
-                goto failed;
-            }
-        }
-    }
-
-    ac->ev.addRead = ngx_http_twirt_redis_add_read;
-    ac->ev.delRead = ngx_http_twirt_redis_del_read;
-    ac->ev.addWrite = ngx_http_twirt_redis_add_write;
-    ac->ev.delWrite = ngx_http_twirt_redis_del_write;
-    ac->ev.cleanup = ngx_http_twirt_redis_cleanup;
-    ac->ev.data = c;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rw->log, 0,
-                   "twirt: redis connection *%uA fd:%d",
-                   c->number, c->fd);
-
-    return NGX_OK;
-
-failed:
-
-    /* hiredis owns the socket: give the connection back, keep the fd */
-
-    if (ngx_del_conn) {
-        ngx_del_conn(c, NGX_CLOSE_EVENT);
-
-    } else {
-        if (c->read->active) {
-            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-        }
-
-        if (c->write->active) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-        }
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-
-    return NGX_ERROR;
 }
 
 
@@ -1015,208 +1118,17 @@ ngx_http_twirt_redis_retry_handler(ngx_event_t *ev)
 }
 
 
-/* hiredis on nginx's events */
-
-
-static void
-ngx_http_twirt_redis_read_handler(ngx_event_t *rev)
-{
-    char                            b;
-    ssize_t                         n;
-    ngx_err_t                       err;
-    ngx_connection_t               *c;
-    redisAsyncContext              *ac;
-    ngx_http_twirt_redis_worker_t  *rw;
-
-    c = rev->data;
-    ac = c->data;
-    rw = &ngx_http_twirt_redis_worker;
-
-    /*
-     * hiredis reads at most 16 KiB per call: with edge-triggered events
-     * call it again until the socket says EAGAIN, or the next bytes would
-     * wait for an event that never comes.  EOF and errors are left for
-     * hiredis to see.
-     */
-
-    for ( ;; ) {
-        redisAsyncHandleRead(ac);
-
-        if (rw->ac != ac) {
-            /* freed from inside: c is gone too */
-            return;
-        }
-
-        if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT)) {
-            return;
-        }
-
-        n = recv(c->fd, &b, 1, MSG_PEEK);
-
-        if (n == -1) {
-            err = ngx_socket_errno;
-
-            if (err == NGX_EAGAIN) {
-                return;
-            }
-
-            if (err == NGX_EINTR) {
-                continue;
-            }
-        }
-    }
-}
-
-
-static void
-ngx_http_twirt_redis_write_handler(ngx_event_t *wev)
-{
-    ngx_connection_t               *c;
-    redisAsyncContext              *ac;
-    ngx_http_twirt_redis_worker_t  *rw;
-
-    c = wev->data;
-    ac = c->data;
-    rw = &ngx_http_twirt_redis_worker;
-
-    redisAsyncHandleWrite(ac);
-
-    if (rw->ac != ac) {
-        return;
-    }
-
-    /* a partial write filled the socket: the next edge says when to go on */
-
-    if ((ngx_event_flags & NGX_USE_CLEAR_EVENT)
-        && ac->c.obuf && sdslen(ac->c.obuf))
-    {
-        wev->ready = 0;
-    }
-}
-
-
-static void
-ngx_http_twirt_redis_add_read(void *privdata)
-{
-    ngx_connection_t  *c;
-
-    c = privdata;
-
-    if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT) && !c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "twirt: redis could not add a read event");
-        }
-    }
-}
-
-
-static void
-ngx_http_twirt_redis_del_read(void *privdata)
-{
-    ngx_connection_t  *c;
-
-    c = privdata;
-
-    if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT) && c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_twirt_redis_add_write(void *privdata)
-{
-    ngx_connection_t  *c;
-
-    c = privdata;
-
-    if (ngx_event_flags & NGX_USE_CLEAR_EVENT) {
-
-        /*
-         * hiredis has bytes to write and the socket is known writable:
-         * no edge will come, so have the write handler called from this
-         * turn of the event loop.
-         */
-
-        if (c->write->ready && !c->write->posted) {
-            ngx_post_event(c->write, &ngx_posted_events);
-        }
-
-        return;
-    }
-
-    if (!c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "twirt: redis could not add a write event");
-        }
-    }
-}
-
-
-static void
-ngx_http_twirt_redis_del_write(void *privdata)
-{
-    ngx_connection_t  *c;
-
-    c = privdata;
-
-    if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT) && c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
 /*
- * hiredis frees the context: after the pending callbacks got a NULL reply
- * and before it closes the socket itself.  Everything that follows the end
- * of a connection happens here, once per context.
+ * The adapter says the context is being freed: everything that follows
+ * the end of a connection happens here, once per context.
  */
 
 static void
-ngx_http_twirt_redis_cleanup(void *privdata)
+ngx_http_twirt_redis_closed(void *data, redisAsyncContext *ac)
 {
-    ngx_connection_t                *c;
-    redisAsyncContext               *ac;
-    ngx_http_twirt_redis_state_e     state;
-    ngx_http_twirt_redis_worker_t   *rw;
+    ngx_http_twirt_redis_worker_t  *rw = data;
 
-    c = privdata;
-    ac = c->data;
-    rw = &ngx_http_twirt_redis_worker;
-
-    /* not ngx_close_connection(): hiredis closes the fd right after this */
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    if (ngx_del_conn) {
-        ngx_del_conn(c, NGX_CLOSE_EVENT);
-
-    } else {
-        if (c->read->active || c->read->disabled) {
-            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-        }
-
-        if (c->write->active || c->write->disabled) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-        }
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-
-    ac->ev.data = NULL;
+    ngx_http_twirt_redis_state_e  state;
 
     if (ac != rw->ac) {
         return;
@@ -1788,42 +1700,6 @@ invalid:
 }
 
 
-/* twirt_redis_test [command | hgetall | stats]: for the test suite */
-
-static char *
-ngx_http_twirt_redis_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_str_t                 *value;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (cf->args->nelts == 1 || ngx_strcmp(value[1].data, "command") == 0) {
-        clcf->handler = ngx_http_twirt_redis_test_command;
-
-    } else if (ngx_strcmp(value[1].data, "hgetall") == 0) {
-        clcf->handler = ngx_http_twirt_redis_test_hgetall;
-
-    } else if (ngx_strcmp(value[1].data, "stats") == 0) {
-        clcf->handler = ngx_http_twirt_redis_test_stats;
-
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\", expected \"command\", "
-                           "\"hgetall\" or \"stats\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
 /* the worker */
 
 
@@ -1942,461 +1818,3 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
                    "twirt: redis \"%V\" closed", &rw->conf->name);
 }
 
-
-/*
- * Test-only content handlers (twirt_redis_test): they drive the public
- * API from HTTP so that t/redis.t needs nothing else of twirt.
- *
- *     GET /redis?cmd=RPUSH&a=key&a=value    one command, arguments
- *                                           percent-encoded
- *     POST /redis                           one argument per line,
- *                                           commands apart by empty lines
- *
- * answer one word per command: queued, dropped, disabled or refused.
- *
- *     GET /redis-hget?key=K[&timeout=ms]    field=value lines, "empty",
- *                                           "error" or "unavailable"
- *     GET /redis-hget?key=K&cancel=1        cancels at once: "canceled"
- *     GET /redis-stats                      the counters
- */
-
-
-static ngx_int_t
-ngx_http_twirt_redis_test_command(ngx_http_request_t *r)
-{
-    u_char       *p, *last, *amp, *eq, *dst, *src;
-    ngx_int_t     rc;
-    ngx_str_t    *arg;
-    ngx_array_t   args;
-
-    if (r->method == NGX_HTTP_POST) {
-        r->request_body_in_single_buf = 1;
-
-        rc = ngx_http_read_client_request_body(r,
-                                           ngx_http_twirt_redis_test_body);
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            return rc;
-        }
-
-        return NGX_DONE;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (ngx_array_init(&args, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* cmd= is the first argument wherever it is, the a= follow in order */
-
-    arg = ngx_array_push(&args);
-    if (arg == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_null(arg);
-
-    p = r->args.data;
-    last = p + r->args.len;
-
-    while (p < last) {
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        eq = ngx_strlchr(p, amp, '=');
-
-        if (eq == NULL) {
-            p = amp + 1;
-            continue;
-        }
-
-        if (eq - p == 3 && ngx_strncmp(p, "cmd", 3) == 0) {
-            arg = args.elts;
-
-        } else if (eq - p == 1 && *p == 'a') {
-            arg = ngx_array_push(&args);
-            if (arg == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-        } else {
-            p = amp + 1;
-            continue;
-        }
-
-        dst = ngx_pnalloc(r->pool, amp - eq);
-        if (dst == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        arg->data = dst;
-        src = eq + 1;
-        ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
-        arg->len = dst - arg->data;
-
-        p = amp + 1;
-    }
-
-    rc = ngx_http_twirt_redis_command(args.nelts, args.elts);
-
-    return ngx_http_twirt_redis_test_send(r,
-                                          ngx_http_twirt_redis_test_word(rc));
-}
-
-
-static void
-ngx_http_twirt_redis_test_body(ngx_http_request_t *r)
-{
-    u_char       *p, *last, *eol, *body;
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_str_t     out, *arg, *word;
-    ngx_buf_t    *b;
-    ngx_array_t   args;
-    ngx_chain_t  *cl;
-
-    if (r->request_body == NULL || r->request_body->temp_file) {
-        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE);
-        return;
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    body = ngx_pnalloc(r->pool, len + 1);
-    if (body == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    p = body;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
-    }
-
-    last = p;
-
-    /* at most one word and a newline per line of the body */
-
-    out.data = ngx_pnalloc(r->pool, (len + 1) * sizeof("disabled\n"));
-    if (out.data == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    out.len = 0;
-
-    if (ngx_array_init(&args, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    for (p = body; p <= last; p = eol + 1) {
-        eol = ngx_strlchr(p, last, '\n');
-        if (eol == NULL) {
-            eol = last;
-        }
-
-        if (eol > p) {
-            arg = ngx_array_push(&args);
-            if (arg == NULL) {
-                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-                return;
-            }
-
-            arg->data = p;
-            arg->len = eol - p;
-
-            if (eol < last) {
-                continue;
-            }
-        }
-
-        if (args.nelts) {
-            rc = ngx_http_twirt_redis_command(args.nelts, args.elts);
-            word = ngx_http_twirt_redis_test_word(rc);
-
-            out.len = ngx_cpymem(out.data + out.len, word->data, word->len)
-                      - out.data;
-            args.nelts = 0;
-        }
-    }
-
-    if (out.len == 0) {
-        ngx_str_set(&out, "nothing\n");
-    }
-
-    ngx_http_finalize_request(r, ngx_http_twirt_redis_test_send(r, &out));
-}
-
-
-static ngx_int_t
-ngx_http_twirt_redis_test_hgetall(ngx_http_request_t *r)
-{
-    u_char                           *dst, *src;
-    ngx_int_t                         rc, timeout;
-    ngx_str_t                         key, value, text;
-    ngx_http_cleanup_t               *cln;
-    ngx_http_twirt_redis_test_ctx_t  *ctx;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (ngx_http_arg(r, (u_char *) "key", 3, &value) != NGX_OK) {
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    key.data = ngx_pnalloc(r->pool, value.len);
-    if (key.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    dst = key.data;
-    src = value.data;
-    ngx_unescape_uri(&dst, &src, value.len, 0);
-    key.len = dst - key.data;
-
-    timeout = 0;
-
-    if (ngx_http_arg(r, (u_char *) "timeout", 7, &value) == NGX_OK) {
-        timeout = ngx_atoi(value.data, value.len);
-
-        if (timeout == NGX_ERROR) {
-            return NGX_HTTP_BAD_REQUEST;
-        }
-    }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_twirt_redis_test_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_twirt_redis_test_cleanup;
-    cln->data = ctx;
-
-    ctx->request = r;
-
-    rc = ngx_http_twirt_redis_hgetall(&key, (ngx_msec_t) timeout,
-                                      ngx_http_twirt_redis_test_hash, ctx,
-                                      &ctx->handle);
-
-    if (rc == NGX_DECLINED) {
-        if (ngx_http_twirt_redis_worker.conf == NULL
-            || ngx_http_twirt_redis_worker.conf->name.len == 0)
-        {
-            ngx_str_set(&text, "disabled\n");
-
-        } else {
-            ngx_str_set(&text, "unavailable\n");
-        }
-
-        return ngx_http_twirt_redis_test_send(r, &text);
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_arg(r, (u_char *) "cancel", 6, &value) == NGX_OK) {
-
-        /* the handler must never run now: this request is gone first */
-
-        ngx_http_twirt_redis_cancel(ctx->handle);
-        ctx->handle = NULL;
-
-        ngx_str_set(&text, "canceled\n");
-        return ngx_http_twirt_redis_test_send(r, &text);
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_http_twirt_redis_test_hash(void *data, ngx_int_t rc, ngx_array_t *pairs)
-{
-    ngx_http_twirt_redis_test_ctx_t *ctx = data;
-
-    u_char              *p;
-    size_t               len;
-    ngx_str_t            text;
-    ngx_uint_t           i;
-    ngx_keyval_t        *kv;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    ctx->handle = NULL;
-
-    if (rc == NGX_ERROR) {
-        ngx_str_set(&text, "error\n");
-
-    } else if (rc != NGX_OK) {
-        ngx_str_set(&text, "unavailable\n");
-
-    } else if (pairs->nelts == 0) {
-        ngx_str_set(&text, "empty\n");
-
-    } else {
-        kv = pairs->elts;
-        len = 0;
-
-        for (i = 0; i < pairs->nelts; i++) {
-            len += kv[i].key.len + kv[i].value.len + sizeof("=\n") - 1;
-        }
-
-        text.data = ngx_pnalloc(r->pool, len);
-        if (text.data == NULL) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            ngx_http_run_posted_requests(c);
-            return;
-        }
-
-        p = text.data;
-
-        for (i = 0; i < pairs->nelts; i++) {
-            p = ngx_sprintf(p, "%V=%V\n", &kv[i].key, &kv[i].value);
-        }
-
-        text.len = p - text.data;
-    }
-
-    ngx_http_finalize_request(r, ngx_http_twirt_redis_test_send(r, &text));
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_twirt_redis_test_cleanup(void *data)
-{
-    ngx_http_twirt_redis_test_ctx_t *ctx = data;
-
-    if (ctx->handle) {
-        ngx_http_twirt_redis_cancel(ctx->handle);
-        ctx->handle = NULL;
-    }
-}
-
-
-static ngx_int_t
-ngx_http_twirt_redis_test_stats(ngx_http_request_t *r)
-{
-    ngx_int_t                      rc;
-    ngx_str_t                      text;
-    ngx_http_twirt_redis_stats_t  *st;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (ngx_http_twirt_redis_worker.conf == NULL
-        || ngx_http_twirt_redis_worker.conf->name.len == 0)
-    {
-        ngx_str_set(&text, "disabled\n");
-        return ngx_http_twirt_redis_test_send(r, &text);
-    }
-
-    st = ngx_http_twirt_redis_stats();
-
-    text.data = ngx_pnalloc(r->pool,
-                            6 * (NGX_INT_T_LEN + sizeof("reconnects= ")));
-    if (text.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    text.len = ngx_sprintf(text.data,
-                           "queued=%ui dropped=%ui reconnects=%ui "
-                           "errors=%ui connected=%ui sent=%ui\n",
-                           st->queued, st->dropped, st->reconnects,
-                           st->errors, st->connected, st->sent)
-               - text.data;
-
-    return ngx_http_twirt_redis_test_send(r, &text);
-}
-
-
-static ngx_int_t
-ngx_http_twirt_redis_test_send(ngx_http_request_t *r, ngx_str_t *text)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = text->len;
-    ngx_str_set(&r->headers_out.content_type, "text/plain");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = text->data;
-    b->last = text->data + text->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-static ngx_str_t *
-ngx_http_twirt_redis_test_word(ngx_int_t rc)
-{
-    static ngx_str_t  queued = ngx_string("queued\n");
-    static ngx_str_t  dropped = ngx_string("dropped\n");
-    static ngx_str_t  disabled = ngx_string("disabled\n");
-    static ngx_str_t  refused = ngx_string("refused\n");
-
-    switch (rc) {
-
-    case NGX_OK:
-        return &queued;
-
-    case NGX_BUSY:
-        return &dropped;
-
-    case NGX_DECLINED:
-        return &disabled;
-
-    default:
-        return &refused;
-    }
-}

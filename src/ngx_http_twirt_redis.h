@@ -5,8 +5,8 @@
  * Everything here is safe to call from any handler of a worker and never
  * blocks: commands are copied and queued, reads answer through a callback.
  * Without "twirt_redis" in the configuration the calls do nothing and
- * return NGX_DECLINED.  Keys are built by the callers; only the prefix is
- * kept here.
+ * return NGX_DECLINED.  Keys are built here, from the prefix, by
+ * ngx_http_twirt_redis_key() alone.
  */
 
 
@@ -16,6 +16,9 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+
+
+#define NGX_HTTP_TWIRT_REDIS_ARGS  32
 
 
 /*
@@ -38,7 +41,27 @@ typedef struct {
                                                 error replies */
     ngx_uint_t                  connected;   /* 1 when commands go out */
     ngx_uint_t                  sent;        /* commands Redis answered */
+    ngx_uint_t                  unbuilt;     /* not sent: an argument or
+                                                the copy could not be made */
 } ngx_http_twirt_redis_stats_t;
+
+
+/*
+ * A command built one argument at a time.  An argument that cannot be
+ * added (no memory, more than NGX_HTTP_TWIRT_REDIS_ARGS) spoils the whole
+ * command: later arguments are ignored and ngx_http_twirt_redis_args_send()
+ * sends nothing, counts it (stats "unbuilt") and logs it, once.  Nothing
+ * ever slides into another argument's slot.  Arguments point into the
+ * caller's memory or the pool until the command is sent, copied then.
+ */
+typedef struct {
+    ngx_str_t                   argv[NGX_HTTP_TWIRT_REDIS_ARGS];
+    ngx_uint_t                  argc;
+    ngx_uint_t                  failed;      /* the first argument lost,
+                                                from 1; 0: none */
+    ngx_pool_t                 *pool;
+    ngx_log_t                  *log;
+} ngx_http_twirt_redis_args_t;
 
 
 /*
@@ -64,7 +87,34 @@ ngx_int_t ngx_http_twirt_redis_hgetall(ngx_str_t *key, ngx_msec_t timeout,
 /* the caller went away: its handler will not be called */
 void ngx_http_twirt_redis_cancel(void *handle);
 
-ngx_str_t *ngx_http_twirt_redis_prefix(void);
+void ngx_http_twirt_redis_args_init(ngx_http_twirt_redis_args_t *args,
+    ngx_pool_t *pool, ngx_log_t *log, const char *name);
+void ngx_http_twirt_redis_args_add(ngx_http_twirt_redis_args_t *args,
+    u_char *data, size_t len);
+void ngx_http_twirt_redis_args_cstr(ngx_http_twirt_redis_args_t *args,
+    const char *s);
+void ngx_http_twirt_redis_args_str(ngx_http_twirt_redis_args_t *args,
+    ngx_str_t *s);
+void ngx_http_twirt_redis_args_num(ngx_http_twirt_redis_args_t *args,
+    const char *fmt, ...);
+void ngx_http_twirt_redis_args_now(ngx_http_twirt_redis_args_t *args);
+void ngx_http_twirt_redis_args_key(ngx_http_twirt_redis_args_t *args,
+    const char *kind, ngx_str_t *id, const char *suffix);
+
+/*
+ * ngx_http_twirt_redis_command() of a built command; NGX_ERROR, and
+ * nothing sent, when it could not be built.
+ */
+ngx_int_t ngx_http_twirt_redis_args_send(ngx_http_twirt_redis_args_t *args);
+
+/*
+ * The one place keys are made: {prefix}{kind}:{id}{suffix}, or
+ * {prefix}{kind}{suffix} without an id ("call", CallSid, ":events";
+ * "calls:active", NULL, NULL).  The id is checked by the caller.
+ */
+ngx_int_t ngx_http_twirt_redis_key(ngx_pool_t *pool, const char *kind,
+    ngx_str_t *id, const char *suffix, ngx_str_t *key);
+
 time_t ngx_http_twirt_redis_ttl(void);
 ngx_str_t *ngx_http_twirt_redis_node(void);
 ngx_http_twirt_redis_stats_t *ngx_http_twirt_redis_stats(void);

@@ -9,7 +9,6 @@
 #include "ngx_http_twirt_form.h"
 #include "ngx_http_twirt_escape.h"
 #include "ngx_http_twirt_signature.h"
-#include "ngx_http_twirt_record.h"
 #include "ngx_http_twirt_redis.h"
 
 
@@ -452,8 +451,8 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
     ngx_str_t            key;
     ngx_http_cleanup_t  *cln;
 
-    if (ngx_http_twirt_record_call_key(r->pool, ngx_http_twirt_call_sid(ctx),
-                                       "", &key)
+    if (ngx_http_twirt_redis_key(r->pool, "call", ngx_http_twirt_call_sid(ctx),
+                                 NULL, &key)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -1,7 +1,9 @@
-# The README's directive table is kept true: it lists every directive the
-# module has, and no other; each row's context is the one the directive's
-# ngx_command_t flags allow, and its default is the one the merge (or
-# init) function sets.  `config` lists exactly the sources in src/.
+# The README's directive tables are kept true: the Directives table lists
+# every directive of the production build and no other, each row's context
+# the one its ngx_command_t flags allow and its default the one the merge
+# (or init) function sets; the test build's table (under "Test suite")
+# lists every directive of the test module (test/module/) and no other.
+# `config` lists exactly the sources in src/.
 
 use strict;
 use warnings;
@@ -30,11 +32,30 @@ for my $file (glob("$top/ngx_http_twirt_module.c $top/src/*.c $top/src/*.h")) {
     }
 }
 
+my %test_code;
+for my $file (glob("$top/test/module/*.c")) {
+    open my $fh, '<', $file or die "$file: $!";
+    local $/;
+    my $c = <$fh>;
+    $test_code{$1} = 1
+        while $c =~ /\{\s*ngx_string\("(twirt_[a-z_]+)"\),\s*NGX_HTTP_/g;
+}
+
+# table rows, by the section they are in
 open my $fh, '<', "$top/README.md" or die $!;
-my (%doc, %doc_default, %doc_ctx);
+my (%doc, %doc_default, %doc_ctx, %test_doc, $section);
 while (my $line = <$fh>) {
+    $section = $1 if $line =~ /^## (.*)/;
     next unless $line =~ /^\| `(twirt_[a-z_]+)[ ;]/;
     my $d = $1;
+    if ($section eq 'Test suite') {
+        $test_doc{$d} = 1;
+        next;
+    }
+    if ($section ne 'Directives') {
+        fail("$d is in a directive table outside Directives and Test suite");
+        next;
+    }
     $doc{$d} = 1;
     # | `directive` | default | context | meaning |, with \| inside cells
     my @cells = map { s/^\s+|\s+$//gr } split /(?<!\\)\|/, $line;
@@ -172,6 +193,16 @@ for my $d (sort grep { $doc{$_} } keys %code) {
     }
 
     is($word, $want, "$d: the README's default is the code's");
+}
+
+ok(scalar(keys %test_code) > 0, 'directives found in the test module');
+for my $d (sort keys %test_code) {
+    ok($test_doc{$d}, "$d is in the README's test build table");
+    ok(!$doc{$d}, "$d is not in the production directive table");
+    ok(!$code{$d}, "$d is not in the production sources");
+}
+for my $d (sort keys %test_doc) {
+    ok($test_code{$d}, "$d in the README's test table exists in the test module");
 }
 
 # config names each source and header, no globbing

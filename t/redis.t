@@ -250,7 +250,7 @@ my @bad = (
     [ 'server { listen 127.0.0.1:1; twirt_redis 127.0.0.1:6379; }',
       qr/"twirt_redis" directive is not allowed here/ ],
     [ 'server { listen 127.0.0.1:1; location /r { twirt_redis_test bogus; } }',
-      qr/invalid value "bogus", expected "command", "hgetall" or "stats"/ ],
+      qr/invalid value "bogus", expected "command", "hgetall", "stats" or "build"/ ],
 );
 
 for my $case (@bad) {
@@ -319,8 +319,8 @@ ok(poll_until(sub { cli('unix', 'LLEN', 't2') eq "4\n" }),
    'the commands arrived');
 is(cli('unix', 'LRANGE', 't2', 0, -1), "one\ntwo\nthree\nfour\n",
    'in order, with all their arguments');
-like(poll_until(sub { my $s = http('GET', '/redis-stats'); $s =~ /sent=3$/m ? $s : undef })
-     // '', qr/^queued=0 dropped=0 reconnects=0 errors=0 connected=1 sent=3$/m,
+like(poll_until(sub { my $s = http('GET', '/redis-stats'); $s =~ /sent=3 unbuilt=0$/m ? $s : undef })
+     // '', qr/^queued=0 dropped=0 reconnects=0 errors=0 connected=1 sent=3 unbuilt=0$/m,
      'counted as answered');
 --- error_log eval
 qr/\[info\] .*twirt: redis "unix:\S+unix\.sock" connected, flushed 0 queued commands/
@@ -412,7 +412,7 @@ GET /redis?cmd=SET&a=t6&a=x
 --- response_body
 queued
 --- redis_after
-like(http('GET', '/redis-stats'), qr/^queued=1 dropped=0 reconnects=0 errors=[5-9] connected=0 sent=0$/m,
+like(http('GET', '/redis-stats'), qr/^queued=1 dropped=0 reconnects=0 errors=[5-9] connected=0 sent=0 unbuilt=0$/m,
      'held, not sent');
 is(cli('auth', 'EXISTS', 't6'), "0\n", 'nothing reached Redis');
 my @delays = map { /attempt \d+ in (\d+) ms/ ? $1 : () } log_lines(qr/attempt \d+ in \d+ ms/);
@@ -464,11 +464,11 @@ Test::More::is(main::http('GET', '/redis-hget?key=t8'), "unavailable\n",
 Test::More::cmp_ok(Time::HiRes::time() - $t0, '<', 0.5, 'without waiting');
 Test::More::like(main::http('GET', '/redis-stats'), qr/queued=50 dropped=0/, '50 held');
 main::redis_start('unix');
-main::wait_stats(qr/^queued=0 .*connected=1 sent=50$/m);
+main::wait_stats(qr/^queued=0 .*connected=1 sent=50 unbuilt=0$/m);
 --- request
 GET /redis-stats
 --- response_body_like
-^queued=0 dropped=0 reconnects=1 errors=\d+ connected=1 sent=50$
+^queued=0 dropped=0 reconnects=1 errors=\d+ connected=1 sent=50 unbuilt=0$
 --- redis_after
 my $all = join '', map { "$_\n" } 1 .. 50;
 ok(poll_until(sub { cli('unix', 'LRANGE', 't8', 0, -1) eq $all }),
@@ -556,7 +556,7 @@ main::wait_log(qr/attempt 6 in 1600 ms/);
 --- request
 GET /redis-stats
 --- response_body_like
-^queued=1 dropped=0 reconnects=0 errors=[5-9] connected=0 sent=0$
+^queued=1 dropped=0 reconnects=0 errors=[5-9] connected=0 sent=0 unbuilt=0$
 --- grep_error_log eval
 qr/\[error\].*twirt: redis.*/
 --- grep_error_log_out eval
@@ -723,7 +723,7 @@ main::wait_stats(qr/^queued=0 .*connected=1/m);
 --- request
 GET /redis-stats
 --- response_body_like
-^queued=0 dropped=0 reconnects=0 errors=[3-9] connected=1 sent=1$
+^queued=0 dropped=0 reconnects=0 errors=[3-9] connected=1 sent=1 unbuilt=0$
 --- redis_after
 ok(poll_until(sub { cli('paused', 'GET', 't17') eq "late\n" }), 'the queued command arrived');
 --- grep_error_log eval
@@ -732,3 +732,38 @@ qr/\[error\].*twirt: redis.*/
 qr/\A[^\n]*twirt: redis "127\.0\.0\.1:\d+" did not answer the handshake in 200 ms\n\z/
 --- error_log eval
 qr/\[info\] .*twirt: redis "127\.0\.0\.1:\d+" connected after \d+ attempts, flushed 1 queued commands/
+
+
+
+=== TEST 18: a command that cannot be built whole is not sent: counted, logged once per command, nothing slides
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_UNIX;
+--- config
+    location = /redis-build { twirt_redis_test build; }
+    location = /redis-stats { twirt_redis_test stats; }
+--- init
+main::wait_stats(qr/connected=1/);
+main::cli('unix', 'DEL', 'twirt:test:t18a', 'twirt:test:t18b', 'twirt:test:t18c');
+--- request eval
+["GET /redis-build?id=t18a", "GET /redis-build?id=t18b&fail=2,4",
+ "GET /redis-build?id=t18c&fail=5"]
+--- response_body eval
+["queued\n", "unbuilt\n", "unbuilt\n"]
+--- redis_after
+ok(poll_until(sub { cli('unix', 'HLEN', 'twirt:test:t18a') eq "4\n" }),
+   'a whole command arrives');
+like(cli('unix', 'HGETALL', 'twirt:test:t18a'),
+     qr/\An1\n1\nn2\n2\nn3\n3\nat\n\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\n\z/,
+     'every value in its field');
+like(poll_until(sub { my $s = http('GET', '/redis-stats'); $s =~ /sent=[1-9]/ ? $s : undef })
+     // '', qr/^queued=0 dropped=0 reconnects=0 errors=0 connected=1 sent=1 unbuilt=2$/m,
+     'one sent, two unbuilt counted, no error reply');
+is(cli('unix', 'EXISTS', 'twirt:test:t18b'), "0\n",
+   'two numbers lost: nothing sent, no field shifted into a value slot');
+is(cli('unix', 'EXISTS', 'twirt:test:t18c'), "0\n", 'the time lost: nothing sent');
+wait_log($_) for
+    qr/\[error\] .*twirt: redis command "HSET" not sent: its argument 4 could not be built/,
+    qr/\[error\] .*twirt: redis command "HSET" not sent: its argument 10 could not be built/;
+is(scalar(log_lines(qr/not sent: its argument/)), 2, 'one line per command');
+--- no_error_log
+with an error
