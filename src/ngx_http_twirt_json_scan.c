@@ -31,6 +31,8 @@ static ngx_int_t ngx_http_twirt_json_number(ngx_http_twirt_json_t *j);
 static void ngx_http_twirt_json_ws(ngx_http_twirt_json_t *j);
 static ngx_http_twirt_json_field_t *ngx_http_twirt_json_wanted(
     ngx_http_twirt_json_t *j);
+static ngx_http_twirt_json_field_t *ngx_http_twirt_json_match(
+    ngx_http_twirt_json_t *j, ngx_uint_t prefix);
 
 
 /* NGX_OK: valid JSON, wanted fields set; NGX_DECLINED: use jansson */
@@ -143,6 +145,14 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
             j->path[j->depth].data = escapes ? NULL : key.data;
             j->path[j->depth].len = key.len;
             j->depth++;
+
+            if (ngx_http_twirt_json_match(j, 1)) {
+                /*
+                 * A repeated key on the way to a field found already:
+                 * jansson keeps the last one, so let it decide.
+                 */
+                j->escaped = 1;
+            }
 
             if (ngx_http_twirt_json_value(j) != NGX_OK) {
                 return NGX_ERROR;
@@ -390,11 +400,27 @@ ngx_http_twirt_json_ws(ngx_http_twirt_json_t *j)
 static ngx_http_twirt_json_field_t *
 ngx_http_twirt_json_wanted(ngx_http_twirt_json_t *j)
 {
+    return ngx_http_twirt_json_match(j, 0);
+}
+
+
+/*
+ * prefix 0: the wanted field whose path is the current one; prefix 1: a
+ * field found already whose path starts with the current one.
+ */
+
+static ngx_http_twirt_json_field_t *
+ngx_http_twirt_json_match(ngx_http_twirt_json_t *j, ngx_uint_t prefix)
+{
     u_char      *p, *seg;
     size_t       len;
     ngx_uint_t   i, d;
 
     for (i = 0; i < j->n; i++) {
+        if (prefix && !j->fields[i].found) {
+            continue;
+        }
+
         p = (u_char *) j->fields[i].path;
 
         for (d = 0; d < j->depth; d++) {
@@ -421,8 +447,17 @@ ngx_http_twirt_json_wanted(ngx_http_twirt_json_t *j)
             }
         }
 
+        if (d != j->depth) {
+            continue;
+        }
+
         /* every level matched, and the path has no more of them */
-        if (d == j->depth && *p == '\0' && p[-1] != '.') {
+        if (*p == '\0' && p[-1] != '.') {
+            return &j->fields[i];
+        }
+
+        /* or more of them: the current path leads to the field */
+        if (prefix && p[-1] == '.') {
             return &j->fields[i];
         }
     }

@@ -70,6 +70,13 @@ main(void)
        == NGX_OK && is(&f[0], "media"), "escapes elsewhere are fine");
     ok(scan("{\"event\":\"media\",\"event\":\"stop\"}", f, 3) == NGX_DECLINED,
        "a repeated wanted key: declined");
+    ok(scan("{\"media\":{\"payload\":\"AA==\"},\"media\":{\"x\":\"\"}}",
+            f, 3) == NGX_DECLINED,
+       "a repeated key on the way to a field found: declined (jansson "
+       "keeps the last, which has no payload)");
+    ok(scan("{\"media\":{\"x\":\"\"},\"media\":{\"payload\":\"AA==\"}}",
+            f, 3) == NGX_OK && is(&f[1], "AA=="),
+       "a repeated key before the field is found: the last one, as jansson");
     ok(scan("{\"x\":[{\"media\":{\"payload\":\"A\"}}],\"event\":\"m\"}", f, 3)
        == NGX_OK && !f[1].found, "a path inside an array is not the field");
     ok(scan("{\"start\":{\"event\":\"x\"}}", f, 3) == NGX_OK && !f[0].found,
