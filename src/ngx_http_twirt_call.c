@@ -39,6 +39,7 @@
 #include "ngx_http_twirt_record.h"
 #include "ngx_http_twirt_metrics.h"
 #include "ngx_http_twirt_json_scan.h"
+#include "ngx_http_twirt_log.h"
 
 
 #define ngx_http_twirt_call_in(phase)   (1 << NGX_HTTP_TWIRT_CALL_##phase)
@@ -425,6 +426,9 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
 
     ngx_http_twirt_twilio_msg_t          m;
     ngx_http_twirt_call_twilio_event_t  *e;
+#if (NGX_DEBUG)
+    ngx_http_twirt_log_text_t            t;
+#endif
 
     if (opcode != NGX_HTTP_TWIRT_WS_TEXT) {
         call->invalid_in++;
@@ -456,7 +460,8 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
     } else {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->log, 0,
                        "twirt: ignored twilio \"%V\" in phase %s",
-                       &m.name, ngx_http_twirt_call_phases[call->phase]);
+                       ngx_http_twirt_log_str(&t, &m.name),
+                       ngx_http_twirt_call_phases[call->phase]);
     }
 
     ngx_http_twirt_twilio_free(&m);
@@ -476,8 +481,13 @@ static void
 ngx_http_twirt_call_twilio_unknown(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m)
 {
+#if (NGX_DEBUG)
+    ngx_http_twirt_log_text_t  t;
+#endif
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
-                   "twirt: ignored twilio event \"%V\"", &m->name);
+                   "twirt: ignored twilio event \"%V\"",
+                   ngx_http_twirt_log_str(&t, &m->name));
 }
 
 
@@ -485,8 +495,9 @@ static void
 ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m)
 {
-    json_t     *agent;
-    ngx_str_t   name;
+    json_t                     *agent;
+    ngx_str_t                   name;
+    ngx_http_twirt_log_text_t   t;
 
     if (ngx_http_twirt_call_started(call)) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
@@ -541,7 +552,8 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
         if (ngx_http_twirt_sid_valid(&name) != NGX_OK) {
             ngx_log_error(NGX_LOG_WARN, call->log, 0,
                           "twirt: ignored agent name \"%V\": letters, "
-                          "digits, '_' and '-' only", &name);
+                          "digits, '_' and '-' only",
+                          ngx_http_twirt_log_str(&t, &name));
 
         } else if (ngx_http_twirt_record_profile(&call->record, &name,
                                                  call->conf->agent_timeout,
@@ -691,8 +703,11 @@ static void
 ngx_http_twirt_call_dtmf(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m)
 {
+    ngx_http_twirt_log_text_t  t;
+
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                  "twirt: caller pressed \"%V\"", &m->digit);
+                  "twirt: caller pressed \"%V\"",
+                  ngx_http_twirt_log_str(&t, &m->digit));
 
     ngx_http_twirt_call_event(call, "dtmf",
                               json_pack("{s:s%}", "digit", m->digit.data,
@@ -889,6 +904,7 @@ ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
     json_t                                *ev, *v;
     ngx_str_t                              type;
     json_error_t                           err;
+    ngx_http_twirt_log_text_t              t;
     ngx_http_twirt_json_field_t            f[4];
     ngx_http_twirt_call_realtime_event_t  *e;
 
@@ -928,7 +944,8 @@ ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
     if (ev == NULL || !json_is_object(ev)) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored invalid JSON from the Realtime API: "
-                      "%s", ev ? "not an object" : err.text);
+                      "%V", ngx_http_twirt_log_cstr(&t, ev ? "not an object"
+                                                           : err.text));
         json_decref(ev);
         return;
     }
@@ -1193,10 +1210,11 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
 static void
 ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
 {
-    json_t                 *ev;
-    uint64_t                ms;
-    ngx_str_t               parts[3];
-    ngx_http_twirt_item_t  *item;
+    json_t                     *ev;
+    uint64_t                    ms;
+    ngx_str_t                   parts[3];
+    ngx_http_twirt_item_t      *item;
+    ngx_http_twirt_log_text_t   t;
 
     if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
         && call->response_id_len)
@@ -1229,8 +1247,9 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
     ms = ngx_min(item->played, item->received) / 8;
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                  "twirt: barge-in: item \"%*s\" played %uL ms of %uL ms",
-                  item->id_len, item->id, item->played / 8,
+                  "twirt: barge-in: item \"%V\" played %uL ms of %uL ms",
+                  ngx_http_twirt_log_text(&t, item->id, item->id_len),
+                  item->played / 8,
                   item->received / 8);
 
     if (item->played >= item->received || item->id_len == 0) {
@@ -1266,8 +1285,9 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
 static void
 ngx_http_twirt_call_function(ngx_http_twirt_call_t *call, json_t *ev)
 {
-    json_t      *out;
-    const char  *name;
+    json_t                     *out;
+    const char                 *name;
+    ngx_http_twirt_log_text_t   t;
 
     name = json_string_value(json_object_get(ev, "name"));
 
@@ -1288,7 +1308,8 @@ ngx_http_twirt_call_function(ngx_http_twirt_call_t *call, json_t *ev)
     }
 
     ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                  "twirt: the model called unknown tool \"%s\"", name);
+                  "twirt: the model called unknown tool \"%V\"",
+                  ngx_http_twirt_log_cstr(&t, name));
 
     out = json_pack("{s:s,s:{s:s,s:O*,s:s}}",
                     "type", "conversation.item.create",
@@ -1360,8 +1381,9 @@ static void
 ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
     const char *status, json_t *details)
 {
-    ngx_uint_t   failed;
-    const char  *reason;
+    ngx_uint_t                  failed;
+    const char                 *reason;
+    ngx_http_twirt_log_text_t   t;
 
     failed = (status[0] == 'f');    /* else "incomplete" */
 
@@ -1373,7 +1395,8 @@ ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
     reason = reason ? reason : "unknown";
 
     ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                  "twirt: response %s: %s", status, reason);
+                  "twirt: response %s: %V", status,
+                  ngx_http_twirt_log_cstr(&t, reason));
 
     ngx_http_twirt_metric_add(failed ? NGX_HTTP_TWIRT_M_RESPONSES_FAILED
                                      : NGX_HTTP_TWIRT_M_RESPONSES_INCOMPLETE,
@@ -1391,8 +1414,9 @@ static void
 ngx_http_twirt_call_transcription_failed(ngx_http_twirt_call_t *call,
     json_t *ev)
 {
-    json_t      *error;
-    const char  *code, *message;
+    json_t                     *error;
+    const char                 *code, *message;
+    ngx_http_twirt_log_text_t   t, t2;
 
     error = json_object_get(ev, "error");
     code = json_string_value(json_object_get(error, "code"));
@@ -1402,8 +1426,9 @@ ngx_http_twirt_call_transcription_failed(ngx_http_twirt_call_t *call,
     message = message ? message : "";
 
     ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                  "twirt: caller transcription failed: %s: %s",
-                  code, message);
+                  "twirt: caller transcription failed: %V: %V",
+                  ngx_http_twirt_log_cstr(&t, code),
+                  ngx_http_twirt_log_cstr(&t2, message));
 
     ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED, 1);
 
@@ -1419,8 +1444,9 @@ ngx_http_twirt_call_transcription_failed(ngx_http_twirt_call_t *call,
 static void
 ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
 {
-    json_t      *error;
-    const char  *code, *message, *event_id;
+    json_t                     *error;
+    const char                 *code, *message, *event_id;
+    ngx_http_twirt_log_text_t   t, t2;
 
     error = json_object_get(ev, "error");
     code = json_string_value(json_object_get(error, "code"));
@@ -1446,7 +1472,8 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
     if (event_id && ngx_strcmp(event_id, NGX_HTTP_TWIRT_SESSION_EVENT) == 0) {
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "twirt: the Realtime API rejected the session "
-                      "update: %s: %s", code, message);
+                      "update: %V: %V", ngx_http_twirt_log_cstr(&t, code),
+                      ngx_http_twirt_log_cstr(&t2, message));
         ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_SESSION_REJECTED);
         ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_SESSION_REJECTED,
                                 NULL, NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
@@ -1470,7 +1497,9 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
     }
 
     ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                  "twirt: Realtime API error %s: %s", code, message);
+                  "twirt: Realtime API error %V: %V",
+                  ngx_http_twirt_log_cstr(&t, code),
+                  ngx_http_twirt_log_cstr(&t2, message));
 }
 
 

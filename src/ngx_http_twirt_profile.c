@@ -17,6 +17,7 @@
  */
 
 
+#include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_profile.h"
 #include "ngx_http_twirt_realtime.h"
 
@@ -93,6 +94,7 @@ ngx_http_twirt_profile_parse(ngx_log_t *log, ngx_array_t *pairs)
     ngx_str_t                       *name, *value;
     ngx_uint_t                       i;
     ngx_keyval_t                    *kv;
+    ngx_http_twirt_log_text_t        t;
     ngx_http_twirt_profile_field_t  *f;
 
     profile = json_object();
@@ -115,7 +117,7 @@ ngx_http_twirt_profile_parse(ngx_log_t *log, ngx_array_t *pairs)
         if (v == NULL) {
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "twirt: agent profile field \"%V\" is not UTF-8, "
-                          "ignored", name);
+                          "ignored", ngx_http_twirt_log_str(&t, name));
             continue;
         }
 
@@ -126,7 +128,8 @@ ngx_http_twirt_profile_parse(ngx_log_t *log, ngx_array_t *pairs)
             {
                 ngx_log_error(NGX_LOG_WARN, log, 0,
                               "twirt: agent profile field \"%V\" ignored: "
-                              "its name is not UTF-8", name);
+                              "its name is not UTF-8",
+                              ngx_http_twirt_log_str(&t, name));
             }
 
             continue;
@@ -146,7 +149,7 @@ ngx_http_twirt_profile_parse(ngx_log_t *log, ngx_array_t *pairs)
                 ngx_log_error(NGX_LOG_WARN, log, 0,
                               "twirt: agent profile field \"%V\" ignored: "
                               "there is no such turn detection parameter",
-                              name);
+                              ngx_http_twirt_log_str(&t, name));
                 continue;
             }
 
@@ -156,7 +159,8 @@ ngx_http_twirt_profile_parse(ngx_log_t *log, ngx_array_t *pairs)
             {
                 ngx_log_error(NGX_LOG_WARN, log, 0,
                               "twirt: agent profile field \"%V\" ignored: "
-                              "its name is not UTF-8", name);
+                              "its name is not UTF-8",
+                              ngx_http_twirt_log_str(&t, name));
             }
 
             continue;
@@ -173,7 +177,8 @@ ngx_http_twirt_profile_parse(ngx_log_t *log, ngx_array_t *pairs)
         if (why) {
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "twirt: agent profile field \"%V\" ignored: the "
-                          "value %s", name, why);
+                          "value %s", ngx_http_twirt_log_str(&t, name),
+                          why);
         }
     }
 

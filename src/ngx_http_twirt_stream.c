@@ -5,6 +5,7 @@
  */
 
 
+#include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_stream.h"
 #include "ngx_http_twirt_ws_frame.h"
 #include "ngx_http_twirt_call.h"
@@ -61,8 +62,9 @@ ngx_http_twirt_stream_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_twirt_stream_check(ngx_http_request_t *r, ngx_str_t *key)
 {
-    ngx_str_t         version, value;
-    ngx_table_elt_t  *h;
+    ngx_str_t                   version, value;
+    ngx_table_elt_t            *h;
+    ngx_http_twirt_log_text_t   t;
 
     if (r->method != NGX_HTTP_GET) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -102,7 +104,8 @@ ngx_http_twirt_stream_check(ngx_http_request_t *r, ngx_str_t *key)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "twirt: media stream request with unsupported "
-                      "WebSocket version \"%V\"", &version);
+                      "WebSocket version \"%V\"",
+                      ngx_http_twirt_log_str(&t, &version));
 
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {

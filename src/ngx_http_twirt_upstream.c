@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_upstream.h"
 
 
@@ -802,12 +803,13 @@ ngx_http_twirt_upstream_recv(ngx_event_t *ev)
 static ngx_int_t
 ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
 {
-    u_char               *p, *end;
-    size_t                body;
-    ngx_str_t             headers, value;
-    ngx_buf_t            *b;
-    ngx_connection_t     *c;
-    ngx_http_twirt_ws_t  *ws;
+    u_char                     *p, *end;
+    size_t                      body;
+    ngx_str_t                   headers, value;
+    ngx_buf_t                  *b;
+    ngx_connection_t           *c;
+    ngx_http_twirt_ws_t        *ws;
+    ngx_http_twirt_log_text_t   t;
 
     b = u->response;
     c = u->peer.connection;
@@ -855,8 +857,8 @@ ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
 
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "twirt: upstream \"%V\" refused the upgrade with "
-                      "%ui: \"%*s\"", &u->conf->openai_url->url, u->status,
-                      ngx_min(body, 256), end + 4);
+                      "%ui: \"%V\"", &u->conf->openai_url->url, u->status,
+                      ngx_http_twirt_log_text(&t, end + 4, body));
 
         ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_REFUSED,
                                      NULL);

@@ -7,6 +7,7 @@
 
 #include <openssl/rand.h>
 
+#include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_ws.h"
 #include "ngx_http_twirt_metrics.h"
 
@@ -414,9 +415,12 @@ ngx_http_twirt_ws_message(ngx_http_twirt_ws_t *ws, ngx_uint_t opcode,
 static ngx_int_t
 ngx_http_twirt_ws_control(ngx_http_twirt_ws_t *ws, u_char *data, size_t len)
 {
-    unsigned              code, error_code;
-    const unsigned char  *reason;
-    size_t                reason_len;
+    unsigned                    code, error_code;
+    const unsigned char        *reason;
+    size_t                      reason_len;
+#if (NGX_DEBUG)
+    ngx_http_twirt_log_text_t   t;
+#endif
 
     switch (ws->frame.opcode) {
 
@@ -456,7 +460,8 @@ ngx_http_twirt_ws_control(ngx_http_twirt_ws_t *ws, u_char *data, size_t len)
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
                    "twirt: %s sent close %ui \"%V\"", ws->peer,
-                   ws->peer_close_code, &ws->peer_close_reason);
+                   ws->peer_close_code,
+                   ngx_http_twirt_log_str(&t, &ws->peer_close_reason));
 
     if (!ws->close_sent) {
         /* echo the code; "no status" is answered with an empty close */

@@ -43,7 +43,7 @@ struct ngx_http_twirt_ws_s {
     size_t                          msg_len;
     size_t                          msg_size;
     unsigned                        msg_opcode;  /* for the sequence rules */
-    unsigned                        msg_type;    /* of the message being built */
+    unsigned                        msg_type;    /* of the message built */
     ngx_http_twirt_utf8_t           utf8;
     u_char                          control[NGX_HTTP_TWIRT_WS_MAX_CONTROL];
 

@@ -498,3 +498,20 @@ my ($status, $text) = http_get_text('/status');
 like($text, qr/^twirt_responses_failed_total 1$/m, 'counted');
 --- error_log
 response failed: insufficient_quota
+
+
+
+=== TEST 25: CR, LF and NUL from the Realtime side (error code and message, tool name, transcription error) cannot forge a log line
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=hostile_text=200;
+    }
+--- twilio
+--scenario silence --duration-ms 1500
+--- error_log eval
+[qr/Realtime API error bad\\x0d\\x0a1999\/01\/01 00:00:00 \[alert\] 1#1: forged code: bad\\x0d\\x0a1999.*message\\x1b\[31mtail/,
+ qr/the model called unknown tool "evil\\x0d\\x0a1999/,
+ qr/caller transcription failed: bad\\x0d\\x0a1999/]
+--- no_error_log eval
+[qr/^1999\/01\/01/, qr/^\S*(tail|code|tool|transcription)\b/]

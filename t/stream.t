@@ -461,3 +461,24 @@ ws_server_frame('close', ws_close_payload(1000))
 "ignored media with a payload that is not base64\n" x 5
 --- error_log eval
 [qr/ended: stop, .*media in 6 out 0, .*ignored 5/]
+
+
+
+=== TEST 34: CR, LF and NUL from Twilio (an agent name, a DTMF digit, an event name) cannot forge a log line
+--- config
+    location = /twilio/media { twirt_stream; twirt_close_timeout 200ms; }
+--- raw_request eval
+ws_upgrade('/twilio/media')
+. twilio_start('CA34', 'MZ34', { agent => "x\n1999/01/01 00:00:00 [alert] 1#1: forged agent" })
+. ws_json({ event => 'dtmf', streamSid => 'MZ34', dtmf => { track => 'inbound_track', digit => "1\r\n1999/01/01 00:00:00 [alert] 1#1: forged digit\0tail" } })
+. ws_json({ event => "later\n1999/01/01 00:00:00 [alert] 1#1: forged event", streamSid => 'MZ34' })
+. twilio_stop('CA34', 'MZ34')
+--- error_code: 101
+--- response_body eval
+ws_server_frame('close', ws_close_payload(1000))
+--- error_log eval
+[qr/ignored agent name "x\\x0a1999\/01\/01 00:00:00 \[alert\] 1#1: forged agent"/,
+ qr/caller pressed "1\\x0d\\x0a1999\/01\/01 00:00:00 \[alert\] 1#1: forged digit\\x00tail"/,
+ qr/ignored twilio event "later\\x0a1999/]
+--- no_error_log eval
+[qr/^1999\/01\/01/, qr/^\S*tail/]

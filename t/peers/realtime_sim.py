@@ -65,7 +65,7 @@ FAIL_KINDS = {
     "handshake_protocol": None, "handshake_http10": None,
     "close_1011": "ms", "invalid_json": "ms", "oversized_frame": "bytes",
     "session_expired": "ms", "server_error": "ms", "bad_audio": "ms",
-    "huge_usage": "ms",
+    "huge_usage": "ms", "hostile_text": "ms",
     "reject_session_update": None, "insufficient_quota": None,
     "incomplete_responses": None, "transcription_failed": None,
 }
@@ -535,7 +535,7 @@ class Session:
         for kind, arg in self.fails:
             if kind in ("close_1011", "invalid_json", "session_expired",
                         "server_error", "oversized_frame", "bad_audio",
-                        "huge_usage"):
+                        "huge_usage", "hostile_text"):
                 self.spawn(self.timed_fail(kind, arg))
 
     async def timed_fail(self, kind, arg):
@@ -570,6 +570,25 @@ class Session:
                       "content_index": 0, "delta": audio}
                 self.record("out", event=ev)
                 await self.ws.send(json.dumps(ev))
+        elif kind == "hostile_text":
+            # CR, LF and NUL in what a gateway logs: an error's code and
+            # message, a tool's name, a transcription failure, an item id
+            forged = "\r\n1999/01/01 00:00:00 [alert] 1#1: forged "
+            await self.send({"type": "error", "error": {
+                "type": "invalid_request_error", "code": "bad" + forged
+                + "code", "message": "bad" + forged + "message\x1b[31mtail",
+                "param": None, "event_id": None}})
+            await self.send({
+                "type": "response.function_call_arguments.done",
+                "response_id": new_id("resp_"), "item_id": new_id("item_"),
+                "output_index": 0, "call_id": new_id("call_"),
+                "name": "evil" + forged + "tool", "arguments": "{}"})
+            await self.send({
+                "type": "conversation.item.input_audio_transcription.failed",
+                "item_id": "item" + forged + "id", "content_index": 0,
+                "error": {"type": "transcription_error",
+                          "code": "bad" + forged + "transcription",
+                          "message": "x", "param": None}})
         elif kind == "huge_usage":
             # a response.done whose usage no real session can reach
             big = 9223372036854775807
