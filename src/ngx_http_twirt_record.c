@@ -35,6 +35,8 @@ typedef struct {
 } ngx_http_twirt_record_profile_ctx_t;
 
 
+static void ngx_http_twirt_record_command(ngx_http_twirt_redis_args_t *args,
+    ngx_http_twirt_record_t *rec, const char *name);
 static void ngx_http_twirt_record_param(ngx_http_twirt_redis_args_t *args,
     ngx_http_twirt_record_t *rec, const char *field, const char *param);
 static void ngx_http_twirt_record_profile_read(void *data, ngx_int_t rc,
@@ -50,7 +52,7 @@ ngx_http_twirt_record_start(ngx_http_twirt_record_t *rec)
         return;
     }
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "HSET");
+    ngx_http_twirt_record_command(&args, rec, "HSET");
     ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
     ngx_http_twirt_redis_args_cstr(&args, "status");
     ngx_http_twirt_redis_args_cstr(&args, "connecting");
@@ -68,7 +70,7 @@ ngx_http_twirt_record_start(ngx_http_twirt_record_t *rec)
     ngx_http_twirt_redis_args_str(&args, ngx_http_twirt_redis_node());
     (void) ngx_http_twirt_redis_args_send(&args);
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "SADD");
+    ngx_http_twirt_record_command(&args, rec, "SADD");
     ngx_http_twirt_redis_args_key(&args, "calls:active", NULL, NULL);
     ngx_http_twirt_redis_args_str(&args, &rec->call_sid);
     (void) ngx_http_twirt_redis_args_send(&args);
@@ -93,7 +95,7 @@ ngx_http_twirt_record_event(ngx_http_twirt_record_t *rec, json_t *ev,
         return;
     }
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "XADD");
+    ngx_http_twirt_record_command(&args, rec, "XADD");
     ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, ":events");
     ngx_http_twirt_redis_args_cstr(&args, "*");
 
@@ -117,7 +119,7 @@ ngx_http_twirt_record_event(ngx_http_twirt_record_t *rec, json_t *ev,
 
     (void) ngx_http_twirt_redis_args_send(&args);
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "PUBLISH");
+    ngx_http_twirt_record_command(&args, rec, "PUBLISH");
     ngx_http_twirt_redis_args_key(&args, "events", NULL, NULL);
     ngx_http_twirt_redis_args_cstr(&args, text);
     (void) ngx_http_twirt_redis_args_send(&args);
@@ -128,7 +130,7 @@ ngx_http_twirt_record_event(ngx_http_twirt_record_t *rec, json_t *ev,
         return;
     }
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "HSET");
+    ngx_http_twirt_record_command(&args, rec, "HSET");
     ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
     ngx_http_twirt_redis_args_cstr(&args, "status");
     ngx_http_twirt_redis_args_cstr(&args, "active");
@@ -153,7 +155,7 @@ ngx_http_twirt_record_end(ngx_http_twirt_record_t *rec,
         return;
     }
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "HSET");
+    ngx_http_twirt_record_command(&args, rec, "HSET");
     ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
     ngx_http_twirt_redis_args_cstr(&args, "status");
     ngx_http_twirt_redis_args_cstr(&args, end->failed ? "failed" : "ended");
@@ -173,22 +175,48 @@ ngx_http_twirt_record_end(ngx_http_twirt_record_t *rec,
     ngx_http_twirt_redis_args_num(&args, "%.6f", end->cost);
     (void) ngx_http_twirt_redis_args_send(&args);
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "SREM");
+    ngx_http_twirt_record_command(&args, rec, "SREM");
     ngx_http_twirt_redis_args_key(&args, "calls:active", NULL, NULL);
     ngx_http_twirt_redis_args_str(&args, &rec->call_sid);
     (void) ngx_http_twirt_redis_args_send(&args);
 
     ttl = ngx_http_twirt_redis_ttl();
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "EXPIRE");
+    ngx_http_twirt_record_command(&args, rec, "EXPIRE");
     ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
     ngx_http_twirt_redis_args_num(&args, "%T", ttl);
     (void) ngx_http_twirt_redis_args_send(&args);
 
-    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "EXPIRE");
+    ngx_http_twirt_record_command(&args, rec, "EXPIRE");
     ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, ":events");
     ngx_http_twirt_redis_args_num(&args, "%T", ttl);
     (void) ngx_http_twirt_redis_args_send(&args);
+}
+
+
+/*
+ * A call's record belongs to the stream that created it: every write is
+ * run by a script that first checks the hash's stream_sid (none yet, or
+ * this stream's), so a second stream claiming the same CallSid, on this
+ * node or another, changes nothing of it.
+ */
+
+static ngx_str_t  ngx_http_twirt_record_owned = ngx_string(
+    "local o = redis.call('HGET', KEYS[1], 'stream_sid') "
+    "if o and o ~= ARGV[1] then return 0 end "
+    "return redis.call(unpack(ARGV, 2))");
+
+
+static void
+ngx_http_twirt_record_command(ngx_http_twirt_redis_args_t *args,
+    ngx_http_twirt_record_t *rec, const char *name)
+{
+    ngx_http_twirt_redis_args_init(args, rec->pool, rec->log, "EVAL");
+    ngx_http_twirt_redis_args_str(args, &ngx_http_twirt_record_owned);
+    ngx_http_twirt_redis_args_cstr(args, "1");
+    ngx_http_twirt_redis_args_key(args, "call", &rec->call_sid, NULL);
+    ngx_http_twirt_redis_args_str(args, &rec->stream_sid);
+    ngx_http_twirt_redis_args_cstr(args, name);
 }
 
 

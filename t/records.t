@@ -332,3 +332,28 @@ X-Twilio-Signature: d3Jvbmc=
 --- error_code: 403
 --- error_log
 invalid X-Twilio-Signature for CallSid "CA1"
+
+
+
+=== TEST 12: a second stream claiming a live call's CallSid changes nothing of its record
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/media { twirt_stream; }
+--- twilio
+--scenario ja-booking --duration-ms 6000 --call-sid CA0000000000000000000000000000dup1 --stream-sid MZ000000000000000000000000000real --param from=+81312345678
+--- during
+100: my $port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984; my ($rc) = Twirt::Peers::twilio_call("--url ws://127.0.0.1:$port/twilio/media --scenario silence --duration-ms 800 --call-sid CA0000000000000000000000000000dup1 --stream-sid MZ00000000000000000000000000000evil --param from=+819999999999"); $main::dup = { rc => $rc, active => [ redis_cli('--raw', 'SISMEMBER', 'twirt:calls:active', 'CA0000000000000000000000000000dup1') ]->[0], hash => main::hash_of('twirt:call:CA0000000000000000000000000000dup1') };
+--- check
+my $key = 'twirt:call:CA0000000000000000000000000000dup1';
+ok($main::dup, 'the second stream ran while the first was live') or return;
+is($main::dup->{active}, 1, 'the call was still in the active set after the second stream stopped');
+is($main::dup->{hash}{status}, 'active', 'and still active');
+is($main::dup->{hash}{stream_sid}, 'MZ000000000000000000000000000real', 'its stream_sid kept');
+is($main::dup->{hash}{from}, '+81312345678', 'its from kept');
+ok(redis_wait(5, sub { (redis_cli('--raw', 'HGET', $key, 'status'))[0] eq 'ended' }), 'ended by its own stream');
+my $h = main::hash_of($key);
+is($h->{end_reason}, 'stop', 'its own end');
+is($h->{stream_sid}, 'MZ000000000000000000000000000real', 'stream_sid still its own');
+my @entries = @{ main::stream_entries("$key:events") };
+is(scalar(grep { ($_->{status} // '') eq 'connecting' } @entries), 1, 'one "connecting" event: the second stream wrote none');
