@@ -253,7 +253,7 @@ def main():
 
     if verdicts and a.mode != "tiny":
         say("")
-        say("targets (BRIEF.md):")
+        say("targets:")
         for calls, lj, ng, added in verdicts:
             checks = []
             checks.append(("no frame lost", lj["frames"]["lost"] == 0

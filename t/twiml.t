@@ -130,7 +130,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 7: the signature of PROTOCOLS.md's worked example is accepted
+=== TEST 7: the signature of Twilio's documented worked example is accepted
 --- config
     location = /myapp.php {
         twirt_twiml;

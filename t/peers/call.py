@@ -19,7 +19,7 @@ import time
 import peer_scenario
 import twilio_sim
 
-# gpt-realtime, USD per 1M tokens (docs/PROTOCOLS.md, "Cost").
+# gpt-realtime, USD per 1M tokens (the README's twirt_price default).
 PRICE = {"text_in": 4.0, "text_cached": 0.40, "text_out": 16.0,
          "audio_in": 32.0, "audio_cached": 0.40, "audio_out": 64.0}
 

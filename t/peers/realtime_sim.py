@@ -9,7 +9,7 @@ twirt's own frame code.
         --scenario-dir t/peers/scenarios --ready-file /tmp/sim.ready \
         --record /tmp/sim.jsonl
 
-It speaks the GA event shapes of docs/PROTOCOLS.md section 4: validates
+It speaks the GA event shapes of OpenAI's Realtime API: validates
 session.update like the real service, runs a VAD on the energy of the
 caller's audio, answers each detected turn from a scenario file with
 faster-than-real-time audio, honours barge-in and truncate exactly as the

@@ -7,7 +7,7 @@ Every later test trusts realtime_sim.py and twilio_sim.py, so they are
 tested here against each other and against hand-made clients. The Twilio
 peer can only talk to the Realtime simulator through a bridge, so this
 file holds a deliberately tiny Python bridge that follows
-docs/PROTOCOLS.md (media -> append, delta -> media + mark, speech_started
+the README's "How a call goes" (media -> append, delta -> media + mark, speech_started
 -> clear + truncate with floor(min(played, received)), end_call -> hang up
 after the goodbye has played). It is a reference for the checks, not a
 second implementation of twirt.
@@ -470,7 +470,7 @@ def test_units(tap):
         {"CallSid": "CA1234567890ABCDE", "Caller": "+14158675310",
          "Digits": "1234", "From": "+14158675310", "To": "+18005551212"})
     tap.is_(sig, "L/OH5YylLD5NRKLltdqwSvS0BnU=",
-            "signature matches the worked example of PROTOCOLS.md")
+            "signature matches the worked example of Twilio's documentation")
     names = []
     try:
         for name in ("ja-booking", "barge-in", "end-call", "silence"):

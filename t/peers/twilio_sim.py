@@ -7,7 +7,7 @@ python3-websockets package (10.4), independent of twirt's frame code.
     /usr/bin/python3 t/peers/twilio_sim.py \
         --url ws://127.0.0.1:8080/twilio/media --scenario ja-booking --print
 
-It behaves like Twilio (docs/PROTOCOLS.md sections 2 and 3): a signed
+It behaves like Twilio's Media Streams (t/peers/README.md): a signed
 upgrade, connected/start, 160-byte mu-law media every 20 ms on a real,
 drift-free clock, caller "speech" where the scenario says so, and an
 outbound playback buffer that returns marks only once the audio queued
