@@ -30,6 +30,10 @@
  *
  * Events are dispatched from two tables, by Twilio event and by Realtime
  * event type, each entry naming the phases it is acted on in.
+ *
+ * What comes next fits these values, not new flags: a tool running is a
+ * count of pending calls beside call->response, a transfer another
+ * call->after, a session being rotated a phase between two ACTIVEs.
  */
 
 
