@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t,
     const char *s);
 static ngx_int_t ngx_http_twirt_text(ngx_http_twirt_twiml_t *t,
     ngx_str_t *s);
+static ngx_int_t ngx_http_twirt_escaped(ngx_http_twirt_twiml_t *t,
+    ngx_str_t *s, ngx_uint_t attr);
 static ngx_int_t ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t,
     const char *name, ngx_str_t *value);
 static ngx_str_t *ngx_http_twirt_call_sid(ngx_http_twirt_twiml_ctx_t *ctx);
@@ -316,6 +318,7 @@ static ngx_int_t
 ngx_http_twirt_twiml_build(ngx_http_request_t *r,
     ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t)
 {
+    size_t                   n;
     ngx_str_t                url, value;
     ngx_uint_t               i;
     ngx_http_twirt_param_t  *param;
@@ -361,19 +364,22 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            if (param[i].name.len
-                + ngx_http_twirt_utf8_length(value.data, value.len)
-                >= NGX_HTTP_TWIRT_PARAM_MAX)
-            {
+            /*
+             * Twilio would refuse the whole answer and the caller would
+             * hear an application error: the call goes on without it
+             */
+
+            n = ngx_http_twirt_utf8_length(param[i].name.data,
+                                           param[i].name.len)
+                + ngx_http_twirt_utf8_length(value.data, value.len);
+
+            if (n >= NGX_HTTP_TWIRT_PARAM_MAX) {
                 ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                               "twirt: parameter \"%V\" is %uz characters "
-                              "with its name, Twilio allows less than %d",
-                              &param[i].name,
-                              param[i].name.len
-                              + ngx_http_twirt_utf8_length(value.data,
-                                                           value.len),
+                              "with its name, Twilio allows less than %d: "
+                              "not sent", &param[i].name, n,
                               NGX_HTTP_TWIRT_PARAM_MAX);
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                continue;
             }
 
             if (ngx_http_twirt_raw(t, "<Parameter") != NGX_OK
@@ -716,6 +722,14 @@ ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t, const char *s)
 static ngx_int_t
 ngx_http_twirt_text(ngx_http_twirt_twiml_t *t, ngx_str_t *s)
 {
+    return ngx_http_twirt_escaped(t, s, 0);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_escaped(ngx_http_twirt_twiml_t *t, ngx_str_t *s,
+    ngx_uint_t attr)
+{
     size_t      size;
     ngx_str_t  *part;
 
@@ -724,14 +738,14 @@ ngx_http_twirt_text(ngx_http_twirt_twiml_t *t, ngx_str_t *s)
         return NGX_ERROR;
     }
 
-    ngx_http_twirt_xml_escape(NULL, s->data, s->len, &size);
+    ngx_http_twirt_xml_escape(NULL, s->data, s->len, &size, attr);
 
     part->data = ngx_pnalloc(t->request->pool, size);
     if (part->data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_twirt_xml_escape(part->data, s->data, s->len, &part->len);
+    ngx_http_twirt_xml_escape(part->data, s->data, s->len, &part->len, attr);
     t->len += part->len;
 
     return NGX_OK;
@@ -745,7 +759,7 @@ ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t, const char *name,
     if (ngx_http_twirt_raw(t, " ") != NGX_OK
         || ngx_http_twirt_raw(t, name) != NGX_OK
         || ngx_http_twirt_raw(t, "=\"") != NGX_OK
-        || ngx_http_twirt_text(t, value) != NGX_OK
+        || ngx_http_twirt_escaped(t, value, 1) != NGX_OK
         || ngx_http_twirt_raw(t, "\"") != NGX_OK)
     {
         return NGX_ERROR;

@@ -346,19 +346,27 @@ request without CallSid
 
 
 
-=== TEST 20: a parameter over Twilio's 500 characters at request time is a 500 with an error
+=== TEST 20: a parameter over Twilio's 500 characters at request time is dropped with an error, the call answered
 --- config
     location = /voice {
         twirt_twiml;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_parameter agent sales;
         twirt_parameter note $twirt_param_Note;
+        twirt_parameter from $twirt_param_From;
     }
 --- request eval
-"POST /voice\nCallSid=CA1&Note=" . ("%E3%81%82" x 496)
+"POST /voice\nCallSid=CA1&From=%2B81&Note=SECRET" . ("%E3%81%82" x 490)
 --- more_headers
 Content-Type: application/x-www-form-urlencoded
---- error_code: 500
+--- error_code: 200
+--- response_body
+<?xml version="1.0" encoding="UTF-8"?>
+<Response><Connect><Stream url="wss://gw.example.com/m"><Parameter name="agent" value="sales"/><Parameter name="from" value="+81"/></Stream></Connect></Response>
 --- error_log
-parameter "note" is 500 characters with its name, Twilio allows less than 500
+parameter "note" is 500 characters with its name, Twilio allows less than 500: not sent
+--- no_error_log eval
+[qr/\[error\].*SECRET/]
 
 
 
@@ -398,3 +406,23 @@ CallSid=CA1
 --- request
 GET /voice?CallSid=CA1
 --- response_body_like: <Parameter name="digits" value="\[\]"/>
+
+
+
+=== TEST 24: CR, LF and TAB in attribute values are character references, so that they survive attribute-value normalisation
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_parameter note $twirt_param_Note;
+        twirt_say "$twirt_param_Note";
+    }
+--- request
+POST /voice
+CallSid=CA1&Note=a%0D%0Ab%09c%0Dd%0Ae
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body eval
+qq{<?xml version="1.0" encoding="UTF-8"?>\n<Response><Say>a&#13;\nb\tc&#13;d\ne</Say><Connect><Stream url="wss://gw.example.com/m"><Parameter name="note" value="a&#13;&#10;b&#9;c&#13;d&#10;e"/></Stream></Connect></Response>\n}
+--- no_error_log
+[error]
