@@ -280,7 +280,10 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
         return NGX_HTTP_FORBIDDEN;
     }
 
-    pair = ngx_http_twirt_form_repeated(ctx->pairs);
+    if (ngx_http_twirt_form_repeated(r->pool, ctx->pairs, &pair) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (pair) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "twirt: voice webhook parameter \"%V\" is repeated",

@@ -426,3 +426,39 @@ Content-Type: application/x-www-form-urlencoded
 qq{<?xml version="1.0" encoding="UTF-8"?>\n<Response><Say>a&#13;\nb\tc&#13;d\ne</Say><Connect><Stream url="wss://gw.example.com/m"><Parameter name="note" value="a&#13;&#10;b&#9;c&#13;d&#10;e"/></Stream></Connect></Response>\n}
 --- no_error_log
 [error]
+
+
+
+=== TEST 25: a body of 4000 distinct names (and CallSid) is answered, the repeat check sorting once (n log n comparisons, not n squared)
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twiml_max_body_size 64k;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_parameter last $twirt_param_p3999;
+    }
+--- request eval
+"POST /voice\nCallSid=CA1&" . CORE::join('&', map { "p$_=$_" } 0 .. 3998) . "&p3999=end"
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 200
+--- response_body_like: <Parameter name="last" value="end"/>
+--- error_log eval
+# 4000 * log2(4000) is about 48000; the pairwise check made 8 million
+[qr/twirt: 4001 parameters checked for repeats with (\d+)(?(?{ $^N > 2 * 4000 * 12 })(*FAIL)) comparisons/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 26: the first name that repeats is the one named, whatever the sort order
+--- config
+    location = /voice { twirt_twiml; }
+--- request
+POST /voice
+CallSid=CA1&B=1&A=1&B=2&A=2
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 400
+--- error_log
+parameter "B" is repeated
