@@ -150,6 +150,103 @@ X-Twilio-Signature: L/OH5YylLD5NRKLltdqwSvS0BnU=
 
 
 
+=== TEST 7.1: a repeated name signed as Twilio's validators sign it (by name, then by value, every value) passes the signature check
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&To=%2B2&To=%2B1
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1To+1To+2")
+--- error_code: 400
+--- error_log
+parameter "To" is repeated
+--- no_error_log
+[warn]
+
+
+
+=== TEST 7.2: a repeated name signed in body order instead of value order is refused
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&To=%2B2&To=%2B1
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1To+2To+1")
+--- error_code: 403
+--- error_log
+invalid X-Twilio-Signature for CallSid "CA1"
+
+
+
+=== TEST 7.3: invalid UTF-8 (%FF) in a value is signed as its bytes
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&From=%FF%2B81%C3
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1From\xff+81\xc3")
+--- error_code: 200
+--- no_error_log
+[warn]
+
+
+
+=== TEST 7.4: names outside the BMP sort in byte order (code points, as PROTOCOLS.md and Twilio's Python validator): U+FF5A before U+1F600
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&%F0%9F%98%80=smile&%EF%BD%9A=z
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1\xef\xbd\x9az\xf0\x9f\x98\x80smile")
+--- error_code: 200
+--- no_error_log
+[warn]
+
+
+
+=== TEST 7.5: the same names in UTF-16 order (U+1F600's surrogates before U+FF5A) is not what twirt checks
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&%F0%9F%98%80=smile&%EF%BD%9A=z
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1\xf0\x9f\x98\x80smile\xef\xbd\x9az")
+--- error_code: 403
+--- error_log
+invalid X-Twilio-Signature for CallSid "CA1"
+
+
+
 === TEST 8: a wrong signature is refused with 403 and a warning naming the CallSid
 --- config
     location = /myapp.php {
