@@ -15,6 +15,7 @@
 #include "ngx_http_twirt_upstream.h"
 #include "ngx_http_twirt_realtime.h"
 #include "ngx_http_twirt_metrics.h"
+#include "ngx_http_twirt_outcome.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -445,12 +446,19 @@ ngx_http_twirt_add_variables(ngx_conf_t *cf)
 }
 
 
-/* the shared zone of the metrics, summed over the workers */
+/*
+ * The shared zones: the metrics, summed over the workers, and the recent
+ * call outcomes that <Connect action> is answered from
+ */
 
 static ngx_int_t
 ngx_http_twirt_init(ngx_conf_t *cf)
 {
-    return ngx_http_twirt_metrics_init(cf);
+    if (ngx_http_twirt_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_twirt_outcome_init(cf);
 }
 
 
@@ -531,6 +539,34 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->fallback_dial, prev->fallback_dial, NULL);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               16 * 1024);
+
+    /*
+     * Without <Connect action> Twilio plays the verbs after <Connect>
+     * whenever the stream ends: the fallback would follow every goodbye
+     */
+
+    if (conf->twiml && conf->action == NULL
+        && (conf->fallback_say || conf->fallback_dial))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" needs \"twirt_connect_action\" in a "
+                           "\"twirt_twiml\" location: without it Twilio "
+                           "plays the fallback after every call, also after "
+                           "a normal goodbye; add \"twirt_connect_action "
+                           "/twilio/after;\" and \"location = /twilio/after "
+                           "{ twirt_action; }\" where the fallback is seen",
+                           conf->fallback_say ? "twirt_fallback_say"
+                                              : "twirt_fallback_dial");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->action_handler && !conf->fallback_say && !conf->fallback_dial)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"twirt_action\" without \"twirt_fallback_say\" "
+                           "or \"twirt_fallback_dial\": a failed call is "
+                           "hung up");
+    }
 
     ngx_conf_merge_size_value(conf->max_frame_size, prev->max_frame_size,
                               64 * 1024);
@@ -635,6 +671,8 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static char *
 ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -646,6 +684,13 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     /* twirt_twiml, or twirt_action: the end of the stream */
     clcf->handler = cmd->offset ? ngx_http_twirt_action_handler
                                 : ngx_http_twirt_twiml_handler;
+
+    if (cmd->offset) {
+        tlcf->action_handler = 1;
+
+    } else {
+        tlcf->twiml = 1;
+    }
 
     return NGX_CONF_OK;
 }

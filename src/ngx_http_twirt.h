@@ -133,6 +133,8 @@ typedef struct {
     ngx_http_twirt_say_t       *fallback_say;
     ngx_http_twirt_dial_t      *fallback_dial;
     size_t                      max_body_size;
+    ngx_flag_t                  twiml;           /* twirt_twiml here */
+    ngx_flag_t                  action_handler;  /* twirt_action here */
 
     /* the Media Streams endpoint */
     size_t                      max_frame_size;

@@ -10,6 +10,7 @@
 #include "ngx_http_twirt_escape.h"
 #include "ngx_http_twirt_signature.h"
 #include "ngx_http_twirt_redis.h"
+#include "ngx_http_twirt_outcome.h"
 
 
 /* the pieces of a TwiML answer, escaped where they come from outside */
@@ -49,7 +50,7 @@ static ngx_int_t ngx_http_twirt_action_start(ngx_http_request_t *r,
 static void ngx_http_twirt_action_read(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
 static ngx_int_t ngx_http_twirt_action_answer(ngx_http_request_t *r,
-    ngx_str_t *status, ngx_str_t *reason);
+    ngx_str_t *status, ngx_str_t *reason, const char *source);
 static void ngx_http_twirt_action_cleanup(void *data);
 static ngx_int_t ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
     ngx_http_twirt_loc_conf_t *tlcf);
@@ -399,7 +400,16 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_twirt_twiml_fallback(t, tlcf) != NGX_OK) {
+    /*
+     * With <Connect action> Twilio asks the action when the stream ends
+     * and never plays what follows: the twirt_action location answers the
+     * fallback, only when the call failed (nginx -t refuses fallback verbs
+     * without an action)
+     */
+
+    if (tlcf->action == NULL
+        && ngx_http_twirt_twiml_fallback(t, tlcf) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -447,8 +457,10 @@ ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
 
 
 /*
- * The answer comes from the call record in Redis, written by whichever
- * node had the stream: end_call hangs up, a failed call gets the fallback.
+ * How the call ended: from this node's recent outcomes (the stream was
+ * here), else from the call record in Redis (written by whichever node
+ * had it), else unknown.  A normal end hangs up; a failed or unknown one
+ * gets the fallback.
  */
 
 static ngx_int_t
@@ -457,8 +469,28 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
 {
     void                *handle;
     ngx_int_t            rc;
-    ngx_str_t            key;
+    ngx_str_t            key, status, reason;
+    ngx_uint_t           failed;
     ngx_http_cleanup_t  *cln;
+
+    rc = ngx_http_twirt_outcome_get(ngx_http_twirt_call_sid(ctx), &failed,
+                                    &reason, r->pool);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        if (failed) {
+            ngx_str_set(&status, "failed");
+
+        } else {
+            ngx_str_set(&status, "ended");
+        }
+
+        return ngx_http_twirt_action_answer(r, &status, &reason,
+                                            "this node's outcomes");
+    }
 
     if (ngx_http_twirt_redis_key(r->pool, "call", ngx_http_twirt_call_sid(ctx),
                                  NULL, &key)
@@ -484,7 +516,7 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
                       "twirt: no call record for CallSid \"%V\" (Redis not "
                       "configured or not connected)",
                       ngx_http_twirt_call_sid(ctx));
-        return ngx_http_twirt_action_answer(r, NULL, NULL);
+        return ngx_http_twirt_action_answer(r, NULL, NULL, "nothing");
     }
 
     ctx->redis = handle;
@@ -541,15 +573,17 @@ ngx_http_twirt_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
 
     c = r->connection;
 
-    ngx_http_finalize_request(r, ngx_http_twirt_action_answer(r, status,
-                                                              reason));
+    rc = ngx_http_twirt_action_answer(r, status, reason,
+                                      status ? "the call record" : "nothing");
+
+    ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
 }
 
 
 static ngx_int_t
 ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
-    ngx_str_t *reason)
+    ngx_str_t *reason, const char *source)
 {
     ngx_uint_t                   fallback;
     ngx_http_twirt_twiml_t       t;
@@ -566,11 +600,12 @@ ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
                && (tlcf->fallback_say || tlcf->fallback_dial);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "twirt: stream of CallSid \"%V\" ended (%V, %V): %s",
+                  "twirt: stream of CallSid \"%V\" ended (%V, %V): %s, "
+                  "known from %s",
                   ngx_http_twirt_call_sid(ctx),
                   status ? status : &ngx_http_twirt_unknown,
                   reason ? reason : &ngx_http_twirt_unknown,
-                  fallback ? "fallback" : "hang up");
+                  fallback ? "fallback" : "hang up", source);
 
     t.request = r;
     t.len = 0;

@@ -76,6 +76,7 @@ Host: gw.example.com:8443
         twirt_say "お電話ありがとうございます。" language=ja-JP voice=Polly.Mizuki;
         twirt_parameter greeting "こんにちは、{{name}}さん";
         twirt_parameter caller $twirt_param_CallerName;
+        twirt_connect_action /twilio/after;
         twirt_fallback_say "申し訳ございません。ただいま電話が混み合っております。" language=ja-JP;
         twirt_stream_url wss://gw.example.com/twilio/media;
     }
@@ -86,7 +87,7 @@ CallSid=CA1&CallerName=%E5%B1%B1%E7%94%B0%E5%A4%AA%E9%83%8E
 Content-Type: application/x-www-form-urlencoded; charset=utf-8
 --- response_body
 <?xml version="1.0" encoding="UTF-8"?>
-<Response><Say language="ja-JP" voice="Polly.Mizuki">お電話ありがとうございます。</Say><Connect><Stream url="wss://gw.example.com/twilio/media"><Parameter name="greeting" value="こんにちは、{{name}}さん"/><Parameter name="caller" value="山田太郎"/></Stream></Connect><Say language="ja-JP">申し訳ございません。ただいま電話が混み合っております。</Say></Response>
+<Response><Say language="ja-JP" voice="Polly.Mizuki">お電話ありがとうございます。</Say><Connect action="/twilio/after" method="POST"><Stream url="wss://gw.example.com/twilio/media"><Parameter name="greeting" value="こんにちは、{{name}}さん"/><Parameter name="caller" value="山田太郎"/></Stream></Connect></Response>
 --- no_error_log
 [error]
 
@@ -111,7 +112,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 6: Connect action and the fallback dial
+=== TEST 6: Connect action; the fallback dial is the action's to answer, never after </Connect>
 --- config
     location = /twilio/voice {
         twirt_twiml;
@@ -126,7 +127,7 @@ CallSid=CA7
 Content-Type: application/x-www-form-urlencoded
 --- response_body
 <?xml version="1.0" encoding="UTF-8"?>
-<Response><Connect action="https://gw.example.com/twilio/after?call=CA7" method="GET"><Stream url="wss://gw.example.com/twilio/media"></Stream></Connect><Dial callerId="+815011112222">+81312345678</Dial></Response>
+<Response><Connect action="https://gw.example.com/twilio/after?call=CA7" method="GET"><Stream url="wss://gw.example.com/twilio/media"></Stream></Connect></Response>
 
 
 
