@@ -560,3 +560,88 @@ Content-Type: application/x-www-form-urlencoded
 --- error_code: 400
 --- error_log
 parameter "B" is repeated
+
+
+
+=== TEST 27: <Stream statusCallback> and its method
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_stream_status_callback https://gw.example.com/twilio/stream-status method=GET;
+    }
+--- request
+GET /voice?CallSid=CA1
+--- response_body_like: <Stream url="wss://gw\.example\.com/m" statusCallback="https://gw\.example\.com/twilio/stream-status" statusCallbackMethod="GET">
+
+
+
+=== TEST 28: a signed stream-error is a call event, its untrusted text escaped in the log, answered 204
+--- config
+    location = /twilio/stream-status {
+        twirt_stream_status;
+        twirt_twilio_auth_token secret;
+        twirt_public_url https://gw.example.com$request_uri;
+    }
+--- request
+POST /twilio/stream-status
+AccountSid=AC1&CallSid=CA1&StreamSid=MZ1&StreamName=s1&StreamEvent=stream-error&StreamError=bad%0D%0A[error] forged%00line&Timestamp=2026-11-30T12%3A00%3A00Z
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("secret", "https://gw.example.com/twilio/stream-statusAccountSidAC1CallSidCA1StreamErrorbad\r\n[error] forged\0lineStreamEventstream-errorStreamNames1StreamSidMZ1Timestamp2026-11-30T12:00:00Z")
+--- error_code: 204
+--- response_body:
+--- error_log
+[warn]
+twirt: event {"account_sid":"AC1","call_sid":"CA1","error":"bad\r\n[error] forged\u0000line","event":"stream-error","stream_name":"s1","stream_sid":"MZ1","timestamp":"2026-11-30T12:00:00Z","type":"stream"}
+--- no_error_log eval
+[qr/^\[error\] forged/m]
+
+
+
+=== TEST 29: stream-started and stream-stopped are logged at info
+--- config
+    location = /twilio/stream-status { twirt_stream_status; }
+--- request
+POST /twilio/stream-status
+CallSid=CA1&StreamSid=MZ1&StreamEvent=stream-started
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 204
+--- error_log
+[info]
+twirt: event {"call_sid":"CA1","event":"stream-started","stream_sid":"MZ1","type":"stream"}
+
+
+
+=== TEST 30: an unsigned stream status callback is refused when a token is set
+--- config
+    location = /twilio/stream-status {
+        twirt_stream_status;
+        twirt_twilio_auth_token secret;
+    }
+--- request
+POST /twilio/stream-status
+CallSid=CA1&StreamSid=MZ1&StreamEvent=stream-started
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 403
+--- error_log
+missing X-Twilio-Signature for CallSid "CA1"
+--- no_error_log
+twirt: event
+
+
+
+=== TEST 31: a stream status without StreamEvent, or with a CallSid that is no SID, is a 400
+--- config
+    location = /twilio/stream-status { twirt_stream_status; }
+--- request eval
+["POST /twilio/stream-status\nCallSid=CA1&StreamSid=MZ1",
+ "POST /twilio/stream-status\nCallSid=CA1%3Ax&StreamEvent=stream-started"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code eval
+[400, 400]
+--- error_log
+without a StreamEvent or with an invalid CallSid
