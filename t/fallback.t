@@ -131,6 +131,9 @@ ended (failed, upstream_closed): fallback, known from this node's outcomes
     twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
 --- config
     location = /twilio/media { twirt_stream; }
+--- init
+# the worker's Redis connection is up before Twilio asks
+for (1 .. 100) { last if Twirt::Peers::error_log_text() =~ /twirt: redis "[^"]*" connected/; Time::HiRes::sleep(0.05) }
 --- request
 POST /twilio/after
 CallSid=CA00000000000000000000000000redis1
@@ -147,6 +150,9 @@ ended (ended, end_call): hang up, known from the call record
     twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
 --- config
     location = /twilio/media { twirt_stream; }
+--- init
+# the worker's Redis connection is up before Twilio asks
+for (1 .. 100) { last if Twirt::Peers::error_log_text() =~ /twirt: redis "[^"]*" connected/; Time::HiRes::sleep(0.05) }
 --- request
 POST /twilio/after
 CallSid=CA00000000000000000000000000redis2
