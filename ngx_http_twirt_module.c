@@ -15,6 +15,7 @@
 #include "ngx_http_twirt_upstream.h"
 #include "ngx_http_twirt_realtime.h"
 #include "ngx_http_twirt_metrics.h"
+#include "ngx_http_twirt_outcome.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -86,6 +87,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       ngx_http_twirt_twiml,
       NGX_HTTP_LOC_CONF_OFFSET,
       1,
+      NULL },
+
+    { ngx_string("twirt_stream_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_twirt_twiml,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      2,
       NULL },
 
     { ngx_string("twirt_status"),
@@ -326,6 +334,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       offsetof(ngx_http_twirt_loc_conf_t, action),
       NULL },
 
+    { ngx_string("twirt_stream_status_callback"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_twirt_connect_action,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, stream_status),
+      NULL },
+
     { ngx_string("twirt_fallback_say"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_twirt_say,
@@ -445,12 +460,19 @@ ngx_http_twirt_add_variables(ngx_conf_t *cf)
 }
 
 
-/* the shared zone of the metrics, summed over the workers */
+/*
+ * The shared zones: the metrics, summed over the workers, and the recent
+ * call outcomes that <Connect action> is answered from
+ */
 
 static ngx_int_t
 ngx_http_twirt_init(ngx_conf_t *cf)
 {
-    return ngx_http_twirt_metrics_init(cf);
+    if (ngx_http_twirt_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_twirt_outcome_init(cf);
 }
 
 
@@ -489,6 +511,7 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->params = NGX_CONF_UNSET_PTR;
     conf->say = NGX_CONF_UNSET_PTR;
     conf->action = NGX_CONF_UNSET_PTR;
+    conf->stream_status = NGX_CONF_UNSET_PTR;
     conf->fallback_say = NGX_CONF_UNSET_PTR;
     conf->fallback_dial = NGX_CONF_UNSET_PTR;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
@@ -527,10 +550,39 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->params, prev->params, NULL);
     ngx_conf_merge_ptr_value(conf->say, prev->say, NULL);
     ngx_conf_merge_ptr_value(conf->action, prev->action, NULL);
+    ngx_conf_merge_ptr_value(conf->stream_status, prev->stream_status, NULL);
     ngx_conf_merge_ptr_value(conf->fallback_say, prev->fallback_say, NULL);
     ngx_conf_merge_ptr_value(conf->fallback_dial, prev->fallback_dial, NULL);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               16 * 1024);
+
+    /*
+     * Without <Connect action> Twilio plays the verbs after <Connect>
+     * whenever the stream ends: the fallback would follow every goodbye
+     */
+
+    if (conf->twiml && conf->action == NULL
+        && (conf->fallback_say || conf->fallback_dial))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" needs \"twirt_connect_action\" in a "
+                           "\"twirt_twiml\" location: without it Twilio "
+                           "plays the fallback after every call, also after "
+                           "a normal goodbye; add \"twirt_connect_action "
+                           "/twilio/after;\" and \"location = /twilio/after "
+                           "{ twirt_action; }\" where the fallback is seen",
+                           conf->fallback_say ? "twirt_fallback_say"
+                                              : "twirt_fallback_dial");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->action_handler && !conf->fallback_say && !conf->fallback_dial)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"twirt_action\" without \"twirt_fallback_say\" "
+                           "or \"twirt_fallback_dial\": a failed call is "
+                           "hung up");
+    }
 
     ngx_conf_merge_size_value(conf->max_frame_size, prev->max_frame_size,
                               64 * 1024);
@@ -635,6 +687,8 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static char *
 ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -643,9 +697,23 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate or conflicts with another content handler";
     }
 
-    /* twirt_twiml, or twirt_action: the end of the stream */
-    clcf->handler = cmd->offset ? ngx_http_twirt_action_handler
-                                : ngx_http_twirt_twiml_handler;
+    /* twirt_twiml; twirt_action: the end of the stream; twirt_stream_status */
+
+    switch (cmd->offset) {
+
+    case 0:
+        clcf->handler = ngx_http_twirt_twiml_handler;
+        tlcf->twiml = 1;
+        break;
+
+    case 1:
+        clcf->handler = ngx_http_twirt_action_handler;
+        tlcf->action_handler = 1;
+        break;
+
+    default:
+        clcf->handler = ngx_http_twirt_stream_status_handler;
+    }
 
     return NGX_CONF_OK;
 }
@@ -878,17 +946,22 @@ ngx_http_twirt_say(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* twirt_connect_action url [method=POST|GET] */
+/*
+ * twirt_connect_action url [method=POST|GET];
+ * twirt_stream_status_callback url [method=POST|GET]
+ */
 
 static char *
 ngx_http_twirt_connect_action(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_twirt_loc_conf_t *tlcf = conf;
+    char  *p = conf;
 
-    ngx_str_t                *value;
-    ngx_http_twirt_action_t  *action;
+    ngx_str_t                 *value;
+    ngx_http_twirt_action_t   *action, **field;
 
-    if (tlcf->action != NGX_CONF_UNSET_PTR) {
+    field = (ngx_http_twirt_action_t **) (p + cmd->offset);
+
+    if (*field != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
@@ -925,7 +998,7 @@ ngx_http_twirt_connect_action(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    tlcf->action = action;
+    *field = action;
 
     return NGX_CONF_OK;
 }

@@ -130,9 +130,12 @@ typedef struct {
     ngx_array_t                *params;
     ngx_http_twirt_say_t       *say;
     ngx_http_twirt_action_t    *action;
+    ngx_http_twirt_action_t    *stream_status;   /* statusCallback */
     ngx_http_twirt_say_t       *fallback_say;
     ngx_http_twirt_dial_t      *fallback_dial;
     size_t                      max_body_size;
+    ngx_flag_t                  twiml;           /* twirt_twiml here */
+    ngx_flag_t                  action_handler;  /* twirt_action here */
 
     /* the Media Streams endpoint */
     size_t                      max_frame_size;
@@ -194,6 +197,7 @@ typedef struct {
     ngx_http_twirt_redis_read_t  *redis;  /* a call record being read */
     unsigned                      done:1;
     unsigned                      action:1;
+    unsigned                      stream_status:1;
 } ngx_http_twirt_twiml_ctx_t;
 
 

@@ -41,6 +41,7 @@
 #include "ngx_http_twirt_twilio.h"
 #include "ngx_http_twirt_template.h"
 #include "ngx_http_twirt_record.h"
+#include "ngx_http_twirt_outcome.h"
 #include "ngx_http_twirt_metrics.h"
 #include "ngx_http_twirt_json_scan.h"
 #include "ngx_http_twirt_log.h"
@@ -1844,6 +1845,7 @@ ngx_http_twirt_call_record_end(ngx_http_twirt_call_t *call)
     end.cost = ngx_http_twirt_realtime_cost(call->conf->prices, &call->usage);
 
     ngx_http_twirt_record_end(&call->record, &end);
+    ngx_http_twirt_outcome_set(&call->record.call_sid, end.failed, &end.reason);
 }
 
 

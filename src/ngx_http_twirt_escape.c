@@ -14,11 +14,15 @@ static const u_char  ngx_http_twirt_replacement[] = "\xef\xbf\xbd";
 /*
  * Escapes & < > " ' as entities, drops the control characters XML 1.0
  * forbids and replaces invalid UTF-8 with U+FFFD, so that any input makes
- * well-formed XML.  With dst NULL only *size is computed.
+ * well-formed XML.  CR is written as &#13; (a parser turns a raw CR into
+ * LF); in an attribute value (attr) TAB and LF too, as &#9; and &#10;,
+ * since attribute-value normalisation turns them into spaces.  With dst
+ * NULL only *size is computed.
  */
 
 u_char *
-ngx_http_twirt_xml_escape(u_char *dst, u_char *src, size_t len, size_t *size)
+ngx_http_twirt_xml_escape(u_char *dst, u_char *src, size_t len, size_t *size,
+    ngx_uint_t attr)
 {
     u_char      *p, *end, *start;
     size_t       n;
@@ -47,6 +51,15 @@ ngx_http_twirt_xml_escape(u_char *dst, u_char *src, size_t len, size_t *size)
             break;
         case '\'':
             entity = "&apos;";
+            break;
+        case '\r':
+            entity = "&#13;";
+            break;
+        case '\n':
+            entity = attr ? "&#10;" : NULL;
+            break;
+        case '\t':
+            entity = attr ? "&#9;" : NULL;
             break;
         }
 

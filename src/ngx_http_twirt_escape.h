@@ -13,7 +13,7 @@
 
 
 u_char *ngx_http_twirt_xml_escape(u_char *dst, u_char *src, size_t len,
-    size_t *size);
+    size_t *size, ngx_uint_t attr);
 size_t ngx_http_twirt_utf8_length(u_char *p, size_t len);
 
 

@@ -15,7 +15,8 @@ ngx_int_t ngx_http_twirt_form_parse(ngx_pool_t *pool, u_char *p, size_t len,
     ngx_array_t *pairs);
 ngx_http_twirt_pair_t *ngx_http_twirt_form_find(ngx_array_t *pairs,
     u_char *name, size_t len, ngx_uint_t ignore_case);
-ngx_http_twirt_pair_t *ngx_http_twirt_form_repeated(ngx_array_t *pairs);
+ngx_int_t ngx_http_twirt_form_repeated(ngx_pool_t *pool, ngx_array_t *pairs,
+    ngx_http_twirt_pair_t **repeated);
 
 
 #endif /* _NGX_HTTP_TWIRT_FORM_H_INCLUDED_ */

@@ -301,7 +301,12 @@ ngx_http_twirt_signature_match(ngx_str_t *token, ngx_str_t *url,
 }
 
 
-/* names in byte order, each followed by its value, no separators */
+/*
+ * Names in byte order, each followed by its value, no separators.  Byte
+ * order of UTF-8 is code-point order: PROTOCOLS.md's rule and Twilio's
+ * Python validator (Node's sorts UTF-16 code units, which differs for
+ * names beyond U+FFFF; twirt follows the reference, see README).
+ */
 
 static ngx_int_t
 ngx_http_twirt_signature_params(ngx_pool_t *pool, ngx_array_t *pairs,

@@ -10,6 +10,9 @@
 #include "ngx_http_twirt_escape.h"
 #include "ngx_http_twirt_signature.h"
 #include "ngx_http_twirt_redis.h"
+#include "ngx_http_twirt_outcome.h"
+#include "ngx_http_twirt_record.h"
+#include "ngx_http_twirt_twilio.h"
 
 
 /* the pieces of a TwiML answer, escaped where they come from outside */
@@ -37,17 +40,23 @@ static ngx_int_t ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t,
     const char *s);
 static ngx_int_t ngx_http_twirt_text(ngx_http_twirt_twiml_t *t,
     ngx_str_t *s);
+static ngx_int_t ngx_http_twirt_escaped(ngx_http_twirt_twiml_t *t,
+    ngx_str_t *s, ngx_uint_t attr);
 static ngx_int_t ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t,
     const char *name, ngx_str_t *value);
 static ngx_str_t *ngx_http_twirt_call_sid(ngx_http_twirt_twiml_ctx_t *ctx);
 static ngx_int_t ngx_http_twirt_webhook(ngx_http_request_t *r,
-    ngx_uint_t action);
+    ngx_uint_t kind);
+static ngx_int_t ngx_http_twirt_stream_status(ngx_http_request_t *r,
+    ngx_http_twirt_twiml_ctx_t *ctx);
+static json_t *ngx_http_twirt_stream_status_field(ngx_array_t *pairs,
+    const char *name);
 static ngx_int_t ngx_http_twirt_action_start(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx);
 static void ngx_http_twirt_action_read(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
 static ngx_int_t ngx_http_twirt_action_answer(ngx_http_request_t *r,
-    ngx_str_t *status, ngx_str_t *reason);
+    ngx_str_t *status, ngx_str_t *reason, const char *source);
 static void ngx_http_twirt_action_cleanup(void *data);
 static ngx_int_t ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
     ngx_http_twirt_loc_conf_t *tlcf);
@@ -73,8 +82,19 @@ ngx_http_twirt_action_handler(ngx_http_request_t *r)
 }
 
 
+/* <Stream statusCallback>: Twilio reports the stream's events */
+
+ngx_int_t
+ngx_http_twirt_stream_status_handler(ngx_http_request_t *r)
+{
+    return ngx_http_twirt_webhook(r, 2);
+}
+
+
+/* kind: 0 the voice webhook, 1 the action, 2 the stream's status */
+
 static ngx_int_t
-ngx_http_twirt_webhook(ngx_http_request_t *r, ngx_uint_t action)
+ngx_http_twirt_webhook(ngx_http_request_t *r, ngx_uint_t kind)
 {
     ngx_int_t                    rc;
     ngx_str_t                   *type;
@@ -96,7 +116,8 @@ ngx_http_twirt_webhook(ngx_http_request_t *r, ngx_uint_t action)
     }
 
     ctx->kind = NGX_HTTP_TWIRT_CTX_WEBHOOK;
-    ctx->action = action;
+    ctx->action = (kind == 1);
+    ctx->stream_status = (kind == 2);
 
     ngx_http_set_ctx(r, ctx, ngx_http_twirt_module);
 
@@ -278,7 +299,10 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
         return NGX_HTTP_FORBIDDEN;
     }
 
-    pair = ngx_http_twirt_form_repeated(ctx->pairs);
+    if (ngx_http_twirt_form_repeated(r->pool, ctx->pairs, &pair) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (pair) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "twirt: voice webhook parameter \"%V\" is repeated",
@@ -294,6 +318,10 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
 
     if (ctx->action) {
         return ngx_http_twirt_action_start(r, ctx);
+    }
+
+    if (ctx->stream_status) {
+        return ngx_http_twirt_stream_status(r, ctx);
     }
 
     t.request = r;
@@ -316,6 +344,7 @@ static ngx_int_t
 ngx_http_twirt_twiml_build(ngx_http_request_t *r,
     ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t)
 {
+    size_t                   n;
     ngx_str_t                url, value;
     ngx_uint_t               i;
     ngx_http_twirt_param_t  *param;
@@ -347,9 +376,24 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
 
     if (ngx_http_twirt_twiml_stream_url(r, tlcf, &url) != NGX_OK
         || ngx_http_twirt_raw(t, "><Stream") != NGX_OK
-        || ngx_http_twirt_attr(t, "url", &url) != NGX_OK
-        || ngx_http_twirt_raw(t, ">") != NGX_OK)
+        || ngx_http_twirt_attr(t, "url", &url) != NGX_OK)
     {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tlcf->stream_status) {
+        if (ngx_http_complex_value(r, &tlcf->stream_status->url, &value)
+            != NGX_OK
+            || ngx_http_twirt_attr(t, "statusCallback", &value) != NGX_OK
+            || ngx_http_twirt_attr(t, "statusCallbackMethod",
+                                   &tlcf->stream_status->method)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_http_twirt_raw(t, ">") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -361,19 +405,22 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            if (param[i].name.len
-                + ngx_http_twirt_utf8_length(value.data, value.len)
-                >= NGX_HTTP_TWIRT_PARAM_MAX)
-            {
+            /*
+             * Twilio would refuse the whole answer and the caller would
+             * hear an application error: the call goes on without it
+             */
+
+            n = ngx_http_twirt_utf8_length(param[i].name.data,
+                                           param[i].name.len)
+                + ngx_http_twirt_utf8_length(value.data, value.len);
+
+            if (n >= NGX_HTTP_TWIRT_PARAM_MAX) {
                 ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                               "twirt: parameter \"%V\" is %uz characters "
-                              "with its name, Twilio allows less than %d",
-                              &param[i].name,
-                              param[i].name.len
-                              + ngx_http_twirt_utf8_length(value.data,
-                                                           value.len),
+                              "with its name, Twilio allows less than %d: "
+                              "not sent", &param[i].name, n,
                               NGX_HTTP_TWIRT_PARAM_MAX);
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                continue;
             }
 
             if (ngx_http_twirt_raw(t, "<Parameter") != NGX_OK
@@ -390,7 +437,16 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_twirt_twiml_fallback(t, tlcf) != NGX_OK) {
+    /*
+     * With <Connect action> Twilio asks the action when the stream ends
+     * and never plays what follows: the twirt_action location answers the
+     * fallback, only when the call failed (nginx -t refuses fallback verbs
+     * without an action)
+     */
+
+    if (tlcf->action == NULL
+        && ngx_http_twirt_twiml_fallback(t, tlcf) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -438,8 +494,10 @@ ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
 
 
 /*
- * The answer comes from the call record in Redis, written by whichever
- * node had the stream: end_call hangs up, a failed call gets the fallback.
+ * How the call ended: from this node's recent outcomes (the stream was
+ * here), else from the call record in Redis (written by whichever node
+ * had it), else unknown.  A normal end hangs up; a failed or unknown one
+ * gets the fallback.
  */
 
 static ngx_int_t
@@ -448,8 +506,28 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
 {
     void                *handle;
     ngx_int_t            rc;
-    ngx_str_t            key;
+    ngx_str_t            key, status, reason;
+    ngx_uint_t           failed;
     ngx_http_cleanup_t  *cln;
+
+    rc = ngx_http_twirt_outcome_get(ngx_http_twirt_call_sid(ctx), &failed,
+                                    &reason, r->pool);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        if (failed) {
+            ngx_str_set(&status, "failed");
+
+        } else {
+            ngx_str_set(&status, "ended");
+        }
+
+        return ngx_http_twirt_action_answer(r, &status, &reason,
+                                            "this node's outcomes");
+    }
 
     if (ngx_http_twirt_redis_key(r->pool, "call", ngx_http_twirt_call_sid(ctx),
                                  NULL, &key)
@@ -475,7 +553,7 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
                       "twirt: no call record for CallSid \"%V\" (Redis not "
                       "configured or not connected)",
                       ngx_http_twirt_call_sid(ctx));
-        return ngx_http_twirt_action_answer(r, NULL, NULL);
+        return ngx_http_twirt_action_answer(r, NULL, NULL, "nothing");
     }
 
     ctx->redis = handle;
@@ -532,15 +610,17 @@ ngx_http_twirt_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
 
     c = r->connection;
 
-    ngx_http_finalize_request(r, ngx_http_twirt_action_answer(r, status,
-                                                              reason));
+    rc = ngx_http_twirt_action_answer(r, status, reason,
+                                      status ? "the call record" : "nothing");
+
+    ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
 }
 
 
 static ngx_int_t
 ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
-    ngx_str_t *reason)
+    ngx_str_t *reason, const char *source)
 {
     ngx_uint_t                   fallback;
     ngx_http_twirt_twiml_t       t;
@@ -557,11 +637,12 @@ ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
                && (tlcf->fallback_say || tlcf->fallback_dial);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "twirt: stream of CallSid \"%V\" ended (%V, %V): %s",
+                  "twirt: stream of CallSid \"%V\" ended (%V, %V): %s, "
+                  "known from %s",
                   ngx_http_twirt_call_sid(ctx),
                   status ? status : &ngx_http_twirt_unknown,
                   reason ? reason : &ngx_http_twirt_unknown,
-                  fallback ? "fallback" : "hang up");
+                  fallback ? "fallback" : "hang up", source);
 
     t.request = r;
     t.len = 0;
@@ -591,6 +672,140 @@ ngx_http_twirt_action_cleanup(void *data)
         ngx_http_twirt_redis_cancel(ctx->redis);
         ctx->redis = NULL;
     }
+}
+
+
+/*
+ * stream-started, stream-stopped, stream-error (with StreamError): a call
+ * event, logged as JSON (untrusted text escaped: no raw CR, LF or NUL)
+ * and, with Redis, an entry of the call's events stream.  The CallSid was
+ * required and the signature checked; it must be a SID to make a key.
+ */
+
+static ngx_int_t
+ngx_http_twirt_stream_status(ngx_http_request_t *r,
+    ngx_http_twirt_twiml_ctx_t *ctx)
+{
+    char                     *text;
+    json_t                   *ev, *v;
+    ngx_uint_t                i, level;
+    ngx_http_twirt_record_t   rec;
+    ngx_http_twirt_pair_t    *event, *stream_sid;
+
+    static struct {
+        const char  *param;
+        const char  *field;
+    } fields[] = {
+        { "StreamSid", "stream_sid" },
+        { "StreamName", "stream_name" },
+        { "StreamError", "error" },
+        { "Timestamp", "timestamp" },
+        { "AccountSid", "account_sid" },
+        { NULL, NULL }
+    };
+
+    event = ngx_http_twirt_form_find(ctx->pairs, (u_char *) "StreamEvent",
+                                     sizeof("StreamEvent") - 1, 0);
+    stream_sid = ngx_http_twirt_form_find(ctx->pairs, (u_char *) "StreamSid",
+                                          sizeof("StreamSid") - 1, 0);
+
+    if (event == NULL || event->value.len == 0
+        || ngx_http_twirt_sid_valid(ngx_http_twirt_call_sid(ctx)) != NGX_OK
+        || (stream_sid && ngx_http_twirt_sid_valid(&stream_sid->value)
+                          != NGX_OK))
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: stream status callback without a StreamEvent "
+                      "or with an invalid CallSid or StreamSid");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ev = json_object();
+    if (ev == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    json_object_set_new(ev, "type", json_string("stream"));
+    json_object_set_new(ev, "call_sid",
+                        ngx_http_twirt_stream_status_field(ctx->pairs,
+                                                           "CallSid"));
+    json_object_set_new(ev, "event",
+                        ngx_http_twirt_stream_status_field(ctx->pairs,
+                                                           "StreamEvent"));
+
+    for (i = 0; fields[i].param; i++) {
+        v = ngx_http_twirt_stream_status_field(ctx->pairs, fields[i].param);
+
+        if (v) {
+            json_object_set_new(ev, fields[i].field, v);
+        }
+    }
+
+    text = json_dumps(ev, JSON_COMPACT|JSON_SORT_KEYS);
+
+    if (text == NULL) {
+        json_decref(ev);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    level = (event->value.len == sizeof("stream-error") - 1
+             && ngx_strncmp(event->value.data, "stream-error",
+                            sizeof("stream-error") - 1) == 0)
+            ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    ngx_log_error(level, r->connection->log, 0, "twirt: event %s", text);
+
+    ngx_memzero(&rec, sizeof(ngx_http_twirt_record_t));
+    rec.pool = r->pool;
+    rec.log = r->connection->log;
+    rec.call_sid = *ngx_http_twirt_call_sid(ctx);
+
+    ngx_http_twirt_record_event(&rec, ev, text);
+
+    free(text);
+    json_decref(ev);
+
+    return NGX_HTTP_NO_CONTENT;
+}
+
+
+/* a parameter as a JSON string; not UTF-8: its bytes made so, escaped */
+
+static json_t *
+ngx_http_twirt_stream_status_field(ngx_array_t *pairs, const char *name)
+{
+    u_char                 *p;
+    size_t                  size;
+    json_t                 *v;
+    ngx_http_twirt_pair_t  *pair;
+
+    pair = ngx_http_twirt_form_find(pairs, (u_char *) name, ngx_strlen(name),
+                                    0);
+    if (pair == NULL) {
+        return NULL;
+    }
+
+    v = json_stringn((char *) pair->value.data, pair->value.len);
+    if (v) {
+        return v;
+    }
+
+    /* invalid UTF-8: replaced as in TwiML, then it is valid */
+
+    ngx_http_twirt_xml_escape(NULL, pair->value.data, pair->value.len, &size,
+                              0);
+
+    p = ngx_alloc(size, ngx_cycle->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_http_twirt_xml_escape(p, pair->value.data, pair->value.len, &size, 0);
+
+    v = json_stringn((char *) p, size);
+    ngx_free(p);
+
+    return v;
 }
 
 
@@ -716,6 +931,14 @@ ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t, const char *s)
 static ngx_int_t
 ngx_http_twirt_text(ngx_http_twirt_twiml_t *t, ngx_str_t *s)
 {
+    return ngx_http_twirt_escaped(t, s, 0);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_escaped(ngx_http_twirt_twiml_t *t, ngx_str_t *s,
+    ngx_uint_t attr)
+{
     size_t      size;
     ngx_str_t  *part;
 
@@ -724,14 +947,14 @@ ngx_http_twirt_text(ngx_http_twirt_twiml_t *t, ngx_str_t *s)
         return NGX_ERROR;
     }
 
-    ngx_http_twirt_xml_escape(NULL, s->data, s->len, &size);
+    ngx_http_twirt_xml_escape(NULL, s->data, s->len, &size, attr);
 
     part->data = ngx_pnalloc(t->request->pool, size);
     if (part->data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_twirt_xml_escape(part->data, s->data, s->len, &part->len);
+    ngx_http_twirt_xml_escape(part->data, s->data, s->len, &part->len, attr);
     t->len += part->len;
 
     return NGX_OK;
@@ -745,7 +968,7 @@ ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t, const char *name,
     if (ngx_http_twirt_raw(t, " ") != NGX_OK
         || ngx_http_twirt_raw(t, name) != NGX_OK
         || ngx_http_twirt_raw(t, "=\"") != NGX_OK
-        || ngx_http_twirt_text(t, value) != NGX_OK
+        || ngx_http_twirt_escaped(t, value, 1) != NGX_OK
         || ngx_http_twirt_raw(t, "\"") != NGX_OK)
     {
         return NGX_ERROR;

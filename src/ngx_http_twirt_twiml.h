@@ -14,6 +14,7 @@
 
 ngx_int_t ngx_http_twirt_twiml_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_twirt_action_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_twirt_stream_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_twirt_call_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_http_twirt_param_variable(ngx_http_request_t *r,

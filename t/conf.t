@@ -82,6 +82,11 @@ my @bad = (
       qr/open\(\) "\/nonexistent\/key" failed/ ],
     [ 'twirt_max_frame_size 1m; twirt_max_message_size 64k;',
       qr/"twirt_max_frame_size" 1048576 is larger than "twirt_max_message_size" 65536/ ],
+    [ 'location /v { twirt_twiml; twirt_fallback_say "sorry"; }',
+      qr/"twirt_fallback_say" needs "twirt_connect_action" in a "twirt_twiml" location: without it Twilio plays the fallback after every call, also after a normal goodbye; add "twirt_connect_action \/twilio\/after;"/ ],
+    [ 'twirt_fallback_dial +81; location /v { twirt_twiml; }',
+      qr/"twirt_fallback_dial" needs "twirt_connect_action"/ ],
+    [ 'twirt_outcome_entries 0;', qr/"twirt_outcome_entries" directive is not allowed here/ ],
     [ 'location /s { stub_status; twirt_stream; }', qr/is duplicate/ ],
     [ 'location /s { twirt_status on; }',
       qr/invalid number of arguments in "twirt_status" directive/ ],
@@ -100,6 +105,31 @@ for my $case (@bad) {
         . 'twirt_parameter note "' . ('x' x 495) . '"; } }'));
     is($rc, 0, 'a parameter of 499 characters with its name is accepted')
         or diag $out;
+}
+
+{
+    my ($rc, $out) = nginx_t(http_conf(
+        'twirt_outcome_entries 0; server { listen 127.0.0.1:1; }'));
+    isnt($rc, 0, 'twirt_outcome_entries 0 fails');
+    like($out, qr/"twirt_outcome_entries" must be from 1 to 1000000, not 0/,
+         'saying the bounds') or diag $out;
+}
+
+{
+    my ($rc, $out) = nginx_t(http_conf(
+        'server { listen 127.0.0.1:1; twirt_fallback_say "sorry"; '
+        . 'location /v { twirt_twiml; twirt_connect_action /a; } '
+        . 'location /a { twirt_action; } }'));
+    is($rc, 0, 'fallback verbs with an action route are accepted') or diag $out;
+    unlike($out, qr/\[warn\]/, 'without a warning');
+}
+
+{
+    my ($rc, $out) = nginx_t(http_conf(
+        'server { listen 127.0.0.1:1; location /a { twirt_action; } }'));
+    is($rc, 0, 'an action without fallback verbs is accepted') or diag $out;
+    like($out, qr/\[warn\].*"twirt_action" without "twirt_fallback_say" or "twirt_fallback_dial": a failed call is hung up/,
+         'with a warning');
 }
 
 {

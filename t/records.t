@@ -357,3 +357,25 @@ is($h->{end_reason}, 'stop', 'its own end');
 is($h->{stream_sid}, 'MZ000000000000000000000000000real', 'stream_sid still its own');
 my @entries = @{ main::stream_entries("$key:events") };
 is(scalar(grep { ($_->{status} // '') eq 'connecting' } @entries), 1, 'one "connecting" event: the second stream wrote none');
+
+
+
+=== TEST 13: a stream status callback becomes an entry of the call's events stream
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    location = /twilio/media { twirt_stream; }
+    location = /twilio/stream-status { twirt_stream_status; }
+--- twilio
+--scenario silence --duration-ms 300 --call-sid CA0000000000000000000000000000status
+--- check
+my $key = 'twirt:call:CA0000000000000000000000000000status:events';
+my ($status) = http_post('/twilio/stream-status', 'CallSid=CA0000000000000000000000000000status&StreamSid=MZ1&StreamEvent=stream-error&StreamError=31920%3A%20too%20slow');
+is($status, 204, 'answered 204');
+ok(redis_wait(5, sub { grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) } }), 'recorded');
+my ($e) = grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) };
+is($e->{event}, 'stream-error', 'the event');
+is($e->{stream_sid}, 'MZ1', 'the stream');
+is($e->{error}, '31920: too slow', 'the error, as sent');
+--- error_log
+"event":"stream-error"

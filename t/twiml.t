@@ -76,6 +76,7 @@ Host: gw.example.com:8443
         twirt_say "お電話ありがとうございます。" language=ja-JP voice=Polly.Mizuki;
         twirt_parameter greeting "こんにちは、{{name}}さん";
         twirt_parameter caller $twirt_param_CallerName;
+        twirt_connect_action /twilio/after;
         twirt_fallback_say "申し訳ございません。ただいま電話が混み合っております。" language=ja-JP;
         twirt_stream_url wss://gw.example.com/twilio/media;
     }
@@ -86,7 +87,7 @@ CallSid=CA1&CallerName=%E5%B1%B1%E7%94%B0%E5%A4%AA%E9%83%8E
 Content-Type: application/x-www-form-urlencoded; charset=utf-8
 --- response_body
 <?xml version="1.0" encoding="UTF-8"?>
-<Response><Say language="ja-JP" voice="Polly.Mizuki">お電話ありがとうございます。</Say><Connect><Stream url="wss://gw.example.com/twilio/media"><Parameter name="greeting" value="こんにちは、{{name}}さん"/><Parameter name="caller" value="山田太郎"/></Stream></Connect><Say language="ja-JP">申し訳ございません。ただいま電話が混み合っております。</Say></Response>
+<Response><Say language="ja-JP" voice="Polly.Mizuki">お電話ありがとうございます。</Say><Connect action="/twilio/after" method="POST"><Stream url="wss://gw.example.com/twilio/media"><Parameter name="greeting" value="こんにちは、{{name}}さん"/><Parameter name="caller" value="山田太郎"/></Stream></Connect></Response>
 --- no_error_log
 [error]
 
@@ -111,7 +112,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 6: Connect action and the fallback dial
+=== TEST 6: Connect action; the fallback dial is the action's to answer, never after </Connect>
 --- config
     location = /twilio/voice {
         twirt_twiml;
@@ -126,7 +127,7 @@ CallSid=CA7
 Content-Type: application/x-www-form-urlencoded
 --- response_body
 <?xml version="1.0" encoding="UTF-8"?>
-<Response><Connect action="https://gw.example.com/twilio/after?call=CA7" method="GET"><Stream url="wss://gw.example.com/twilio/media"></Stream></Connect><Dial callerId="+815011112222">+81312345678</Dial></Response>
+<Response><Connect action="https://gw.example.com/twilio/after?call=CA7" method="GET"><Stream url="wss://gw.example.com/twilio/media"></Stream></Connect></Response>
 
 
 
@@ -147,6 +148,103 @@ X-Twilio-Signature: L/OH5YylLD5NRKLltdqwSvS0BnU=
 --- response_body_like: <Stream url=
 --- no_error_log
 [warn]
+
+
+
+=== TEST 7.1: a repeated name signed as Twilio's validators sign it (by name, then by value, every value) passes the signature check
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&To=%2B2&To=%2B1
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1To+1To+2")
+--- error_code: 400
+--- error_log
+parameter "To" is repeated
+--- no_error_log
+[warn]
+
+
+
+=== TEST 7.2: a repeated name signed in body order instead of value order is refused
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&To=%2B2&To=%2B1
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1To+2To+1")
+--- error_code: 403
+--- error_log
+invalid X-Twilio-Signature for CallSid "CA1"
+
+
+
+=== TEST 7.3: invalid UTF-8 (%FF) in a value is signed as its bytes
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&From=%FF%2B81%C3
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1From\xff+81\xc3")
+--- error_code: 200
+--- no_error_log
+[warn]
+
+
+
+=== TEST 7.4: names outside the BMP sort in byte order (code points, as PROTOCOLS.md and Twilio's Python validator): U+FF5A before U+1F600
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&%F0%9F%98%80=smile&%EF%BD%9A=z
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1\xef\xbd\x9az\xf0\x9f\x98\x80smile")
+--- error_code: 200
+--- no_error_log
+[warn]
+
+
+
+=== TEST 7.5: the same names in UTF-16 order (U+1F600's surrogates before U+FF5A) is not what twirt checks
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twilio_auth_token 12345;
+        twirt_public_url https://example.com$request_uri;
+    }
+--- request
+POST /voice
+CallSid=CA1&%F0%9F%98%80=smile&%EF%BD%9A=z
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1\xf0\x9f\x98\x80smile\xef\xbd\x9az")
+--- error_code: 403
+--- error_log
+invalid X-Twilio-Signature for CallSid "CA1"
 
 
 
@@ -346,19 +444,27 @@ request without CallSid
 
 
 
-=== TEST 20: a parameter over Twilio's 500 characters at request time is a 500 with an error
+=== TEST 20: a parameter over Twilio's 500 characters at request time is dropped with an error, the call answered
 --- config
     location = /voice {
         twirt_twiml;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_parameter agent sales;
         twirt_parameter note $twirt_param_Note;
+        twirt_parameter from $twirt_param_From;
     }
 --- request eval
-"POST /voice\nCallSid=CA1&Note=" . ("%E3%81%82" x 496)
+"POST /voice\nCallSid=CA1&From=%2B81&Note=SECRET" . ("%E3%81%82" x 490)
 --- more_headers
 Content-Type: application/x-www-form-urlencoded
---- error_code: 500
+--- error_code: 200
+--- response_body
+<?xml version="1.0" encoding="UTF-8"?>
+<Response><Connect><Stream url="wss://gw.example.com/m"><Parameter name="agent" value="sales"/><Parameter name="from" value="+81"/></Stream></Connect></Response>
 --- error_log
-parameter "note" is 500 characters with its name, Twilio allows less than 500
+parameter "note" is 500 characters with its name, Twilio allows less than 500: not sent
+--- no_error_log eval
+[qr/\[error\].*SECRET/]
 
 
 
@@ -398,3 +504,144 @@ CallSid=CA1
 --- request
 GET /voice?CallSid=CA1
 --- response_body_like: <Parameter name="digits" value="\[\]"/>
+
+
+
+=== TEST 24: CR, LF and TAB in attribute values are character references, so that they survive attribute-value normalisation
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_parameter note $twirt_param_Note;
+        twirt_say "$twirt_param_Note";
+    }
+--- request
+POST /voice
+CallSid=CA1&Note=a%0D%0Ab%09c%0Dd%0Ae
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body eval
+qq{<?xml version="1.0" encoding="UTF-8"?>\n<Response><Say>a&#13;\nb\tc&#13;d\ne</Say><Connect><Stream url="wss://gw.example.com/m"><Parameter name="note" value="a&#13;&#10;b&#9;c&#13;d&#10;e"/></Stream></Connect></Response>\n}
+--- no_error_log
+[error]
+
+
+
+=== TEST 25: a body of 4000 distinct names (and CallSid) is answered, the repeat check sorting once (n log n comparisons, not n squared)
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_twiml_max_body_size 64k;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_parameter last $twirt_param_p3999;
+    }
+--- request eval
+"POST /voice\nCallSid=CA1&" . CORE::join('&', map { "p$_=$_" } 0 .. 3998) . "&p3999=end"
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 200
+--- response_body_like: <Parameter name="last" value="end"/>
+--- error_log eval
+# 4000 * log2(4000) is about 48000; the pairwise check made 8 million
+[qr/twirt: 4001 parameters checked for repeats with (\d+)(?(?{ $^N > 2 * 4000 * 12 })(*FAIL)) comparisons/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 26: the first name that repeats is the one named, whatever the sort order
+--- config
+    location = /voice { twirt_twiml; }
+--- request
+POST /voice
+CallSid=CA1&B=1&A=1&B=2&A=2
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 400
+--- error_log
+parameter "B" is repeated
+
+
+
+=== TEST 27: <Stream statusCallback> and its method
+--- config
+    location = /voice {
+        twirt_twiml;
+        twirt_stream_url wss://gw.example.com/m;
+        twirt_stream_status_callback https://gw.example.com/twilio/stream-status method=GET;
+    }
+--- request
+GET /voice?CallSid=CA1
+--- response_body_like: <Stream url="wss://gw\.example\.com/m" statusCallback="https://gw\.example\.com/twilio/stream-status" statusCallbackMethod="GET">
+
+
+
+=== TEST 28: a signed stream-error is a call event, its untrusted text escaped in the log, answered 204
+--- config
+    location = /twilio/stream-status {
+        twirt_stream_status;
+        twirt_twilio_auth_token secret;
+        twirt_public_url https://gw.example.com$request_uri;
+    }
+--- request
+POST /twilio/stream-status
+AccountSid=AC1&CallSid=CA1&StreamSid=MZ1&StreamName=s1&StreamEvent=stream-error&StreamError=bad%0D%0A[error] forged%00line&Timestamp=2026-11-30T12%3A00%3A00Z
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: " . main::sign("secret", "https://gw.example.com/twilio/stream-statusAccountSidAC1CallSidCA1StreamErrorbad\r\n[error] forged\0lineStreamEventstream-errorStreamNames1StreamSidMZ1Timestamp2026-11-30T12:00:00Z")
+--- error_code: 204
+--- response_body:
+--- error_log
+[warn]
+twirt: event {"account_sid":"AC1","call_sid":"CA1","error":"bad\r\n[error] forged\u0000line","event":"stream-error","stream_name":"s1","stream_sid":"MZ1","timestamp":"2026-11-30T12:00:00Z","type":"stream"}
+--- no_error_log eval
+[qr/^\[error\] forged/m]
+
+
+
+=== TEST 29: stream-started and stream-stopped are logged at info
+--- config
+    location = /twilio/stream-status { twirt_stream_status; }
+--- request
+POST /twilio/stream-status
+CallSid=CA1&StreamSid=MZ1&StreamEvent=stream-started
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 204
+--- error_log
+[info]
+twirt: event {"call_sid":"CA1","event":"stream-started","stream_sid":"MZ1","type":"stream"}
+
+
+
+=== TEST 30: an unsigned stream status callback is refused when a token is set
+--- config
+    location = /twilio/stream-status {
+        twirt_stream_status;
+        twirt_twilio_auth_token secret;
+    }
+--- request
+POST /twilio/stream-status
+CallSid=CA1&StreamSid=MZ1&StreamEvent=stream-started
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 403
+--- error_log
+missing X-Twilio-Signature for CallSid "CA1"
+--- no_error_log
+twirt: event
+
+
+
+=== TEST 31: a stream status without StreamEvent, or with a CallSid that is no SID, is a 400
+--- config
+    location = /twilio/stream-status { twirt_stream_status; }
+--- request eval
+["POST /twilio/stream-status\nCallSid=CA1&StreamSid=MZ1",
+ "POST /twilio/stream-status\nCallSid=CA1%3Ax&StreamEvent=stream-started"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code eval
+[400, 400]
+--- error_log
+without a StreamEvent or with an invalid CallSid
