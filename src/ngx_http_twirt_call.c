@@ -535,6 +535,23 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
                   "twirt: call started after %M ms, %ui media before start",
                   ngx_current_msec - call->upgraded, call->media_in);
 
+    /*
+     * A CallSid is one call: a second stream claiming a live one on this
+     * node is refused, and writes nothing (nor on another node: the
+     * record's writes check their stream).
+     */
+
+    if (ngx_http_twirt_outcome_claim(&call->call_sid, &call->stream_sid)
+        == NGX_BUSY)
+    {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: refused a second stream for a live call");
+        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_DUPLICATE_STREAM);
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_DUPLICATE, NULL,
+                                NGX_HTTP_TWIRT_WS_CLOSE_POLICY);
+        return;
+    }
+
     /* the record and events exist from here: the call is started */
     call->waiting &= ~NGX_HTTP_TWIRT_CALL_WAIT_START;
 
@@ -1845,7 +1862,9 @@ ngx_http_twirt_call_record_end(ngx_http_twirt_call_t *call)
     end.cost = ngx_http_twirt_realtime_cost(call->conf->prices, &call->usage);
 
     ngx_http_twirt_record_end(&call->record, &end);
-    ngx_http_twirt_outcome_set(&call->record.call_sid, end.failed, &end.reason);
+    ngx_http_twirt_outcome_set(&call->record.call_sid,
+                               &call->record.stream_sid, end.failed,
+                               &end.reason);
 }
 
 

@@ -33,6 +33,8 @@ ngx_http_twirt_end_kind_t  ngx_http_twirt_end_kinds[] = {
     ngx_http_twirt_end("max_duration", "max call duration", MAX_DURATION,
                        NONE, 0),
     ngx_http_twirt_end("terminated", "request terminated", OTHER, NONE, 0),
+    ngx_http_twirt_end("duplicate_stream", "a live call's CallSid", OTHER,
+                       DUPLICATE_STREAM, 0),
     ngx_http_twirt_end("no_memory", "out of memory", OTHER, OTHER, 1),
 
     ngx_http_twirt_end("upstream_connect", "upstream connect failed",
@@ -88,6 +90,7 @@ const char  *ngx_http_twirt_error_labels[] = {
     "invalid_json",
     "invalid_audio",
     "invalid_usage",
+    "duplicate_stream",
     "other"
 };
 

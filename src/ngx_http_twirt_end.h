@@ -45,6 +45,7 @@ typedef enum {
     NGX_HTTP_TWIRT_ERR_INVALID_JSON,
     NGX_HTTP_TWIRT_ERR_INVALID_AUDIO,          /* base64 that is not */
     NGX_HTTP_TWIRT_ERR_INVALID_USAGE,          /* counts out of bounds */
+    NGX_HTTP_TWIRT_ERR_DUPLICATE_STREAM,       /* a live CallSid again */
     NGX_HTTP_TWIRT_ERR_OTHER,
     NGX_HTTP_TWIRT_ERR_LAST,
     NGX_HTTP_TWIRT_ERR_NONE                    /* counted as nothing */
@@ -67,6 +68,7 @@ typedef enum {
     NGX_HTTP_TWIRT_END_IDLE_TIMEOUT,
     NGX_HTTP_TWIRT_END_MAX_DURATION,
     NGX_HTTP_TWIRT_END_TERMINATED,             /* nginx ended the request */
+    NGX_HTTP_TWIRT_END_DUPLICATE,              /* a live call's CallSid */
     NGX_HTTP_TWIRT_END_NO_MEMORY,
     NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,       /* resolve, connect, time */
     NGX_HTTP_TWIRT_END_UPSTREAM_TLS,

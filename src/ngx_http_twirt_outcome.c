@@ -25,10 +25,13 @@ typedef struct {
     time_t                      stored;
     uint32_t                    next;        /* in the bucket, index + 1 */
     u_char                      used;
+    u_char                      live;        /* claimed, not ended yet */
     u_char                      failed;
     u_char                      sid_len;
+    u_char                      stream_len;
     u_char                      name_len;
     u_char                      sid[NGX_HTTP_TWIRT_OUTCOME_SID_LEN];
+    u_char                      stream[NGX_HTTP_TWIRT_OUTCOME_SID_LEN];
     u_char                      name[NGX_HTTP_TWIRT_OUTCOME_NAME_LEN];
 } ngx_http_twirt_outcome_entry_t;
 
@@ -56,6 +59,10 @@ static ngx_uint_t ngx_http_twirt_outcome_buckets(ngx_uint_t entries);
 static ngx_http_twirt_outcome_shm_t *ngx_http_twirt_outcome_shm(void);
 static ngx_http_twirt_outcome_entry_t *ngx_http_twirt_outcome_find(
     ngx_http_twirt_outcome_shm_t *shm, ngx_str_t *call_sid, uint32_t **link);
+static ngx_http_twirt_outcome_entry_t *ngx_http_twirt_outcome_take(
+    ngx_http_twirt_outcome_shm_t *shm, ngx_str_t *call_sid);
+static ngx_uint_t ngx_http_twirt_outcome_owner(
+    ngx_http_twirt_outcome_entry_t *e, ngx_str_t *stream_sid);
 static uint32_t *ngx_http_twirt_outcome_bucket(
     ngx_http_twirt_outcome_shm_t *shm, u_char *sid, size_t len);
 
@@ -261,16 +268,61 @@ ngx_http_twirt_outcome_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-void
-ngx_http_twirt_outcome_set(ngx_str_t *call_sid, ngx_uint_t failed,
-    ngx_str_t *end_name)
+/*
+ * A stream claims its CallSid at "start": NGX_BUSY when another stream
+ * of this node holds it live.  A call's outcome is kept only by the
+ * stream that claimed it.
+ */
+
+ngx_int_t
+ngx_http_twirt_outcome_claim(ngx_str_t *call_sid, ngx_str_t *stream_sid)
 {
-    uint32_t                        *link, *head;
-    ngx_uint_t                       i;
+    ngx_int_t                        rc;
     ngx_http_twirt_outcome_shm_t    *shm;
     ngx_http_twirt_outcome_entry_t  *e;
 
-    if (call_sid->len == 0 || call_sid->len > NGX_HTTP_TWIRT_OUTCOME_SID_LEN)
+    if (call_sid->len == 0 || call_sid->len > NGX_HTTP_TWIRT_OUTCOME_SID_LEN
+        || stream_sid->len > NGX_HTTP_TWIRT_OUTCOME_SID_LEN)
+    {
+        return NGX_DECLINED;
+    }
+
+    shm = ngx_http_twirt_outcome_shm();
+    if (shm == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    e = ngx_http_twirt_outcome_take(shm, call_sid);
+
+    if (e->live && !ngx_http_twirt_outcome_owner(e, stream_sid)) {
+        rc = NGX_BUSY;
+
+    } else {
+        e->live = 1;
+        e->stored = ngx_time();
+        e->stream_len = (u_char) stream_sid->len;
+        ngx_memcpy(e->stream, stream_sid->data, stream_sid->len);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_twirt_outcome_set(ngx_str_t *call_sid, ngx_str_t *stream_sid,
+    ngx_uint_t failed, ngx_str_t *end_name)
+{
+    ngx_http_twirt_outcome_shm_t    *shm;
+    ngx_http_twirt_outcome_entry_t  *e;
+
+    if (call_sid->len == 0 || call_sid->len > NGX_HTTP_TWIRT_OUTCOME_SID_LEN
+        || stream_sid->len > NGX_HTTP_TWIRT_OUTCOME_SID_LEN)
     {
         return;
     }
@@ -282,43 +334,76 @@ ngx_http_twirt_outcome_set(ngx_str_t *call_sid, ngx_uint_t failed,
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    e = ngx_http_twirt_outcome_find(shm, call_sid, &link);
+    e = ngx_http_twirt_outcome_take(shm, call_sid);
 
-    if (e == NULL) {
-
-        /* the oldest entry makes room: out of its bucket first */
-
-        i = shm->oldest;
-        shm->oldest = (i + 1) % shm->entries;
-        e = &shm->entry[i];
-
-        if (e->used) {
-            for (link = ngx_http_twirt_outcome_bucket(shm, e->sid,
-                                                      e->sid_len);
-                 *link != i + 1;
-                 link = &shm->entry[*link - 1].next)
-            { /* void */ }
-
-            *link = e->next;
-        }
-
-        head = ngx_http_twirt_outcome_bucket(shm, call_sid->data,
-                                             call_sid->len);
-
-        e->used = 1;
-        e->sid_len = (u_char) call_sid->len;
-        ngx_memcpy(e->sid, call_sid->data, call_sid->len);
-        e->next = *head;
-        *head = i + 1;
+    if (e->stream_len == 0 || ngx_http_twirt_outcome_owner(e, stream_sid)) {
+        e->live = 0;
+        e->stored = ngx_time();
+        e->failed = failed ? 1 : 0;
+        e->stream_len = (u_char) stream_sid->len;
+        ngx_memcpy(e->stream, stream_sid->data, stream_sid->len);
+        e->name_len = (u_char) ngx_min(end_name->len,
+                                       NGX_HTTP_TWIRT_OUTCOME_NAME_LEN);
+        ngx_memcpy(e->name, end_name->data, e->name_len);
     }
 
-    e->stored = ngx_time();
-    e->failed = failed ? 1 : 0;
-    e->name_len = (u_char) ngx_min(end_name->len,
-                                   NGX_HTTP_TWIRT_OUTCOME_NAME_LEN);
-    ngx_memcpy(e->name, end_name->data, e->name_len);
-
     ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/*
+ * Under the lock: the entry of the CallSid, or the oldest entry emptied
+ * and given to it.
+ */
+
+static ngx_http_twirt_outcome_entry_t *
+ngx_http_twirt_outcome_take(ngx_http_twirt_outcome_shm_t *shm,
+    ngx_str_t *call_sid)
+{
+    uint32_t                        *link, *head;
+    ngx_uint_t                       i;
+    ngx_http_twirt_outcome_entry_t  *e;
+
+    e = ngx_http_twirt_outcome_find(shm, call_sid, &link);
+
+    if (e) {
+        return e;
+    }
+
+    /* the oldest entry makes room: out of its bucket first */
+
+    i = shm->oldest;
+    shm->oldest = (i + 1) % shm->entries;
+    e = &shm->entry[i];
+
+    if (e->used) {
+        for (link = ngx_http_twirt_outcome_bucket(shm, e->sid, e->sid_len);
+             *link != i + 1;
+             link = &shm->entry[*link - 1].next)
+        { /* void */ }
+
+        *link = e->next;
+    }
+
+    head = ngx_http_twirt_outcome_bucket(shm, call_sid->data, call_sid->len);
+
+    ngx_memzero(e, sizeof(ngx_http_twirt_outcome_entry_t));
+    e->used = 1;
+    e->sid_len = (u_char) call_sid->len;
+    ngx_memcpy(e->sid, call_sid->data, call_sid->len);
+    e->next = *head;
+    *head = i + 1;
+
+    return e;
+}
+
+
+static ngx_uint_t
+ngx_http_twirt_outcome_owner(ngx_http_twirt_outcome_entry_t *e,
+    ngx_str_t *stream_sid)
+{
+    return e->stream_len == stream_sid->len
+           && ngx_memcmp(e->stream, stream_sid->data, stream_sid->len) == 0;
 }
 
 
@@ -350,7 +435,7 @@ ngx_http_twirt_outcome_get(ngx_str_t *call_sid, ngx_uint_t *failed,
 
     e = ngx_http_twirt_outcome_find(shm, call_sid, &link);
 
-    if (e && ngx_time() - e->stored <= shm->ttl) {
+    if (e && !e->live && ngx_time() - e->stored <= shm->ttl) {
         *failed = e->failed;
         len = e->name_len;
         ngx_memcpy(name, e->name, len);

@@ -23,16 +23,26 @@
 ngx_int_t ngx_http_twirt_outcome_init(ngx_conf_t *cf);
 
 /*
- * Keeps how the call ended (end_name: the end kind's name), replacing an
- * earlier outcome of the same call; the oldest entry makes room when the
- * table is full.  An empty or too long CallSid is not kept.
+ * A stream claims its CallSid when it starts.  NGX_OK: it is this
+ * stream's; NGX_BUSY: another stream of this node holds the call live;
+ * NGX_DECLINED: not kept (no zone, a CallSid too long).
  */
-void ngx_http_twirt_outcome_set(ngx_str_t *call_sid, ngx_uint_t failed,
-    ngx_str_t *end_name);
+ngx_int_t ngx_http_twirt_outcome_claim(ngx_str_t *call_sid,
+    ngx_str_t *stream_sid);
+
+/*
+ * Keeps how the call ended (end_name: the end kind's name), replacing an
+ * earlier outcome of the same call, unless another stream claimed it;
+ * the oldest entry makes room when the table is full.  An empty or too
+ * long CallSid is not kept.
+ */
+void ngx_http_twirt_outcome_set(ngx_str_t *call_sid, ngx_str_t *stream_sid,
+    ngx_uint_t failed, ngx_str_t *end_name);
 
 /*
  * NGX_OK: *failed and end_name (copied to pool) are the call's outcome;
- * NGX_DECLINED: unknown here (never kept, forgotten, or expired);
+ * NGX_DECLINED: unknown here (never kept, forgotten, expired, or the
+ * call still live);
  * NGX_ERROR: no memory.
  */
 ngx_int_t ngx_http_twirt_outcome_get(ngx_str_t *call_sid, ngx_uint_t *failed,

@@ -760,6 +760,11 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
     rec.log = r->connection->log;
     rec.call_sid = *ngx_http_twirt_call_sid(ctx);
 
+    /* the record takes the event only from the call's own stream */
+    if (stream_sid) {
+        rec.stream_sid = stream_sid->value;
+    }
+
     ngx_http_twirt_record_event(&rec, ev, text);
 
     free(text);

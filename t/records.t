@@ -335,18 +335,23 @@ invalid X-Twilio-Signature for CallSid "CA1"
 
 
 
-=== TEST 12: a second stream claiming a live call's CallSid changes nothing of its record
+=== TEST 12: a second stream claiming a live call's CallSid is refused and changes nothing of its record
 --- http_config
     twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
 --- config
     location = /twilio/media { twirt_stream; }
+    location = /status { twirt_status; }
 --- twilio
 --scenario ja-booking --duration-ms 6000 --call-sid CA0000000000000000000000000000dup1 --stream-sid MZ000000000000000000000000000real --param from=+81312345678
 --- during
-100: my $port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984; my ($rc) = Twirt::Peers::twilio_call("--url ws://127.0.0.1:$port/twilio/media --scenario silence --duration-ms 800 --call-sid CA0000000000000000000000000000dup1 --stream-sid MZ00000000000000000000000000000evil --param from=+819999999999"); $main::dup = { rc => $rc, active => [ redis_cli('--raw', 'SISMEMBER', 'twirt:calls:active', 'CA0000000000000000000000000000dup1') ]->[0], hash => main::hash_of('twirt:call:CA0000000000000000000000000000dup1') };
+100: my $port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984; my ($rc, $rec) = Twirt::Peers::twilio_call("--url ws://127.0.0.1:$port/twilio/media --scenario silence --duration-ms 800 --call-sid CA0000000000000000000000000000dup1 --stream-sid MZ00000000000000000000000000000evil --param from=+819999999999"); my ($sum) = grep { $_->{dir} eq 'summary' } @$rec; $main::dup = { rc => $rc, close => $sum->{close}, active => [ redis_cli('--raw', 'SISMEMBER', 'twirt:calls:active', 'CA0000000000000000000000000000dup1') ]->[0], hash => main::hash_of('twirt:call:CA0000000000000000000000000000dup1') };
 --- check
 my $key = 'twirt:call:CA0000000000000000000000000000dup1';
 ok($main::dup, 'the second stream ran while the first was live') or return;
+is($main::dup->{close}{by}, 'gateway', 'the second stream was closed by the gateway');
+is($main::dup->{close}{code}, 1008, 'as a policy violation');
+my ($status, $text) = http_get_text('/status');
+like($text, qr/^twirt_errors_total\{kind="duplicate_stream"\} 1$/m, 'and counted');
 is($main::dup->{active}, 1, 'the call was still in the active set after the second stream stopped');
 is($main::dup->{hash}{status}, 'active', 'and still active');
 is($main::dup->{hash}{stream_sid}, 'MZ000000000000000000000000000real', 'its stream_sid kept');
@@ -357,6 +362,8 @@ is($h->{end_reason}, 'stop', 'its own end');
 is($h->{stream_sid}, 'MZ000000000000000000000000000real', 'stream_sid still its own');
 my @entries = @{ main::stream_entries("$key:events") };
 is(scalar(grep { ($_->{status} // '') eq 'connecting' } @entries), 1, 'one "connecting" event: the second stream wrote none');
+--- error_log
+refused a second stream for a live call
 
 
 
@@ -370,12 +377,15 @@ is(scalar(grep { ($_->{status} // '') eq 'connecting' } @entries), 1, 'one "conn
 --scenario silence --duration-ms 300 --call-sid CA0000000000000000000000000000status
 --- check
 my $key = 'twirt:call:CA0000000000000000000000000000status:events';
-my ($status) = http_post('/twilio/stream-status', 'CallSid=CA0000000000000000000000000000status&StreamSid=MZ1&StreamEvent=stream-error&StreamError=31920%3A%20too%20slow');
+# another stream's event first: the record takes only its own stream's
+http_post('/twilio/stream-status', 'CallSid=CA0000000000000000000000000000status&StreamSid=MZ1&StreamEvent=stream-error&StreamError=forged');
+my ($status) = http_post('/twilio/stream-status', "CallSid=CA0000000000000000000000000000status&StreamSid=$call->{stream_sid}&StreamEvent=stream-error&StreamError=31920%3A%20too%20slow");
 is($status, 204, 'answered 204');
 ok(redis_wait(5, sub { grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) } }), 'recorded');
 my ($e) = grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) };
 is($e->{event}, 'stream-error', 'the event');
-is($e->{stream_sid}, 'MZ1', 'the stream');
+is($e->{stream_sid}, $call->{stream_sid}, 'the stream');
 is($e->{error}, '31920: too slow', 'the error, as sent');
+is(scalar(grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) }), 1, "another stream's event was not recorded");
 --- error_log
 "event":"stream-error"
