@@ -251,7 +251,7 @@ ok($call->{close}{t} < 2500, 'soon after the timeout');
 --- check
 is($call->{close}{code}, 1011, 'the stream closed for the fallback');
 --- error_log eval
-[qr/refused the upgrade with 401: "\{"error":.*invalid_api_key/, qr/ended: upstream answered 401/]
+[qr/refused the upgrade with 401: "\{\\x22error\\x22:.*invalid_api_key/, qr/ended: upstream answered 401/]
 --- no_error_log
 sk-test-NEVER-LOGGED-4242
 
