@@ -1680,3 +1680,35 @@ ngx_http_twirt_option(ngx_str_t *arg, const char *name, ngx_str_t *value)
 
     return NGX_OK;
 }
+
+
+void *
+ngx_http_twirt_shm_lookup(ngx_cycle_t *cycle, ngx_str_t *name, void *tag)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *zone;
+
+    part = &cycle->shared_memory.part;
+    zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            zone = part->elts;
+            i = 0;
+        }
+
+        if (zone[i].tag == tag
+            && zone[i].shm.name.len == name->len
+            && ngx_strncmp(zone[i].shm.name.data, name->data, name->len) == 0)
+        {
+            return zone[i].data;
+        }
+    }
+}

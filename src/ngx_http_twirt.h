@@ -215,6 +215,11 @@ typedef struct {
 } ngx_http_twirt_stream_ctx_t;
 
 
+/* the data of the shared zone of that name and tag in cycle, or NULL */
+void *ngx_http_twirt_shm_lookup(ngx_cycle_t *cycle, ngx_str_t *name,
+    void *tag);
+
+
 extern ngx_module_t  ngx_http_twirt_module;
 
 

@@ -261,9 +261,6 @@ ngx_http_twirt_metrics_exit_process(ngx_cycle_t *cycle)
 static void
 ngx_http_twirt_metrics_attach(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                      i;
-    ngx_list_part_t                *part;
-    ngx_shm_zone_t                 *shm_zone;
     ngx_http_twirt_metrics_shm_t   *shm;
     ngx_http_twirt_metrics_slot_t  *s;
 
@@ -275,34 +272,8 @@ ngx_http_twirt_metrics_attach(ngx_cycle_t *cycle)
         return;
     }
 
-    shm = NULL;
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag == &ngx_http_twirt_module
-            && shm_zone[i].shm.name.len
-               == ngx_http_twirt_metrics_zone_name.len
-            && ngx_strncmp(shm_zone[i].shm.name.data,
-                           ngx_http_twirt_metrics_zone_name.data,
-                           ngx_http_twirt_metrics_zone_name.len)
-               == 0)
-        {
-            shm = shm_zone[i].data;
-            break;
-        }
-    }
+    shm = ngx_http_twirt_shm_lookup(cycle, &ngx_http_twirt_metrics_zone_name,
+                                    &ngx_http_twirt_module);
 
     if (shm == NULL) {
         return;

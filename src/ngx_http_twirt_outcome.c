@@ -12,6 +12,7 @@
  */
 
 
+#include "ngx_http_twirt.h"
 #include "ngx_http_twirt_outcome.h"
 
 
@@ -499,44 +500,15 @@ ngx_http_twirt_outcome_bucket(ngx_http_twirt_outcome_shm_t *shm, u_char *sid,
 static ngx_http_twirt_outcome_shm_t *
 ngx_http_twirt_outcome_shm(void)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *shm_zone;
-
     if (ngx_http_twirt_outcome_cycle == (ngx_cycle_t *) ngx_cycle) {
         return ngx_http_twirt_outcome_current;
     }
 
     ngx_http_twirt_outcome_cycle = (ngx_cycle_t *) ngx_cycle;
-    ngx_http_twirt_outcome_current = NULL;
-
-    part = &((ngx_cycle_t *) ngx_cycle)->shared_memory.part;
-    shm_zone = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag == &ngx_http_twirt_outcome_module
-            && shm_zone[i].shm.name.len
-               == ngx_http_twirt_outcome_zone_name.len
-            && ngx_strncmp(shm_zone[i].shm.name.data,
-                           ngx_http_twirt_outcome_zone_name.data,
-                           ngx_http_twirt_outcome_zone_name.len)
-               == 0)
-        {
-            ngx_http_twirt_outcome_current = shm_zone[i].data;
-            break;
-        }
-    }
+    ngx_http_twirt_outcome_current = ngx_http_twirt_shm_lookup(
+                                         (ngx_cycle_t *) ngx_cycle,
+                                         &ngx_http_twirt_outcome_zone_name,
+                                         &ngx_http_twirt_outcome_module);
 
     return ngx_http_twirt_outcome_current;
 }
