@@ -803,7 +803,8 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
     }
 
     ev = ngx_http_twirt_realtime_session(call->conf, &instructions,
-                                         call->profile);
+                                         call->profile, call->parameters,
+                                         call->pool, call->log);
 
     if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
         json_decref(ev);

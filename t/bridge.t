@@ -320,7 +320,8 @@ ended: max call duration
         twirt_vad semantic eagerness=low interrupt_response=on;
         twirt_noise_reduction far_field;
         twirt_max_output_tokens 1024;
-        twirt_session_json '{"audio":{"output":{"speed":1.1}}}';
+        twirt_speed 1.1;
+        twirt_session_json '{"tracing":"auto"}';
     }
 --- twilio
 --scenario silence --duration-ms 1000
@@ -329,7 +330,10 @@ my $s = main::events_of($sim, 'session.update')->[0]{event};
 is($s->{event_id}, 'twirt_session_1', 'event_id for error correlation');
 is($s->{session}{type}, 'realtime', 'session.type');
 is($s->{session}{audio}{output}{voice}, 'cedar', 'voice');
-is($s->{session}{audio}{output}{speed}, 1.1, 'raw JSON merged');
+is($s->{session}{audio}{output}{speed}, 1.1, 'speed');
+is($s->{session}{tracing}, 'auto', 'raw JSON merged');
+is($s->{session}{truncation}, 'auto', 'truncation');
+is($s->{session}{tool_choice}, 'auto', 'tool choice');
 is($s->{session}{audio}{input}{turn_detection}{type}, 'semantic_vad', 'semantic VAD');
 is($s->{session}{audio}{input}{turn_detection}{eagerness}, 'low', 'eagerness');
 is($s->{session}{audio}{input}{noise_reduction}{type}, 'far_field', 'noise reduction');
@@ -498,3 +502,52 @@ my ($status, $text) = http_get_text('/status');
 like($text, qr/^twirt_responses_failed_total 1$/m, 'counted');
 --- error_log
 response failed: insufficient_quota
+
+
+
+=== TEST 25: whisper-1 bills transcription by the minute: its cost is not 0
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_transcription whisper-1 language=ja;
+        twirt_price audio_in=0 cached_audio_in=0 audio_out=0 text_in=0
+                    cached_text_in=0 text_out=0 transcribe_in=0 transcribe_out=0
+                    transcribe_minute=60;
+    }
+--- twilio
+--scenario ja-booking --duration-ms 9000
+--- check
+my @done = @{ main::events_of($sim, 'conversation.item.input_audio_transcription.completed') };
+ok(@done >= 1, 'the caller was transcribed') or return;
+is($done[0]{event}{usage}{type}, 'duration', 'whisper-1 usage is a duration');
+my $seconds = 0;
+$seconds += $_->{event}{usage}{seconds} for @done;
+ok($seconds > 0, "$seconds s of caller audio");
+my ($end) = grep { $_->{type} eq 'state' && $_->{status} eq 'ended' } @{ main::twirt_events($call->{call_sid}) };
+ok(abs($end->{cost_usd} - $seconds) < 0.001, "cost = seconds x 1 USD a second ($end->{cost_usd})");
+
+
+
+=== TEST 26: speed, tool choice, truncation, a transcription prompt and a reusable prompt, in the GA shapes
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_speed 1.25;
+        twirt_tool_choice end_call;
+        twirt_truncation retention_ratio=0.8;
+        twirt_transcription gpt-4o-transcribe language=ja;
+        twirt_transcription_prompt "さくら歯科、診察券、予約番号";
+        twirt_prompt pmpt_abc123 version=3 "company={{company}}" "note=fixed";
+    }
+--- twilio
+--scenario silence --duration-ms 1000 --param company=さくら歯科
+--- check
+my $s = main::events_of($sim, 'session.update')->[0]{event}{session};
+is($s->{audio}{output}{speed}, 1.25, 'audio.output.speed');
+is_deeply($s->{tool_choice}, { type => 'function', name => 'end_call' }, 'tool_choice names the function');
+is_deeply($s->{truncation}, { type => 'retention_ratio', retention_ratio => 0.8 }, 'truncation');
+is($s->{audio}{input}{transcription}{prompt}, 'さくら歯科、診察券、予約番号', 'transcription prompt');
+is_deeply($s->{prompt}, { id => 'pmpt_abc123', version => '3',
+                          variables => { company => 'さくら歯科', note => 'fixed' } },
+          'prompt, its variables filled from the stream');
+is($sim_summary->{errors_sent}, 0, 'accepted by the simulator');
