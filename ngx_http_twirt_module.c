@@ -1343,6 +1343,15 @@ ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                          &value[1], ngx_http_twirt_vad_types);
     }
 
+    if (vad->type == NGX_HTTP_TWIRT_VAD_OFF) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_vad off\" cannot answer the caller: "
+                           "without turn detection nobody commits the "
+                           "caller's audio, so the model never hears a "
+                           "turn; use \"server\" or \"semantic\"");
+        return NGX_CONF_ERROR;
+    }
+
     vad->threshold = -1;
     vad->prefix_padding_ms = -1;
     vad->silence_duration_ms = -1;

@@ -362,6 +362,47 @@ failed:
 }
 
 
+/*
+ * The greeting's response.create: response.instructions replace the
+ * session's for that response, so they carry the agent's instructions
+ * and, last, the greeting to say as written.
+ */
+
+ngx_int_t
+ngx_http_twirt_realtime_greeting(ngx_pool_t *pool, ngx_str_t *instructions,
+    ngx_str_t *greeting, ngx_str_t *out)
+{
+    u_char  *p;
+    size_t   len;
+
+    static ngx_str_t  line = ngx_string(
+        "Start the call now: greet the caller first, with the greeting "
+        "below word for word, then listen. Say exactly: ");
+
+    len = instructions->len + sizeof("\n\n") - 1 + line.len + greeting->len;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    if (instructions->len) {
+        p = ngx_cpymem(p, instructions->data, instructions->len);
+        *p++ = '\n';
+        *p++ = '\n';
+    }
+
+    p = ngx_cpymem(p, line.data, line.len);
+    p = ngx_cpymem(p, greeting->data, greeting->len);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
 /* "auto", "none", "required", or a function: {"type":"function",...} */
 
 static json_t *

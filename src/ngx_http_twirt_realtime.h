@@ -45,6 +45,8 @@ typedef struct {
 json_t *ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
     ngx_str_t *instructions, json_t *profile, json_t *parameters,
     ngx_pool_t *pool, ngx_log_t *log);
+ngx_int_t ngx_http_twirt_realtime_greeting(ngx_pool_t *pool,
+    ngx_str_t *instructions, ngx_str_t *greeting, ngx_str_t *out);
 ngx_int_t ngx_http_twirt_realtime_usage(json_t *usage,
     ngx_http_twirt_usage_t *u);
 ngx_int_t ngx_http_twirt_realtime_transcription_usage(json_t *usage,

@@ -35,7 +35,7 @@ __DATA__
 --- config
     location = /twilio/media {
         twirt_stream;
-        twirt_greeting "お電話ありがとうございます。";
+        twirt_greeting "お電話ありがとうございます。{{company}}です。ご用件をどうぞ。";
         twirt_transcription gpt-4o-mini-transcribe language=ja;
     }
 --- twilio
@@ -46,6 +46,11 @@ like($update->{instructions}, qr/^あなたはさくら歯科の電話オペレ�
 is($update->{audio}{input}{format}{type}, 'audio/pcmu', 'pcmu in');
 is($update->{audio}{output}{format}{type}, 'audio/pcmu', 'pcmu out');
 is($update->{audio}{input}{transcription}{language}, 'ja', 'transcription language');
+# the greeting's response.instructions replace the session's for that answer
+my $greet = main::events_of($sim, 'response.create')->[0]{event}{response}{instructions};
+like($greet, qr/^\Q$update->{instructions}\E\n/, 'the greeting keeps the filled instructions');
+like($greet, qr/\nStart the call now: greet the caller first[^\n]*Say exactly: お電話ありがとうございます。さくら歯科です。ご用件をどうぞ。$/,
+     'and asks to say the filled greeting as written, last');
 is($sim_summary->{errors_sent}, 0, 'the simulator reported no error');
 is($call->{agent_audio_bytes}, $sim_summary->{audio_out_bytes}, 'every byte of agent audio reached the caller');
 is($call->{agent_audio_sha1}, $sim_summary->{audio_out_sha1}, 'byte for byte');
@@ -505,7 +510,70 @@ response failed: insufficient_quota
 
 
 
-=== TEST 25: whisper-1 bills transcription by the minute: its cost is not 0
+=== TEST 25: create_response=off: twirt asks for each answer when the caller's turn is committed
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_vad server create_response=off;
+        twirt_transcription gpt-4o-mini-transcribe language=ja;
+    }
+--- twilio
+--scenario ja-booking --param company=さくら歯科
+--- check
+my $td = main::events_of($sim, 'session.update')->[0]{event}{session}{audio}{input}{turn_detection};
+is($td->{create_response}, JSON::PP::false(), 'the model does not answer on its own');
+my @committed = @{ main::events_of($sim, 'input_audio_buffer.committed') };
+is(scalar @committed, 3, 'three caller turns committed');
+is(scalar @{ main::events_of($sim, 'response.create') }, 3, 'one response.create for each');
+is($sim_summary->{errors_sent}, 0, 'never two responses at once');
+my @agent = map { $_->{text} } grep { $_->{type} eq 'transcript' && $_->{role} eq 'agent' } @{ main::twirt_events($call->{call_sid}) };
+is_deeply(\@agent, [
+    'かしこまりました。ご予約番号をお願いします。',
+    'ありがとうございます。ご希望の日時をお知らせください。',
+    '明日の午後三時に変更いたしました。お電話ありがとうございました。',
+], 'the caller was answered, each turn');
+
+
+
+=== TEST 26: create_response=off with a greeting still playing: the answer waits for it, one response at a time
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_vad server create_response=off interrupt_response=off;
+        twirt_greeting "はい、サポートセンターです。";
+    }
+--- twilio
+--scenario barge-in
+--- check
+ok(scalar @{ main::events_of($sim, 'response.create') } >= 2, 'the greeting, then answers');
+is($sim_summary->{errors_sent}, 0, 'no conversation_already_has_active_response');
+ok($sim_summary->{responses} >= 2, "the model answered ($sim_summary->{responses} responses)");
+
+
+
+=== TEST 27: interrupt_response=off: no barge-in at all, the answer plays on
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_vad server interrupt_response=off;
+        twirt_greeting "はい、サポートセンターです。";
+    }
+--- twilio
+--scenario barge-in --check-agent-audio
+--- check
+my $td = main::events_of($sim, 'session.update')->[0]{event}{session}{audio}{input}{turn_detection};
+is($td->{interrupt_response}, JSON::PP::false(), 'the model does not stop');
+ok(scalar @{ main::events_of($sim, 'input_audio_buffer.speech_started') } >= 1, 'the caller spoke over the answer');
+is($call->{clears_received}, 0, 'no clear');
+is(scalar @{ main::events_of($sim, 'conversation.item.truncate') }, 0, 'no truncate');
+is($call->{agent_audio_bytes}, $sim_summary->{audio_out_bytes}, 'all the agent audio reached the caller');
+is($sim_summary->{errors_sent}, 0, 'no simulator error');
+--- no_error_log
+barge-in: item
+
+
+
+=== TEST 28: whisper-1 bills transcription by the minute: its cost is not 0
 --- config
     location = /twilio/media {
         twirt_stream;
@@ -528,7 +596,7 @@ ok(abs($end->{cost_usd} - $seconds) < 0.001, "cost = seconds x 1 USD a second ($
 
 
 
-=== TEST 26: speed, tool choice, truncation, a transcription prompt and a reusable prompt, in the GA shapes
+=== TEST 29: speed, tool choice, truncation, a transcription prompt and a reusable prompt, in the GA shapes
 --- config
     location = /twilio/media {
         twirt_stream;

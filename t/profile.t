@@ -180,7 +180,25 @@ is($sim_summary->{errors_sent}, 0, 'accepted');
 
 
 
-=== TEST 9: a profile's transcription_prompt replaces the configuration's
+=== TEST 9: vad off in a profile cannot answer the caller: ignored, the configured VAD stays
+--- config
+    location = /twilio/media { twirt_stream; twirt_vad semantic eagerness=low; }
+--- init
+Twirt::Redis::redis_cli('HSET', 'twirt:agent:a', 'vad', 'off', 'vad_eagerness', 'high');
+--- twilio
+--scenario silence --duration-ms 1000 --param agent=a
+--- check
+my $td = main::td_of($sim);
+ok(defined $td, 'turn detection is on');
+is($td->{type}, 'semantic_vad', 'the configured type');
+is($td->{eagerness}, 'high', 'the profile eagerness still applies');
+is($sim_summary->{errors_sent}, 0, 'accepted');
+--- error_log
+agent profile field "vad" ignored: the value is "off", which would never answer the caller
+
+
+
+=== TEST 10: a profile's transcription_prompt replaces the configuration's
 --- config
     location = /twilio/media {
         twirt_stream;
