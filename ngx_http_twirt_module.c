@@ -1313,7 +1313,7 @@ ngx_http_twirt_transcription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  *                  [silence_duration_ms=500] [create_response=on|off]
  *                  [interrupt_response=on|off];
  * twirt_vad semantic [eagerness=low|medium|high|auto] [...response=];
- * twirt_vad off;
+ * ("off" is refused: nobody would commit the caller's audio)
  */
 
 static char *
