@@ -61,6 +61,16 @@ static char *ngx_http_twirt_max_output_tokens(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_twirt_session_json(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_twirt_speed(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_tool_choice(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_truncation(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_prompt(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_check_session(ngx_conf_t *cf,
+    ngx_http_twirt_loc_conf_t *conf);
 static char *ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_enum_error(ngx_conf_t *cf, const char *what,
@@ -271,6 +281,41 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       offsetof(ngx_http_twirt_loc_conf_t, session_json),
       NULL },
 
+    { ngx_string("twirt_speed"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_speed,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, speed),
+      NULL },
+
+    { ngx_string("twirt_tool_choice"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_tool_choice,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, tool_choice),
+      NULL },
+
+    { ngx_string("twirt_truncation"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_truncation,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, truncation),
+      NULL },
+
+    { ngx_string("twirt_transcription_prompt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, transcription_prompt),
+      NULL },
+
+    { ngx_string("twirt_prompt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_twirt_prompt,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, prompt),
+      NULL },
+
     { ngx_string("twirt_price"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_twirt_price,
@@ -401,9 +446,12 @@ static ngx_str_t  ngx_http_twirt_default_url =
     ngx_string("wss://api.openai.com/v1/realtime?model=gpt-realtime");
 
 
-/* gpt-realtime, and gpt-4o-mini-transcribe for input transcription */
+/*
+ * gpt-realtime; gpt-4o-mini-transcribe for input transcription in
+ * tokens, whisper-1 by the minute
+ */
 static ngx_http_twirt_prices_t  ngx_http_twirt_default_prices = {
-    32.0, 0.40, 64.0, 4.0, 0.40, 16.0, 3.0, 5.0
+    32.0, 0.40, 64.0, 4.0, 0.40, 16.0, 3.0, 5.0, 0.006
 };
 
 
@@ -528,6 +576,9 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->max_output_tokens = NGX_CONF_UNSET;
     conf->vad.type = NGX_CONF_UNSET_UINT;
     conf->tools = NGX_CONF_UNSET_PTR;
+    conf->speed = -1;
+    conf->truncation = NGX_CONF_UNSET_UINT;
+    conf->prompt = NGX_CONF_UNSET_PTR;
     conf->session_json = NGX_CONF_UNSET_PTR;
     conf->end_call = NGX_CONF_UNSET;
     conf->prices = NGX_CONF_UNSET_PTR;
@@ -649,6 +700,8 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->transcription, prev->transcription,
                              "gpt-4o-mini-transcribe");
+    ngx_conf_merge_str_value(conf->transcription_prompt,
+                             prev->transcription_prompt, "");
     ngx_conf_merge_uint_value(conf->noise_reduction, prev->noise_reduction,
                               NGX_HTTP_TWIRT_NOISE_NEAR_FIELD);
     ngx_conf_merge_value(conf->max_output_tokens, prev->max_output_tokens,
@@ -660,6 +713,21 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->tools, prev->tools, NULL);
+    ngx_conf_merge_str_value(conf->tool_choice, prev->tool_choice, "auto");
+
+    /* not sent when not set: the API's default speed applies */
+    if (conf->speed < 0) {
+        conf->speed = prev->speed;
+    }
+
+    if (conf->truncation == NGX_CONF_UNSET_UINT) {
+        conf->truncation = prev->truncation;
+        conf->retention_ratio = prev->retention_ratio;
+    }
+
+    ngx_conf_merge_uint_value(conf->truncation, prev->truncation,
+                              NGX_HTTP_TWIRT_TRUNCATION_AUTO);
+    ngx_conf_merge_ptr_value(conf->prompt, prev->prompt, NULL);
     ngx_conf_merge_ptr_value(conf->session_json, prev->session_json, NULL);
     ngx_conf_merge_value(conf->end_call, prev->end_call, 1);
     ngx_conf_merge_ptr_value(conf->prices, prev->prices,
@@ -675,12 +743,99 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     conf->upstream_ws.close_timeout = conf->close_timeout;
 
     if (conf->stream) {
+        if (ngx_http_twirt_check_session(cf, conf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_http_twirt_upstream_init_conf(cf, conf) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * What only the whole configuration of a stream location can say: the
+ * session's model is the one the URL connects to, and a tool_choice that
+ * names a function names a declared one.
+ */
+
+static char *
+ngx_http_twirt_check_session(ngx_conf_t *cf, ngx_http_twirt_loc_conf_t *conf)
+{
+    u_char      *p, *end, *v;
+    size_t       i;
+    json_t      *tool, *name;
+    ngx_str_t    model;
+    ngx_uint_t   word;
+
+    end = conf->openai_url->uri.data + conf->openai_url->uri.len;
+    p = ngx_strlchr(conf->openai_url->uri.data, end, '?');
+
+    while (p && p < end) {
+        p++;
+
+        if ((size_t) (end - p) > sizeof("model=") - 1
+            && ngx_strncmp(p, "model=", sizeof("model=") - 1) == 0)
+        {
+            v = p + sizeof("model=") - 1;
+            p = ngx_strlchr(v, end, '&');
+
+            model.data = v;
+            model.len = (p ? p : end) - v;
+
+            if (model.len != conf->model.len
+                || ngx_strncmp(model.data, conf->model.data, model.len) != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"twirt_model\" is \"%V\" but "
+                                   "\"twirt_openai_url\" connects to "
+                                   "\"model=%V\": set both to the same "
+                                   "model", &conf->model, &model);
+                return NGX_CONF_ERROR;
+            }
+
+            break;
+        }
+
+        p = ngx_strlchr(p, end, '&');
+    }
+
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_tool_choices,
+                                     &conf->tool_choice, &word)
+        == NGX_OK)
+    {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->end_call && conf->tool_choice.len == sizeof("end_call") - 1
+        && ngx_strncmp(conf->tool_choice.data, "end_call",
+                       conf->tool_choice.len)
+           == 0)
+    {
+        return NGX_CONF_OK;
+    }
+
+    json_array_foreach(conf->tools, i, tool) {
+        name = json_object_get(tool, "name");
+
+        if (json_string_length(name) == conf->tool_choice.len
+            && ngx_strncmp(json_string_value(name), conf->tool_choice.data,
+                           conf->tool_choice.len)
+               == 0)
+        {
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"twirt_tool_choice\" names the function \"%V\", "
+                       "which neither \"twirt_tools\" nor "
+                       "\"twirt_end_call\" declares", &conf->tool_choice);
+
+    return NGX_CONF_ERROR;
 }
 
 
@@ -1231,7 +1386,7 @@ ngx_http_twirt_transcription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  *                  [silence_duration_ms=500] [create_response=on|off]
  *                  [interrupt_response=on|off];
  * twirt_vad semantic [eagerness=low|medium|high|auto] [...response=];
- * twirt_vad off;
+ * ("off" is refused: nobody would commit the caller's audio)
  */
 
 static char *
@@ -1259,6 +1414,15 @@ ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     {
         return ngx_http_twirt_enum_error(cf, "invalid turn detection",
                                          &value[1], ngx_http_twirt_vad_types);
+    }
+
+    if (vad->type == NGX_HTTP_TWIRT_VAD_OFF) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_vad off\" cannot answer the caller: "
+                           "without turn detection nobody commits the "
+                           "caller's audio, so the model never hears a "
+                           "turn; use \"server\" or \"semantic\"");
+        return NGX_CONF_ERROR;
     }
 
     vad->threshold = -1;
@@ -1482,6 +1646,7 @@ ngx_http_twirt_session_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
+    u_char         why[256];
     json_t        *json;
     ngx_str_t     *value;
     json_error_t   err;
@@ -1510,13 +1675,254 @@ ngx_http_twirt_session_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "must be a JSON object";
     }
 
+    if (ngx_http_twirt_realtime_session_json(json, why, sizeof(why))
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"twirt_session_json\": %s", why);
+        return NGX_CONF_ERROR;
+    }
+
     tlcf->session_json = json;
 
     return NGX_CONF_OK;
 }
 
 
-/* twirt_price audio_in=32 audio_out=64 ... (USD per million tokens) */
+static char *
+ngx_http_twirt_speed(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    char       *why;
+    ngx_str_t  *value;
+
+    if (tlcf->speed >= 0) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    why = ngx_http_twirt_realtime_speed(&value[1], &tlcf->speed);
+    if (why) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid speed \"%V\": it %s", &value[1], why);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_tool_choice auto | none | required | function_name */
+
+static char *
+ngx_http_twirt_tool_choice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    char        *why;
+    u_char       names[64], *last;
+    ngx_str_t   *value;
+    ngx_uint_t   v;
+
+    if (tlcf->tool_choice.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_tool_choices, &value[1],
+                                     &v)
+        != NGX_OK)
+    {
+        /* a function's name: the stream's location checks it is declared */
+        why = ngx_http_twirt_realtime_name(&value[1]);
+
+        if (why) {
+            last = ngx_http_twirt_realtime_enum_names(names,
+                       names + sizeof(names), ngx_http_twirt_tool_choices);
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid tool choice \"%V\": expected one "
+                               "of %*s or a function's name, and it %s",
+                               &value[1], last - names, names, why);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    tlcf->tool_choice = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_truncation auto | disabled | retention_ratio=0.8 */
+
+static char *
+ngx_http_twirt_truncation(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value, v, name;
+
+    if (tlcf->truncation != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_http_twirt_option(&value[1], "retention_ratio=", &v) == NGX_OK) {
+        ngx_str_set(&name, "retention_ratio");
+
+        if (ngx_http_twirt_realtime_threshold(&v, &tlcf->retention_ratio)
+            != NULL)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid truncation \"%V\": the retention "
+                               "ratio is not a number from 0 to 1",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_truncations, &name,
+                                     &tlcf->truncation)
+        != NGX_OK
+        || (tlcf->truncation == NGX_HTTP_TWIRT_TRUNCATION_RATIO
+            && name.data == value[1].data))
+    {
+        tlcf->truncation = NGX_CONF_UNSET_UINT;
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid truncation \"%V\", expected \"auto\", "
+                           "\"disabled\" or \"retention_ratio=\" and a "
+                           "number from 0 to 1", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * twirt_prompt pmpt_... [version=2] [name=value ...]: a reusable prompt;
+ * values may use {{name}}, filled per call from the stream's parameters
+ */
+
+static char *
+ngx_http_twirt_prompt(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    u_char                   *eq;
+    ngx_str_t                *value, name;
+    ngx_uint_t                i, k;
+    ngx_keyval_t             *kv;
+    ngx_http_twirt_prompt_t  *prompt;
+
+    if (tlcf->prompt != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_twirt_realtime_name(&value[1]) != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid prompt id \"%V\": expected letters, "
+                           "digits, '_' and '-', e.g. \"pmpt_123\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    prompt = ngx_pcalloc(cf->pool, sizeof(ngx_http_twirt_prompt_t));
+    if (prompt == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    prompt->id = value[1];
+
+    prompt->variables = ngx_array_create(cf->pool, 4, sizeof(ngx_keyval_t));
+    if (prompt->variables == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+        if (eq == NULL || eq == value[i].data) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid prompt parameter \"%V\", expected "
+                               "\"version=\" or a variable as "
+                               "\"name=value\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        name.data = value[i].data;
+        name.len = eq - value[i].data;
+
+        if (name.len == sizeof("version") - 1
+            && ngx_strncmp(name.data, "version", name.len) == 0)
+        {
+            prompt->version.data = eq + 1;
+            prompt->version.len = value[i].len - name.len - 1;
+
+            if (prompt->version.len == 0
+                || ngx_atoi(prompt->version.data, prompt->version.len)
+                   == NGX_ERROR)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid prompt version \"%V\", "
+                                   "expected a number", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_http_twirt_realtime_name(&name) != NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid prompt variable name in \"%V\": "
+                               "letters, digits, '_' and '-' only",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        kv = prompt->variables->elts;
+
+        for (k = 0; k < prompt->variables->nelts; k++) {
+            if (kv[k].key.len == name.len
+                && ngx_strncmp(kv[k].key.data, name.data, name.len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate prompt variable \"%V\"",
+                                   &name);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        kv = ngx_array_push(prompt->variables);
+        if (kv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        kv->key = name;
+        kv->value.data = eq + 1;
+        kv->value.len = value[i].len - name.len - 1;
+    }
+
+    tlcf->prompt = prompt;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * twirt_price audio_in=32 audio_out=64 ... (USD per million tokens),
+ * transcribe_minute=0.006 (USD per minute, whisper-1)
+ */
 
 static char *
 ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -1544,6 +1950,8 @@ ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         { "transcribe_in=", offsetof(ngx_http_twirt_prices_t, transcribe_in) },
         { "transcribe_out=",
           offsetof(ngx_http_twirt_prices_t, transcribe_out) },
+        { "transcribe_minute=",
+          offsetof(ngx_http_twirt_prices_t, transcribe_minute) },
         { NULL, 0 }
     };
 
@@ -1591,7 +1999,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid price \"%V\", expected e.g. "
-                       "\"audio_in=32\" (USD per million tokens)",
+                       "\"audio_in=32\" (USD per million tokens) or "
+                       "\"transcribe_minute=0.006\" (USD per minute)",
                        &value[i]);
     return NGX_CONF_ERROR;
 }

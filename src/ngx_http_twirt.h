@@ -40,6 +40,11 @@
 /* twirt_max_output_tokens inf */
 #define NGX_HTTP_TWIRT_TOKENS_INF         0
 
+/* twirt_truncation */
+#define NGX_HTTP_TWIRT_TRUNCATION_AUTO      1
+#define NGX_HTTP_TWIRT_TRUNCATION_DISABLED  2
+#define NGX_HTTP_TWIRT_TRUNCATION_RATIO     3
+
 
 /* opaque here: each is defined by the file that owns it */
 typedef struct ngx_http_twirt_ws_s          ngx_http_twirt_ws_t;
@@ -109,7 +114,7 @@ typedef struct {
 } ngx_http_twirt_vad_t;
 
 
-/* USD per million tokens */
+/* USD per million tokens; transcribe_minute: USD per minute of audio */
 typedef struct {
     double                      audio_in;
     double                      cached_audio_in;
@@ -119,7 +124,17 @@ typedef struct {
     double                      text_out;
     double                      transcribe_in;
     double                      transcribe_out;
+    double                      transcribe_minute;
 } ngx_http_twirt_prices_t;
+
+
+/* twirt_prompt: a reusable prompt, its variables filled per call */
+typedef struct {
+    ngx_str_t                   id;
+    ngx_str_t                   version;          /* "": the latest */
+    ngx_array_t                *variables;        /* ngx_keyval_t, values
+                                                     are {{name}} templates */
+} ngx_http_twirt_prompt_t;
 
 
 typedef struct {
@@ -166,11 +181,18 @@ typedef struct {
     ngx_str_t                   voice;            /* a table's name */
     ngx_str_t                   transcription;    /* a model, "": off */
     ngx_str_t                   language;
+    ngx_str_t                   transcription_prompt;
     ngx_uint_t                  noise_reduction;  /* NGX_HTTP_TWIRT_NOISE_* */
     ngx_int_t                   max_output_tokens; /* 1..4096, or
                                                    NGX_HTTP_TWIRT_TOKENS_INF */
     ngx_http_twirt_vad_t        vad;
     json_t                     *tools;            /* an array */
+    ngx_str_t                   tool_choice;      /* a word or a function */
+    double                      speed;            /* 0.25..1.5, -1: unset */
+    ngx_uint_t                  truncation;       /* NGX_HTTP_TWIRT_
+                                                     TRUNCATION_* */
+    double                      retention_ratio;  /* 0..1 */
+    ngx_http_twirt_prompt_t    *prompt;
     json_t                     *session_json;     /* merged into session */
     ngx_flag_t                  end_call;
     ngx_http_twirt_prices_t    *prices;

@@ -121,6 +121,8 @@ static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
     ngx_str_t *audio, ngx_str_t *response, ngx_str_t *item_name);
 static void ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call,
     json_t *ev);
+static void ngx_http_twirt_call_committed(ngx_http_twirt_call_t *call,
+    json_t *ev);
 static void ngx_http_twirt_call_response_created(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call,
@@ -193,6 +195,9 @@ static ngx_http_twirt_call_realtime_event_t
 
     { ngx_string("input_audio_buffer.speech_started"),
       ngx_http_twirt_call_barge_in, NGX_HTTP_TWIRT_CALL_TALKING },
+
+    { ngx_string("input_audio_buffer.committed"),
+      ngx_http_twirt_call_committed, NGX_HTTP_TWIRT_CALL_TALKING },
 
     { ngx_string("response.created"),
       ngx_http_twirt_call_response_created, NGX_HTTP_TWIRT_CALL_NOT_DONE },
@@ -840,7 +845,8 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
     }
 
     ev = ngx_http_twirt_realtime_session(call->conf, &instructions,
-                                         call->profile);
+                                         call->profile, call->parameters,
+                                         call->pool, call->log);
 
     if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
         json_decref(ev);
@@ -1093,7 +1099,7 @@ ngx_http_twirt_call_session_created(ngx_http_twirt_call_t *call, json_t *ev)
 static void
 ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
 {
-    ngx_str_t  greeting;
+    ngx_str_t  greeting, instructions, both;
 
     ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_ACTIVE);
 
@@ -1109,14 +1115,25 @@ ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
 
     if (ngx_http_twirt_call_text(call, "greeting", &call->conf->greeting,
                                  &greeting)
-        != NGX_OK)
+        != NGX_OK
+        || greeting.len == 0)
     {
         return;
     }
 
-    if (greeting.len) {
-        ngx_http_twirt_call_response_create(call, &greeting);
+    /* the first answer keeps the agent's instructions */
+
+    if (ngx_http_twirt_call_text(call, "instructions",
+                                 &call->conf->instructions, &instructions)
+        != NGX_OK
+        || ngx_http_twirt_realtime_greeting(call->pool, &instructions,
+                                            &greeting, &both)
+           != NGX_OK)
+    {
+        return;
     }
+
+    ngx_http_twirt_call_response_create(call, &both);
 }
 
 
@@ -1238,6 +1255,11 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
     ngx_http_twirt_item_t      *item;
     ngx_http_twirt_log_text_t   t;
 
+    if (!call->conf->vad.interrupt_response) {
+        /* interrupt_response off: the model talks on, and so does Twilio */
+        return;
+    }
+
     if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
         && call->response_id_len)
     {
@@ -1301,6 +1323,22 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
 
     /* a goodbye the caller talked over has ended all the same */
     ngx_http_twirt_call_heard(call);
+}
+
+
+/*
+ * The caller's turn is committed.  With create_response off nobody else
+ * asks for the answer: twirt does, one response at a time.
+ */
+
+static void
+ngx_http_twirt_call_committed(ngx_http_twirt_call_t *call, json_t *unused)
+{
+    if (call->conf->vad.create_response) {
+        return;
+    }
+
+    ngx_http_twirt_call_response_create(call, NULL);
 }
 
 

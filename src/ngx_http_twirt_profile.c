@@ -3,10 +3,11 @@
  * An agent profile: the fields of a Redis hash become the JSON object the
  * session is built from (ngx_http_twirt_realtime_session()):
  *
- *   instructions, greeting, language       strings, as they are
+ *   instructions, greeting, language,      strings, as they are
+ *   transcription_prompt
  *   voice, transcription                   checked against the tables
- *   vad                                    server, semantic or off: becomes
- *                                          turn_detection.type
+ *   vad                                    server or semantic (off cannot
+ *                                          answer): turn_detection.type
  *   vad_threshold, vad_prefix_padding_ms,  checked as the twirt_vad
  *   vad_silence_duration_ms,               parameters are: become
  *   vad_eagerness                          turn_detection's fields
@@ -269,6 +270,11 @@ ngx_http_twirt_profile_vad(ngx_http_twirt_profile_field_t *f,
     why = ngx_http_twirt_profile_enum(value, f->table, &v);
     if (why) {
         return why;
+    }
+
+    if (v == NGX_HTTP_TWIRT_VAD_OFF) {
+        /* as "twirt_vad off": nobody would commit the caller's audio */
+        return "is \"off\", which would never answer the caller";
     }
 
     type = ngx_http_twirt_realtime_enum_name(ngx_http_twirt_vad_api_types, v);

@@ -7,6 +7,26 @@
 
 #include "ngx_http_twirt_realtime.h"
 #include "ngx_http_twirt_twilio.h"
+#include "ngx_http_twirt_template.h"
+
+
+/*
+ * What twirt_session_json may hold: the GA session's fields.  A field
+ * twirt sets itself says why it cannot come from there (the directive
+ * that sets it); objects marked nested have their keys checked too.
+ */
+typedef struct {
+    const char                 *path;
+    const char                 *owner;
+    ngx_uint_t                  nested;
+} ngx_http_twirt_session_field_t;
+
+
+/* names of the beta interface (or never GA): the GA name, if any */
+typedef struct {
+    const char                 *name;
+    const char                 *ga;
+} ngx_http_twirt_session_beta_t;
 
 
 static json_t *ngx_http_twirt_json_str(ngx_str_t *s);
@@ -16,6 +36,19 @@ static json_t *ngx_http_twirt_realtime_vad(ngx_http_twirt_vad_t *conf,
     json_t *profile);
 static uint64_t ngx_http_twirt_json_uint(json_t *obj, const char *key);
 static ngx_int_t ngx_http_twirt_usage_bounded(uint64_t *v, ngx_uint_t n);
+static json_t *ngx_http_twirt_realtime_tool_choice(ngx_str_t *choice);
+static json_t *ngx_http_twirt_realtime_truncation(
+    ngx_http_twirt_loc_conf_t *conf);
+static json_t *ngx_http_twirt_realtime_prompt(ngx_http_twirt_prompt_t *prompt,
+    json_t *profile, json_t *parameters, ngx_pool_t *pool, ngx_log_t *log);
+static char *ngx_http_twirt_realtime_decimal(ngx_str_t *s, double min,
+    double max, double *d);
+static ngx_int_t ngx_http_twirt_session_json_object(json_t *obj,
+    const char *prefix, u_char *buf, size_t size);
+static ngx_int_t ngx_http_twirt_session_json_value(const char *path,
+    json_t *v, u_char *buf, size_t size);
+static ngx_http_twirt_session_field_t *ngx_http_twirt_session_field(
+    const char *path);
 
 
 ngx_conf_enum_t  ngx_http_twirt_voices[] = {
@@ -85,6 +118,71 @@ ngx_conf_enum_t  ngx_http_twirt_max_output_tokens_words[] = {
 };
 
 
+/* the words twirt_tool_choice takes besides a function's name */
+ngx_conf_enum_t  ngx_http_twirt_tool_choices[] = {
+    { ngx_string("auto"), 1 },
+    { ngx_string("none"), 2 },
+    { ngx_string("required"), 3 },
+    { ngx_null_string, 0 }
+};
+
+
+/* "retention_ratio" takes its ratio: retention_ratio=0.8 */
+ngx_conf_enum_t  ngx_http_twirt_truncations[] = {
+    { ngx_string("auto"), NGX_HTTP_TWIRT_TRUNCATION_AUTO },
+    { ngx_string("disabled"), NGX_HTTP_TWIRT_TRUNCATION_DISABLED },
+    { ngx_string("retention_ratio"), NGX_HTTP_TWIRT_TRUNCATION_RATIO },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_http_twirt_session_field_t  ngx_http_twirt_session_fields[] = {
+    { "type", "is always \"realtime\"", 0 },
+    { "model", "is set by \"twirt_model\"", 0 },
+    { "instructions", "is set by \"twirt_instructions\"", 0 },
+    { "output_modalities",
+      "is always [\"audio\"]: the caller must hear the model", 0 },
+    { "audio", NULL, 1 },
+    { "audio.input", NULL, 1 },
+    { "audio.input.format",
+      "is always audio/pcmu: Twilio's audio passes through as it is", 0 },
+    { "audio.input.noise_reduction", "is set by \"twirt_noise_reduction\"",
+      0 },
+    { "audio.input.transcription",
+      "is set by \"twirt_transcription\" and "
+      "\"twirt_transcription_prompt\"", 0 },
+    { "audio.input.turn_detection", "is set by \"twirt_vad\"", 0 },
+    { "audio.output", NULL, 1 },
+    { "audio.output.format",
+      "is always audio/pcmu: Twilio's audio passes through as it is", 0 },
+    { "audio.output.voice", "is set by \"twirt_voice\"", 0 },
+    { "audio.output.speed", "is set by \"twirt_speed\"", 0 },
+    { "tools", "is set by \"twirt_tools\" and \"twirt_end_call\"", 0 },
+    { "tool_choice", "is set by \"twirt_tool_choice\"", 0 },
+    { "max_output_tokens", "is set by \"twirt_max_output_tokens\"", 0 },
+    { "truncation", "is set by \"twirt_truncation\"", 0 },
+    { "prompt", "is set by \"twirt_prompt\"", 0 },
+    { "tracing", NULL, 0 },
+    { "include", NULL, 0 },
+    { NULL, NULL, 0 }
+};
+
+
+static ngx_http_twirt_session_beta_t  ngx_http_twirt_session_beta[] = {
+    { "voice", "audio.output.voice" },
+    { "speed", "audio.output.speed" },
+    { "input_audio_format", "audio.input.format" },
+    { "output_audio_format", "audio.output.format" },
+    { "turn_detection", "audio.input.turn_detection" },
+    { "input_audio_transcription", "audio.input.transcription" },
+    { "input_audio_noise_reduction", "audio.input.noise_reduction" },
+    { "modalities", "output_modalities" },
+    { "max_response_output_tokens", "max_output_tokens" },
+    { "temperature", NULL },
+    { NULL, NULL }
+};
+
+
 /*
  * The GA shape: audio/pcmu both ways, so that Twilio's payloads pass
  * through untouched.  Never beta fields, never "temperature".
@@ -92,10 +190,11 @@ ngx_conf_enum_t  ngx_http_twirt_max_output_tokens_words[] = {
 
 json_t *
 ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
-    ngx_str_t *instructions, json_t *profile)
+    ngx_str_t *instructions, json_t *profile, json_t *parameters,
+    ngx_pool_t *pool, ngx_log_t *log)
 {
     json_t      *ev, *session, *audio, *input, *output, *tools, *tool, *t;
-    ngx_str_t    voice, transcription, language, *name;
+    ngx_str_t    voice, transcription, language, prompt, *name;
 
     ev = json_object();
     session = json_object();
@@ -150,6 +249,9 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
     ngx_http_twirt_profile_str(profile, "transcription", &transcription);
     ngx_http_twirt_profile_str(profile, "language", &language);
 
+    prompt = conf->transcription_prompt;
+    ngx_http_twirt_profile_str(profile, "transcription_prompt", &prompt);
+
     if (transcription.len) {
         t = json_object();
         json_object_set_new(t, "model",
@@ -157,6 +259,11 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
         if (language.len) {
             json_object_set_new(t, "language",
                                 ngx_http_twirt_json_str(&language));
+        }
+
+        if (prompt.len) {
+            json_object_set_new(t, "prompt",
+                                ngx_http_twirt_json_str(&prompt));
         }
 
         json_object_set_new(input, "transcription", t);
@@ -174,6 +281,10 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
     json_object_set_new(output, "format", json_pack("{s:s}", "type",
                                                     "audio/pcmu"));
     json_object_set_new(output, "voice", ngx_http_twirt_json_str(&voice));
+
+    if (conf->speed >= 0) {
+        json_object_set_new(output, "speed", json_real(conf->speed));
+    }
 
     json_object_set_new(audio, "input", input);
     json_object_set_new(audio, "output", output);
@@ -197,7 +308,9 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
 
     if (json_array_size(tools)) {
         json_object_set_new(session, "tools", tools);
-        json_object_set_new(session, "tool_choice", json_string("auto"));
+        json_object_set_new(session, "tool_choice",
+                            ngx_http_twirt_realtime_tool_choice(
+                                &conf->tool_choice));
 
     } else {
         json_decref(tools);
@@ -211,6 +324,21 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
     } else {
         json_object_set_new(session, "max_output_tokens",
                             json_integer(conf->max_output_tokens));
+    }
+
+    json_object_set_new(session, "truncation",
+                        ngx_http_twirt_realtime_truncation(conf));
+
+    if (conf->prompt) {
+        t = ngx_http_twirt_realtime_prompt(conf->prompt, profile, parameters,
+                                           pool, log);
+        if (t == NULL) {
+            json_decref(session);
+            json_decref(ev);
+            return NULL;
+        }
+
+        json_object_set_new(session, "prompt", t);
     }
 
     if (conf->session_json) {
@@ -229,6 +357,158 @@ failed:
     json_decref(input);
     json_decref(output);
     json_decref(tools);
+
+    return NULL;
+}
+
+
+/*
+ * The greeting's response.create: response.instructions replace the
+ * session's for that response, so they carry the agent's instructions
+ * and, last, the greeting to say as written.
+ */
+
+ngx_int_t
+ngx_http_twirt_realtime_greeting(ngx_pool_t *pool, ngx_str_t *instructions,
+    ngx_str_t *greeting, ngx_str_t *out)
+{
+    u_char  *p;
+    size_t   len;
+
+    static ngx_str_t  line = ngx_string(
+        "Start the call now: greet the caller first, with the greeting "
+        "below word for word, then listen. Say exactly: ");
+
+    len = instructions->len + sizeof("\n\n") - 1 + line.len + greeting->len;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    if (instructions->len) {
+        p = ngx_cpymem(p, instructions->data, instructions->len);
+        *p++ = '\n';
+        *p++ = '\n';
+    }
+
+    p = ngx_cpymem(p, line.data, line.len);
+    p = ngx_cpymem(p, greeting->data, greeting->len);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* "auto", "none", "required", or a function: {"type":"function",...} */
+
+static json_t *
+ngx_http_twirt_realtime_tool_choice(ngx_str_t *choice)
+{
+    ngx_uint_t  v;
+
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_tool_choices, choice, &v)
+        == NGX_OK)
+    {
+        return ngx_http_twirt_json_str(choice);
+    }
+
+    return json_pack("{s:s,s:s%}", "type", "function",
+                     "name", choice->data, choice->len);
+}
+
+
+static json_t *
+ngx_http_twirt_realtime_truncation(ngx_http_twirt_loc_conf_t *conf)
+{
+    if (conf->truncation == NGX_HTTP_TWIRT_TRUNCATION_RATIO) {
+        return json_pack("{s:s,s:f}", "type", "retention_ratio",
+                         "retention_ratio", conf->retention_ratio);
+    }
+
+    return ngx_http_twirt_json_str(ngx_http_twirt_realtime_enum_name(
+                                       ngx_http_twirt_truncations,
+                                       conf->truncation));
+}
+
+
+/*
+ * session.prompt: {id, version, variables}, each variable's value filled
+ * like the instructions: the profile's variables, then the stream's
+ * parameters.  NULL: no memory.
+ */
+
+static json_t *
+ngx_http_twirt_realtime_prompt(ngx_http_twirt_prompt_t *prompt,
+    json_t *profile, json_t *parameters, ngx_pool_t *pool, ngx_log_t *log)
+{
+    json_t        *p, *vars, *from[2];
+    ngx_str_t      value;
+    ngx_uint_t     i, n;
+    ngx_keyval_t  *kv;
+
+    p = json_object();
+    vars = json_object();
+
+    if (p == NULL || vars == NULL) {
+        goto failed;
+    }
+
+    n = 0;
+
+    if (profile) {
+        from[n++] = json_object_get(profile, "variables");
+    }
+
+    from[n++] = parameters;
+
+    kv = prompt->variables ? prompt->variables->elts : NULL;
+
+    for (i = 0; prompt->variables && i < prompt->variables->nelts; i++) {
+        if (ngx_http_twirt_template(pool, log, &kv[i].value, from, n, &value)
+            != NGX_OK
+            || json_object_setn_new(vars, (char *) kv[i].key.data,
+                                    kv[i].key.len,
+                                    ngx_http_twirt_json_str(&value))
+               != 0)
+        {
+            goto failed;
+        }
+    }
+
+    if (json_object_set_new(p, "id", ngx_http_twirt_json_str(&prompt->id))
+        != 0)
+    {
+        goto failed;
+    }
+
+    if (prompt->version.len
+        && json_object_set_new(p, "version",
+                               ngx_http_twirt_json_str(&prompt->version))
+           != 0)
+    {
+        goto failed;
+    }
+
+    if (json_object_size(vars)) {
+        if (json_object_set_new(p, "variables", vars) != 0) {
+            vars = NULL;
+            goto failed;
+        }
+
+    } else {
+        json_decref(vars);
+    }
+
+    return p;
+
+failed:
+
+    json_decref(p);
+    json_decref(vars);
 
     return NULL;
 }
@@ -280,16 +560,45 @@ ngx_http_twirt_realtime_usage(json_t *usage, ngx_http_twirt_usage_t *u)
 }
 
 
-/* input transcription is billed on its own */
+/*
+ * Input transcription is billed on its own: in tokens, or, for
+ * whisper-1, by the duration of the audio ({"type":"duration",
+ * "seconds":2.5}), bounded too.
+ */
 
 ngx_int_t
 ngx_http_twirt_realtime_transcription_usage(json_t *usage,
     ngx_http_twirt_usage_t *u)
 {
-    uint64_t  v[3];
+    json_t    *type, *seconds;
+    double     d;
+    uint64_t   v[3];
 
     if (!json_is_object(usage)) {
         return NGX_DECLINED;
+    }
+
+    type = json_object_get(usage, "type");
+
+    if (json_is_string(type)
+        && ngx_strcmp(json_string_value(type), "duration") == 0)
+    {
+        seconds = json_object_get(usage, "seconds");
+
+        if (!json_is_number(seconds)) {
+            return NGX_DECLINED;
+        }
+
+        d = json_number_value(seconds);
+
+        /* also refuses NaN */
+        if (!(d >= 0.0 && d <= NGX_HTTP_TWIRT_USAGE_SECONDS_MAX)) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_twirt_add_sat(&u->transcribe_ms, (uint64_t) (d * 1000.0));
+
+        return NGX_OK;
     }
 
     v[0] = ngx_http_twirt_json_uint(usage, "input_tokens");
@@ -340,7 +649,8 @@ ngx_http_twirt_realtime_cost(ngx_http_twirt_prices_t *p,
           + (double) u->transcribe_in * p->transcribe_in
           + (double) u->transcribe_out * p->transcribe_out;
 
-    return usd / 1000000.0;
+    return usd / 1000000.0
+           + (double) u->transcribe_ms / 60000.0 * p->transcribe_minute;
 }
 
 
@@ -520,15 +830,64 @@ ngx_http_twirt_realtime_enum_names(u_char *buf, u_char *last,
 char *
 ngx_http_twirt_realtime_threshold(ngx_str_t *s, double *threshold)
 {
+    if (ngx_http_twirt_realtime_decimal(s, 0.0, 1.0, threshold) != NULL) {
+        return "is not a number from 0 to 1";
+    }
+
+    return NULL;
+}
+
+
+char *
+ngx_http_twirt_realtime_speed(ngx_str_t *s, double *speed)
+{
+    if (ngx_http_twirt_realtime_decimal(s, 0.25, 1.5, speed) != NULL) {
+        return "is not a number from 0.25 to 1.5";
+    }
+
+    return NULL;
+}
+
+
+/* a function's name, as the API takes it: a-z, A-Z, 0-9, '_' and '-' */
+
+char *
+ngx_http_twirt_realtime_name(ngx_str_t *s)
+{
+    ngx_uint_t  i;
+    u_char      c;
+
+    if (s->len == 0 || s->len > 64) {
+        return "is not 1 to 64 characters";
+    }
+
+    for (i = 0; i < s->len; i++) {
+        c = s->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+        {
+            return "has characters other than letters, digits, '_' and '-'";
+        }
+    }
+
+    return NULL;
+}
+
+
+/* digits and one point, from min to max: no signs, exponents, "nan" */
+
+static char *
+ngx_http_twirt_realtime_decimal(ngx_str_t *s, double min, double max,
+    double *d)
+{
     char        buf[32], *end;
-    double      d;
+    double      v;
     ngx_uint_t  i, dot;
 
     if (s->len == 0 || s->len >= sizeof(buf)) {
-        goto invalid;
+        return "";
     }
-
-    /* digits and one point: no signs, exponents, "nan" or "inf" */
 
     dot = 0;
 
@@ -538,26 +897,22 @@ ngx_http_twirt_realtime_threshold(ngx_str_t *s, double *threshold)
         }
 
         if (s->data[i] < '0' || s->data[i] > '9') {
-            goto invalid;
+            return "";
         }
     }
 
     ngx_memcpy(buf, s->data, s->len);
     buf[s->len] = '\0';
 
-    d = strtod(buf, &end);
+    v = strtod(buf, &end);
 
-    if (end != buf + s->len || d < 0.0 || d > 1.0) {
-        goto invalid;
+    if (end != buf + s->len || v < min || v > max) {
+        return "";
     }
 
-    *threshold = d;
+    *d = v;
 
     return NULL;
-
-invalid:
-
-    return "is not a number from 0 to 1";
 }
 
 
@@ -599,6 +954,178 @@ ngx_http_twirt_realtime_max_output_tokens(ngx_str_t *s, ngx_int_t *n)
     }
 
     *n = v;
+
+    return NULL;
+}
+
+
+/*
+ * twirt_session_json against the GA session: NGX_OK, or NGX_ERROR with
+ * why in buf (a beta name is told its GA name).
+ */
+
+ngx_int_t
+ngx_http_twirt_realtime_session_json(json_t *json, u_char *buf, size_t size)
+{
+    return ngx_http_twirt_session_json_object(json, "", buf, size);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_session_json_object(json_t *obj, const char *prefix,
+    u_char *buf, size_t size)
+{
+    u_char                          path[128], *p;
+    json_t                         *v;
+    const char                     *key;
+    ngx_http_twirt_session_beta_t  *b;
+    ngx_http_twirt_session_field_t *f, *ga;
+
+    json_object_foreach(obj, key, v) {
+
+        p = ngx_snprintf(path, sizeof(path) - 1, "%s%s%s", prefix,
+                         *prefix ? "." : "", key);
+        *p = '\0';
+
+        f = ngx_http_twirt_session_field((char *) path);
+
+        if (f == NULL) {
+            for (b = ngx_http_twirt_session_beta; b->name; b++) {
+                if (*prefix == '\0' && ngx_strcmp(b->name, key) == 0) {
+                    break;
+                }
+            }
+
+            if (b->name == NULL) {
+                p = ngx_snprintf(buf, size - 1, "\"%s\" is not a field of "
+                                 "the GA session", path);
+
+            } else if (b->ga == NULL) {
+                p = ngx_snprintf(buf, size - 1, "\"%s\" is a beta field "
+                                 "that the GA session does not have", path);
+
+            } else {
+                ga = ngx_http_twirt_session_field(b->ga);
+                p = ngx_snprintf(buf, size - 1, "\"%s\" is a beta name, "
+                                 "the GA session's is \"%s\"%s%s", path,
+                                 b->ga, ga->owner ? ", which " : "",
+                                 ga->owner ? ga->owner : "");
+            }
+
+            *p = '\0';
+            return NGX_ERROR;
+        }
+
+        if (f->owner) {
+            p = ngx_snprintf(buf, size - 1, "\"%s\" %s", path, f->owner);
+            *p = '\0';
+            return NGX_ERROR;
+        }
+
+        if (f->nested) {
+            if (!json_is_object(v)) {
+                p = ngx_snprintf(buf, size - 1, "\"%s\" is not an object",
+                                 path);
+                *p = '\0';
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_twirt_session_json_object(v, (char *) path, buf,
+                                                   size)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_http_twirt_session_json_value((char *) path, v, buf, size)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the values of the fields left to twirt_session_json, as GA takes them */
+
+static ngx_int_t
+ngx_http_twirt_session_json_value(const char *path, json_t *v, u_char *buf,
+    size_t size)
+{
+    u_char      *p;
+    size_t       i;
+    json_t      *e;
+    const char  *key, *why;
+
+    why = NULL;
+
+    if (ngx_strcmp(path, "include") == 0) {
+        if (!json_is_array(v)) {
+            why = "is not an array";
+        }
+
+        json_array_foreach(v, i, e) {
+            if (!json_is_string(e)
+                || ngx_strcmp(json_string_value(e),
+                              "item.input_audio_transcription.logprobs")
+                   != 0)
+            {
+                why = "may only hold "
+                      "\"item.input_audio_transcription.logprobs\"";
+            }
+        }
+
+    } else { /* tracing: "auto", null or {workflow_name, group_id, ...} */
+
+        if (json_is_string(v)) {
+            if (ngx_strcmp(json_string_value(v), "auto") != 0) {
+                why = "is not \"auto\", null or an object";
+            }
+
+        } else if (json_is_object(v)) {
+            json_object_foreach(v, key, e) {
+                if (!((ngx_strcmp(key, "workflow_name") == 0
+                       || ngx_strcmp(key, "group_id") == 0)
+                      && json_is_string(e))
+                    && !(ngx_strcmp(key, "metadata") == 0
+                         && json_is_object(e)))
+                {
+                    why = "takes only the strings \"workflow_name\" and "
+                          "\"group_id\" and the object \"metadata\"";
+                }
+            }
+
+        } else if (!json_is_null(v)) {
+            why = "is not \"auto\", null or an object";
+        }
+    }
+
+    if (why == NULL) {
+        return NGX_OK;
+    }
+
+    p = ngx_snprintf(buf, size - 1, "\"%s\" %s", path, why);
+    *p = '\0';
+
+    return NGX_ERROR;
+}
+
+
+static ngx_http_twirt_session_field_t *
+ngx_http_twirt_session_field(const char *path)
+{
+    ngx_http_twirt_session_field_t  *f;
+
+    for (f = ngx_http_twirt_session_fields; f->path; f++) {
+        if (ngx_strcmp(f->path, path) == 0) {
+            return f;
+        }
+    }
 
     return NULL;
 }

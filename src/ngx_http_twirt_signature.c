@@ -303,7 +303,7 @@ ngx_http_twirt_signature_match(ngx_str_t *token, ngx_str_t *url,
 
 /*
  * Names in byte order, each followed by its value, no separators.  Byte
- * order of UTF-8 is code-point order: PROTOCOLS.md's rule and Twilio's
+ * order of UTF-8 is code-point order: Twilio's documented rule and its
  * Python validator (Node's sorts UTF-16 code units, which differs for
  * names beyond U+FFFF; twirt follows the reference, see README).
  */

@@ -35,7 +35,7 @@ __DATA__
 --- config
     location = /twilio/media {
         twirt_stream;
-        twirt_greeting "お電話ありがとうございます。";
+        twirt_greeting "お電話ありがとうございます。{{company}}です。ご用件をどうぞ。";
         twirt_transcription gpt-4o-mini-transcribe language=ja;
     }
 --- twilio
@@ -46,6 +46,11 @@ like($update->{instructions}, qr/^あなたはさくら歯科の電話オペレ�
 is($update->{audio}{input}{format}{type}, 'audio/pcmu', 'pcmu in');
 is($update->{audio}{output}{format}{type}, 'audio/pcmu', 'pcmu out');
 is($update->{audio}{input}{transcription}{language}, 'ja', 'transcription language');
+# the greeting's response.instructions replace the session's for that answer
+my $greet = main::events_of($sim, 'response.create')->[0]{event}{response}{instructions};
+like($greet, qr/^\Q$update->{instructions}\E\n/, 'the greeting keeps the filled instructions');
+like($greet, qr/\nStart the call now: greet the caller first[^\n]*Say exactly: お電話ありがとうございます。さくら歯科です。ご用件をどうぞ。$/,
+     'and asks to say the filled greeting as written, last');
 is($sim_summary->{errors_sent}, 0, 'the simulator reported no error');
 is($call->{agent_audio_bytes}, $sim_summary->{audio_out_bytes}, 'every byte of agent audio reached the caller');
 is($call->{agent_audio_sha1}, $sim_summary->{audio_out_sha1}, 'byte for byte');
@@ -320,7 +325,8 @@ ended: max call duration
         twirt_vad semantic eagerness=low interrupt_response=on;
         twirt_noise_reduction far_field;
         twirt_max_output_tokens 1024;
-        twirt_session_json '{"audio":{"output":{"speed":1.1}}}';
+        twirt_speed 1.1;
+        twirt_session_json '{"tracing":"auto"}';
     }
 --- twilio
 --scenario silence --duration-ms 1000
@@ -329,7 +335,10 @@ my $s = main::events_of($sim, 'session.update')->[0]{event};
 is($s->{event_id}, 'twirt_session_1', 'event_id for error correlation');
 is($s->{session}{type}, 'realtime', 'session.type');
 is($s->{session}{audio}{output}{voice}, 'cedar', 'voice');
-is($s->{session}{audio}{output}{speed}, 1.1, 'raw JSON merged');
+is($s->{session}{audio}{output}{speed}, 1.1, 'speed');
+is($s->{session}{tracing}, 'auto', 'raw JSON merged');
+is($s->{session}{truncation}, 'auto', 'truncation');
+is($s->{session}{tool_choice}, 'auto', 'tool choice');
 is($s->{session}{audio}{input}{turn_detection}{type}, 'semantic_vad', 'semantic VAD');
 is($s->{session}{audio}{input}{turn_detection}{eagerness}, 'low', 'eagerness');
 is($s->{session}{audio}{input}{noise_reduction}{type}, 'far_field', 'noise reduction');
@@ -515,3 +524,115 @@ response failed: insufficient_quota
  qr/caller transcription failed: bad\\x0d\\x0a1999/]
 --- no_error_log eval
 [qr/^1999\/01\/01/, qr/^\S*(tail|code|tool|transcription)\b/]
+
+
+
+=== TEST 26: create_response=off: twirt asks for each answer when the caller's turn is committed
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_vad server create_response=off;
+        twirt_transcription gpt-4o-mini-transcribe language=ja;
+    }
+--- twilio
+--scenario ja-booking --param company=さくら歯科
+--- check
+my $td = main::events_of($sim, 'session.update')->[0]{event}{session}{audio}{input}{turn_detection};
+is($td->{create_response}, JSON::PP::false(), 'the model does not answer on its own');
+my @committed = @{ main::events_of($sim, 'input_audio_buffer.committed') };
+is(scalar @committed, 3, 'three caller turns committed');
+is(scalar @{ main::events_of($sim, 'response.create') }, 3, 'one response.create for each');
+is($sim_summary->{errors_sent}, 0, 'never two responses at once');
+my @agent = map { $_->{text} } grep { $_->{type} eq 'transcript' && $_->{role} eq 'agent' } @{ main::twirt_events($call->{call_sid}) };
+is_deeply(\@agent, [
+    'かしこまりました。ご予約番号をお願いします。',
+    'ありがとうございます。ご希望の日時をお知らせください。',
+    '明日の午後三時に変更いたしました。お電話ありがとうございました。',
+], 'the caller was answered, each turn');
+
+
+
+=== TEST 27: create_response=off with a greeting still playing: the answer waits for it, one response at a time
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_vad server create_response=off interrupt_response=off;
+        twirt_greeting "はい、サポートセンターです。";
+    }
+--- twilio
+--scenario barge-in
+--- check
+ok(scalar @{ main::events_of($sim, 'response.create') } >= 2, 'the greeting, then answers');
+is($sim_summary->{errors_sent}, 0, 'no conversation_already_has_active_response');
+ok($sim_summary->{responses} >= 2, "the model answered ($sim_summary->{responses} responses)");
+
+
+
+=== TEST 28: interrupt_response=off: no barge-in at all, the answer plays on
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_vad server interrupt_response=off;
+        twirt_greeting "はい、サポートセンターです。";
+    }
+--- twilio
+--scenario barge-in --check-agent-audio
+--- check
+my $td = main::events_of($sim, 'session.update')->[0]{event}{session}{audio}{input}{turn_detection};
+is($td->{interrupt_response}, JSON::PP::false(), 'the model does not stop');
+ok(scalar @{ main::events_of($sim, 'input_audio_buffer.speech_started') } >= 1, 'the caller spoke over the answer');
+is($call->{clears_received}, 0, 'no clear');
+is(scalar @{ main::events_of($sim, 'conversation.item.truncate') }, 0, 'no truncate');
+is($call->{agent_audio_bytes}, $sim_summary->{audio_out_bytes}, 'all the agent audio reached the caller');
+is($sim_summary->{errors_sent}, 0, 'no simulator error');
+--- no_error_log
+barge-in: item
+
+
+
+=== TEST 29: whisper-1 bills transcription by the minute: its cost is not 0
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_transcription whisper-1 language=ja;
+        twirt_price audio_in=0 cached_audio_in=0 audio_out=0 text_in=0
+                    cached_text_in=0 text_out=0 transcribe_in=0 transcribe_out=0
+                    transcribe_minute=60;
+    }
+--- twilio
+--scenario ja-booking --duration-ms 9000
+--- check
+my @done = @{ main::events_of($sim, 'conversation.item.input_audio_transcription.completed') };
+ok(@done >= 1, 'the caller was transcribed') or return;
+is($done[0]{event}{usage}{type}, 'duration', 'whisper-1 usage is a duration');
+my $seconds = 0;
+$seconds += $_->{event}{usage}{seconds} for @done;
+ok($seconds > 0, "$seconds s of caller audio");
+my ($end) = grep { $_->{type} eq 'state' && $_->{status} eq 'ended' } @{ main::twirt_events($call->{call_sid}) };
+ok(abs($end->{cost_usd} - $seconds) < 0.001, "cost = seconds x 1 USD a second ($end->{cost_usd})");
+
+
+
+=== TEST 30: speed, tool choice, truncation, a transcription prompt and a reusable prompt, in the GA shapes
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_speed 1.25;
+        twirt_tool_choice end_call;
+        twirt_truncation retention_ratio=0.8;
+        twirt_transcription gpt-4o-transcribe language=ja;
+        twirt_transcription_prompt "さくら歯科、診察券、予約番号";
+        twirt_prompt pmpt_abc123 version=3 "company={{company}}" "note=fixed";
+    }
+--- twilio
+--scenario silence --duration-ms 1000 --param company=さくら歯科
+--- check
+my $s = main::events_of($sim, 'session.update')->[0]{event}{session};
+is($s->{audio}{output}{speed}, 1.25, 'audio.output.speed');
+is_deeply($s->{tool_choice}, { type => 'function', name => 'end_call' }, 'tool_choice names the function');
+is_deeply($s->{truncation}, { type => 'retention_ratio', retention_ratio => 0.8 }, 'truncation');
+is($s->{audio}{input}{transcription}{prompt}, 'さくら歯科、診察券、予約番号', 'transcription prompt');
+is_deeply($s->{prompt}, { id => 'pmpt_abc123', version => '3',
+                          variables => { company => 'さくら歯科', note => 'fixed' } },
+          'prompt, its variables filled from the stream');
+is($sim_summary->{errors_sent}, 0, 'accepted by the simulator');

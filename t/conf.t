@@ -61,8 +61,63 @@ my @bad = (
       qr/invalid parameter "threshold=0.5x" for server voice activity detection: the value is not a number from 0 to 1/ ],
     [ 'twirt_vad server silence_duration_ms=-5;',
       qr/invalid parameter "silence_duration_ms=-5"/ ],
+    [ 'twirt_vad off;',
+      qr/"twirt_vad off" cannot answer the caller: without turn detection nobody commits the caller's audio/ ],
     [ 'twirt_vad off threshold=0.5;',
-      qr/invalid parameter "threshold=0.5" for off/ ],
+      qr/"twirt_vad off" cannot answer the caller/ ],
+    [ 'twirt_speed 2;',
+      qr/invalid speed "2": it is not a number from 0.25 to 1.5/ ],
+    [ 'twirt_speed 0.2;', qr/invalid speed "0.2"/ ],
+    [ 'twirt_speed fast;', qr/invalid speed "fast"/ ],
+    [ 'twirt_speed 1; twirt_speed 1.2;', qr/"twirt_speed" directive is duplicate/ ],
+    [ 'twirt_tool_choice "look up";',
+      qr/invalid tool choice "look up": expected one of auto, none, required or a function's name/ ],
+    [ 'location /m { twirt_stream; twirt_openai_url ws://127.0.0.1:9/v1/realtime?model=gpt-realtime; twirt_tool_choice lookup; }',
+      qr/"twirt_tool_choice" names the function "lookup", which neither "twirt_tools" nor "twirt_end_call" declares/ ],
+    [ 'location /m { twirt_stream; twirt_openai_url ws://127.0.0.1:9/v1/realtime?model=gpt-realtime; twirt_end_call off; twirt_tool_choice end_call; }',
+      qr/names the function "end_call", which neither/ ],
+    [ 'twirt_truncation sometimes;',
+      qr/invalid truncation "sometimes", expected "auto", "disabled" or "retention_ratio=" and a number from 0 to 1/ ],
+    [ 'twirt_truncation retention_ratio;', qr/invalid truncation "retention_ratio",/ ],
+    [ 'twirt_truncation retention_ratio=1.5;',
+      qr/invalid truncation "retention_ratio=1.5": the retention ratio is not a number from 0 to 1/ ],
+    [ 'twirt_prompt "pmpt 1";', qr/invalid prompt id "pmpt 1"/ ],
+    [ 'twirt_prompt pmpt_1 version=latest;', qr/invalid prompt version "version=latest", expected a number/ ],
+    [ 'twirt_prompt pmpt_1 company;',
+      qr/invalid prompt parameter "company", expected "version=" or a variable as "name=value"/ ],
+    [ 'twirt_prompt pmpt_1 a=1 a=2;', qr/duplicate prompt variable "a"/ ],
+    [ 'twirt_prompt pmpt_1 "a b=1";', qr/invalid prompt variable name in "a b=1"/ ],
+    [ q{twirt_session_json '{"voice":"alloy","temperature":0.8}';},
+      qr/invalid "twirt_session_json": "voice" is a beta name, the GA session's is "audio.output.voice", which is set by "twirt_voice"/ ],
+    [ q{twirt_session_json '{"temperature":0.8}';},
+      qr/"temperature" is a beta field that the GA session does not have/ ],
+    [ q{twirt_session_json '{"input_audio_format":"g711_ulaw"}';},
+      qr/"input_audio_format" is a beta name, the GA session's is "audio.input.format", which is always audio\/pcmu/ ],
+    [ q{twirt_session_json '{"turn_detection":null}';},
+      qr/"turn_detection" is a beta name, the GA session's is "audio.input.turn_detection", which is set by "twirt_vad"/ ],
+    [ q{twirt_session_json '{"input_audio_transcription":{"model":"whisper-1"}}';},
+      qr/the GA session's is "audio.input.transcription", which is set by "twirt_transcription"/ ],
+    [ q{twirt_session_json '{"modalities":["audio"]}';},
+      qr/"modalities" is a beta name, the GA session's is "output_modalities"/ ],
+    [ q{twirt_session_json '{"max_response_output_tokens":100}';},
+      qr/the GA session's is "max_output_tokens", which is set by "twirt_max_output_tokens"/ ],
+    [ q{twirt_session_json '{"audio":{"input":{"turn_detection":{"create_response":false}}}}';},
+      qr/"audio.input.turn_detection" is set by "twirt_vad"/ ],
+    [ q{twirt_session_json '{"audio":{"output":{"speed":1.1}}}';},
+      qr/"audio.output.speed" is set by "twirt_speed"/ ],
+    [ q{twirt_session_json '{"audio":{"output":{"pitch":1}}}';},
+      qr/"audio.output.pitch" is not a field of the GA session/ ],
+    [ q{twirt_session_json '{"audio":[]}';}, qr/"audio" is not an object/ ],
+    [ q{twirt_session_json '{"include":["logprobs"]}';},
+      qr/"include" may only hold "item.input_audio_transcription.logprobs"/ ],
+    [ q{twirt_session_json '{"tracing":"on"}';},
+      qr/"tracing" is not "auto", null or an object/ ],
+    [ 'location /m { twirt_stream; twirt_openai_url ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-mini; }',
+      qr/"twirt_model" is "gpt-realtime" but "twirt_openai_url" connects to "model=gpt-realtime-mini": set both to the same model/ ],
+    [ 'twirt_model gpt-realtime-mini; location /m { twirt_stream; twirt_openai_url ws://127.0.0.1:9/v1/realtime?x=1&model=gpt-realtime; }',
+      qr/"twirt_model" is "gpt-realtime-mini" but "twirt_openai_url" connects to "model=gpt-realtime"/ ],
+    [ 'twirt_price transcribe_minute=cheap;',
+      qr/invalid price "transcribe_minute=cheap"/ ],
     [ 'twirt_max_output_tokens 0;', qr/invalid max output tokens "0"/ ],
     [ 'twirt_session_json "{not json";',
       qr/invalid JSON in "twirt_session_json"/ ],
@@ -105,6 +160,31 @@ for my $case (@bad) {
         . 'twirt_parameter note "' . ('x' x 495) . '"; } }'));
     is($rc, 0, 'a parameter of 499 characters with its name is accepted')
         or diag $out;
+}
+
+# what the checks above must still let through
+for my $snippet (
+    q{twirt_session_json '{"tracing":"auto","include":["item.input_audio_transcription.logprobs"]}';},
+    q{twirt_session_json '{"tracing":{"workflow_name":"phone","metadata":{"a":"b"}}}';},
+    'twirt_speed 1.25; twirt_truncation retention_ratio=0.8; twirt_prompt pmpt_1 version=2 "company={{company}}";',
+    'twirt_transcription_prompt "さくら歯科, 予約, 診察券";',
+    'twirt_model gpt-realtime-mini; location /m { twirt_stream; twirt_openai_url ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-mini; }',
+    'twirt_openai_url ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-mini; twirt_model gpt-realtime-mini; location /m { twirt_stream; twirt_tool_choice end_call; }',
+    'location /m { twirt_stream; twirt_openai_url ws://127.0.0.1:9/v1/realtime; twirt_vad semantic create_response=off interrupt_response=off; }',
+) {
+    my ($rc, $out) = nginx_t(http_conf("server { listen 127.0.0.1:1; $snippet }"));
+    is($rc, 0, "accepted: " . substr($snippet, 0, 60)) or diag $out;
+}
+
+{
+    my $tools = File::Temp->new(SUFFIX => '.json');
+    print $tools '[{"type":"function","name":"lookup","parameters":{"type":"object","properties":{}}}]';
+    close $tools;
+    my ($rc, $out) = nginx_t(http_conf(
+        "server { listen 127.0.0.1:1; location /m { twirt_stream; twirt_tools $tools; "
+        . 'twirt_openai_url ws://127.0.0.1:9/v1/realtime?model=gpt-realtime; '
+        . 'twirt_tool_choice lookup; } }'));
+    is($rc, 0, 'a tool choice naming a declared tool is accepted') or diag $out;
 }
 
 {

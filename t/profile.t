@@ -177,3 +177,40 @@ Twirt::Redis::redis_cli('HSET', 'twirt:agent:a', 'transcription', 'off');
 my ($u) = grep { ($_->{event}{type} // '') eq 'session.update' } @$sim;
 ok(!exists $u->{event}{session}{audio}{input}{transcription}, 'no transcription');
 is($sim_summary->{errors_sent}, 0, 'accepted');
+
+
+
+=== TEST 9: vad off in a profile cannot answer the caller: ignored, the configured VAD stays
+--- config
+    location = /twilio/media { twirt_stream; twirt_vad semantic eagerness=low; }
+--- init
+Twirt::Redis::redis_cli('HSET', 'twirt:agent:a', 'vad', 'off', 'vad_eagerness', 'high');
+--- twilio
+--scenario silence --duration-ms 1000 --param agent=a
+--- check
+my $td = main::td_of($sim);
+ok(defined $td, 'turn detection is on');
+is($td->{type}, 'semantic_vad', 'the configured type');
+is($td->{eagerness}, 'high', 'the profile eagerness still applies');
+is($sim_summary->{errors_sent}, 0, 'accepted');
+--- error_log
+agent profile field "vad" ignored: the value is "off", which would never answer the caller
+
+
+
+=== TEST 10: a profile's transcription_prompt replaces the configuration's
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_transcription whisper-1 language=ja;
+        twirt_transcription_prompt "一般";
+    }
+--- init
+Twirt::Redis::redis_cli('HSET', 'twirt:agent:a', 'transcription_prompt', 'さくら歯科、診察券');
+--- twilio
+--scenario silence --duration-ms 1000 --param agent=a
+--- check
+my ($u) = grep { ($_->{event}{type} // '') eq 'session.update' } @$sim;
+is($u->{event}{session}{audio}{input}{transcription}{prompt}, 'さくら歯科、診察券', 'the profile prompt');
+is($u->{event}{session}{audio}{input}{transcription}{model}, 'whisper-1', 'the configured model');
+is($sim_summary->{errors_sent}, 0, 'accepted');

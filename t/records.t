@@ -89,7 +89,7 @@ __DATA__
     twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
     twirt_redis_ttl 600s;
 --- config
-    location = /twilio/media { twirt_stream; twirt_greeting "こんにちは"; }
+    location = /twilio/media { twirt_stream; twirt_greeting "お電話ありがとうございます。{{company}}です。ご用件をどうぞ。"; }
 --- init
 main::subscribe_start();
 --- twilio

@@ -210,7 +210,7 @@ X-Twilio-Signature: " . main::sign("12345", "https://example.com/voiceCallSidCA1
 
 
 
-=== TEST 7.4: names outside the BMP sort in byte order (code points, as PROTOCOLS.md and Twilio's Python validator): U+FF5A before U+1F600
+=== TEST 7.4: names outside the BMP sort in byte order (code points, as Twilio's documentation and its Python validator): U+FF5A before U+1F600
 --- config
     location = /voice {
         twirt_twiml;

@@ -34,7 +34,8 @@ SCHEMA = {
     "type": None, "model": None, "instructions": None,
     "output_modalities": None, "tool_choice": None,
     "max_output_tokens": None, "tracing": None, "truncation": None,
-    "prompt": None, "include": None,
+    "prompt": {"id": None, "version": None, "variables": None},
+    "include": None,
     # Read-only fields a client may echo back from session.created.
     "id": None, "object": None, "expires_at": None,
     "audio": {
@@ -59,7 +60,8 @@ SCHEMA = {
 # Objects that may be set to null to switch the feature off.
 NULLABLE = {"session.audio.input.noise_reduction",
             "session.audio.input.transcription",
-            "session.audio.input.turn_detection"}
+            "session.audio.input.turn_detection", "session.prompt"}
+INCLUDABLE = ("item.input_audio_transcription.logprobs",)
 READ_ONLY = ("id", "object", "expires_at")
 
 
@@ -195,17 +197,141 @@ def _check_values(s):
                     "expected a function tool with a name.",
                     f"session.tools[{i}]")
     tc = s.get("tool_choice")
-    named = isinstance(tc, dict) and tc.get("type") == "function"
-    if tc is not None and tc not in ("auto", "none", "required") \
-            and not named:
+    if isinstance(tc, dict):
+        # {"type":"function","name":...} or {"type":"mcp",...}
+        keys = {"function": {"type", "name"},
+                "mcp": {"type", "server_label", "name"}}.get(tc.get("type"))
+        if keys is None or not set(tc) <= keys \
+                or not isinstance(tc.get("name", ""), str) \
+                or (tc["type"] == "function"
+                    and not isinstance(tc.get("name"), str)) \
+                or (tc["type"] == "mcp"
+                    and not isinstance(tc.get("server_label"), str)):
+            return ("invalid_value", "Invalid 'session.tool_choice': "
+                    "expected 'auto', 'none', 'required', "
+                    "{'type': 'function', 'name': ...} or "
+                    "{'type': 'mcp', 'server_label': ...}.",
+                    "session.tool_choice")
+    elif tc is not None and tc not in ("auto", "none", "required"):
         return _invalid("session.tool_choice", tc,
                         ("auto", "none", "required"))
+    problem = (_check_truncation(s) or _check_prompt(s)
+               or _check_tracing(s) or _check_include(s))
+    if problem:
+        return problem
+    if tr is not None and "prompt" in tr and not isinstance(tr["prompt"],
+                                                            str):
+        return ("invalid_type", "Invalid type for "
+                "'session.audio.input.transcription.prompt': expected a "
+                f"string, but got {_type_name(tr['prompt'])} instead.",
+                "session.audio.input.transcription.prompt")
     mot = s.get("max_output_tokens")
     if mot is not None and mot != "inf" and not (
             isinstance(mot, int) and 1 <= mot <= 4096):
         return ("invalid_value", "Invalid 'session.max_output_tokens': "
                 "expected an integer between 1 and 4096, or 'inf'.",
                 "session.max_output_tokens")
+    return None
+
+
+def _check_truncation(s):
+    """'auto', 'disabled' or {'type': 'retention_ratio',
+    'retention_ratio': 0..1, 'token_limits': {'post_instructions': n}}."""
+    t = s.get("truncation")
+    p = "session.truncation"
+    if t is None or t in ("auto", "disabled"):
+        return None
+    if not isinstance(t, dict):
+        return _invalid(p, t, ("auto", "disabled"))
+    for key in t:
+        if key not in ("type", "retention_ratio", "token_limits"):
+            return ("unknown_parameter", f"Unknown parameter: '{p}.{key}'.",
+                    f"{p}.{key}")
+    if t.get("type") != "retention_ratio":
+        return _invalid(p + ".type", t.get("type"), ("retention_ratio",))
+    if "retention_ratio" not in t:
+        return ("missing_required_parameter", "Missing required parameter: "
+                f"'{p}.retention_ratio'.", p + ".retention_ratio")
+    if not _is_number(t["retention_ratio"], 0, 1):
+        return ("invalid_value", f"Invalid '{p}.retention_ratio': expected "
+                "a number between 0 and 1.", p + ".retention_ratio")
+    limits = t.get("token_limits")
+    if limits is not None:
+        if not isinstance(limits, dict) or not set(limits) <= {
+                "post_instructions"}:
+            return ("invalid_value", f"Invalid '{p}.token_limits'.",
+                    p + ".token_limits")
+        v = limits.get("post_instructions")
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)
+                              or v < 0):
+            return ("invalid_value", f"Invalid '{p}.token_limits."
+                    "post_instructions': expected an integer >= 0.",
+                    p + ".token_limits.post_instructions")
+    return None
+
+
+def _check_prompt(s):
+    """{'id': str, 'version': str or null, 'variables': {name: str or an
+    input_text / input_image / input_file object}} or null."""
+    pr = s.get("prompt")
+    p = "session.prompt"
+    if pr is None:
+        return None
+    if not isinstance(pr.get("id"), str):
+        return ("missing_required_parameter", "Missing required parameter: "
+                f"'{p}.id'.", p + ".id")
+    if pr.get("version") is not None and not isinstance(pr["version"], str):
+        return ("invalid_type", f"Invalid type for '{p}.version': expected "
+                f"a string, but got {_type_name(pr['version'])} instead.",
+                p + ".version")
+    variables = pr.get("variables")
+    if variables is None:
+        return None
+    if not isinstance(variables, dict):
+        return ("invalid_type", f"Invalid type for '{p}.variables': "
+                "expected an object, but got "
+                f"{_type_name(variables)} instead.", p + ".variables")
+    for name, value in variables.items():
+        if isinstance(value, str):
+            continue
+        if isinstance(value, dict) and value.get("type") in (
+                "input_text", "input_image", "input_file"):
+            continue
+        return ("invalid_type", f"Invalid type for '{p}.variables.{name}': "
+                "expected a string or an input content object, but got "
+                f"{_type_name(value)} instead.", f"{p}.variables.{name}")
+    return None
+
+
+def _check_tracing(s):
+    tr = s.get("tracing")
+    p = "session.tracing"
+    if tr is None or tr == "auto":
+        return None
+    if not isinstance(tr, dict):
+        return _invalid(p, tr, ("auto",))
+    for key, value in tr.items():
+        want = dict if key == "metadata" else str
+        if key not in ("workflow_name", "group_id", "metadata"):
+            return ("unknown_parameter", f"Unknown parameter: '{p}.{key}'.",
+                    f"{p}.{key}")
+        if not isinstance(value, want):
+            return ("invalid_type", f"Invalid type for '{p}.{key}'.",
+                    f"{p}.{key}")
+    return None
+
+
+def _check_include(s):
+    inc = s.get("include")
+    if inc is None:
+        return None
+    if not isinstance(inc, list):
+        return ("invalid_type", "Invalid type for 'session.include': "
+                f"expected an array, but got {_type_name(inc)} instead.",
+                "session.include")
+    for i, v in enumerate(inc):
+        if v not in INCLUDABLE:
+            return _invalid(f"session.include[{i}]", v, INCLUDABLE)
     return None
 
 

@@ -770,16 +770,22 @@ class Session:
                 "item_id": item_id, "content_index": 0, "delta": text})
         audio_tokens = math.ceil(audio_ms / 100)
         out_tokens = utf8_tokens(text)
+        model = (self.config["audio"]["input"]["transcription"]
+                 or {}).get("model")
+        if model == "whisper-1":
+            # whisper-1 is billed by the duration of the audio
+            usage = {"type": "duration", "seconds": audio_ms / 1000}
+        else:
+            usage = {"type": "tokens",
+                     "total_tokens": audio_tokens + out_tokens,
+                     "input_tokens": audio_tokens,
+                     "input_token_details": {"text_tokens": 0,
+                                             "audio_tokens": audio_tokens},
+                     "output_tokens": out_tokens}
         await self.send({
             "type": "conversation.item.input_audio_transcription.completed",
             "item_id": item_id, "content_index": 0, "transcript": text,
-            "logprobs": None,
-            "usage": {"type": "tokens",
-                      "total_tokens": audio_tokens + out_tokens,
-                      "input_tokens": audio_tokens,
-                      "input_token_details": {"text_tokens": 0,
-                                              "audio_tokens": audio_tokens},
-                      "output_tokens": out_tokens}})
+            "logprobs": None, "usage": usage})
 
     async def on_commit(self, event):
         if self.uncommitted_ms < 100:
@@ -942,9 +948,16 @@ class Session:
             part, origin = self.after_function, "function"
             self.after_function = None
         elif "Say exactly:" in instructions:
-            text = instructions.split("Say exactly:", 1)[1].strip()
-            part = {"transcript": text,
-                    "audio_ms": peer_scenario.default_audio_ms(text)}
+            # The last one: what comes before may be the agent's own
+            # instructions, which the gateway keeps for the greeting.
+            text = instructions.rsplit("Say exactly:", 1)[1].strip()
+            greeting = self.scenario["greeting"]
+            # The first time, as long as the scenario's greeting lasts, so
+            # that the scenario's timing holds whatever the words.
+            audio_ms = (greeting["audio_ms"]
+                        if greeting and not self.greeting_used
+                        else peer_scenario.default_audio_ms(text))
+            part = {"transcript": text, "audio_ms": audio_ms}
             origin = "client"
             self.greeting_used = True
         elif self.unanswered:

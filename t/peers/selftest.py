@@ -33,6 +33,7 @@ from websockets.legacy.server import WebSocketServerProtocol
 
 import peer_audio
 import peer_scenario
+import realtime_session
 import twilio_sim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -478,6 +479,48 @@ def test_units(tap):
         tap.ok(True, "shipped scenarios load: " + ", ".join(names))
     except peer_scenario.ScenarioError as e:
         tap.ok(False, "shipped scenarios load", str(e))
+    # the GA shapes of truncation, prompt, tool_choice and the
+    # transcription prompt: accepted exactly, the rest rejected
+    cur = realtime_session.default_session("sess_x", "gpt-realtime", 0)
+
+    def check(**fields):
+        problem = realtime_session.check_update(
+            dict({"type": "realtime"}, **fields), cur, False)
+        return problem and problem[2]
+
+    good = [{"truncation": "disabled"},
+            {"truncation": {"type": "retention_ratio",
+                            "retention_ratio": 0.8,
+                            "token_limits": {"post_instructions": 8000}}},
+            {"prompt": {"id": "pmpt_1", "version": "3",
+                        "variables": {"company": "さくら"}}},
+            {"prompt": None},
+            {"tool_choice": {"type": "function", "name": "end_call"}},
+            {"audio": {"input": {"transcription": {
+                "model": "whisper-1", "prompt": "診察券"}}}},
+            {"audio": {"output": {"speed": 1.5}}}]
+    tap.is_([check(**g) for g in good], [None] * len(good),
+            "GA truncation, prompt, tool_choice, transcription prompt and "
+            "speed are accepted")
+    bad = [({"truncation": "sometimes"}, "session.truncation"),
+           ({"truncation": {"type": "retention_ratio",
+                            "retention_ratio": 2}},
+            "session.truncation.retention_ratio"),
+           ({"truncation": {"type": "retention_ratio"}},
+            "session.truncation.retention_ratio"),
+           ({"prompt": {"version": "1"}}, "session.prompt.id"),
+           ({"prompt": {"id": "pmpt_1", "version": 3}},
+            "session.prompt.version"),
+           ({"prompt": {"id": "pmpt_1", "vars": {}}}, "session.prompt.vars"),
+           ({"tool_choice": {"type": "function"}}, "session.tool_choice"),
+           ({"tool_choice": "end_call"}, "session.tool_choice"),
+           ({"audio": {"input": {"transcription": {
+               "model": "whisper-1", "prompt": ["a"]}}}},
+            "session.audio.input.transcription.prompt"),
+           ({"audio": {"output": {"speed": 2}}},
+            "session.audio.output.speed")]
+    tap.is_([check(**b) for b, _ in bad], [p for _, p in bad],
+            "wrong shapes are rejected on the right param")
     try:
         peer_scenario.validate({"turns": [
             {"caller": {"at_ms": 1000, "speech_ms": 800}},
@@ -731,9 +774,10 @@ async def test_function_call(tap, port):
            == ["message", "function_call"]
            and added["type"] == "conversation.item.added"
            and final["transcript"] == "結果です。"
-           and tr["transcript"] == "調べて" and tr["usage"]["input_tokens"] == 5,
+           and tr["transcript"] == "調べて"
+           and tr["usage"] == {"type": "duration", "seconds": 0.5},
            "manual commit, scripted tool call, function_call_output and the "
-           "after_function answer",
+           "after_function answer; whisper-1 usage is the audio's duration",
            f"{args}\n{done}\n{added}\n{final}\n{tr}")
     await ws.close()
 
