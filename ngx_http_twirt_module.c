@@ -885,7 +885,7 @@ ngx_http_twirt_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate or conflicts with another content handler";
     }
 
-    clcf->handler = ngx_http_twirt_status_handler;
+    clcf->handler = ngx_http_twirt_metrics_handler;
 
     return NGX_CONF_OK;
 }

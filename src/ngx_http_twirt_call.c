@@ -362,8 +362,8 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
 
     call->upstream = u;
 
-    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_STARTED, 1);
-    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, 1);
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_CALLS_STARTED, 1);
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, 1);
 
     if (ngx_http_twirt_upstream_connect(u) != NGX_OK) {
         ngx_http_twirt_upstream_cancel(u);
@@ -450,7 +450,7 @@ ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
 
     if (ngx_http_twirt_twilio_parse(data, len, &m) != NGX_OK) {
         call->invalid_in++;
-        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_INVALID_JSON);
+        ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_INVALID_JSON);
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored a message from twilio: %s",
                       m.error);
@@ -551,7 +551,7 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: refused a second stream for a live call");
-        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_DUPLICATE_STREAM);
+        ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_DUPLICATE_STREAM);
         ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_DUPLICATE, NULL,
                                 NGX_HTTP_TWIRT_WS_CLOSE_POLICY);
         return;
@@ -616,7 +616,7 @@ ngx_http_twirt_call_media(ngx_http_twirt_call_t *call,
 {
     if (ngx_http_twirt_call_base64_size(&m->payload) == NGX_ERROR) {
         call->invalid_in++;
-        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_INVALID_AUDIO);
+        ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_INVALID_AUDIO);
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored media with a payload that is not "
                       "base64");
@@ -648,12 +648,12 @@ ngx_http_twirt_call_audio_in(ngx_http_twirt_call_t *call, ngx_str_t *payload)
 
         (void) ngx_http_twirt_ws_send_parts(call->realtime,
                                             NGX_HTTP_TWIRT_WS_TEXT, parts, 3);
-        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_MEDIA_IN, 1);
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_MEDIA_IN, 1);
         return;
     }
 
     if (call->early_frames >= call->conf->early_audio / 20) {
-        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_EARLY_AUDIO_DROPPED, 1);
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_EARLY_AUDIO_DROPPED, 1);
 
         if (call->early_dropped++ == 0) {
             ngx_log_error(NGX_LOG_WARN, call->log, 0,
@@ -756,7 +756,7 @@ ngx_http_twirt_call_twilio_closed(ngx_http_twirt_ws_t *ws)
 {
     ngx_http_twirt_call_t  *call = ws->data;
 
-    ngx_http_twirt_metric_error(ngx_http_twirt_end_kind(ws->end)->error);
+    ngx_http_twirt_metrics_error(ngx_http_twirt_end_kind(ws->end)->error);
 
     if (ws->error) {
         ngx_http_twirt_call_end(call, ws->end, ws->error, 0);
@@ -787,7 +787,7 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "twirt: Realtime API unavailable: %s", u->error);
 
-        ngx_http_twirt_metric_error(ngx_http_twirt_end_kind(u->end)->error);
+        ngx_http_twirt_metrics_error(ngx_http_twirt_end_kind(u->end)->error);
 
         ngx_http_twirt_call_event(call, "error",
                                   json_pack("{s:s,s:s}", "kind", "upstream",
@@ -802,8 +802,8 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
     call->realtime = u->ws;
     call->realtime->connection->log = u->log;
 
-    ngx_http_twirt_metric_observe(NGX_HTTP_TWIRT_H_UPSTREAM_CONNECT,
-                                  ngx_current_msec - u->started);
+    ngx_http_twirt_metrics_observe(NGX_HTTP_TWIRT_H_UPSTREAM_CONNECT,
+                                   ngx_current_msec - u->started);
     u->log->action = "talking to the Realtime API";
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
@@ -1070,7 +1070,7 @@ ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call, json_t *ev)
 static void
 ngx_http_twirt_call_bad_usage(ngx_http_twirt_call_t *call)
 {
-    ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_INVALID_USAGE);
+    ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_INVALID_USAGE);
     ngx_log_error(NGX_LOG_WARN, call->log, 0,
                   "twirt: ignored a usage of more than %d tokens from the "
                   "Realtime API", NGX_HTTP_TWIRT_USAGE_MAX);
@@ -1107,8 +1107,8 @@ ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
                   "twirt: session ready %M ms after the upgrade",
                   ngx_current_msec - call->upgraded);
 
-    ngx_http_twirt_metric_observe(NGX_HTTP_TWIRT_H_SETUP,
-                                  ngx_current_msec - call->upgraded);
+    ngx_http_twirt_metrics_observe(NGX_HTTP_TWIRT_H_SETUP,
+                                   ngx_current_msec - call->upgraded);
 
     ngx_http_twirt_call_event(call, "state",
                               json_pack("{s:s}", "status", "active"));
@@ -1166,7 +1166,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
     bytes = ngx_http_twirt_call_base64_size(&delta);
 
     if (bytes == NGX_ERROR) {
-        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_INVALID_AUDIO);
+        ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_INVALID_AUDIO);
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "twirt: ignored an audio delta that is not base64");
         return;
@@ -1211,7 +1211,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
     }
 
     call->media_out++;
-    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_MEDIA_OUT, 1);
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_MEDIA_OUT, 1);
 
     if (call->mark_count == NGX_HTTP_TWIRT_MARKS) {
         /* marks carry totals: the next one covers this audio too */
@@ -1281,7 +1281,7 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
     (void) ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
                                         parts, 3);
     call->clears++;
-    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_BARGE_INS, 1);
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_BARGE_INS, 1);
 
     item = &call->items[call->marks[call->mark_head].item];
 
@@ -1314,7 +1314,7 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
 
     if (ev && ngx_http_twirt_call_send_json(call, ev) == NGX_OK) {
         call->truncates++;
-        ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TRUNCATES, 1);
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_TRUNCATES, 1);
     }
 
     json_decref(ev);
@@ -1458,7 +1458,7 @@ ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
                   "twirt: response %s: %V", status,
                   ngx_http_twirt_log_cstr(&t, reason));
 
-    ngx_http_twirt_metric_add(failed ? NGX_HTTP_TWIRT_M_RESPONSES_FAILED
+    ngx_http_twirt_metrics_add(failed ? NGX_HTTP_TWIRT_M_RESPONSES_FAILED
                                      : NGX_HTTP_TWIRT_M_RESPONSES_INCOMPLETE,
                               1);
 
@@ -1490,7 +1490,7 @@ ngx_http_twirt_call_transcription_failed(ngx_http_twirt_call_t *call,
                   ngx_http_twirt_log_cstr(&t, code),
                   ngx_http_twirt_log_cstr(&t2, message));
 
-    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED, 1);
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED, 1);
 
     ngx_http_twirt_call_event(call, "error",
                               json_pack("{s:s,s:s,s:s,s:O*}",
@@ -1534,13 +1534,13 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
                       "twirt: the Realtime API rejected the session "
                       "update: %V: %V", ngx_http_twirt_log_cstr(&t, code),
                       ngx_http_twirt_log_cstr(&t2, message));
-        ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_SESSION_REJECTED);
+        ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_SESSION_REJECTED);
         ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_SESSION_REJECTED,
                                 NULL, NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
         return;
     }
 
-    ngx_http_twirt_metric_error(NGX_HTTP_TWIRT_ERR_REALTIME_ERROR);
+    ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_REALTIME_ERROR);
 
     if (ngx_strcmp(code, "session_expired") == 0) {
         ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_SESSION_EXPIRED,
@@ -1609,7 +1609,7 @@ ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws)
     end = ws->error ? ngx_http_twirt_end_upstream(ws->end)
                     : NGX_HTTP_TWIRT_END_UPSTREAM_CLOSED;
 
-    ngx_http_twirt_metric_error(ngx_http_twirt_end_kind(end)->error);
+    ngx_http_twirt_metrics_error(ngx_http_twirt_end_kind(end)->error);
 
     if (call->phase < NGX_HTTP_TWIRT_CALL_ENDING) {
         p = ngx_pnalloc(call->pool, 64);
@@ -1796,16 +1796,16 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
     ngx_http_twirt_call_record_end(call);
     ngx_http_twirt_record_profile_cancel(&call->profile_handle);
 
-    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
-    ngx_http_twirt_metric_call_ended(call->end);
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
+    ngx_http_twirt_metrics_call_ended(call->end);
     /* both are bounded: the usage per event, the counters saturate */
-    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_TOKENS,
-                              (ngx_int_t) ngx_min(call->usage.total,
-                                                  NGX_MAX_INT_T_VALUE));
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_TOKENS,
+                               (ngx_int_t) ngx_min(call->usage.total,
+                                                   NGX_MAX_INT_T_VALUE));
     micro = cost * 1000000.0;
-    ngx_http_twirt_metric_add(NGX_HTTP_TWIRT_M_COST_MICRO_USD,
-                              micro < (double) NGX_MAX_INT_T_VALUE
-                              ? (ngx_int_t) micro : NGX_MAX_INT_T_VALUE);
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_COST_MICRO_USD,
+                               micro < (double) NGX_MAX_INT_T_VALUE
+                               ? (ngx_int_t) micro : NGX_MAX_INT_T_VALUE);
 
     if (call->duration_timer.timer_set) {
         ngx_del_timer(&call->duration_timer);

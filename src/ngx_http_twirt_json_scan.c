@@ -24,14 +24,14 @@ typedef struct {
 } ngx_http_twirt_json_t;
 
 
-static ngx_int_t ngx_http_twirt_json_value(ngx_http_twirt_json_t *j);
-static ngx_int_t ngx_http_twirt_json_string(ngx_http_twirt_json_t *j,
+static ngx_int_t ngx_http_twirt_json_scan_value(ngx_http_twirt_json_t *j);
+static ngx_int_t ngx_http_twirt_json_scan_string(ngx_http_twirt_json_t *j,
     ngx_str_t *s, ngx_uint_t *escapes);
-static ngx_int_t ngx_http_twirt_json_number(ngx_http_twirt_json_t *j);
-static void ngx_http_twirt_json_ws(ngx_http_twirt_json_t *j);
-static ngx_http_twirt_json_field_t *ngx_http_twirt_json_wanted(
+static ngx_int_t ngx_http_twirt_json_scan_number(ngx_http_twirt_json_t *j);
+static void ngx_http_twirt_json_scan_ws(ngx_http_twirt_json_t *j);
+static ngx_http_twirt_json_field_t *ngx_http_twirt_json_scan_wanted(
     ngx_http_twirt_json_t *j);
-static ngx_http_twirt_json_field_t *ngx_http_twirt_json_match(
+static ngx_http_twirt_json_field_t *ngx_http_twirt_json_scan_match(
     ngx_http_twirt_json_t *j, ngx_uint_t prefix);
 
 
@@ -56,17 +56,17 @@ ngx_http_twirt_json_scan(u_char *p, size_t len,
     j.depth = 0;
     j.escaped = 0;
 
-    ngx_http_twirt_json_ws(&j);
+    ngx_http_twirt_json_scan_ws(&j);
 
     if (j.p == j.end || *j.p != '{') {
         return NGX_DECLINED;
     }
 
-    if (ngx_http_twirt_json_value(&j) != NGX_OK) {
+    if (ngx_http_twirt_json_scan_value(&j) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    ngx_http_twirt_json_ws(&j);
+    ngx_http_twirt_json_scan_ws(&j);
 
     if (j.p != j.end || j.escaped) {
         return NGX_DECLINED;
@@ -77,13 +77,13 @@ ngx_http_twirt_json_scan(u_char *p, size_t len,
 
 
 static ngx_int_t
-ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
+ngx_http_twirt_json_scan_value(ngx_http_twirt_json_t *j)
 {
     ngx_str_t                     key, s;
     ngx_uint_t                    escapes, first;
     ngx_http_twirt_json_field_t  *f;
 
-    ngx_http_twirt_json_ws(j);
+    ngx_http_twirt_json_scan_ws(j);
 
     if (j->p == j->end) {
         return NGX_ERROR;
@@ -100,7 +100,7 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
         first = 1;
 
         for ( ;; ) {
-            ngx_http_twirt_json_ws(j);
+            ngx_http_twirt_json_scan_ws(j);
 
             if (j->p == j->end) {
                 return NGX_ERROR;
@@ -122,18 +122,18 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
                 }
 
                 j->p++;
-                ngx_http_twirt_json_ws(j);
+                ngx_http_twirt_json_scan_ws(j);
             }
 
             first = 0;
 
             if (j->p == j->end || *j->p != '"'
-                || ngx_http_twirt_json_string(j, &key, &escapes) != NGX_OK)
+                || ngx_http_twirt_json_scan_string(j, &key, &escapes) != NGX_OK)
             {
                 return NGX_ERROR;
             }
 
-            ngx_http_twirt_json_ws(j);
+            ngx_http_twirt_json_scan_ws(j);
 
             if (j->p == j->end || *j->p != ':') {
                 return NGX_ERROR;
@@ -146,7 +146,7 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
             j->path[j->depth].len = key.len;
             j->depth++;
 
-            if (ngx_http_twirt_json_match(j, 1)) {
+            if (ngx_http_twirt_json_scan_match(j, 1)) {
                 /*
                  * A repeated key on the way to a field found already:
                  * jansson keeps the last one, so let it decide.
@@ -154,7 +154,7 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
                 j->escaped = 1;
             }
 
-            if (ngx_http_twirt_json_value(j) != NGX_OK) {
+            if (ngx_http_twirt_json_scan_value(j) != NGX_OK) {
                 return NGX_ERROR;
             }
 
@@ -167,7 +167,7 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
         }
 
         j->p++;
-        ngx_http_twirt_json_ws(j);
+        ngx_http_twirt_json_scan_ws(j);
 
         if (j->p < j->end && *j->p == ']') {
             j->p++;
@@ -180,11 +180,11 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
         j->depth++;
 
         for ( ;; ) {
-            if (ngx_http_twirt_json_value(j) != NGX_OK) {
+            if (ngx_http_twirt_json_scan_value(j) != NGX_OK) {
                 return NGX_ERROR;
             }
 
-            ngx_http_twirt_json_ws(j);
+            ngx_http_twirt_json_scan_ws(j);
 
             if (j->p == j->end) {
                 return NGX_ERROR;
@@ -204,11 +204,11 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
         }
 
     case '"':
-        if (ngx_http_twirt_json_string(j, &s, &escapes) != NGX_OK) {
+        if (ngx_http_twirt_json_scan_string(j, &s, &escapes) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        f = ngx_http_twirt_json_wanted(j);
+        f = ngx_http_twirt_json_scan_wanted(j);
 
         if (f) {
             if (escapes) {
@@ -251,7 +251,7 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
         return NGX_OK;
 
     default:
-        return ngx_http_twirt_json_number(j);
+        return ngx_http_twirt_json_scan_number(j);
     }
 }
 
@@ -259,7 +259,7 @@ ngx_http_twirt_json_value(ngx_http_twirt_json_t *j)
 /* j->p at the opening quote; s: the raw contents */
 
 static ngx_int_t
-ngx_http_twirt_json_string(ngx_http_twirt_json_t *j, ngx_str_t *s,
+ngx_http_twirt_json_scan_string(ngx_http_twirt_json_t *j, ngx_str_t *s,
     ngx_uint_t *escapes)
 {
     u_char      c;
@@ -328,7 +328,7 @@ ngx_http_twirt_json_string(ngx_http_twirt_json_t *j, ngx_str_t *s,
 
 
 static ngx_int_t
-ngx_http_twirt_json_number(ngx_http_twirt_json_t *j)
+ngx_http_twirt_json_scan_number(ngx_http_twirt_json_t *j)
 {
     u_char  *start;
 
@@ -384,7 +384,7 @@ ngx_http_twirt_json_number(ngx_http_twirt_json_t *j)
 
 
 static void
-ngx_http_twirt_json_ws(ngx_http_twirt_json_t *j)
+ngx_http_twirt_json_scan_ws(ngx_http_twirt_json_t *j)
 {
     while (j->p < j->end
            && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n'
@@ -398,9 +398,9 @@ ngx_http_twirt_json_ws(ngx_http_twirt_json_t *j)
 /* the wanted field whose path is the current one, or NULL */
 
 static ngx_http_twirt_json_field_t *
-ngx_http_twirt_json_wanted(ngx_http_twirt_json_t *j)
+ngx_http_twirt_json_scan_wanted(ngx_http_twirt_json_t *j)
 {
-    return ngx_http_twirt_json_match(j, 0);
+    return ngx_http_twirt_json_scan_match(j, 0);
 }
 
 
@@ -410,7 +410,7 @@ ngx_http_twirt_json_wanted(ngx_http_twirt_json_t *j)
  */
 
 static ngx_http_twirt_json_field_t *
-ngx_http_twirt_json_match(ngx_http_twirt_json_t *j, ngx_uint_t prefix)
+ngx_http_twirt_json_scan_match(ngx_http_twirt_json_t *j, ngx_uint_t prefix)
 {
     u_char      *p, *seg;
     size_t       len;

@@ -347,7 +347,7 @@ ngx_http_twirt_metrics_timer(ngx_event_t *ev)
 
 
 void
-ngx_http_twirt_metric_add(ngx_http_twirt_metric_e m, ngx_int_t n)
+ngx_http_twirt_metrics_add(ngx_http_twirt_metric_e m, ngx_int_t n)
 {
     uint64_t  *c;
 
@@ -370,7 +370,7 @@ ngx_http_twirt_metric_add(ngx_http_twirt_metric_e m, ngx_int_t n)
 
 
 void
-ngx_http_twirt_metric_observe(ngx_http_twirt_histogram_e h, uint64_t value)
+ngx_http_twirt_metrics_observe(ngx_http_twirt_histogram_e h, uint64_t value)
 {
     ngx_uint_t                           i;
     ngx_http_twirt_metrics_hist_t       *hist;
@@ -398,7 +398,7 @@ ngx_http_twirt_metric_observe(ngx_http_twirt_histogram_e h, uint64_t value)
 
 
 void
-ngx_http_twirt_metric_call_ended(ngx_http_twirt_end_e end)
+ngx_http_twirt_metrics_call_ended(ngx_http_twirt_end_e end)
 {
     if (ngx_http_twirt_metrics_slot == NULL) {
         return;
@@ -409,7 +409,7 @@ ngx_http_twirt_metric_call_ended(ngx_http_twirt_end_e end)
 
 
 void
-ngx_http_twirt_metric_error(ngx_http_twirt_error_e kind)
+ngx_http_twirt_metrics_error(ngx_http_twirt_error_e kind)
 {
     if (ngx_http_twirt_metrics_slot == NULL || kind >= NGX_HTTP_TWIRT_ERR_LAST)
     {
@@ -421,7 +421,7 @@ ngx_http_twirt_metric_error(ngx_http_twirt_error_e kind)
 
 
 ngx_int_t
-ngx_http_twirt_status_handler(ngx_http_request_t *r)
+ngx_http_twirt_metrics_handler(ngx_http_request_t *r)
 {
     ngx_int_t     rc;
     ngx_buf_t    *b;

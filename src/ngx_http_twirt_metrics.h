@@ -65,18 +65,18 @@ typedef enum {
  */
 ngx_int_t ngx_http_twirt_metrics_init(ngx_conf_t *cf);
 
-void ngx_http_twirt_metric_add(ngx_http_twirt_metric_e m, ngx_int_t n);
-void ngx_http_twirt_metric_observe(ngx_http_twirt_histogram_e h,
+void ngx_http_twirt_metrics_add(ngx_http_twirt_metric_e m, ngx_int_t n);
+void ngx_http_twirt_metrics_observe(ngx_http_twirt_histogram_e h,
     uint64_t value);
 
 /* a call ended: counted under its kind's label */
-void ngx_http_twirt_metric_call_ended(ngx_http_twirt_end_e end);
+void ngx_http_twirt_metrics_call_ended(ngx_http_twirt_end_e end);
 
 /* an error of this kind happened; NGX_HTTP_TWIRT_ERR_NONE counts nothing */
-void ngx_http_twirt_metric_error(ngx_http_twirt_error_e kind);
+void ngx_http_twirt_metrics_error(ngx_http_twirt_error_e kind);
 
 /* the location content handler of "twirt_status" */
-ngx_int_t ngx_http_twirt_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_twirt_metrics_handler(ngx_http_request_t *r);
 
 /*
  * From the module's init_process and exit_process hooks: a timer copies

@@ -29,13 +29,14 @@ typedef struct {
 } ngx_http_twirt_session_beta_t;
 
 
-static json_t *ngx_http_twirt_json_str(ngx_str_t *s);
-static void ngx_http_twirt_profile_str(json_t *profile, const char *key,
-    ngx_str_t *out);
+static json_t *ngx_http_twirt_realtime_json_str(ngx_str_t *s);
+static void ngx_http_twirt_realtime_profile_str(json_t *profile,
+    const char *key, ngx_str_t *out);
 static json_t *ngx_http_twirt_realtime_vad(ngx_http_twirt_vad_t *conf,
     json_t *profile);
-static uint64_t ngx_http_twirt_json_uint(json_t *obj, const char *key);
-static ngx_int_t ngx_http_twirt_usage_bounded(uint64_t *v, ngx_uint_t n);
+static uint64_t ngx_http_twirt_realtime_json_uint(json_t *obj, const char *key);
+static ngx_int_t ngx_http_twirt_realtime_usage_bounded(uint64_t *v,
+    ngx_uint_t n);
 static json_t *ngx_http_twirt_realtime_tool_choice(ngx_str_t *choice);
 static json_t *ngx_http_twirt_realtime_truncation(
     ngx_http_twirt_loc_conf_t *conf);
@@ -215,11 +216,11 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
 
     json_object_set_new(session, "type", json_string("realtime"));
     json_object_set_new(session, "model",
-                        ngx_http_twirt_json_str(&conf->model));
+                        ngx_http_twirt_realtime_json_str(&conf->model));
 
     if (instructions->len) {
         json_object_set_new(session, "instructions",
-                            ngx_http_twirt_json_str(instructions));
+                            ngx_http_twirt_realtime_json_str(instructions));
     }
 
     json_object_set_new(session, "output_modalities",
@@ -245,25 +246,27 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
     transcription = conf->transcription;
     language = conf->language;
 
-    ngx_http_twirt_profile_str(profile, "voice", &voice);
-    ngx_http_twirt_profile_str(profile, "transcription", &transcription);
-    ngx_http_twirt_profile_str(profile, "language", &language);
+    ngx_http_twirt_realtime_profile_str(profile, "voice", &voice);
+    ngx_http_twirt_realtime_profile_str(profile, "transcription",
+                                        &transcription);
+    ngx_http_twirt_realtime_profile_str(profile, "language", &language);
 
     prompt = conf->transcription_prompt;
-    ngx_http_twirt_profile_str(profile, "transcription_prompt", &prompt);
+    ngx_http_twirt_realtime_profile_str(profile, "transcription_prompt",
+                                        &prompt);
 
     if (transcription.len) {
         t = json_object();
         json_object_set_new(t, "model",
-                            ngx_http_twirt_json_str(&transcription));
+                            ngx_http_twirt_realtime_json_str(&transcription));
         if (language.len) {
             json_object_set_new(t, "language",
-                                ngx_http_twirt_json_str(&language));
+                                ngx_http_twirt_realtime_json_str(&language));
         }
 
         if (prompt.len) {
             json_object_set_new(t, "prompt",
-                                ngx_http_twirt_json_str(&prompt));
+                                ngx_http_twirt_realtime_json_str(&prompt));
         }
 
         json_object_set_new(input, "transcription", t);
@@ -280,7 +283,8 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
 
     json_object_set_new(output, "format", json_pack("{s:s}", "type",
                                                     "audio/pcmu"));
-    json_object_set_new(output, "voice", ngx_http_twirt_json_str(&voice));
+    json_object_set_new(output, "voice",
+                        ngx_http_twirt_realtime_json_str(&voice));
 
     if (conf->speed >= 0) {
         json_object_set_new(output, "speed", json_real(conf->speed));
@@ -413,7 +417,7 @@ ngx_http_twirt_realtime_tool_choice(ngx_str_t *choice)
     if (ngx_http_twirt_realtime_enum(ngx_http_twirt_tool_choices, choice, &v)
         == NGX_OK)
     {
-        return ngx_http_twirt_json_str(choice);
+        return ngx_http_twirt_realtime_json_str(choice);
     }
 
     return json_pack("{s:s,s:s%}", "type", "function",
@@ -429,9 +433,9 @@ ngx_http_twirt_realtime_truncation(ngx_http_twirt_loc_conf_t *conf)
                          "retention_ratio", conf->retention_ratio);
     }
 
-    return ngx_http_twirt_json_str(ngx_http_twirt_realtime_enum_name(
-                                       ngx_http_twirt_truncations,
-                                       conf->truncation));
+    return ngx_http_twirt_realtime_json_str(ngx_http_twirt_realtime_enum_name(
+                                            ngx_http_twirt_truncations,
+                                            conf->truncation));
 }
 
 
@@ -472,14 +476,15 @@ ngx_http_twirt_realtime_prompt(ngx_http_twirt_prompt_t *prompt,
             != NGX_OK
             || json_object_setn_new(vars, (char *) kv[i].key.data,
                                     kv[i].key.len,
-                                    ngx_http_twirt_json_str(&value))
+                                    ngx_http_twirt_realtime_json_str(&value))
                != 0)
         {
             goto failed;
         }
     }
 
-    if (json_object_set_new(p, "id", ngx_http_twirt_json_str(&prompt->id))
+    if (json_object_set_new(p, "id",
+                            ngx_http_twirt_realtime_json_str(&prompt->id))
         != 0)
     {
         goto failed;
@@ -487,7 +492,8 @@ ngx_http_twirt_realtime_prompt(ngx_http_twirt_prompt_t *prompt,
 
     if (prompt->version.len
         && json_object_set_new(p, "version",
-                               ngx_http_twirt_json_str(&prompt->version))
+                               ngx_http_twirt_realtime_json_str(
+                                   &prompt->version))
            != 0)
     {
         goto failed;
@@ -536,15 +542,15 @@ ngx_http_twirt_realtime_usage(json_t *usage, ngx_http_twirt_usage_t *u)
     out = json_object_get(usage, "output_token_details");
     cached = json_object_get(in, "cached_tokens_details");
 
-    v[0] = ngx_http_twirt_json_uint(usage, "total_tokens");
-    v[1] = ngx_http_twirt_json_uint(in, "text_tokens");
-    v[2] = ngx_http_twirt_json_uint(in, "audio_tokens");
-    v[3] = ngx_http_twirt_json_uint(cached, "text_tokens");
-    v[4] = ngx_http_twirt_json_uint(cached, "audio_tokens");
-    v[5] = ngx_http_twirt_json_uint(out, "text_tokens");
-    v[6] = ngx_http_twirt_json_uint(out, "audio_tokens");
+    v[0] = ngx_http_twirt_realtime_json_uint(usage, "total_tokens");
+    v[1] = ngx_http_twirt_realtime_json_uint(in, "text_tokens");
+    v[2] = ngx_http_twirt_realtime_json_uint(in, "audio_tokens");
+    v[3] = ngx_http_twirt_realtime_json_uint(cached, "text_tokens");
+    v[4] = ngx_http_twirt_realtime_json_uint(cached, "audio_tokens");
+    v[5] = ngx_http_twirt_realtime_json_uint(out, "text_tokens");
+    v[6] = ngx_http_twirt_realtime_json_uint(out, "audio_tokens");
 
-    if (ngx_http_twirt_usage_bounded(v, 7) != NGX_OK) {
+    if (ngx_http_twirt_realtime_usage_bounded(v, 7) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -601,11 +607,11 @@ ngx_http_twirt_realtime_transcription_usage(json_t *usage,
         return NGX_OK;
     }
 
-    v[0] = ngx_http_twirt_json_uint(usage, "input_tokens");
-    v[1] = ngx_http_twirt_json_uint(usage, "output_tokens");
-    v[2] = ngx_http_twirt_json_uint(usage, "total_tokens");
+    v[0] = ngx_http_twirt_realtime_json_uint(usage, "input_tokens");
+    v[1] = ngx_http_twirt_realtime_json_uint(usage, "output_tokens");
+    v[2] = ngx_http_twirt_realtime_json_uint(usage, "total_tokens");
 
-    if (ngx_http_twirt_usage_bounded(v, 3) != NGX_OK) {
+    if (ngx_http_twirt_realtime_usage_bounded(v, 3) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -618,7 +624,7 @@ ngx_http_twirt_realtime_transcription_usage(json_t *usage,
 
 
 static ngx_int_t
-ngx_http_twirt_usage_bounded(uint64_t *v, ngx_uint_t n)
+ngx_http_twirt_realtime_usage_bounded(uint64_t *v, ngx_uint_t n)
 {
     ngx_uint_t  i;
 
@@ -744,7 +750,7 @@ ngx_http_twirt_realtime_vad(ngx_http_twirt_vad_t *conf, json_t *profile)
             name = ngx_http_twirt_realtime_enum_name(ngx_http_twirt_eagerness,
                                                      vad.eagerness);
             json_object_set_new(td, "eagerness",
-                                ngx_http_twirt_json_str(name));
+                                ngx_http_twirt_realtime_json_str(name));
         }
 
         return td;
@@ -1134,7 +1140,8 @@ ngx_http_twirt_session_field(const char *path)
 /* a profile's value replaces the configuration's */
 
 static void
-ngx_http_twirt_profile_str(json_t *profile, const char *key, ngx_str_t *out)
+ngx_http_twirt_realtime_profile_str(json_t *profile, const char *key,
+    ngx_str_t *out)
 {
     ngx_str_t  v;
 
@@ -1147,14 +1154,14 @@ ngx_http_twirt_profile_str(json_t *profile, const char *key, ngx_str_t *out)
 
 
 static json_t *
-ngx_http_twirt_json_str(ngx_str_t *s)
+ngx_http_twirt_realtime_json_str(ngx_str_t *s)
 {
     return json_stringn((const char *) s->data, s->len);
 }
 
 
 static uint64_t
-ngx_http_twirt_json_uint(json_t *obj, const char *key)
+ngx_http_twirt_realtime_json_uint(json_t *obj, const char *key)
 {
     json_t  *v;
 

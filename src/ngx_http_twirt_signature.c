@@ -23,7 +23,7 @@ static ngx_int_t ngx_http_twirt_signature_urls(ngx_pool_t *pool,
     ngx_str_t *url, ngx_str_t *urls, ngx_uint_t *n);
 static ngx_int_t ngx_http_twirt_signature_params(ngx_pool_t *pool,
     ngx_array_t *pairs, ngx_str_t *out);
-static int ngx_libc_cdecl ngx_http_twirt_pair_cmp(const void *one,
+static int ngx_libc_cdecl ngx_http_twirt_signature_pair_cmp(const void *one,
     const void *two);
 static ngx_int_t ngx_http_twirt_signature_match(ngx_str_t *token,
     ngx_str_t *url, ngx_str_t *params, ngx_str_t *signature, u_char *buf);
@@ -332,7 +332,7 @@ ngx_http_twirt_signature_params(ngx_pool_t *pool, ngx_array_t *pairs,
                pairs->nelts * sizeof(ngx_http_twirt_pair_t));
 
     ngx_qsort(sorted, pairs->nelts, sizeof(ngx_http_twirt_pair_t),
-              ngx_http_twirt_pair_cmp);
+              ngx_http_twirt_signature_pair_cmp);
 
     len = 0;
 
@@ -360,7 +360,7 @@ ngx_http_twirt_signature_params(ngx_pool_t *pool, ngx_array_t *pairs,
 /* a repeated name sorts by value, as Twilio's own validators do */
 
 static int ngx_libc_cdecl
-ngx_http_twirt_pair_cmp(const void *one, const void *two)
+ngx_http_twirt_signature_pair_cmp(const void *one, const void *two)
 {
     ngx_int_t               rc;
     ngx_http_twirt_pair_t  *a, *b;

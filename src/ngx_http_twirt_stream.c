@@ -20,7 +20,8 @@ static void ngx_http_twirt_stream_read(ngx_http_request_t *r);
 static void ngx_http_twirt_stream_write(ngx_http_request_t *r);
 static u_char *ngx_http_twirt_stream_log_handler(ngx_http_request_t *r,
     ngx_http_request_t *sr, u_char *buf, size_t len);
-static ngx_int_t ngx_http_twirt_token(ngx_str_t *value, const char *token);
+static ngx_int_t ngx_http_twirt_stream_token(ngx_str_t *value,
+    const char *token);
 
 
 ngx_int_t
@@ -79,7 +80,7 @@ ngx_http_twirt_stream_check(ngx_http_request_t *r, ngx_str_t *key)
     }
 
     if (ngx_http_twirt_header_in(r, "Upgrade", &value) != NGX_OK
-        || ngx_http_twirt_token(&value, "websocket") != NGX_OK)
+        || ngx_http_twirt_stream_token(&value, "websocket") != NGX_OK)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "twirt: media stream request without "
@@ -90,7 +91,7 @@ ngx_http_twirt_stream_check(ngx_http_request_t *r, ngx_str_t *key)
     /* nginx 1.22 does not keep the Connection header in headers_in */
 
     if (ngx_http_twirt_header_in(r, "Connection", &value) != NGX_OK
-        || ngx_http_twirt_token(&value, "upgrade") != NGX_OK)
+        || ngx_http_twirt_stream_token(&value, "upgrade") != NGX_OK)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "twirt: media stream request without "
@@ -293,7 +294,7 @@ ngx_http_twirt_stream_log_handler(ngx_http_request_t *r,
 /* a token in a comma separated header value, any case */
 
 static ngx_int_t
-ngx_http_twirt_token(ngx_str_t *value, const char *token)
+ngx_http_twirt_stream_token(ngx_str_t *value, const char *token)
 {
     u_char  *p, *end, *start;
     size_t   len;

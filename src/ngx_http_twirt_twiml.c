@@ -36,31 +36,32 @@ static ngx_int_t ngx_http_twirt_twiml_stream_url(ngx_http_request_t *r,
     ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *url);
 static ngx_int_t ngx_http_twirt_twiml_send(ngx_http_request_t *r,
     ngx_http_twirt_twiml_t *t);
-static ngx_int_t ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t,
+static ngx_int_t ngx_http_twirt_twiml_raw(ngx_http_twirt_twiml_t *t,
     const char *s);
-static ngx_int_t ngx_http_twirt_text(ngx_http_twirt_twiml_t *t,
+static ngx_int_t ngx_http_twirt_twiml_text(ngx_http_twirt_twiml_t *t,
     ngx_str_t *s);
 static ngx_int_t ngx_http_twirt_escaped(ngx_http_twirt_twiml_t *t,
     ngx_str_t *s, ngx_uint_t attr);
-static ngx_int_t ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t,
+static ngx_int_t ngx_http_twirt_twiml_attr(ngx_http_twirt_twiml_t *t,
     const char *name, ngx_str_t *value);
-static ngx_str_t *ngx_http_twirt_call_sid(ngx_http_twirt_twiml_ctx_t *ctx);
-static ngx_int_t ngx_http_twirt_webhook(ngx_http_request_t *r,
+static ngx_str_t *ngx_http_twirt_twiml_call_sid(
+    ngx_http_twirt_twiml_ctx_t *ctx);
+static ngx_int_t ngx_http_twirt_twiml_webhook(ngx_http_request_t *r,
     ngx_uint_t kind);
 static ngx_int_t ngx_http_twirt_stream_status(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx);
 static json_t *ngx_http_twirt_stream_status_field(ngx_array_t *pairs,
     const char *name);
-static ngx_int_t ngx_http_twirt_action_start(ngx_http_request_t *r,
+static ngx_int_t ngx_http_twirt_twiml_action_start(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx);
-static void ngx_http_twirt_action_read(void *data, ngx_int_t rc,
+static void ngx_http_twirt_twiml_action_read(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
-static ngx_int_t ngx_http_twirt_action_answer(ngx_http_request_t *r,
+static ngx_int_t ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r,
     ngx_str_t *status, ngx_str_t *reason, const char *source);
-static void ngx_http_twirt_action_cleanup(void *data);
+static void ngx_http_twirt_twiml_action_cleanup(void *data);
 static ngx_int_t ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
     ngx_http_twirt_loc_conf_t *tlcf);
-static ngx_str_t *ngx_http_twirt_host(ngx_http_request_t *r);
+static ngx_str_t *ngx_http_twirt_twiml_host(ngx_http_request_t *r);
 
 
 static ngx_str_t  ngx_http_twirt_unknown = ngx_string("-");
@@ -69,7 +70,7 @@ static ngx_str_t  ngx_http_twirt_unknown = ngx_string("-");
 ngx_int_t
 ngx_http_twirt_twiml_handler(ngx_http_request_t *r)
 {
-    return ngx_http_twirt_webhook(r, 0);
+    return ngx_http_twirt_twiml_webhook(r, 0);
 }
 
 
@@ -78,7 +79,7 @@ ngx_http_twirt_twiml_handler(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_twirt_action_handler(ngx_http_request_t *r)
 {
-    return ngx_http_twirt_webhook(r, 1);
+    return ngx_http_twirt_twiml_webhook(r, 1);
 }
 
 
@@ -87,14 +88,14 @@ ngx_http_twirt_action_handler(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_twirt_stream_status_handler(ngx_http_request_t *r)
 {
-    return ngx_http_twirt_webhook(r, 2);
+    return ngx_http_twirt_twiml_webhook(r, 2);
 }
 
 
 /* kind: 0 the voice webhook, 1 the action, 2 the stream's status */
 
 static ngx_int_t
-ngx_http_twirt_webhook(ngx_http_request_t *r, ngx_uint_t kind)
+ngx_http_twirt_twiml_webhook(ngx_http_request_t *r, ngx_uint_t kind)
 {
     ngx_int_t                    rc;
     ngx_str_t                   *type;
@@ -289,7 +290,7 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
     rc = ngx_http_twirt_signature_check(r, NGX_HTTP_TWIRT_SIGNED_WEBHOOK,
                                         r->method == NGX_HTTP_POST
                                         ? ctx->pairs : NULL,
-                                        ngx_http_twirt_call_sid(ctx));
+                                        ngx_http_twirt_twiml_call_sid(ctx));
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -310,14 +311,14 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (ngx_http_twirt_call_sid(ctx) == NULL) {
+    if (ngx_http_twirt_twiml_call_sid(ctx) == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "twirt: voice webhook request without CallSid");
         return NGX_HTTP_BAD_REQUEST;
     }
 
     if (ctx->action) {
-        return ngx_http_twirt_action_start(r, ctx);
+        return ngx_http_twirt_twiml_action_start(r, ctx);
     }
 
     if (ctx->stream_status) {
@@ -349,8 +350,9 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
     ngx_uint_t               i;
     ngx_http_twirt_param_t  *param;
 
-    if (ngx_http_twirt_raw(t, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                              "<Response>")
+    if (ngx_http_twirt_twiml_raw(t,
+                                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                                 "<Response>")
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -360,14 +362,14 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_twirt_raw(t, "<Connect") != NGX_OK) {
+    if (ngx_http_twirt_twiml_raw(t, "<Connect") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (tlcf->action) {
         if (ngx_http_complex_value(r, &tlcf->action->url, &value) != NGX_OK
-            || ngx_http_twirt_attr(t, "action", &value) != NGX_OK
-            || ngx_http_twirt_attr(t, "method", &tlcf->action->method)
+            || ngx_http_twirt_twiml_attr(t, "action", &value) != NGX_OK
+            || ngx_http_twirt_twiml_attr(t, "method", &tlcf->action->method)
                != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -375,8 +377,8 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
     }
 
     if (ngx_http_twirt_twiml_stream_url(r, tlcf, &url) != NGX_OK
-        || ngx_http_twirt_raw(t, "><Stream") != NGX_OK
-        || ngx_http_twirt_attr(t, "url", &url) != NGX_OK)
+        || ngx_http_twirt_twiml_raw(t, "><Stream") != NGX_OK
+        || ngx_http_twirt_twiml_attr(t, "url", &url) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -384,16 +386,16 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
     if (tlcf->stream_status) {
         if (ngx_http_complex_value(r, &tlcf->stream_status->url, &value)
             != NGX_OK
-            || ngx_http_twirt_attr(t, "statusCallback", &value) != NGX_OK
-            || ngx_http_twirt_attr(t, "statusCallbackMethod",
-                                   &tlcf->stream_status->method)
+            || ngx_http_twirt_twiml_attr(t, "statusCallback", &value) != NGX_OK
+            || ngx_http_twirt_twiml_attr(t, "statusCallbackMethod",
+                                         &tlcf->stream_status->method)
                != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
-    if (ngx_http_twirt_raw(t, ">") != NGX_OK) {
+    if (ngx_http_twirt_twiml_raw(t, ">") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -423,17 +425,18 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
                 continue;
             }
 
-            if (ngx_http_twirt_raw(t, "<Parameter") != NGX_OK
-                || ngx_http_twirt_attr(t, "name", &param[i].name) != NGX_OK
-                || ngx_http_twirt_attr(t, "value", &value) != NGX_OK
-                || ngx_http_twirt_raw(t, "/>") != NGX_OK)
+            if (ngx_http_twirt_twiml_raw(t, "<Parameter") != NGX_OK
+                || ngx_http_twirt_twiml_attr(t, "name", &param[i].name)
+                   != NGX_OK
+                || ngx_http_twirt_twiml_attr(t, "value", &value) != NGX_OK
+                || ngx_http_twirt_twiml_raw(t, "/>") != NGX_OK)
             {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
         }
     }
 
-    if (ngx_http_twirt_raw(t, "</Stream></Connect>") != NGX_OK) {
+    if (ngx_http_twirt_twiml_raw(t, "</Stream></Connect>") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -450,7 +453,7 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_twirt_raw(t, "</Response>\n") != NGX_OK) {
+    if (ngx_http_twirt_twiml_raw(t, "</Response>\n") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -476,14 +479,14 @@ ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
         if (ngx_http_complex_value(t->request, &tlcf->fallback_dial->number,
                                    &value)
             != NGX_OK
-            || ngx_http_twirt_raw(t, "<Dial") != NGX_OK
+            || ngx_http_twirt_twiml_raw(t, "<Dial") != NGX_OK
             || (tlcf->fallback_dial->caller_id.len
-                && ngx_http_twirt_attr(t, "callerId",
-                                       &tlcf->fallback_dial->caller_id)
+                && ngx_http_twirt_twiml_attr(t, "callerId",
+                                             &tlcf->fallback_dial->caller_id)
                    != NGX_OK)
-            || ngx_http_twirt_raw(t, ">") != NGX_OK
-            || ngx_http_twirt_text(t, &value) != NGX_OK
-            || ngx_http_twirt_raw(t, "</Dial>") != NGX_OK)
+            || ngx_http_twirt_twiml_raw(t, ">") != NGX_OK
+            || ngx_http_twirt_twiml_text(t, &value) != NGX_OK
+            || ngx_http_twirt_twiml_raw(t, "</Dial>") != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -501,7 +504,7 @@ ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
  */
 
 static ngx_int_t
-ngx_http_twirt_action_start(ngx_http_request_t *r,
+ngx_http_twirt_twiml_action_start(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx)
 {
     void                *handle;
@@ -510,7 +513,7 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
     ngx_uint_t           failed;
     ngx_http_cleanup_t  *cln;
 
-    rc = ngx_http_twirt_outcome_get(ngx_http_twirt_call_sid(ctx), &failed,
+    rc = ngx_http_twirt_outcome_get(ngx_http_twirt_twiml_call_sid(ctx), &failed,
                                     &reason, r->pool);
 
     if (rc == NGX_ERROR) {
@@ -525,12 +528,13 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
             ngx_str_set(&status, "ended");
         }
 
-        return ngx_http_twirt_action_answer(r, &status, &reason,
-                                            "this node's outcomes");
+        return ngx_http_twirt_twiml_action_answer(r, &status, &reason,
+                                                  "this node's outcomes");
     }
 
-    if (ngx_http_twirt_redis_key(r->pool, "call", ngx_http_twirt_call_sid(ctx),
-                                 NULL, &key)
+    if (ngx_http_twirt_redis_key(r->pool, "call",
+                                 ngx_http_twirt_twiml_call_sid(ctx), NULL,
+                                 &key)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -541,7 +545,8 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_twirt_redis_hgetall(&key, 0, ngx_http_twirt_action_read, r,
+    rc = ngx_http_twirt_redis_hgetall(&key, 0,
+                                      ngx_http_twirt_twiml_action_read, r,
                                       &handle);
 
     if (rc == NGX_ERROR) {
@@ -552,13 +557,13 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "twirt: no call record for CallSid \"%V\" (Redis not "
                       "configured or not connected)",
-                      ngx_http_twirt_call_sid(ctx));
-        return ngx_http_twirt_action_answer(r, NULL, NULL, "nothing");
+                      ngx_http_twirt_twiml_call_sid(ctx));
+        return ngx_http_twirt_twiml_action_answer(r, NULL, NULL, "nothing");
     }
 
     ctx->redis = handle;
 
-    cln->handler = ngx_http_twirt_action_cleanup;
+    cln->handler = ngx_http_twirt_twiml_action_cleanup;
     cln->data = ctx;
 
     r->main->count++;
@@ -568,7 +573,7 @@ ngx_http_twirt_action_start(ngx_http_request_t *r,
 
 
 static void
-ngx_http_twirt_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
+ngx_http_twirt_twiml_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
 {
     ngx_http_request_t *r = data;
 
@@ -604,14 +609,15 @@ ngx_http_twirt_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
     if (status == NULL) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "twirt: no call record for CallSid \"%V\"%s",
-                      ngx_http_twirt_call_sid(ctx),
+                      ngx_http_twirt_twiml_call_sid(ctx),
                       rc == NGX_OK ? "" : " (Redis did not answer)");
     }
 
     c = r->connection;
 
-    rc = ngx_http_twirt_action_answer(r, status, reason,
-                                      status ? "the call record" : "nothing");
+    rc = ngx_http_twirt_twiml_action_answer(r, status, reason,
+                                            status ? "the call record"
+                                                   : "nothing");
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -619,7 +625,7 @@ ngx_http_twirt_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
 
 
 static ngx_int_t
-ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
+ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r, ngx_str_t *status,
     ngx_str_t *reason, const char *source)
 {
     ngx_uint_t                   fallback;
@@ -639,7 +645,7 @@ ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "twirt: stream of CallSid \"%V\" ended (%V, %V): %s, "
                   "known from %s",
-                  ngx_http_twirt_call_sid(ctx),
+                  ngx_http_twirt_twiml_call_sid(ctx),
                   status ? status : &ngx_http_twirt_unknown,
                   reason ? reason : &ngx_http_twirt_unknown,
                   fallback ? "fallback" : "hang up", source);
@@ -648,13 +654,13 @@ ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
     t.len = 0;
 
     if (ngx_array_init(&t.parts, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_http_twirt_raw(&t, "<?xml version=\"1.0\" "
-                                  "encoding=\"UTF-8\"?>\n<Response>")
+        || ngx_http_twirt_twiml_raw(&t, "<?xml version=\"1.0\" "
+                                    "encoding=\"UTF-8\"?>\n<Response>")
            != NGX_OK
         || (fallback ? ngx_http_twirt_twiml_fallback(&t, tlcf)
-                     : ngx_http_twirt_raw(&t, "<Hangup/>"))
+                     : ngx_http_twirt_twiml_raw(&t, "<Hangup/>"))
            != NGX_OK
-        || ngx_http_twirt_raw(&t, "</Response>\n") != NGX_OK)
+        || ngx_http_twirt_twiml_raw(&t, "</Response>\n") != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -664,7 +670,7 @@ ngx_http_twirt_action_answer(ngx_http_request_t *r, ngx_str_t *status,
 
 
 static void
-ngx_http_twirt_action_cleanup(void *data)
+ngx_http_twirt_twiml_action_cleanup(void *data)
 {
     ngx_http_twirt_twiml_ctx_t  *ctx = data;
 
@@ -710,7 +716,8 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
                                           sizeof("StreamSid") - 1, 0);
 
     if (event == NULL || event->value.len == 0
-        || ngx_http_twirt_sid_valid(ngx_http_twirt_call_sid(ctx)) != NGX_OK
+        || ngx_http_twirt_sid_valid(ngx_http_twirt_twiml_call_sid(ctx))
+           != NGX_OK
         || (stream_sid && ngx_http_twirt_sid_valid(&stream_sid->value)
                           != NGX_OK))
     {
@@ -758,7 +765,7 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
     ngx_memzero(&rec, sizeof(ngx_http_twirt_record_t));
     rec.pool = r->pool;
     rec.log = r->connection->log;
-    rec.call_sid = *ngx_http_twirt_call_sid(ctx);
+    rec.call_sid = *ngx_http_twirt_twiml_call_sid(ctx);
 
     /* the record takes the event only from the call's own stream */
     if (stream_sid) {
@@ -823,14 +830,15 @@ ngx_http_twirt_twiml_say(ngx_http_twirt_twiml_t *t, ngx_http_twirt_say_t *say)
         return NGX_ERROR;
     }
 
-    if (ngx_http_twirt_raw(t, "<Say") != NGX_OK
+    if (ngx_http_twirt_twiml_raw(t, "<Say") != NGX_OK
         || (say->language.len
-            && ngx_http_twirt_attr(t, "language", &say->language) != NGX_OK)
+            && ngx_http_twirt_twiml_attr(t, "language", &say->language)
+               != NGX_OK)
         || (say->voice.len
-            && ngx_http_twirt_attr(t, "voice", &say->voice) != NGX_OK)
-        || ngx_http_twirt_raw(t, ">") != NGX_OK
-        || ngx_http_twirt_text(t, &text) != NGX_OK
-        || ngx_http_twirt_raw(t, "</Say>") != NGX_OK)
+            && ngx_http_twirt_twiml_attr(t, "voice", &say->voice) != NGX_OK)
+        || ngx_http_twirt_twiml_raw(t, ">") != NGX_OK
+        || ngx_http_twirt_twiml_text(t, &text) != NGX_OK
+        || ngx_http_twirt_twiml_raw(t, "</Say>") != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -852,7 +860,7 @@ ngx_http_twirt_twiml_stream_url(ngx_http_request_t *r,
         return ngx_http_complex_value(r, tlcf->stream_url, url);
     }
 
-    host = ngx_http_twirt_host(r);
+    host = ngx_http_twirt_twiml_host(r);
 
     url->len = sizeof("wss://") - 1 + host->len
                + sizeof("/twilio/media") - 1;
@@ -916,7 +924,7 @@ ngx_http_twirt_twiml_send(ngx_http_request_t *r, ngx_http_twirt_twiml_t *t)
 
 
 static ngx_int_t
-ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t, const char *s)
+ngx_http_twirt_twiml_raw(ngx_http_twirt_twiml_t *t, const char *s)
 {
     ngx_str_t  *part;
 
@@ -934,7 +942,7 @@ ngx_http_twirt_raw(ngx_http_twirt_twiml_t *t, const char *s)
 
 
 static ngx_int_t
-ngx_http_twirt_text(ngx_http_twirt_twiml_t *t, ngx_str_t *s)
+ngx_http_twirt_twiml_text(ngx_http_twirt_twiml_t *t, ngx_str_t *s)
 {
     return ngx_http_twirt_escaped(t, s, 0);
 }
@@ -967,14 +975,14 @@ ngx_http_twirt_escaped(ngx_http_twirt_twiml_t *t, ngx_str_t *s,
 
 
 static ngx_int_t
-ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t, const char *name,
+ngx_http_twirt_twiml_attr(ngx_http_twirt_twiml_t *t, const char *name,
     ngx_str_t *value)
 {
-    if (ngx_http_twirt_raw(t, " ") != NGX_OK
-        || ngx_http_twirt_raw(t, name) != NGX_OK
-        || ngx_http_twirt_raw(t, "=\"") != NGX_OK
+    if (ngx_http_twirt_twiml_raw(t, " ") != NGX_OK
+        || ngx_http_twirt_twiml_raw(t, name) != NGX_OK
+        || ngx_http_twirt_twiml_raw(t, "=\"") != NGX_OK
         || ngx_http_twirt_escaped(t, value, 1) != NGX_OK
-        || ngx_http_twirt_raw(t, "\"") != NGX_OK)
+        || ngx_http_twirt_twiml_raw(t, "\"") != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -984,7 +992,7 @@ ngx_http_twirt_attr(ngx_http_twirt_twiml_t *t, const char *name,
 
 
 static ngx_str_t *
-ngx_http_twirt_call_sid(ngx_http_twirt_twiml_ctx_t *ctx)
+ngx_http_twirt_twiml_call_sid(ngx_http_twirt_twiml_ctx_t *ctx)
 {
     ngx_http_twirt_pair_t  *pair;
 
@@ -1016,7 +1024,7 @@ ngx_http_twirt_call_variable(ngx_http_request_t *r,
     ngx_str_null(&s);
 
     if (wctx && wctx->kind == NGX_HTTP_TWIRT_CTX_WEBHOOK) {
-        sid = wctx->done ? ngx_http_twirt_call_sid(wctx) : NULL;
+        sid = wctx->done ? ngx_http_twirt_twiml_call_sid(wctx) : NULL;
 
         if (data == 0 && sid) {
             s = *sid;
@@ -1071,7 +1079,7 @@ ngx_http_twirt_call_variable(ngx_http_request_t *r,
 /* the Host header as sent, with its port: the host Twilio requested */
 
 static ngx_str_t *
-ngx_http_twirt_host(ngx_http_request_t *r)
+ngx_http_twirt_twiml_host(ngx_http_request_t *r)
 {
     if (r->headers_in.host) {
         return &r->headers_in.host->value;

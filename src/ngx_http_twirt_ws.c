@@ -13,9 +13,9 @@
 
 
 #define ngx_http_twirt_ws_metric(ws, m, n)                                  \
-    ngx_http_twirt_metric_add((ws)->role == NGX_HTTP_TWIRT_WS_SERVER         \
-                              ? NGX_HTTP_TWIRT_M_TWILIO_##m                  \
-                              : NGX_HTTP_TWIRT_M_UPSTREAM_##m, n)
+    ngx_http_twirt_metrics_add((ws)->role == NGX_HTTP_TWIRT_WS_SERVER         \
+                               ? NGX_HTTP_TWIRT_M_TWILIO_##m                  \
+                               : NGX_HTTP_TWIRT_M_UPSTREAM_##m, n)
 
 
 /* when the bytes being handled arrived: for the bridge latency */
@@ -527,9 +527,9 @@ ngx_http_twirt_ws_write(ngx_http_twirt_ws_t *ws)
         ws->out_last = ws->out;
 
         if (ws->queued_at) {
-            ngx_http_twirt_metric_observe(NGX_HTTP_TWIRT_H_BRIDGE,
-                                          ngx_http_twirt_ws_now()
-                                          - ws->queued_at);
+            ngx_http_twirt_metrics_observe(NGX_HTTP_TWIRT_H_BRIDGE,
+                                           ngx_http_twirt_ws_now()
+                                           - ws->queued_at);
             ws->queued_at = 0;
         }
 

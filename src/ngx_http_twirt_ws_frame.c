@@ -19,10 +19,10 @@
 #define NGX_HTTP_TWIRT_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-static int ngx_http_twirt_ws_fail(ngx_http_twirt_ws_frame_t *f,
+static int ngx_http_twirt_ws_frame_fail(ngx_http_twirt_ws_frame_t *f,
     unsigned code, const char *error);
-static int ngx_http_twirt_ws_close_code_valid(unsigned code);
-static int ngx_http_twirt_ws_base64_char(unsigned char c);
+static int ngx_http_twirt_ws_frame_close_code_valid(unsigned code);
+static int ngx_http_twirt_ws_frame_base64_char(unsigned char c);
 
 
 int
@@ -52,8 +52,8 @@ ngx_http_twirt_ws_frame_parse(ngx_http_twirt_ws_frame_t *f,
      */
 
     if (f->rsv) {
-        return ngx_http_twirt_ws_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                      "reserved bits set");
+        return ngx_http_twirt_ws_frame_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+            "reserved bits set");
     }
 
     switch (f->opcode) {
@@ -68,32 +68,32 @@ ngx_http_twirt_ws_frame_parse(ngx_http_twirt_ws_frame_t *f,
     case NGX_HTTP_TWIRT_WS_PONG:
 
         if (!f->fin) {
-            return ngx_http_twirt_ws_fail(f,
-                                          NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                          "fragmented control frame");
+            return ngx_http_twirt_ws_frame_fail(f,
+                NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+                "fragmented control frame");
         }
 
         if (n > NGX_HTTP_TWIRT_WS_MAX_CONTROL) {
-            return ngx_http_twirt_ws_fail(f,
-                                          NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                          "control frame too long");
+            return ngx_http_twirt_ws_frame_fail(f,
+                NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+                "control frame too long");
         }
 
         break;
 
     default:
-        return ngx_http_twirt_ws_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                      "unknown opcode");
+        return ngx_http_twirt_ws_frame_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+            "unknown opcode");
     }
 
     if (role == NGX_HTTP_TWIRT_WS_SERVER && !f->masked) {
-        return ngx_http_twirt_ws_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                      "unmasked client frame");
+        return ngx_http_twirt_ws_frame_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+            "unmasked client frame");
     }
 
     if (role != NGX_HTTP_TWIRT_WS_SERVER && f->masked) {
-        return ngx_http_twirt_ws_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                      "masked server frame");
+        return ngx_http_twirt_ws_frame_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+            "masked server frame");
     }
 
     need = 2;
@@ -122,10 +122,9 @@ ngx_http_twirt_ws_frame_parse(ngx_http_twirt_ws_frame_t *f,
     } else if (n == 127) {
 
         if (p[0] & 0x80) {
-            return ngx_http_twirt_ws_fail(f,
-                                          NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                          "64-bit length with the top bit "
-                                          "set");
+            return ngx_http_twirt_ws_frame_fail(f,
+                NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+                "64-bit length with the top bit set");
         }
 
         n = 0;
@@ -145,8 +144,8 @@ ngx_http_twirt_ws_frame_parse(ngx_http_twirt_ws_frame_t *f,
     }
 
     if (n > max_payload) {
-        return ngx_http_twirt_ws_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_TOO_BIG,
-                                      "frame too big");
+        return ngx_http_twirt_ws_frame_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_TOO_BIG,
+            "frame too big");
     }
 
     f->payload_len = n;
@@ -167,9 +166,9 @@ ngx_http_twirt_ws_frame_sequence(ngx_http_twirt_ws_frame_t *f,
     if (f->opcode == NGX_HTTP_TWIRT_WS_CONT) {
 
         if (*message == NGX_HTTP_TWIRT_WS_CONT) {
-            return ngx_http_twirt_ws_fail(f,
-                                          NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                          "continuation outside a message");
+            return ngx_http_twirt_ws_frame_fail(f,
+                NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+                "continuation outside a message");
         }
 
         if (f->fin) {
@@ -180,8 +179,8 @@ ngx_http_twirt_ws_frame_sequence(ngx_http_twirt_ws_frame_t *f,
     }
 
     if (*message != NGX_HTTP_TWIRT_WS_CONT) {
-        return ngx_http_twirt_ws_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
-                                      "new message inside a fragmented one");
+        return ngx_http_twirt_ws_frame_fail(f, NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL,
+            "new message inside a fragmented one");
     }
 
     if (!f->fin) {
@@ -426,7 +425,7 @@ ngx_http_twirt_ws_close_parse(const unsigned char *p, size_t len,
 
     *code = ((unsigned) p[0] << 8) | p[1];
 
-    if (!ngx_http_twirt_ws_close_code_valid(*code)) {
+    if (!ngx_http_twirt_ws_frame_close_code_valid(*code)) {
         *close_code_on_error = NGX_HTTP_TWIRT_WS_CLOSE_PROTOCOL;
         return NGX_HTTP_TWIRT_WS_ERROR;
     }
@@ -490,7 +489,7 @@ ngx_http_twirt_ws_key_valid(const unsigned char *key, size_t len)
     }
 
     for (i = 0; i < 22; i++) {
-        if (!ngx_http_twirt_ws_base64_char(key[i])) {
+        if (!ngx_http_twirt_ws_frame_base64_char(key[i])) {
             return NGX_HTTP_TWIRT_WS_ERROR;
         }
     }
@@ -540,7 +539,7 @@ ngx_http_twirt_ws_accept(const unsigned char *key, size_t len,
 
 
 static int
-ngx_http_twirt_ws_fail(ngx_http_twirt_ws_frame_t *f, unsigned code,
+ngx_http_twirt_ws_frame_fail(ngx_http_twirt_ws_frame_t *f, unsigned code,
     const char *error)
 {
     f->close_code = code;
@@ -551,7 +550,7 @@ ngx_http_twirt_ws_fail(ngx_http_twirt_ws_frame_t *f, unsigned code,
 
 
 static int
-ngx_http_twirt_ws_close_code_valid(unsigned code)
+ngx_http_twirt_ws_frame_close_code_valid(unsigned code)
 {
     /*
      * RFC 6455 7.4 and the IANA registry.  1004-1006 and 1015 must never
@@ -567,7 +566,7 @@ ngx_http_twirt_ws_close_code_valid(unsigned code)
 
 
 static int
-ngx_http_twirt_ws_base64_char(unsigned char c)
+ngx_http_twirt_ws_frame_base64_char(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z')
            || (c >= 'a' && c <= 'z')
