@@ -8,6 +8,7 @@
 #include <openssl/hmac.h>
 #include <openssl/crypto.h>
 
+#include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_signature.h"
 
 
@@ -47,6 +48,7 @@ ngx_http_twirt_signature_check(ngx_http_request_t *r, ngx_uint_t kind,
     u_char                     *p;
     ngx_int_t                   rc;
     ngx_str_t                   url, signature, *token;
+    ngx_http_twirt_log_text_t   t, t2;
     ngx_http_twirt_loc_conf_t  *tlcf;
 
     static ngx_str_t  unknown = ngx_string("-");
@@ -122,14 +124,17 @@ done:
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "twirt: %s X-Twilio-Signature on the media stream "
                           "upgrade to \"%V\"",
-                          signature.len ? "invalid" : "missing", &url);
+                          signature.len ? "invalid" : "missing",
+                          ngx_http_twirt_log_str(&t, &url));
 
         } else {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "twirt: %s X-Twilio-Signature for CallSid \"%V\" "
                           "on \"%V\"",
                           signature.len ? "invalid" : "missing",
-                          call_sid ? call_sid : &unknown, &url);
+                          ngx_http_twirt_log_str(&t2, call_sid ? call_sid
+                                                               : &unknown),
+                          ngx_http_twirt_log_str(&t, &url));
         }
     }
 

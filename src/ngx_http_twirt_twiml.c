@@ -5,6 +5,7 @@
  */
 
 
+#include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_twiml.h"
 #include "ngx_http_twirt_form.h"
 #include "ngx_http_twirt_escape.h"
@@ -267,6 +268,7 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
     ngx_int_t                   rc;
     ngx_http_twirt_pair_t      *pair;
     ngx_http_twirt_twiml_t      t;
+    ngx_http_twirt_log_text_t   lt;
     ngx_http_twirt_loc_conf_t  *tlcf;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
@@ -307,7 +309,7 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
     if (pair) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "twirt: voice webhook parameter \"%V\" is repeated",
-                      &pair->name);
+                      ngx_http_twirt_log_str(&lt, &pair->name));
         return NGX_HTTP_BAD_REQUEST;
     }
 
@@ -507,11 +509,25 @@ static ngx_int_t
 ngx_http_twirt_twiml_action_start(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx)
 {
-    void                *handle;
-    ngx_int_t            rc;
-    ngx_str_t            key, status, reason;
-    ngx_uint_t           failed;
-    ngx_http_cleanup_t  *cln;
+    void                       *handle;
+    ngx_int_t                   rc;
+    ngx_str_t                   key, status, reason;
+    ngx_uint_t                  failed;
+    ngx_http_cleanup_t         *cln;
+    ngx_http_twirt_log_text_t   t;
+
+    /* what no call can have is not looked up, nor logged raw */
+
+    if (ngx_http_twirt_sid_valid(ngx_http_twirt_twiml_call_sid(ctx))
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "twirt: <Connect action> for an invalid CallSid "
+                      "\"%V\"", ngx_http_twirt_log_str(&t,
+                                     ngx_http_twirt_twiml_call_sid(ctx)));
+
+        return ngx_http_twirt_twiml_action_answer(r, NULL, NULL, "nothing");
+    }
 
     rc = ngx_http_twirt_outcome_get(ngx_http_twirt_twiml_call_sid(ctx), &failed,
                                     &reason, r->pool);
@@ -632,6 +648,7 @@ ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r, ngx_str_t *status,
     ngx_http_twirt_twiml_t       t;
     ngx_http_twirt_loc_conf_t   *tlcf;
     ngx_http_twirt_twiml_ctx_t  *ctx;
+    ngx_http_twirt_log_text_t    lt, lr;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
@@ -645,9 +662,11 @@ ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r, ngx_str_t *status,
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "twirt: stream of CallSid \"%V\" ended (%V, %V): %s, "
                   "known from %s",
-                  ngx_http_twirt_twiml_call_sid(ctx),
+                  ngx_http_twirt_log_str(&lt,
+                                         ngx_http_twirt_twiml_call_sid(ctx)),
                   status ? status : &ngx_http_twirt_unknown,
-                  reason ? reason : &ngx_http_twirt_unknown,
+                  reason ? ngx_http_twirt_log_str(&lr, reason)
+                         : &ngx_http_twirt_unknown,
                   fallback ? "fallback" : "hang up", source);
 
     t.request = r;

@@ -645,3 +645,42 @@ Content-Type: application/x-www-form-urlencoded
 [400, 400]
 --- error_log
 without a StreamEvent or with an invalid CallSid
+
+
+
+=== TEST 32: CR and LF in the CallSid of a <Connect action> request cannot forge a log line: the fallback, logged escaped
+--- config
+    location = /twilio/after {
+        twirt_action;
+        twirt_fallback_say "fallback";
+    }
+--- request
+POST /twilio/after
+CallSid=CA1%0D%0A1999/01/01%2000:00:00%20[alert]%201%231:%20forged
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body_like: <Say>fallback</Say>
+--- error_log eval
+[qr/<Connect action> for an invalid CallSid "CA1\\x0d\\x0a1999\/01\/01/,
+ qr/stream of CallSid "CA1\\x0d\\x0a1999\/01\/01 00:00:00 \[alert\] 1#1: forged" ended/]
+--- no_error_log eval
+[qr/^1999\/01\/01/]
+
+
+
+=== TEST 33: CR and LF in the CallSid of a wrongly signed webhook cannot forge a log line
+--- config
+    location = /twilio/voice {
+        twirt_twiml;
+        twirt_twilio_auth_token secret;
+    }
+--- request
+POST /twilio/voice
+CallSid=CA2%0A1999/01/01%2000:00:00%20[alert]%201%231:%20forged
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 403
+--- error_log eval
+[qr/missing X-Twilio-Signature for CallSid "CA2\\x0a1999\/01\/01/]
+--- no_error_log eval
+[qr/^1999\/01\/01/]
