@@ -133,7 +133,7 @@ ended (failed, upstream_closed): fallback, known from this node's outcomes
     location = /twilio/media { twirt_stream; }
 --- init
 # the worker's Redis connection is up before Twilio asks
-for (1 .. 100) { last if Twirt::Peers::error_log_text() =~ /twirt: redis "[^"]*" connected/; Time::HiRes::sleep(0.05) }
+for (1 .. 100) { last if Twirt::Peers::error_log_text() =~ /twirt: redis "[^"]*" connected(?: after \d+ attempts)?, flushed/; Time::HiRes::sleep(0.05) }
 --- request
 POST /twilio/after
 CallSid=CA00000000000000000000000000redis1
@@ -152,7 +152,7 @@ ended (ended, end_call): hang up, known from the call record
     location = /twilio/media { twirt_stream; }
 --- init
 # the worker's Redis connection is up before Twilio asks
-for (1 .. 100) { last if Twirt::Peers::error_log_text() =~ /twirt: redis "[^"]*" connected/; Time::HiRes::sleep(0.05) }
+for (1 .. 100) { last if Twirt::Peers::error_log_text() =~ /twirt: redis "[^"]*" connected(?: after \d+ attempts)?, flushed/; Time::HiRes::sleep(0.05) }
 --- request
 POST /twilio/after
 CallSid=CA00000000000000000000000000redis2
