@@ -1432,13 +1432,10 @@ ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     vad->create_response = 1;
     vad->interrupt_response = 1;
 
-    why = "";
-
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (vad->type == NGX_HTTP_TWIRT_VAD_OFF) {
-            goto invalid;
-        }
+        /* the reason of the last value refused, "" when there is none */
+        why = "";
 
         if (ngx_http_twirt_option(&value[i], "create_response=", &v) == NGX_OK
             || ngx_http_twirt_option(&value[i], "interrupt_response=", &v)
@@ -1929,7 +1926,6 @@ ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
-    char                     buf[32];
     double                   d, *field;
     ngx_str_t               *value, v;
     ngx_uint_t               i, k;
@@ -1975,15 +1971,11 @@ ngx_http_twirt_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
         }
 
-        if (keys[k].name == NULL || v.len == 0 || v.len >= sizeof(buf)) {
+        if (keys[k].name == NULL) {
             goto invalid;
         }
 
-        ngx_memcpy(buf, v.data, v.len);
-        buf[v.len] = '\0';
-
-        d = strtod(buf, NULL);
-        if (d < 0.0 || (d == 0.0 && buf[0] != '0')) {
+        if (ngx_http_twirt_realtime_decimal(&v, 0.0, 1000000.0, &d) != NULL) {
             goto invalid;
         }
 

@@ -42,8 +42,6 @@ static json_t *ngx_http_twirt_realtime_truncation(
     ngx_http_twirt_loc_conf_t *conf);
 static json_t *ngx_http_twirt_realtime_prompt(ngx_http_twirt_prompt_t *prompt,
     json_t *profile, json_t *parameters, ngx_pool_t *pool, ngx_log_t *log);
-static char *ngx_http_twirt_realtime_decimal(ngx_str_t *s, double min,
-    double max, double *d);
 static ngx_int_t ngx_http_twirt_session_json_object(json_t *obj,
     const char *prefix, u_char *buf, size_t size);
 static ngx_int_t ngx_http_twirt_session_json_value(const char *path,
@@ -883,7 +881,7 @@ ngx_http_twirt_realtime_name(ngx_str_t *s)
 
 /* digits and one point, from min to max: no signs, exponents, "nan" */
 
-static char *
+char *
 ngx_http_twirt_realtime_decimal(ngx_str_t *s, double min, double max,
     double *d)
 {

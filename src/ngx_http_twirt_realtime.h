@@ -75,6 +75,8 @@ ngx_str_t *ngx_http_twirt_realtime_enum_name(ngx_conf_enum_t *table,
     ngx_uint_t value);
 u_char *ngx_http_twirt_realtime_enum_names(u_char *buf, u_char *last,
     ngx_conf_enum_t *table);
+char *ngx_http_twirt_realtime_decimal(ngx_str_t *s, double min, double max,
+    double *d);
 char *ngx_http_twirt_realtime_threshold(ngx_str_t *s, double *threshold);
 char *ngx_http_twirt_realtime_ms(ngx_str_t *s, ngx_int_t *ms);
 char *ngx_http_twirt_realtime_max_output_tokens(ngx_str_t *s, ngx_int_t *n);
