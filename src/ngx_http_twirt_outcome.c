@@ -185,8 +185,11 @@ ngx_http_twirt_outcome_init(ngx_conf_t *cf)
              * sizeof(uint32_t)
            + ocf->outcome_entries * sizeof(ngx_http_twirt_outcome_entry_t);
 
-    /* the slab pool's own pages and headers */
-    size = ngx_align(size, ngx_pagesize) + 8 * ngx_pagesize;
+    /*
+     * The slab pool's own headers, and a page descriptor for each page
+     * (under 1% of the zone: a sixteenth is ample at any size).
+     */
+    size = ngx_align(size + size / 16, ngx_pagesize) + 8 * ngx_pagesize;
 
     shm_zone = ngx_shared_memory_add(cf, &ngx_http_twirt_outcome_zone_name,
                                      size, &ngx_http_twirt_outcome_module);

@@ -648,7 +648,7 @@ ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r, ngx_str_t *status,
     ngx_http_twirt_twiml_t       t;
     ngx_http_twirt_loc_conf_t   *tlcf;
     ngx_http_twirt_twiml_ctx_t  *ctx;
-    ngx_http_twirt_log_text_t    lt, lr;
+    ngx_http_twirt_log_text_t    lt, ls, lr;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
@@ -664,7 +664,8 @@ ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r, ngx_str_t *status,
                   "known from %s",
                   ngx_http_twirt_log_str(&lt,
                                          ngx_http_twirt_twiml_call_sid(ctx)),
-                  status ? status : &ngx_http_twirt_unknown,
+                  status ? ngx_http_twirt_log_str(&ls, status)
+                         : &ngx_http_twirt_unknown,
                   reason ? ngx_http_twirt_log_str(&lr, reason)
                          : &ngx_http_twirt_unknown,
                   fallback ? "fallback" : "hang up", source);

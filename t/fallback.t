@@ -205,3 +205,20 @@ ended (-, -): fallback, known from nothing
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 10: the table at its largest (1000000 entries) fits its zone: nginx starts and answers
+--- http_config
+    twirt_outcome_entries 1000000;
+--- config
+    location = /twilio/media { twirt_stream; }
+--- request
+POST /twilio/after
+CallSid=CA00000000000000000000000000large1
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body_like: <Say language="ja-JP">
+--- no_error_log
+no memory
+[emerg]
