@@ -377,6 +377,18 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
 
 failed:
 
+    if (call) {
+        /* nothing may point into the pool once it is gone */
+
+        if (call->cleanup) {
+            call->cleanup->handler = NULL;
+        }
+
+        if (call->duration_timer.timer_set) {
+            ngx_del_timer(&call->duration_timer);
+        }
+    }
+
     if (call && call->twilio) {
         call->twilio->request = NULL;
         call->twilio->connection = NULL;
@@ -386,13 +398,6 @@ failed:
     ngx_destroy_pool(pool);
 
     return NULL;
-}
-
-
-const char *
-ngx_http_twirt_call_phase_name(ngx_http_twirt_call_phase_e phase)
-{
-    return ngx_http_twirt_call_phases[phase];
 }
 
 
@@ -957,9 +962,7 @@ ngx_http_twirt_call_realtime_message(ngx_http_twirt_ws_t *ws,
                        f[0].value.len)
            == 0)
     {
-        if (call->phase == NGX_HTTP_TWIRT_CALL_CONFIGURED
-            || call->phase == NGX_HTTP_TWIRT_CALL_ACTIVE)
-        {
+        if (NGX_HTTP_TWIRT_CALL_TALKING & (1 << call->phase)) {
             ngx_http_twirt_call_delta(call, &f[1].value, &f[2].value,
                                       &f[3].value);
         }
@@ -1757,8 +1760,7 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 
     if (!call->twilio->notified
         || (call->realtime && !call->realtime->notified)
-        || call->upstream
-        || call->phase == NGX_HTTP_TWIRT_CALL_DONE)
+        || call->upstream)
     {
         return;
     }
@@ -1794,7 +1796,6 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
     ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_DONE);
 
     ngx_http_twirt_call_record_end(call);
-    ngx_http_twirt_record_profile_cancel(&call->profile_handle);
 
     ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, -1);
     ngx_http_twirt_metrics_call_ended(call->end);

@@ -162,7 +162,6 @@ struct ngx_http_twirt_call_s {
 ngx_http_twirt_call_t *ngx_http_twirt_call_create(ngx_http_request_t *r);
 void ngx_http_twirt_call_end(ngx_http_twirt_call_t *call,
     ngx_http_twirt_end_e end, const char *detail, ngx_uint_t code);
-const char *ngx_http_twirt_call_phase_name(ngx_http_twirt_call_phase_e phase);
 
 
 #endif /* _NGX_HTTP_TWIRT_CALL_H_INCLUDED_ */
