@@ -148,8 +148,7 @@ void
 ngx_http_twirt_record_end(ngx_http_twirt_record_t *rec,
     ngx_http_twirt_record_end_t *end)
 {
-    time_t                        ttl;
-    ngx_http_twirt_redis_args_t   args;
+    ngx_http_twirt_redis_args_t  args;
 
     if (rec->call_sid.len == 0) {
         return;
@@ -179,6 +178,26 @@ ngx_http_twirt_record_end(ngx_http_twirt_record_t *rec,
     ngx_http_twirt_redis_args_key(&args, "calls:active", NULL, NULL);
     ngx_http_twirt_redis_args_str(&args, &rec->call_sid);
     (void) ngx_http_twirt_redis_args_send(&args);
+
+    ngx_http_twirt_record_expire(rec);
+}
+
+
+/*
+ * The call's keys expire after twirt_redis_ttl: when it ends, and when
+ * something is recorded of a call that may never start (a stream status
+ * callback), so that no key stays for ever.
+ */
+
+void
+ngx_http_twirt_record_expire(ngx_http_twirt_record_t *rec)
+{
+    time_t                        ttl;
+    ngx_http_twirt_redis_args_t   args;
+
+    if (rec->call_sid.len == 0) {
+        return;
+    }
 
     ttl = ngx_http_twirt_redis_ttl();
 

@@ -55,6 +55,7 @@ void ngx_http_twirt_record_event(ngx_http_twirt_record_t *rec, json_t *ev,
     const char *text);
 void ngx_http_twirt_record_end(ngx_http_twirt_record_t *rec,
     ngx_http_twirt_record_end_t *end);
+void ngx_http_twirt_record_expire(ngx_http_twirt_record_t *rec);
 
 /*
  * Reads {prefix}agent:{agent}.  NGX_OK: handler is called later, exactly

@@ -793,6 +793,7 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
     }
 
     ngx_http_twirt_record_event(&rec, ev, text);
+    ngx_http_twirt_record_expire(&rec);
 
     free(text);
     json_decref(ev);

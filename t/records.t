@@ -387,5 +387,10 @@ is($e->{event}, 'stream-error', 'the event');
 is($e->{stream_sid}, $call->{stream_sid}, 'the stream');
 is($e->{error}, '31920: too slow', 'the error, as sent');
 is(scalar(grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) }), 1, "another stream's event was not recorded");
+# a call that never started: its events still expire
+http_post('/twilio/stream-status', 'CallSid=CA000000000000000000000000000nocall&StreamSid=MZ2&StreamEvent=stream-error&StreamError=never%20started');
+my $nokey = 'twirt:call:CA000000000000000000000000000nocall:events';
+ok(redis_wait(5, sub { (redis_cli('--raw', 'EXISTS', $nokey))[0] == 1 }), 'the event of a call that never started is recorded');
+ok(redis_wait(5, sub { (redis_cli('--raw', 'TTL', $nokey))[0] > 0 }), 'and expires');
 --- error_log
 "event":"stream-error"
