@@ -16,6 +16,7 @@
 #include "ngx_http_twirt_realtime.h"
 #include "ngx_http_twirt_metrics.h"
 #include "ngx_http_twirt_outcome.h"
+#include "ngx_http_twirt_tool.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -55,6 +56,10 @@ static char *ngx_http_twirt_vad(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_noise_reduction(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_twirt_tool_filler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_check_tools(ngx_conf_t *cf,
+    ngx_http_twirt_loc_conf_t *conf);
 static char *ngx_http_twirt_tools(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_max_output_tokens(ngx_conf_t *cf,
@@ -258,6 +263,48 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       ngx_http_twirt_tools,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_twirt_loc_conf_t, tools),
+      NULL },
+
+    { ngx_string("twirt_tool_uri"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, tool_uri),
+      NULL },
+
+    { ngx_string("twirt_tool_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, tool_secret),
+      NULL },
+
+    { ngx_string("twirt_tool_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, tool_timeout),
+      NULL },
+
+    { ngx_string("twirt_tool_max_output"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, tool_max_output),
+      NULL },
+
+    { ngx_string("twirt_tool_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, tool_concurrency),
+      NULL },
+
+    { ngx_string("twirt_tool_filler"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_twirt_tool_filler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("twirt_end_call"),
@@ -520,6 +567,10 @@ ngx_http_twirt_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_twirt_tool_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_twirt_outcome_init(cf);
 }
 
@@ -584,6 +635,10 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->prices = NGX_CONF_UNSET_PTR;
     conf->early_audio = NGX_CONF_UNSET_MSEC;
     conf->agent_timeout = NGX_CONF_UNSET_MSEC;
+    conf->tool_timeout = NGX_CONF_UNSET_MSEC;
+    conf->tool_max_output = NGX_CONF_UNSET_SIZE;
+    conf->tool_concurrency = NGX_CONF_UNSET_UINT;
+    conf->tool_filler_after = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -735,6 +790,24 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->early_audio, prev->early_audio, 2000);
     ngx_conf_merge_msec_value(conf->agent_timeout, prev->agent_timeout, 500);
 
+    ngx_conf_merge_str_value(conf->tool_uri, prev->tool_uri, "");
+    ngx_conf_merge_str_value(conf->tool_secret, prev->tool_secret, "");
+    ngx_conf_merge_msec_value(conf->tool_timeout, prev->tool_timeout, 5000);
+    ngx_conf_merge_size_value(conf->tool_max_output, prev->tool_max_output,
+                              16 * 1024);
+    ngx_conf_merge_uint_value(conf->tool_concurrency, prev->tool_concurrency,
+                              4);
+
+    if (conf->tool_filler_after == NGX_CONF_UNSET_MSEC) {
+        conf->tool_filler = prev->tool_filler;
+        conf->tool_filler_after = prev->tool_filler_after;
+    }
+
+    if (conf->tool_filler_after == NGX_CONF_UNSET_MSEC) {
+        ngx_str_set(&conf->tool_filler, "少々お待ちください");
+        conf->tool_filler_after = 1500;
+    }
+
     conf->upstream_ws.max_frame = conf->max_message_size;
     conf->upstream_ws.max_message = conf->max_message_size;
     conf->upstream_ws.max_queue = conf->send_queue_size;
@@ -743,7 +816,9 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     conf->upstream_ws.close_timeout = conf->close_timeout;
 
     if (conf->stream) {
-        if (ngx_http_twirt_check_session(cf, conf) != NGX_CONF_OK) {
+        if (ngx_http_twirt_check_session(cf, conf) != NGX_CONF_OK
+            || ngx_http_twirt_check_tools(cf, conf) != NGX_CONF_OK)
+        {
             return NGX_CONF_ERROR;
         }
 
@@ -1549,9 +1624,10 @@ ngx_http_twirt_tools(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
-    json_t        *tools, *tool, *name;
+    json_t        *tools;
     size_t         i;
     ngx_str_t     *value, path;
+    const char    *why;
     json_error_t   err;
 
     if (tlcf->tools != NGX_CONF_UNSET_PTR) {
@@ -1585,24 +1661,127 @@ ngx_http_twirt_tools(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    json_array_foreach(tools, i, tool) {
-        name = json_object_get(tool, "name");
+    why = ngx_http_twirt_tool_check(tools, &i);
 
-        if (!json_is_object(tool)
-            || !json_is_string(json_object_get(tool, "type"))
-            || ngx_strcmp(json_string_value(json_object_get(tool, "type")),
-                          "function") != 0
-            || !json_is_string(name))
+    if (why) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tools file \"%V\": entry %uz %s", &path, i, why);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->tools = tools;
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_tool_filler off | TEXT [after=TIME] */
+
+static char *
+ngx_http_twirt_tool_filler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    json_t      *text;
+    ngx_str_t   *value, s;
+    ngx_msec_t   after;
+
+    if (tlcf->tool_filler_after != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    after = 1500;
+
+    if (cf->args->nelts == 3) {
+        if (value[2].len <= sizeof("after=") - 1
+            || ngx_strncmp(value[2].data, "after=", sizeof("after=") - 1)
+               != 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "tools file \"%V\": entry %uz is not "
-                               "{\"type\":\"function\",\"name\":...}",
-                               &path, i);
+                               "invalid parameter \"%V\": "
+                               "\"after=TIME\" expected", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.data = value[2].data + sizeof("after=") - 1;
+        s.len = value[2].len - (sizeof("after=") - 1);
+
+        after = ngx_parse_time(&s, 0);
+
+        if (after == (ngx_msec_t) NGX_ERROR || after == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid time \"%V\": a time above 0 such "
+                               "as 1500ms or 2s expected", &s);
             return NGX_CONF_ERROR;
         }
     }
 
-    tlcf->tools = tools;
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        if (cf->args->nelts == 3) {
+            return "takes no \"after=\" with \"off\"";
+        }
+
+        ngx_str_null(&tlcf->tool_filler);
+        tlcf->tool_filler_after = 0;
+
+        return NGX_CONF_OK;
+    }
+
+    text = json_stringn((char *) value[1].data, value[1].len);
+
+    if (value[1].len == 0 || text == NULL) {
+        json_decref(text);
+        return "takes a non-empty UTF-8 text or \"off\"";
+    }
+
+    json_decref(text);
+
+    tlcf->tool_filler = value[1];
+    tlcf->tool_filler_after = after;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the backend of a stream location: a URI nginx can make a subrequest to */
+
+static char *
+ngx_http_twirt_check_tools(ngx_conf_t *cf, ngx_http_twirt_loc_conf_t *conf)
+{
+    if (conf->tool_uri.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->tool_uri.data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_tool_uri\" must be a URI of this "
+                           "server, starting with \"/\", not \"%V\"",
+                           &conf->tool_uri);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->tool_secret.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_tool_uri\" needs \"twirt_tool_secret\": "
+                           "the backend verifies every tool request with it");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->tool_concurrency == 0 || conf->tool_concurrency > 64) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_tool_concurrency\" must be 1 to 64, "
+                           "not %ui", conf->tool_concurrency);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->tool_timeout == 0 || conf->tool_max_output == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" must be above 0",
+                           conf->tool_timeout ? "twirt_tool_max_output"
+                                              : "twirt_tool_timeout");
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

@@ -198,6 +198,15 @@ typedef struct {
     ngx_http_twirt_prices_t    *prices;
     ngx_msec_t                  early_audio;      /* caller audio kept */
     ngx_msec_t                  agent_timeout;    /* profile read */
+
+    /* tools run by the user's backend (ngx_http_twirt_tool.c) */
+    ngx_str_t                   tool_uri;         /* "": no backend */
+    ngx_str_t                   tool_secret;
+    ngx_msec_t                  tool_timeout;
+    size_t                      tool_max_output;
+    ngx_uint_t                  tool_concurrency; /* per call */
+    ngx_str_t                   tool_filler;      /* "": off */
+    ngx_msec_t                  tool_filler_after;
 } ngx_http_twirt_loc_conf_t;
 
 

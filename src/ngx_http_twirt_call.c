@@ -131,6 +131,25 @@ static void ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_function(ngx_http_twirt_call_t *call,
     json_t *ev);
+static ngx_uint_t ngx_http_twirt_call_declared(ngx_http_twirt_call_t *call,
+    ngx_str_t *name);
+static void ngx_http_twirt_call_tool_append(ngx_http_twirt_tool_t **list,
+    ngx_http_twirt_tool_t *tool);
+static void ngx_http_twirt_call_tool_run(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_tool_t *tool);
+static void ngx_http_twirt_call_tool_done(ngx_http_twirt_tool_t *tool);
+static void ngx_http_twirt_call_tool_output(ngx_http_twirt_call_t *call,
+    ngx_str_t *name, ngx_str_t *call_id, ngx_http_twirt_tool_result_e result,
+    ngx_http_twirt_tool_t *tool);
+static const char *ngx_http_twirt_call_tool_why(
+    ngx_http_twirt_tool_result_e result);
+static void ngx_http_twirt_call_tool_answer(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_filler(ngx_event_t *ev);
+static void ngx_http_twirt_call_tools_cancel(ngx_http_twirt_call_t *call);
+static ngx_int_t ngx_http_twirt_call_tool_copy(ngx_http_twirt_tool_t *tool,
+    ngx_str_t *dst, ngx_str_t *src);
+static ngx_int_t ngx_http_twirt_call_tool_str(ngx_http_twirt_tool_t *tool,
+    ngx_str_t *dst, char *src);
 static void ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
     const char *status, json_t *details);
 static void ngx_http_twirt_call_transcription_failed(
@@ -326,6 +345,11 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->duration_timer.handler = ngx_http_twirt_call_duration;
     call->duration_timer.data = call;
     call->duration_timer.log = call->log;
+
+    call->filler_timer.handler = ngx_http_twirt_call_filler;
+    call->filler_timer.data = call;
+    call->filler_timer.log = call->log;
+    call->filler_timer.cancelable = 1;
 
     /*
      * Not cancelable: a call in progress keeps an old worker alive after a
@@ -1345,47 +1369,483 @@ ngx_http_twirt_call_committed(ngx_http_twirt_call_t *call, json_t *unused)
 }
 
 
+/*
+ * The model called a function: end_call and transfer_call are twirt's,
+ * the others run on the user's backend (ngx_http_twirt_tool.c).  Every
+ * call gets an output, an error one when it cannot run; the response to
+ * the outputs is asked for once all of them are sent.
+ */
+
 static void
 ngx_http_twirt_call_function(ngx_http_twirt_call_t *call, json_t *ev)
 {
-    json_t                     *out;
-    const char                 *name;
+    char                       *body;
+    json_t                     *args, *req, *agent;
+    ngx_str_t                   name, call_id;
+    const char                 *s;
+    json_error_t                err;
+    ngx_http_twirt_tool_t      *tool;
     ngx_http_twirt_log_text_t   t;
 
-    name = json_string_value(json_object_get(ev, "name"));
+    s = json_string_value(json_object_get(ev, "name"));
 
-    if (name == NULL) {
+    if (s == NULL) {
         return;
     }
 
+    name.data = (u_char *) s;
+    name.len = json_string_length(json_object_get(ev, "name"));
+
+    s = json_string_value(json_object_get(ev, "call_id"));
+    call_id.data = (u_char *) (s ? s : "");
+    call_id.len = s ? json_string_length(json_object_get(ev, "call_id")) : 0;
+
     ngx_http_twirt_call_event(call, "tool",
-        json_pack("{s:s,s:O*,s:O*}", "name", name,
+        json_pack("{s:s%,s:O*,s:O*}", "name", name.data, name.len,
                   "call_id", json_object_get(ev, "call_id"),
                   "arguments", json_object_get(ev, "arguments")));
 
-    if (ngx_strcmp(name, "end_call") == 0 && call->conf->end_call) {
+    if (ngx_strcmp(name.data, "end_call") == 0 && call->conf->end_call) {
         /* the goodbye plays to its end, then the stream closes */
         call->after = NGX_HTTP_TWIRT_AFTER_HANG_UP;
         ngx_http_twirt_call_heard(call);
         return;
     }
 
-    ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                  "twirt: the model called unknown tool \"%V\"",
-                  ngx_http_twirt_log_cstr(&t, name));
+    if (!ngx_http_twirt_call_declared(call, &name)) {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: the model called unknown tool \"%V\"",
+                      ngx_http_twirt_log_str(&t, &name));
+        ngx_http_twirt_call_tool_output(call, &name, &call_id,
+                                        NGX_HTTP_TWIRT_TOOL_UNKNOWN, NULL);
+        return;
+    }
 
-    out = json_pack("{s:s,s:{s:s,s:O*,s:s}}",
-                    "type", "conversation.item.create",
-                    "item", "type", "function_call_output",
-                    "call_id", json_object_get(ev, "call_id"),
-                    "output", "{\"error\":\"unknown tool\"}");
+    s = json_string_value(json_object_get(ev, "arguments"));
+    args = s ? json_loads(s, JSON_REJECT_DUPLICATES, &err) : NULL;
 
-    if (out) {
-        (void) ngx_http_twirt_call_send_json(call, out);
-        json_decref(out);
+    if (!json_is_object(args)) {
+        json_decref(args);
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: the model called tool \"%V\" with arguments "
+                      "that are not a JSON object",
+                      ngx_http_twirt_log_str(&t, &name));
+        ngx_http_twirt_call_tool_output(call, &name, &call_id,
+                                        NGX_HTTP_TWIRT_TOOL_INVALID_ARGUMENTS,
+                                        NULL);
+        return;
+    }
+
+    if (call->conf->tool_uri.len == 0) {
+        json_decref(args);
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: the model called tool \"%V\" but no "
+                      "\"twirt_tool_uri\" is configured",
+                      ngx_http_twirt_log_str(&t, &name));
+        ngx_http_twirt_call_tool_output(call, &name, &call_id,
+                                        NGX_HTTP_TWIRT_TOOL_NO_BACKEND, NULL);
+        return;
+    }
+
+    agent = json_object_get(call->parameters, "agent");
+
+    req = json_pack("{s:s%,s:s%,s:O,s:s%,s:s%,s:o,s:O*}",
+                    "call_sid", call->call_sid.data, call->call_sid.len,
+                    "stream_sid", call->stream_sid.data, call->stream_sid.len,
+                    "agent", agent ? agent : json_null(),
+                    "name", name.data, name.len,
+                    "call_id", call_id.data, call_id.len,
+                    "arguments", args,
+                    "parameters", call->parameters);
+
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+
+    tool = ngx_http_twirt_tool_create(call->twilio->request, call->log);
+
+    if (body == NULL || tool == NULL
+        || ngx_http_twirt_call_tool_str(tool, &tool->body, body) != NGX_OK
+        || ngx_http_twirt_call_tool_copy(tool, &tool->name, &name) != NGX_OK
+        || ngx_http_twirt_call_tool_copy(tool, &tool->call_id, &call_id)
+           != NGX_OK)
+    {
+        free(body);
+        ngx_http_twirt_call_tool_output(call, &name, &call_id,
+                                        NGX_HTTP_TWIRT_TOOL_FAILED, NULL);
+        return;
+    }
+
+    free(body);
+
+    tool->uri = call->conf->tool_uri;
+    tool->secret = call->conf->tool_secret;
+    tool->timeout = call->conf->tool_timeout;
+    tool->max_output = call->conf->tool_max_output;
+    tool->handler = ngx_http_twirt_call_tool_done;
+    tool->data = call;
+
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "twirt: tool \"%V\" called, %uz bytes of request",
+                  ngx_http_twirt_log_str(&t, &name), tool->body.len);
+
+    if (call->tools_running < call->conf->tool_concurrency) {
+        ngx_http_twirt_call_tool_run(call, tool);
+
+    } else {
+        /* appended: they run in the order the model called them */
+        ngx_http_twirt_call_tool_append(&call->tools_waiting, tool);
+    }
+
+    if (call->conf->tool_filler_after && !call->filler_timer.timer_set
+        && !call->filler_said)
+    {
+        ngx_add_timer(&call->filler_timer, call->conf->tool_filler_after);
+    }
+}
+
+
+/* the tools the session declared: the agent profile's or the configuration's */
+
+static ngx_uint_t
+ngx_http_twirt_call_declared(ngx_http_twirt_call_t *call, ngx_str_t *name)
+{
+    size_t   i;
+    json_t  *tools, *tool, *v;
+
+    tools = json_object_get(call->profile, "tools");
+
+    if (tools == NULL) {
+        tools = call->conf->tools;
+    }
+
+    json_array_foreach(tools, i, tool) {
+        v = json_object_get(tool, "name");
+
+        if (json_string_length(v) == name->len
+            && ngx_strncmp(json_string_value(v), name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_twirt_call_tool_append(ngx_http_twirt_tool_t **list,
+    ngx_http_twirt_tool_t *tool)
+{
+    while (*list) {
+        list = &(*list)->next;
+    }
+
+    tool->next = NULL;
+    *list = tool;
+}
+
+
+static void
+ngx_http_twirt_call_tool_run(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_tool_t *tool)
+{
+    call->tools_running++;
+    ngx_http_twirt_call_tool_append(&call->tools, tool);
+    ngx_http_twirt_tool_start(tool);
+}
+
+
+static void
+ngx_http_twirt_call_tool_done(ngx_http_twirt_tool_t *tool)
+{
+    ngx_http_twirt_call_t  *call = tool->data;
+
+    ngx_http_twirt_tool_t  **tp, *next;
+
+    for (tp = &call->tools; *tp; tp = &(*tp)->next) {
+        if (*tp == tool) {
+            *tp = tool->next;
+            call->tools_running--;
+            break;
+        }
+    }
+
+    ngx_http_twirt_call_tool_output(call, &tool->name, &tool->call_id,
+                                    tool->result, tool);
+
+    if (call->phase >= NGX_HTTP_TWIRT_CALL_ENDING) {
+        return;
+    }
+
+    next = call->tools_waiting;
+
+    if (next && call->tools_running < call->conf->tool_concurrency) {
+        call->tools_waiting = next->next;
+        ngx_http_twirt_call_tool_run(call, next);
+    }
+
+    ngx_http_twirt_call_tool_answer(call);
+}
+
+
+/*
+ * The output the model gets: the backend's answer as it is, or an error
+ * object it can talk about; also an event, a log line and a metric.
+ */
+
+static void
+ngx_http_twirt_call_tool_output(ngx_http_twirt_call_t *call, ngx_str_t *name,
+    ngx_str_t *call_id, ngx_http_twirt_tool_result_e result,
+    ngx_http_twirt_tool_t *tool)
+{
+    char                       *text;
+    json_t                     *ev, *output, *err;
+    ngx_uint_t                  status;
+    ngx_msec_t                  ms;
+    ngx_http_twirt_log_text_t   t;
+
+    status = tool ? tool->status : 0;
+    ms = tool ? ngx_current_msec - tool->started : 0;
+    text = NULL;
+
+    if (result == NGX_HTTP_TWIRT_TOOL_OK) {
+        output = json_stringn(tool->output_len ? (char *) tool->output : "",
+                              tool->output_len);
+
+    } else {
+        err = json_pack("{s:s,s:s}", "error",
+                        ngx_http_twirt_tool_result_name(result),
+                        "message", ngx_http_twirt_call_tool_why(result));
+
+        if (err && status) {
+            json_object_set_new(err, "status", json_integer(status));
+        }
+
+        text = err ? json_dumps(err, JSON_COMPACT|JSON_SORT_KEYS) : NULL;
+        json_decref(err);
+
+        output = json_string(text ? text : "{\"error\":\"failed\"}");
+    }
+
+    if (result == NGX_HTTP_TWIRT_TOOL_OK) {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: tool \"%V\" answered %ui, %uz bytes in %M ms",
+                      ngx_http_twirt_log_str(&t, name), status,
+                      tool->output_len, ms);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: tool \"%V\" failed: %s (HTTP %ui, %uz bytes "
+                      "in %M ms)", ngx_http_twirt_log_str(&t, name),
+                      ngx_http_twirt_tool_result_name(result), status,
+                      tool ? tool->received : 0, ms);
+    }
+
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_TOOL_OK + result, 1);
+
+    ngx_http_twirt_call_event(call, "tool_result",
+        json_pack("{s:s%,s:s%,s:s,s:i,s:I,s:I}",
+                  "name", name->data, name->len,
+                  "call_id", call_id->data, call_id->len,
+                  "status", ngx_http_twirt_tool_result_name(result),
+                  "http_status", (int) status,
+                  "duration_ms", (json_int_t) ms,
+                  "output_bytes", (json_int_t) (tool ? tool->received : 0)));
+
+    ev = json_pack("{s:s,s:{s:s,s:s%,s:o}}",
+                   "type", "conversation.item.create",
+                   "item", "type", "function_call_output",
+                   "call_id", call_id->data, call_id->len,
+                   "output", output);
+
+    if (ev) {
+        (void) ngx_http_twirt_call_send_json(call, ev);
+        json_decref(ev);
+    }
+
+    free(text);
+
+    call->tool_answer = 1;
+
+    if (tool == NULL) {
+        ngx_http_twirt_call_tool_answer(call);
+    }
+}
+
+
+static const char *
+ngx_http_twirt_call_tool_why(ngx_http_twirt_tool_result_e result)
+{
+    switch (result) {
+
+    case NGX_HTTP_TWIRT_TOOL_STATUS:
+        return "The tool's backend answered with an error status.";
+
+    case NGX_HTTP_TWIRT_TOOL_TIMEOUT:
+        return "The tool's backend did not answer in time.";
+
+    case NGX_HTTP_TWIRT_TOOL_UNREACHABLE:
+        return "The tool's backend could not be reached.";
+
+    case NGX_HTTP_TWIRT_TOOL_TOO_LARGE:
+        return "The tool's answer was too large to use.";
+
+    case NGX_HTTP_TWIRT_TOOL_INVALID_OUTPUT:
+        return "The tool's answer was not text.";
+
+    case NGX_HTTP_TWIRT_TOOL_INVALID_ARGUMENTS:
+        return "The arguments were not a valid JSON object; call the tool "
+               "again with valid arguments.";
+
+    case NGX_HTTP_TWIRT_TOOL_UNKNOWN:
+        return "There is no tool of this name.";
+
+    case NGX_HTTP_TWIRT_TOOL_NO_BACKEND:
+        return "The tool is not available.";
+
+    default:
+        return "The tool could not be run.";
+    }
+}
+
+
+/*
+ * One response.create for all the outputs of a response: once none is
+ * running or waiting and no response is active (the one that called the
+ * tools, a filler).
+ */
+
+static void
+ngx_http_twirt_call_tool_answer(ngx_http_twirt_call_t *call)
+{
+    if (!call->tool_answer || call->tools || call->tools_waiting
+        || call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
+        || call->phase >= NGX_HTTP_TWIRT_CALL_ENDING)
+    {
+        return;
+    }
+
+    call->tool_answer = 0;
+    call->filler_said = 0;
+
+    if (call->filler_timer.timer_set) {
+        ngx_del_timer(&call->filler_timer);
     }
 
     ngx_http_twirt_call_response_create(call, NULL);
+}
+
+
+/*
+ * A tool runs long: the agent says the filler, an out-of-band response
+ * that adds nothing to the conversation, when no other one is active.
+ */
+
+static void
+ngx_http_twirt_call_filler(ngx_event_t *ev)
+{
+    ngx_http_twirt_call_t  *call = ev->data;
+
+    u_char  *p;
+    json_t  *rc;
+
+    if ((call->tools == NULL && call->tools_waiting == NULL)
+        || call->phase >= NGX_HTTP_TWIRT_CALL_ENDING)
+    {
+        return;
+    }
+
+    if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE) {
+        ngx_add_timer(&call->filler_timer, 250);
+        return;
+    }
+
+    p = ngx_pnalloc(call->pool, call->conf->tool_filler.len + 128);
+    if (p == NULL) {
+        return;
+    }
+
+    ngx_sprintf(p, "Say exactly this to the caller, and nothing else: "
+                "\xe3\x80\x8c%V\xe3\x80\x8d%Z", &call->conf->tool_filler);
+
+    rc = json_pack("{s:s,s:{s:s,s:[s],s:s,s:[],s:{s:s}}}",
+                   "type", "response.create",
+                   "response", "conversation", "none",
+                   "output_modalities", "audio",
+                   "instructions", (char *) p,
+                   "input",
+                   "metadata", "twirt", "filler");
+
+    if (rc && ngx_http_twirt_call_send_json(call, rc) == NGX_OK) {
+        call->response = NGX_HTTP_TWIRT_RESPONSE_ACTIVE;
+        call->filler_said = 1;
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_TOOL_FILLERS, 1);
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: a tool runs %M ms: the agent says the filler",
+                      call->conf->tool_filler_after);
+    }
+
+    json_decref(rc);
+}
+
+
+/* the call ends: no tool answers it any more */
+
+static void
+ngx_http_twirt_call_tools_cancel(ngx_http_twirt_call_t *call)
+{
+    ngx_http_twirt_tool_t  *tool, *next;
+
+    for (tool = call->tools; tool; tool = next) {
+        next = tool->next;
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: tool \"%V\" canceled: the call ended",
+                      &tool->name);
+        ngx_http_twirt_tool_cancel(tool);
+    }
+
+    for (tool = call->tools_waiting; tool; tool = next) {
+        next = tool->next;
+        ngx_http_twirt_tool_cancel(tool);
+    }
+
+    call->tools = NULL;
+    call->tools_waiting = NULL;
+    call->tools_running = 0;
+
+    if (call->filler_timer.timer_set) {
+        ngx_del_timer(&call->filler_timer);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_twirt_call_tool_copy(ngx_http_twirt_tool_t *tool, ngx_str_t *dst,
+    ngx_str_t *src)
+{
+    dst->data = ngx_pnalloc(tool->request->pool, src->len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+    dst->data[src->len] = '\0';
+    dst->len = src->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_call_tool_str(ngx_http_twirt_tool_t *tool, ngx_str_t *dst,
+    char *src)
+{
+    ngx_str_t  s;
+
+    s.data = (u_char *) src;
+    s.len = ngx_strlen(src);
+
+    return ngx_http_twirt_call_tool_copy(tool, dst, &s);
 }
 
 
@@ -1430,6 +1890,7 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
                                                   ? &instructions : NULL);
     }
 
+    ngx_http_twirt_call_tool_answer(call);
     ngx_http_twirt_call_heard(call);
 }
 
@@ -1730,6 +2191,8 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, ngx_http_twirt_end_e end,
 
     ngx_http_twirt_record_profile_cancel(&call->profile_handle);
 
+    ngx_http_twirt_call_tools_cancel(call);
+
     if (call->realtime && !call->realtime->closed) {
         ngx_http_twirt_ws_close(call->realtime, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL,
                                 NULL);
@@ -1811,6 +2274,8 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
     if (call->duration_timer.timer_set) {
         ngx_del_timer(&call->duration_timer);
     }
+
+    ngx_http_twirt_call_tools_cancel(call);
 
     if (call->profile) {
         json_decref(call->profile);

@@ -17,6 +17,7 @@
 #include "ngx_http_twirt_realtime.h"
 #include "ngx_http_twirt_end.h"
 #include "ngx_http_twirt_record.h"
+#include "ngx_http_twirt_tool.h"
 
 
 #define NGX_HTTP_TWIRT_ITEMS     8
@@ -124,6 +125,18 @@ struct ngx_http_twirt_call_s {
     u_char                      dropped_id[NGX_HTTP_TWIRT_ID_MAX];
     size_t                      dropped_id_len;
     ngx_str_t                   queued_instructions;
+
+    /*
+     * The model's tool calls: running (at most twirt_tool_concurrency),
+     * waiting to run; their outputs are sent as they come, the response
+     * to them is asked for once none is left (tool_answer)
+     */
+    ngx_http_twirt_tool_t      *tools;
+    ngx_http_twirt_tool_t      *tools_waiting;
+    ngx_uint_t                  tools_running;
+    ngx_event_t                 filler_timer;
+    unsigned                    tool_answer:1;
+    unsigned                    filler_said:1;
 
     /* playback accounting */
     ngx_http_twirt_item_t       items[NGX_HTTP_TWIRT_ITEMS];

@@ -8,6 +8,7 @@
 
 
 #include "ngx_http_twirt_metrics.h"
+#include "ngx_http_twirt_tool.h"
 #include "ngx_http_twirt_redis.h"
 
 
@@ -657,6 +658,21 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
             "Caller transcriptions that failed.");
     p = ngx_slprintf(p, end, "twirt_transcriptions_failed_total %uL\n",
                      c[NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED]);
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_tool_calls_total",
+            "counter", "Tool calls of the model, by result.");
+
+    for (i = 0; i < NGX_HTTP_TWIRT_TOOL_LAST; i++) {
+        p = ngx_slprintf(p, end,
+                         "twirt_tool_calls_total{result=\"%s\"} %uL\n",
+                         ngx_http_twirt_tool_result_name(i),
+                         c[NGX_HTTP_TWIRT_M_TOOL_OK + i]);
+    }
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_tool_fillers_total",
+            "counter", "Fillers the agent said while a tool ran long.");
+    p = ngx_slprintf(p, end, "twirt_tool_fillers_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_TOOL_FILLERS]);
 
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");

@@ -44,6 +44,11 @@ typedef enum {
     NGX_HTTP_TWIRT_M_RESPONSES_INCOMPLETE, /* response.done: incomplete */
     NGX_HTTP_TWIRT_M_RESPONSES_FAILED,     /* response.done: failed */
     NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED,
+    NGX_HTTP_TWIRT_M_TOOL_OK,              /* tool calls, by result: one
+                                              per ngx_http_twirt_tool_
+                                              result_e, in its order */
+    NGX_HTTP_TWIRT_M_TOOL_FAILED = NGX_HTTP_TWIRT_M_TOOL_OK + 9,
+    NGX_HTTP_TWIRT_M_TOOL_FILLERS,         /* fillers said while tools ran */
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 

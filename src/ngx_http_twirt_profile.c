@@ -12,6 +12,8 @@
  *   vad_silence_duration_ms,               parameters are: become
  *   vad_eagerness                          turn_detection's fields
  *   var_NAME, variables (a JSON object)    "variables", for {{NAME}}
+ *   tools (a JSON array)                   checked as twirt_tools files
+ *                                          are: replace them
  *
  * A field that fails its check is logged, saying why, and left out: the
  * configuration's value applies.
@@ -21,6 +23,7 @@
 #include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_profile.h"
 #include "ngx_http_twirt_realtime.h"
+#include "ngx_http_twirt_tool.h"
 
 
 typedef struct ngx_http_twirt_profile_field_s  ngx_http_twirt_profile_field_t;
@@ -54,6 +57,9 @@ static char *ngx_http_twirt_profile_ms(ngx_http_twirt_profile_field_t *f,
 static char *ngx_http_twirt_profile_variables(
     ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
     json_t *vars, json_t *td);
+static char *ngx_http_twirt_profile_tools(
+    ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
+    json_t *vars, json_t *td);
 static char *ngx_http_twirt_profile_enum(ngx_str_t *value,
     ngx_conf_enum_t *table, ngx_uint_t *v);
 static char *ngx_http_twirt_profile_set(json_t *obj, const char *key,
@@ -77,6 +83,7 @@ static ngx_http_twirt_profile_field_t  ngx_http_twirt_profile_fields[] = {
       ngx_http_twirt_eagerness, 1 },
     { ngx_string("variables"), ngx_http_twirt_profile_variables, NULL,
       NULL, 0 },
+    { ngx_string("tools"), ngx_http_twirt_profile_tools, "tools", NULL, 0 },
     { ngx_null_string, NULL, NULL, NULL, 0 }
 };
 
@@ -341,6 +348,40 @@ ngx_http_twirt_profile_variables(ngx_http_twirt_profile_field_t *f,
     json_decref(v);
 
     return NULL;
+}
+
+
+static char *
+ngx_http_twirt_profile_tools(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td)
+{
+    u_char        *p;
+    size_t         bad;
+    json_t        *v;
+    const char    *why;
+    json_error_t   err;
+
+    v = json_loadb((char *) value->data, value->len, JSON_REJECT_DUPLICATES,
+                   &err);
+
+    if (v == NULL) {
+        return "is not JSON";
+    }
+
+    why = ngx_http_twirt_tool_check(v, &bad);
+
+    if (why) {
+        json_decref(v);
+
+        p = ngx_snprintf(ngx_http_twirt_profile_why,
+                         sizeof(ngx_http_twirt_profile_why) - 1,
+                         "entry %uz %s", bad, why);
+        *p = '\0';
+
+        return (char *) ngx_http_twirt_profile_why;
+    }
+
+    return ngx_http_twirt_profile_set(profile, f->key, v);
 }
 
 

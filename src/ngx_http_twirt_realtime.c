@@ -304,8 +304,12 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
         json_array_append_new(tools, tool);
     }
 
-    if (conf->tools) {
-        json_array_extend(tools, conf->tools);
+    /* the agent profile's tools replace the configuration's */
+
+    t = json_object_get(profile, "tools");
+
+    if (t || conf->tools) {
+        json_array_extend(tools, t ? t : conf->tools);
     }
 
     if (json_array_size(tools)) {
