@@ -1768,8 +1768,9 @@ ngx_http_twirt_call_filler(ngx_event_t *ev)
     ngx_sprintf(p, "Say exactly this to the caller, and nothing else: "
                 "\xe3\x80\x8c%V\xe3\x80\x8d%Z", &call->conf->tool_filler);
 
-    rc = json_pack("{s:s,s:{s:s,s:[s],s:s,s:[],s:{s:s}}}",
+    rc = json_pack("{s:s,s:s,s:{s:s,s:[s],s:s,s:[],s:{s:s}}}",
                    "type", "response.create",
+                   "event_id", NGX_HTTP_TWIRT_RESPONSE_EVENT,
                    "response", "conversation", "none",
                    "output_modalities", "audio",
                    "instructions", (char *) p,
@@ -1989,6 +1990,32 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
         return;
     }
 
+    /*
+     * Our response.create refused for another reason: no response comes
+     * of it (none was created since), so none is active any more
+     */
+
+    if (event_id && ngx_strcmp(event_id, NGX_HTTP_TWIRT_RESPONSE_EVENT) == 0
+        && call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
+        && call->response_id_len == 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: the Realtime API refused a response.create: "
+                      "%V: %V", ngx_http_twirt_log_cstr(&t, code),
+                      ngx_http_twirt_log_cstr(&t2, message));
+
+        ngx_http_twirt_call_event(call, "error",
+                                  json_pack("{s:s,s:s,s:s}", "kind",
+                                            "realtime", "code", code,
+                                            "message", message));
+        ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_REALTIME_ERROR);
+
+        call->response = NGX_HTTP_TWIRT_RESPONSE_IDLE;
+        ngx_http_twirt_call_tool_answer(call);
+        ngx_http_twirt_call_heard(call);
+        return;
+    }
+
     ngx_http_twirt_call_event(call, "error",
                               json_pack("{s:s,s:s,s:s}", "kind", "realtime",
                                         "code", code, "message", message));
@@ -2046,11 +2073,13 @@ ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
     }
 
     if (instructions) {
-        ev = json_pack("{s:s,s:{s:s%}}", "type", "response.create",
+        ev = json_pack("{s:s,s:s,s:{s:s%}}", "type", "response.create",
+                       "event_id", NGX_HTTP_TWIRT_RESPONSE_EVENT,
                        "response", "instructions", instructions->data,
                        instructions->len);
     } else {
-        ev = json_pack("{s:s}", "type", "response.create");
+        ev = json_pack("{s:s,s:s}", "type", "response.create",
+                       "event_id", NGX_HTTP_TWIRT_RESPONSE_EVENT);
     }
 
     if (ev && ngx_http_twirt_call_send_json(call, ev) == NGX_OK) {

@@ -15,6 +15,8 @@
 
 
 #define NGX_HTTP_TWIRT_SESSION_EVENT  "twirt_session_1"
+/* every response.create twirt sends: an error naming it refused it */
+#define NGX_HTTP_TWIRT_RESPONSE_EVENT "twirt_response"
 
 /* tokens one usage event may claim: far above any session's context */
 #define NGX_HTTP_TWIRT_USAGE_MAX      100000000
