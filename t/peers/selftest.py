@@ -123,7 +123,10 @@ class Tap:
 def read_jsonl(path):
     try:
         with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            # A line still being written (no newline yet) is left for the
+            # next read: peers write while tests read.
+            return [json.loads(line) for line in f
+                    if line.strip() and line.endswith("\n")]
     except FileNotFoundError:
         return []
 
@@ -1621,6 +1624,9 @@ async def test_tool_calls(tap, port, records):
            "a response.create before all outputs is a PROTOCOL note and "
            "counted; one during a response gets the active-response error "
            "and is counted", (err, summary, notes))
+    await wait_for(lambda: [r for r in conn_for(by_conn(read_jsonl(records)),
+                                                "toolsA")
+                            if r["dir"] == "summary"], 5, "toolsA's summary")
     summary = [r for r in conn_for(by_conn(read_jsonl(records)), "toolsA")
                if r["dir"] in ("summary", "note")]
     tap.ok(any(r["dir"] == "summary" and r["protocol_problems"] == 0
