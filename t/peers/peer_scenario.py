@@ -26,9 +26,9 @@ DEFAULTS = {
 
 _TOP_KEYS = {"name", "description", "greeting", "turns", "end", "speed",
              "chunk_ms", "response_delay_ms", "transcription_delay_ms",
-             "late_deltas", "default_agent", "fail", "dtmf"}
+             "late_deltas", "default_agent", "fail", "dtmf", "on_text"}
 _AGENT_KEYS = {"transcript", "audio_ms", "function_call", "after_function",
-               "speed"}
+               "speed", "function_calls", "after_tools"}
 _CALLER_KEYS = {"at_ms", "speech_ms", "text"}
 
 
@@ -67,6 +67,28 @@ def _agent(part, where):
     if out.get("after_function") is not None:
         out["after_function"] = _agent(out["after_function"],
                                        where + ".after_function")
+    calls = out.get("function_calls")
+    if calls is not None:
+        if not isinstance(calls, list) or not calls:
+            raise ScenarioError(f"{where}.function_calls: a non-empty list")
+        out["function_calls"] = []
+        for i, fc in enumerate(calls):
+            if not isinstance(fc, dict) or not isinstance(fc.get("name"),
+                                                          str) \
+                    or set(fc) - {"name", "arguments"}:
+                raise ScenarioError(f"{where}.function_calls[{i}]: "
+                                    "{\"name\", \"arguments\"?} expected")
+            out["function_calls"].append(dict(fc, arguments=fc.get(
+                "arguments", {})))
+        if out.get("function_call") is not None:
+            raise ScenarioError(f"{where}: function_call and function_calls "
+                                "do not go together")
+    if out.get("after_tools") is not None:
+        if calls is None:
+            raise ScenarioError(f"{where}.after_tools: only with "
+                                "function_calls")
+        out["after_tools"] = _agent(out["after_tools"],
+                                    where + ".after_tools")
     return out
 
 
@@ -86,6 +108,8 @@ def validate(doc, name="scenario"):
         sc["greeting"] = None
     sc["default_agent"] = _agent(sc["default_agent"],
                                  f"{name}.default_agent")
+    sc["on_text"] = (_agent(doc["on_text"], f"{name}.on_text")
+                     if doc.get("on_text") is not None else None)
     turns = []
     prev_end = -1
     for i, turn in enumerate(doc.get("turns", [])):

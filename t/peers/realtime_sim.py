@@ -266,6 +266,8 @@ class Response:
         self.stop = asyncio.Event()
         self.stop_reason = None
         self.task = None
+        self.oob = False              # conversation "none": out of band
+        self.metadata = None
 
     def cancel(self, reason):
         if self.stop_reason is None:
@@ -303,6 +305,16 @@ class Session:
         self.assistant_spoke = False
         self.pending_calls = {}       # call_id -> agent part
         self.after_function = None
+        # The calls of the last response that made any: {"calls": {call_id:
+        # name}, "outputs": {call_id: output}, "after": after_tools part}.
+        self.tool_round = None
+        self.tool_calls = 0
+        self.tool_outputs = 0
+        self.protocol_problems = 0    # response.create before all outputs
+        self.creates_while_active = 0
+        self.oob_active = set()       # out-of-band Responses in progress
+        self.out_of_band_responses = 0
+        self.text_pending = False     # a client text message awaits answer
         self.segment_index = 0
         self.unanswered = []          # committed turns no response answered
         self.session_updated = False
@@ -416,6 +428,11 @@ class Session:
                         audio_out_sha1=self.audio_out.hexdigest(),
                         responses=self.responses,
                         errors_sent=self.errors_sent,
+                        tool_calls=self.tool_calls,
+                        tool_outputs=self.tool_outputs,
+                        protocol_problems=self.protocol_problems,
+                        creates_while_active=self.creates_while_active,
+                        out_of_band_responses=self.out_of_band_responses,
                         tokens=self.tokens_used,
                         scenario=self.scenario["name"],
                         calltag=self.calltag)
@@ -696,9 +713,10 @@ class Session:
                     "type": "input_audio_buffer.speech_started",
                     "audio_start_ms": audio_start,
                     "item_id": self.speech_item_id})
-                if self.active is not None and td.get("interrupt_response",
-                                                      True):
-                    self.active.cancel("turn_detected")
+                if td.get("interrupt_response", True):
+                    for resp in [self.active, *self.oob_active]:
+                        if resp is not None:
+                            resp.cancel("turn_detected")
             return
         if loud:
             self.silence_run_ms = 0
@@ -832,6 +850,10 @@ class Session:
             part = self.pending_calls.pop(call_id)
             self.after_function = part.get("after_function")
             self.text_item_tokens += utf8_tokens(str(item.get("output", "")))
+            self.tool_outputs += 1
+            rnd = self.tool_round
+            if rnd is not None and call_id in rnd["calls"]:
+                rnd["outputs"][call_id] = item.get("output")
         elif itype == "message":
             if item.get("role") not in ("user", "assistant", "system"):
                 await self.error("invalid_value", "Invalid value: "
@@ -843,6 +865,10 @@ class Session:
                 if isinstance(c, dict):
                     self.text_item_tokens += utf8_tokens(
                         str(c.get("text", "")))
+                    if item.get("role") == "user" \
+                            and c.get("type") == "input_text":
+                        # keypad digits, a typed or replayed user turn
+                        self.text_pending = True
         elif itype != "function_call":
             await self.error("invalid_value", f"Invalid value: '{itype}'. "
                              "Supported values are: 'message', "
@@ -935,16 +961,27 @@ class Session:
     # responses
 
     async def on_response_create(self, event):
+        params = event.get("response") or {}
+        if isinstance(params, dict) and params.get("conversation") == "none":
+            self.start_out_of_band(params)
+            return
         if self.active is not None:
+            self.creates_while_active += 1
+            self.record("note", note="response.create while "
+                        f"{self.active.id} is in progress")
             await self.error(
                 "conversation_already_has_active_response",
                 "Conversation already has an active response in progress: "
                 f"{self.active.id}. Wait until the response is finished "
                 "before creating a new one.", client_event=event)
             return
-        params = event.get("response") or {}
         instructions = params.get("instructions") or ""
-        if self.after_function is not None:
+        after_tools = self.close_tool_round()
+        text_pending, self.text_pending = self.text_pending, False
+        if after_tools is not None:
+            part, origin = after_tools, "function"
+            self.after_function = None
+        elif self.after_function is not None:
             part, origin = self.after_function, "function"
             self.after_function = None
         elif "Say exactly:" in instructions:
@@ -960,6 +997,9 @@ class Session:
             part = {"transcript": text, "audio_ms": audio_ms}
             origin = "client"
             self.greeting_used = True
+        elif text_pending:
+            part = self.scenario["on_text"] or self.scenario["default_agent"]
+            origin = "client"
         elif self.unanswered:
             # A turn committed by the client (or with create_response
             # false) is what a plain response.create answers.
@@ -970,6 +1010,53 @@ class Session:
         else:
             part, origin = self.scenario["default_agent"], "client"
         self.start_response([part], origin)
+
+    def close_tool_round(self):
+        """On a response.create after a response with tool calls: check
+        that every call's output came first (the gateway promises one
+        response.create after all outputs), and return the after_tools
+        part with {output:NAME} filled in, or None."""
+        rnd, self.tool_round = self.tool_round, None
+        if rnd is None:
+            return None
+        missing = [f"{rnd['calls'][c]} ({c})" for c in rnd["calls"]
+                   if c not in rnd["outputs"]]
+        if missing:
+            self.protocol_problems += 1
+            self.record("note", note="PROTOCOL: response.create before the "
+                        "function_call_output of " + ", ".join(missing))
+            print(f"realtime_sim: conn {self.conn}: PROTOCOL: "
+                  "response.create before the function_call_output of "
+                  + ", ".join(missing), file=sys.stderr)
+        after = rnd["after"]
+        if after is None:
+            return None
+        text = after["transcript"]
+        for call_id, name in rnd["calls"].items():
+            out = rnd["outputs"].get(call_id)
+            text = text.replace("{output:" + name + "}",
+                                out if isinstance(out, str) else
+                                "" if out is None else json.dumps(
+                                    out, ensure_ascii=False))
+        return dict(after, transcript=text)
+
+    def start_out_of_band(self, params):
+        """A response outside the conversation (a filler while a tool
+        runs): says the text in 「」 of its instructions, else the
+        instructions; adds nothing to the conversation."""
+        instructions = params.get("instructions")
+        instructions = instructions if isinstance(instructions, str) else ""
+        m = re.search(r"「([^」]*)」", instructions)
+        text = m.group(1) if m else instructions.strip()
+        resp = Response([{"transcript": text, "audio_ms": 800}],
+                        "out_of_band")
+        resp.oob = True
+        resp.metadata = params.get("metadata")
+        self.oob_active.add(resp)
+        self.out_of_band_responses += 1
+        self.record("note", note="out_of_band", response_id=resp.id,
+                    transcript=text)
+        resp.task = self.spawn(self.run_response(resp))
 
     async def on_response_cancel(self, event):
         if self.active is None:
@@ -1003,12 +1090,13 @@ class Session:
         return {"object": "realtime.response", "id": resp.id,
                 "status": status, "status_details": details,
                 "output": list(output),
-                "conversation_id": self.conversation_id,
+                "conversation_id": None if resp.oob
+                else self.conversation_id,
                 "output_modalities": self.config["output_modalities"],
                 "max_output_tokens": self.config["max_output_tokens"],
                 "audio": {"output": {"format": out["format"],
                                      "voice": out["voice"]}},
-                "usage": usage, "metadata": None}
+                "usage": usage, "metadata": resp.metadata}
 
     async def pace(self, resp, due):
         """Sleep until monotonic time `due`, waking early on a cancel."""
@@ -1023,9 +1111,11 @@ class Session:
         try:
             await self._run_response(resp)
         finally:
-            if self.active is resp:
+            if resp.oob:
+                self.oob_active.discard(resp)
+            elif self.active is resp:
                 self.active = None
-            self.idle.set()
+                self.idle.set()
 
     async def _run_response(self, resp):
         self.responses += 1
@@ -1044,16 +1134,24 @@ class Session:
             return
         output, out_audio_ms, out_text = [], 0, ""
         for part in resp.parts:
-            item, ms, text = await self.speak(resp, part, len(output))
-            output.append(item)
-            out_audio_ms += ms
-            out_text += text
-            fc = part.get("function_call")
-            if fc and resp.stop_reason is None:
-                item, args = await self.call_function(resp, part, fc,
-                                                      len(output))
+            calls = list(part.get("function_calls") or [])
+            if part.get("function_call"):
+                calls.append(part["function_call"])
+            if not (calls and part["transcript"] == ""
+                    and part["audio_ms"] == 0):
+                item, ms, text = await self.speak(resp, part, len(output))
                 output.append(item)
-                out_text += args
+                out_audio_ms += ms
+                out_text += text
+            if calls and resp.stop_reason is None:
+                # Parallel calls in one response, after its audio.
+                self.tool_round = {"calls": {}, "outputs": {},
+                                   "after": part.get("after_tools")}
+                for fc in calls:
+                    item, args = await self.call_function(resp, part, fc,
+                                                          len(output))
+                    output.append(item)
+                    out_text += args
         status, details = "completed", None
         if resp.stop_reason is not None:
             status = "cancelled"
@@ -1062,7 +1160,8 @@ class Session:
             status = "incomplete"
             details = {"type": "incomplete", "reason": "max_output_tokens"}
         usage = self.usage(out_audio_ms, out_text)
-        self.assistant_audio_ms += out_audio_ms
+        if not resp.oob:
+            self.assistant_audio_ms += out_audio_ms
         await self.send({"type": "response.done", "response":
                          self.response_object(resp, status, output, details,
                                               usage)})
@@ -1081,8 +1180,11 @@ class Session:
         fmt = self.out_format()
         bpm = peer_audio.BYTES_PER_MS[fmt]
         item = Item(new_id("item_"), "message", "assistant", bpm)
-        self.items[item.id] = item
-        previous, self.last_item_id = self.last_item_id, item.id
+        if resp.oob:
+            previous = None
+        else:
+            self.items[item.id] = item
+            previous, self.last_item_id = self.last_item_id, item.id
         ids = {"response_id": resp.id, "item_id": item.id,
                "output_index": output_index, "content_index": 0}
         body = {"id": item.id, "object": "realtime.item", "type": "message",
@@ -1090,8 +1192,9 @@ class Session:
         await self.send({"type": "response.output_item.added",
                          "response_id": resp.id,
                          "output_index": output_index, "item": body})
-        await self.send({"type": "conversation.item.added",
-                         "previous_item_id": previous, "item": body})
+        if not resp.oob:
+            await self.send({"type": "conversation.item.added",
+                             "previous_item_id": previous, "item": body})
         kind = "text" if text_mode else "audio"
         await self.send({"type": "response.content_part.added", **ids,
                          "part": {"type": kind, "transcript": ""}
@@ -1145,8 +1248,9 @@ class Session:
         await self.send({"type": "response.output_item.done",
                          "response_id": resp.id,
                          "output_index": output_index, "item": done})
-        await self.send({"type": "conversation.item.done",
-                         "previous_item_id": previous, "item": done})
+        if not resp.oob:
+            await self.send({"type": "conversation.item.done",
+                             "previous_item_id": previous, "item": done})
         return done, item.sent_bytes // bpm, sent_text
 
     async def send_audio(self, ids, item, ms):
@@ -1166,6 +1270,8 @@ class Session:
         item_id, call_id = new_id("item_"), new_id("call_")
         self.items[item_id] = Item(item_id, "function_call")
         self.pending_calls[call_id] = part
+        self.tool_round["calls"][call_id] = fc["name"]
+        self.tool_calls += 1
         args = json.dumps(fc.get("arguments", {}), ensure_ascii=False)
         previous, self.last_item_id = self.last_item_id, item_id
         body = {"id": item_id, "object": "realtime.item",
@@ -1178,8 +1284,13 @@ class Session:
                          "previous_item_id": previous, "item": body})
         ids = {"response_id": resp.id, "item_id": item_id,
                "output_index": output_index, "call_id": call_id}
-        await self.send({"type": "response.function_call_arguments.delta",
-                         **ids, "delta": args})
+        # Several deltas cut at character offsets, as the service streams
+        # them: Japanese strings and escapes are split mid-way.
+        n = max(1, min(5, len(args) // 4))
+        for k in range(n):
+            await self.send({"type": "response.function_call_arguments.delta",
+                             **ids, "delta": args[len(args) * k // n:
+                                                  len(args) * (k + 1) // n]})
         await self.send({"type": "response.function_call_arguments.done",
                          **ids, "name": fc["name"], "arguments": args})
         done = dict(body, status="completed", arguments=args)

@@ -34,12 +34,15 @@ from websockets.legacy.server import WebSocketServerProtocol
 import peer_audio
 import peer_scenario
 import realtime_session
+import tool_backend
 import twilio_sim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
 SIM = os.path.join(HERE, "realtime_sim.py")
 TWILIO = os.path.join(HERE, "twilio_sim.py")
+BACKEND = os.path.join(HERE, "tool_backend.py")
+TOOL_SECRET = "selftest-tool-secret"
 AUTH_TOKEN = "selftest-auth-token"
 SIGN_URL = "wss://public.example/twilio/media"
 API_KEY = "sk-selftest"
@@ -72,6 +75,24 @@ FUNCTION = {
                                             "audio_ms": 300}}}],
     "end": {"after_ms": 3000},
 }
+BOOK_ARGS = {"name": "山田太郎", "date": "2026-12-03", "time": "15:00",
+             "note": "「窓側」\"席\"\\希望\n"}
+TOOLS = {
+    "name": "tools",
+    "speed": 20,
+    "turns": [{"caller": {"at_ms": 0, "speech_ms": 500, "text": "予約"},
+               "agent": {"transcript": "お調べします。", "audio_ms": 200,
+                         "function_calls": [
+                             {"name": "book_appointment",
+                              "arguments": BOOK_ARGS},
+                             {"name": "lookup_booking",
+                              "arguments": {"id": 1}}],
+                         "after_tools": {
+                             "transcript": "確認:{output:book_appointment}",
+                             "audio_ms": 200}}}],
+    "on_text": {"transcript": "番号を承りました。", "audio_ms": 200},
+    "end": {"after_ms": 3000},
+}
 
 
 class Tap:
@@ -102,7 +123,10 @@ class Tap:
 def read_jsonl(path):
     try:
         with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            # A line still being written (no newline yet) is left for the
+            # next read: peers write while tests read.
+            return [json.loads(line) for line in f
+                    if line.strip() and line.endswith("\n")]
     except FileNotFoundError:
         return []
 
@@ -132,6 +156,24 @@ class Procs:
             await asyncio.sleep(0.05)
         with open(log.name) as f:
             raise RuntimeError(f"realtime_sim {name} did not start:\n"
+                               + f.read())
+
+    async def backend(self, name, *args):
+        ready = os.path.join(self.tmp, name + ".ready")
+        log = open(os.path.join(self.tmp, name + ".log"), "w")
+        proc = await asyncio.create_subprocess_exec(
+            PY, BACKEND, "--listen", "127.0.0.1:0", "--ready-file", ready,
+            *args, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        for _ in range(100):
+            if os.path.exists(ready):
+                with open(ready) as f:
+                    return proc, json.load(f)
+            if proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        with open(log.name) as f:
+            raise RuntimeError(f"tool_backend {name} did not start:\n"
                                + f.read())
 
     async def twilio(self, name, *args):
@@ -1254,6 +1296,371 @@ async def check_calls(tap, bridge, rec, started, printed, expect403, nosig,
            "total", appends[:1])
 
 
+# -- tool calls: the backend and the simulator's side -------------------------
+
+async def wait_for(cond, timeout, what):
+    """Poll cond() until true; raise after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise asyncio.TimeoutError(f"{what} not within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def tool_request(port, name, arguments, secret=TOOL_SECRET, t=None,
+                 conn=None, signature=None):
+    """One signed POST as a gateway sends it; returns (status, headers,
+    body bytes, connection) so a caller can reuse the connection."""
+    import http.client
+    body = json.dumps({"call_sid": "CA1", "stream_sid": "MZ1",
+                       "agent": "clinic", "name": name, "call_id": "call_1",
+                       "arguments": arguments,
+                       "parameters": {"calltag": "7"}},
+                      ensure_ascii=False).encode("utf-8")
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    sig = signature if signature is not None else \
+        tool_backend.sign(secret, body, t)
+    conn.request("POST", "/tools/" + name, body, {
+        "Content-Type": "application/json", "User-Agent": "twirt-selftest",
+        "X-Twirt-Signature": sig})
+    r = conn.getresponse()
+    return r.status, dict(r.getheaders()), r.read(), conn
+
+
+async def test_tool_backend(tap, procs, tmp):
+    rec = os.path.join(tmp, "tools.jsonl")
+    _, info = await procs.backend("tools", "--secret", TOOL_SECRET,
+                                  "--record", rec)
+    port = info["port"]
+
+    def req(*a, **kw):
+        return asyncio.to_thread(tool_request, port, *a, **kw)
+
+    body = b'{"a":1}'
+    now = int(time.time())
+    tap.ok(tool_backend.verify("k", tool_backend.sign("k", body), body, now)
+           and not tool_backend.verify("k", tool_backend.sign("j", body),
+                                       body, now)
+           and not tool_backend.verify("k", tool_backend.sign("k", body),
+                                       body + b" ", now)
+           and not tool_backend.verify("k", tool_backend.sign(
+               "k", body, now - 301), body, now)
+           and not tool_backend.verify("k", "", body, now),
+           "signature check: right key and body accepted; wrong key, "
+           "changed body, stale timestamp, missing header refused")
+
+    st, hd, data, conn = await req("book_appointment", BOOK_ARGS)
+    sock1 = conn.sock
+    st2, _, data2, _ = await req("lookup_booking", {"id": "一"}, conn=conn)
+    tap.ok(st == 200 and hd.get("Content-Type") == "application/json"
+           and json.loads(data) == {
+               "booked": True, "date": "2026-12-03", "time": "15:00",
+               "name": "山田太郎", "confirmation": "A-1234",
+               "message": "予約を承りました"}
+           and "予約を承りました".encode() in data
+           and st2 == 200 and json.loads(data2)["echo"] == {"id": "一"}
+           and conn.sock is sock1 and sock1 is not None,
+           "book_appointment answers in raw UTF-8 JSON; a second request "
+           "reuses the keep-alive connection", (st, hd, data, st2, data2))
+    conn.close()
+    bad = await asyncio.gather(
+        req("lookup_booking", {}, secret="wrong"),
+        req("lookup_booking", {}, t=int(time.time()) - 600),
+        req("lookup_booking", {}, signature=""))
+    tap.ok(all(b[0] == 401 and "error" in json.loads(b[2]) for b in bad),
+           "a wrong key, a stale timestamp and a missing signature get 401 "
+           "with a JSON error", [b[:3] for b in bad])
+    t0 = time.monotonic()
+    slow = await req("slow", {"delay_ms": 300})
+    took = time.monotonic() - t0
+    fail = await req("fail500", {})
+    huge = await req("huge", {})
+    text = await req("text", {})
+    tap.ok(slow[0] == 200 and json.loads(slow[2])["slept_ms"] == 300
+           and 0.3 <= took < 2.5
+           and fail[0] == 500 and "error" in json.loads(fail[2])
+           and huge[0] == 200 and len(huge[2]) == 1 << 20
+           and json.loads(huge[2])["ok"] is True
+           and huge[1].get("Content-Length") == str(1 << 20)
+           and text[0] == 200
+           and text[1].get("Content-Type") == "text/plain; charset=utf-8"
+           and "確認番号" in text[2].decode("utf-8"),
+           "slow waits delay_ms, fail500 is a 500 JSON error, huge is 1 MiB "
+           "of JSON with its length, text is Japanese text/plain",
+           (slow[:3], took, fail[:3], huge[:2], text[:3]))
+
+    # hang: the request stays unanswered until the client goes away
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    hbody = json.dumps({"name": "hang", "call_id": "call_h",
+                        "arguments": {}}).encode()
+    writer.write(b"POST /tools/hang HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\n"
+                 b"X-Twirt-Signature: "
+                 + tool_backend.sign(TOOL_SECRET, hbody).encode()
+                 + b"\r\nContent-Length: " + str(len(hbody)).encode()
+                 + b"\r\n\r\n" + hbody)
+    await writer.drain()
+    await wait_for(lambda: [r for r in read_jsonl(rec)
+                            if r["name"] == "hang" and r.get("pending")],
+                   5, "the hang request's arrival line")
+    answered = None
+    try:
+        answered = await asyncio.wait_for(reader.read(1), 0.3)
+    except asyncio.TimeoutError:
+        pass
+    closed_at = time.time()
+    writer.close()
+    lines = await wait_for(lambda: [r for r in read_jsonl(rec)
+                                    if r["name"] == "hang"
+                                    and r["client_closed"]],
+                           5, "the hang request's client_closed line")
+    tap.ok(answered is None and lines[0]["status_sent"] is None
+           and lines[0]["closed_at"] >= closed_at - 0.5,
+           "hang never answers and records client_closed when the client "
+           "goes away", (answered, lines))
+
+    records = read_jsonl(rec)
+    book = [r for r in records if r["name"] == "book_appointment"]
+    refused = [r for r in records if r["status_sent"] == 401]
+    tap.ok(len(book) == 1 and book[0]["signature_ok"] is True
+           and book[0]["arguments"] == BOOK_ARGS
+           and book[0]["parameters"] == {"calltag": "7"}
+           and book[0]["call_sid"] == "CA1" and book[0]["call_id"] == "call_1"
+           and book[0]["bytes_sent"] == len(data)
+           and book[0]["headers"] == {"content-type": "application/json",
+                                      "user-agent": "twirt-selftest",
+                                      "x-twirt-signature": True}
+           and len(refused) == 3
+           and all(r["signature_ok"] is False for r in refused)
+           and refused[-1]["headers"]["x-twirt-signature"] is True,
+           "the backend records each request: arguments, parameters, "
+           "signature_ok, status and bytes sent, headers", records[:2])
+
+
+def collect_until_done(events):
+    """Split a response's events by item."""
+    calls, order = {}, []
+    for ev in events:
+        t = ev["type"]
+        if t == "response.output_item.added":
+            order.append(ev["item"]["type"])
+            if ev["item"]["type"] == "function_call":
+                calls[ev["item"]["call_id"]] = {"added": ev, "deltas": []}
+        elif t == "response.function_call_arguments.delta":
+            calls[ev["call_id"]]["deltas"].append(ev["delta"])
+        elif t == "response.function_call_arguments.done":
+            calls[ev["call_id"]]["done"] = ev
+    return calls, order
+
+
+async def events_until(ws, etype, timeout=5.0):
+    """Every event up to and including the first of type `etype`."""
+    out = []
+    while True:
+        ev = await next_event(ws, tuple(CLIENT_OUT), timeout)
+        out.append(ev)
+        if ev["type"] == etype:
+            return out
+
+
+CLIENT_OUT = ("response.created", "response.output_item.added",
+              "response.output_item.done", "response.done",
+              "response.function_call_arguments.delta",
+              "response.function_call_arguments.done",
+              "response.output_audio_transcript.done",
+              "conversation.item.added", "error")
+
+
+async def tools_session(port, tag, vad=False):
+    ws = await sim_client(port)
+    audio = {} if vad else {"input": {"turn_detection": None}}
+    await ws.send(session_update(
+        "t", instructions=f"[scenario:tools] [calltag:{tag}]", audio=audio))
+    await next_event(ws, "session.updated")
+    return ws
+
+
+async def tool_turn(ws):
+    """Speak, commit, ask: the events of the response with the calls."""
+    await ws.send(append(peer_audio.caller_speech_loop()[:4000]))
+    await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+    await next_event(ws, "input_audio_buffer.committed")
+    await ws.send(json.dumps({"type": "response.create"}))
+    return await events_until(ws, "response.done")
+
+
+def output_item(call_id, output):
+    return json.dumps({"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": call_id,
+        "output": output}}, ensure_ascii=False)
+
+
+async def test_tool_calls(tap, port, records):
+    ws = await tools_session(port, "toolsA")
+    evs = await tool_turn(ws)
+    calls, order = collect_until_done(evs)
+    done = evs[-1]["response"]
+    want = [json.dumps(BOOK_ARGS, ensure_ascii=False), '{"id": 1}']
+    ids = list(calls)
+    got = [calls[c] for c in ids]
+    tap.ok(order == ["message", "function_call", "function_call"]
+           and [c["added"]["item"]["name"] for c in got]
+           == ["book_appointment", "lookup_booking"]
+           and all(c["added"]["item"]["status"] == "in_progress"
+                   and c["added"]["item"]["arguments"] == ""
+                   and c["added"]["item"]["call_id"].startswith("call_")
+                   for c in got)
+           and [c["done"]["arguments"] for c in got] == want
+           and [c["done"]["name"] for c in got]
+           == ["book_appointment", "lookup_booking"]
+           and all(c["done"]["item_id"] == c["added"]["item"]["id"]
+                   and c["done"]["output_index"]
+                   == c["added"]["output_index"] for c in got)
+           and done["status"] == "completed"
+           and [o["type"] for o in done["output"]]
+           == ["message", "function_call", "function_call"]
+           and [o.get("arguments") for o in done["output"][1:]] == want,
+           "two calls in one response after its audio: output_item.added, "
+           "arguments deltas and done, response.done listing both",
+           json.dumps(evs, ensure_ascii=False)[:3000])
+    book = got[0]
+    tap.ok(len(book["deltas"]) >= 3
+           and "".join(book["deltas"]) == book["done"]["arguments"]
+           and json.loads("".join(book["deltas"])) == BOOK_ARGS
+           and any(0x3000 <= ord(d[-1]) or 0x3000 <= ord(d[0])
+                   for d in book["deltas"][1:]),
+           "streamed arguments reassemble to the same JSON, Japanese split "
+           "mid-string", book["deltas"])
+
+    # outputs in any order, then one response.create
+    await ws.send(output_item(ids[1], '{"found":true}'))
+    await ws.send(output_item(ids[0], '予約済み "A-1234"'))
+    await ws.send(json.dumps({"type": "response.create"}))
+    after = await events_until(ws, "response.done")
+    tr = [e for e in after
+          if e["type"] == "response.output_audio_transcript.done"]
+    errs = [e for e in after if e["type"] == "error"]
+    tap.ok(not errs and [e["transcript"] for e in tr]
+           == ['確認:予約済み "A-1234"'],
+           "after both outputs and one response.create the simulator says "
+           "after_tools with {output:NAME} filled in", after)
+
+    # an out-of-band filler
+    await ws.send(json.dumps({"type": "response.create", "response": {
+        "conversation": "none", "metadata": {"twirt": "filler"},
+        "output_modalities": ["audio"],
+        "instructions": "ツールの実行中です。「少々お待ちください」とだけ"
+        "言ってください。"}}, ensure_ascii=False))
+    oob = await events_until(ws, "response.done")
+    created = [e for e in oob if e["type"] == "response.created"]
+    rid = created[0]["response"]["id"] if created else None
+    tap.ok(created and created[0]["response"]["conversation_id"] is None
+           and created[0]["response"]["metadata"] == {"twirt": "filler"}
+           and [e["transcript"] for e in oob
+                if e["type"] == "response.output_audio_transcript.done"]
+           == ["少々お待ちください"]
+           and all(e.get("response_id") == rid for e in oob
+                   if e["type"].startswith("response.output_"))
+           and not [e for e in oob if e["type"] == "conversation.item.added"]
+           and oob[-1]["response"]["status"] == "completed"
+           and oob[-1]["response"]["metadata"] == {"twirt": "filler"},
+           "an out-of-band response.create says the text in 「」, carries "
+           "its response id and metadata, adds nothing to the conversation",
+           oob)
+
+    # keypad digits, and a replayed assistant line
+    await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "assistant",
+        "content": [{"type": "output_text", "text": "ご用件をどうぞ。"}]}},
+        ensure_ascii=False))
+    await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "1234#"}]}}))
+    await ws.send(json.dumps({"type": "response.create"}))
+    txt = await events_until(ws, "response.done")
+    tap.ok(not [e for e in txt if e["type"] == "error"]
+           and len([e for e in txt if e["type"] == "conversation.item.added"
+                    and e["item"]["type"] == "message"
+                    and e["item"]["role"] in ("user", "assistant")
+                    and (e["item"].get("content") or [{}])[0].get("type")
+                    in ("input_text", "output_text")]) == 2
+           and [e["transcript"] for e in txt
+                if e["type"] == "response.output_audio_transcript.done"]
+           == ["番号を承りました。"],
+           "text messages (keypad digits, a replayed line) are accepted; the "
+           "next response.create is answered with on_text", txt)
+    await ws.close()
+
+    # protocol problems: a response.create before every output arrived,
+    # and one while a response is in progress
+    ws = await tools_session(port, "toolsB")
+    evs = await tool_turn(ws)
+    calls, _ = collect_until_done(evs)
+    first = list(calls)[0]
+    await ws.send(output_item(first, "ok"))
+    await ws.send(json.dumps({"type": "response.create"}))
+    await ws.send(json.dumps({"type": "response.create",
+                              "event_id": "twice"}))
+    err = await next_event(ws, "error")
+    await next_event(ws, "response.done")
+    await ws.close()
+    summary = await wait_for(
+        lambda: [r for r in conn_for(by_conn(read_jsonl(records)), "toolsB")
+                 if r["dir"] == "summary"], 5, "toolsB's summary")
+    notes = [r["note"] for r in conn_for(by_conn(read_jsonl(records)),
+                                         "toolsB") if r["dir"] == "note"]
+    tap.ok(err["error"]["code"] == "conversation_already_has_active_response"
+           and err["error"]["event_id"] == "twice"
+           and summary[0]["protocol_problems"] == 1
+           and summary[0]["creates_while_active"] == 1
+           and summary[0]["tool_calls"] == 2
+           and summary[0]["tool_outputs"] == 1
+           and any(n.startswith("PROTOCOL: response.create before the "
+                                "function_call_output of lookup_booking")
+                   for n in notes),
+           "a response.create before all outputs is a PROTOCOL note and "
+           "counted; one during a response gets the active-response error "
+           "and is counted", (err, summary, notes))
+    await wait_for(lambda: [r for r in conn_for(by_conn(read_jsonl(records)),
+                                                "toolsA")
+                            if r["dir"] == "summary"], 5, "toolsA's summary")
+    summary = [r for r in conn_for(by_conn(read_jsonl(records)), "toolsA")
+               if r["dir"] in ("summary", "note")]
+    tap.ok(any(r["dir"] == "summary" and r["protocol_problems"] == 0
+               and r["out_of_band_responses"] == 1
+               and r["creates_while_active"] == 0 for r in summary)
+           and any(r.get("note") == "out_of_band" for r in summary),
+           "the well-behaved session has no protocol problem and records "
+           "its out-of-band response", summary)
+
+    # barge-in while the tool runs: VAD goes on as before
+    ws = await tools_session(port, "toolsC", vad=True)
+    speech = peer_audio.caller_speech_loop()[:4000]
+    silence = b"\xff" * 4000
+    for chunk in (speech, silence):
+        for i in range(0, len(chunk), 160):
+            await ws.send(append(chunk[i:i + 160]))
+    done = await next_event(ws, "response.done",
+                            match=lambda e: any(
+                                o["type"] == "function_call"
+                                for o in e["response"]["output"]))
+    for i in range(0, len(speech), 160):
+        await ws.send(append(speech[i:i + 160]))
+    started = await next_event(ws, "input_audio_buffer.speech_started")
+    for i in range(0, len(silence), 160):
+        await ws.send(append(silence[i:i + 160]))
+    stopped = await next_event(ws, "input_audio_buffer.speech_stopped")
+    tap.ok(done["response"]["status"] == "completed"
+           and started["audio_start_ms"] >= 0 and stopped["item_id"]
+           == started["item_id"],
+           "caller speech while a tool call is pending still gives "
+           "speech_started and speech_stopped", (started, stopped))
+    await ws.close()
+
+
 async def main():
     tap = Tap()
     tmp = tempfile.mkdtemp(prefix="twirt-peers-")
@@ -1263,7 +1670,7 @@ async def main():
         test_units(tap)
         scen = os.path.join(tmp, "scenarios")
         shutil.copytree(peer_scenario.SCENARIO_DIR, scen)
-        for doc in (SHORT, FUNCTION, WAV):
+        for doc in (SHORT, FUNCTION, WAV, TOOLS):
             with open(os.path.join(scen, doc["name"] + ".json"), "w") as f:
                 json.dump(doc, f, ensure_ascii=False)
         records = os.path.join(tmp, "sim.jsonl")
@@ -1278,6 +1685,8 @@ async def main():
         await test_handshake(tap, port)
         await test_session(tap, port)
         await test_function_call(tap, port)
+        await test_tool_calls(tap, port, records)
+        await test_tool_backend(tap, procs, tmp)
         await test_failures(tap, port, procs)
         await test_tls(tap, tmp, procs)
         await test_bench(tap, procs)
