@@ -304,7 +304,7 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_twirt_tool_filler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, tool_filler),
       NULL },
 
     { ngx_string("twirt_end_call"),
@@ -798,15 +798,17 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->tool_concurrency, prev->tool_concurrency,
                               4);
 
-    if (conf->tool_filler_after == NGX_CONF_UNSET_MSEC) {
+    /* the text and its time go together; "off" is a time of 0 */
+
+    if (conf->tool_filler.data == NULL) {
         conf->tool_filler = prev->tool_filler;
         conf->tool_filler_after = prev->tool_filler_after;
     }
 
-    if (conf->tool_filler_after == NGX_CONF_UNSET_MSEC) {
-        ngx_str_set(&conf->tool_filler, "少々お待ちください");
-        conf->tool_filler_after = 1500;
-    }
+    ngx_conf_merge_str_value(conf->tool_filler, prev->tool_filler,
+                             "少々お待ちください");
+    ngx_conf_merge_msec_value(conf->tool_filler_after,
+                              prev->tool_filler_after, 1500);
 
     conf->upstream_ws.max_frame = conf->max_message_size;
     conf->upstream_ws.max_message = conf->max_message_size;
@@ -1686,7 +1688,7 @@ ngx_http_twirt_tool_filler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t   *value, s;
     ngx_msec_t   after;
 
-    if (tlcf->tool_filler_after != NGX_CONF_UNSET_MSEC) {
+    if (tlcf->tool_filler.data) {
         return "is duplicate";
     }
 
@@ -1722,7 +1724,7 @@ ngx_http_twirt_tool_filler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return "takes no \"after=\" with \"off\"";
         }
 
-        ngx_str_null(&tlcf->tool_filler);
+        tlcf->tool_filler = value[1];
         tlcf->tool_filler_after = 0;
 
         return NGX_CONF_OK;

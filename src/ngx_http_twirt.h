@@ -205,8 +205,8 @@ typedef struct {
     ngx_msec_t                  tool_timeout;
     size_t                      tool_max_output;
     ngx_uint_t                  tool_concurrency; /* per call */
-    ngx_str_t                   tool_filler;      /* "": off */
-    ngx_msec_t                  tool_filler_after;
+    ngx_str_t                   tool_filler;
+    ngx_msec_t                  tool_filler_after; /* 0: off */
 } ngx_http_twirt_loc_conf_t;
 
 

@@ -227,6 +227,27 @@ for my $snippet (
     like($out, qr/entry 1 is not \{"type":"function","name":...\}/, 'naming the entry') or diag $out;
 }
 
+# the names a tools file may give: unique, a function name's letters,
+# none of twirt's own
+for my $case (
+    [ '[{"type":"function","name":"a"},{"type":"function","name":"a"}]',
+      qr/entry 1 repeats the name of an earlier tool/ ],
+    [ '[{"type":"function","name":"transfer_call"}]',
+      qr/entry 0 has the name of a built-in tool \(end_call, transfer_call\)/ ],
+    [ '[{"type":"function","name":"予約"}]',
+      qr/entry 0 has a name of letters, digits, "_" and "-" only/ ],
+    [ '[{"type":"function","name":"ok","parameters":[]}]',
+      qr/entry 0 has "parameters" that is not a JSON schema object/ ],
+) {
+    my ($json, $re) = @$case;
+    my $tools = File::Temp->new(SUFFIX => '.json');
+    print $tools $json;
+    close $tools;
+    my ($rc, $out) = nginx_t(http_conf("server { listen 127.0.0.1:1; twirt_tools $tools; }"));
+    isnt($rc, 0, "tools $json fails");
+    like($out, $re, 'saying why') or diag $out;
+}
+
 {
     my ($rc, $out) = nginx_t(http_conf(
         'server { listen 127.0.0.1:1; location /m { twirt_stream; '

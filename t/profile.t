@@ -214,3 +214,52 @@ my ($u) = grep { ($_->{event}{type} // '') eq 'session.update' } @$sim;
 is($u->{event}{session}{audio}{input}{transcription}{prompt}, 'さくら歯科、診察券', 'the profile prompt');
 is($u->{event}{session}{audio}{input}{transcription}{model}, 'whisper-1', 'the configured model');
 is($sim_summary->{errors_sent}, 0, 'accepted');
+
+
+
+=== TEST 11: a profile's tools replace the configuration's in the session
+--- config
+    location = /twilio/media { twirt_stream; }
+--- init
+Twirt::Redis::redis_cli('HSET', 'twirt:agent:a', 'tools', '[{"type":"function","name":"check_stock","description":"在庫を確認する","parameters":{"type":"object","properties":{"item":{"type":"string"}}}}]');
+--- twilio
+--scenario silence --duration-ms 1000 --param agent=a
+--- check
+my ($u) = grep { ($_->{event}{type} // '') eq 'session.update' } @$sim;
+my @names = map { $_->{name} } @{ $u->{event}{session}{tools} };
+is_deeply(\@names, ['end_call', 'check_stock'], 'the built-in end_call and the profile tool');
+is($u->{event}{session}{tools}[1]{description}, '在庫を確認する', 'Japanese intact');
+is($sim_summary->{errors_sent}, 0, 'accepted');
+--- no_error_log
+agent profile field
+
+
+
+=== TEST 12: a profile's tools that fail the check are logged; the configuration's apply
+--- config
+    location = /twilio/media { twirt_stream; }
+--- init
+Twirt::Redis::redis_cli('HSET', 'twirt:agent:a', 'tools', '[{"type":"function","name":"ok_tool"},{"type":"function","name":"end_call"}]');
+--- twilio
+--scenario silence --duration-ms 1000 --param agent=a
+--- check
+my ($u) = grep { ($_->{event}{type} // '') eq 'session.update' } @$sim;
+my @names = map { $_->{name} } @{ $u->{event}{session}{tools} };
+is_deeply(\@names, ['end_call'], 'only the configured end_call');
+--- error_log
+agent profile field "tools" ignored: the value entry 1 has the name of a built-in tool (end_call, transfer_call)
+
+
+
+=== TEST 13: a profile's tools that are not JSON
+--- config
+    location = /twilio/media { twirt_stream; }
+--- init
+Twirt::Redis::redis_cli('HSET', 'twirt:agent:a', 'tools', '[{"type":');
+--- twilio
+--scenario silence --duration-ms 1000 --param agent=a
+--- check
+my ($u) = grep { ($_->{event}{type} // '') eq 'session.update' } @$sim;
+is(scalar @{ $u->{event}{session}{tools} }, 1, 'only end_call');
+--- error_log
+agent profile field "tools" ignored: the value is not JSON

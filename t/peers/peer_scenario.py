@@ -75,9 +75,11 @@ def _agent(part, where):
         for i, fc in enumerate(calls):
             if not isinstance(fc, dict) or not isinstance(fc.get("name"),
                                                           str) \
-                    or set(fc) - {"name", "arguments"}:
+                    or set(fc) - {"name", "arguments", "arguments_raw"} \
+                    or not isinstance(fc.get("arguments_raw", ""), str):
                 raise ScenarioError(f"{where}.function_calls[{i}]: "
-                                    "{\"name\", \"arguments\"?} expected")
+                                    "{\"name\", \"arguments\"?, "
+                                    "\"arguments_raw\"? (a string)} expected")
             out["function_calls"].append(dict(fc, arguments=fc.get(
                 "arguments", {})))
         if out.get("function_call") is not None:

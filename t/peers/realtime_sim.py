@@ -1272,7 +1272,11 @@ class Session:
         self.pending_calls[call_id] = part
         self.tool_round["calls"][call_id] = fc["name"]
         self.tool_calls += 1
-        args = json.dumps(fc.get("arguments", {}), ensure_ascii=False)
+        # arguments_raw: sent as written, e.g. the broken JSON a model
+        # sometimes produces
+        args = fc.get("arguments_raw")
+        if args is None:
+            args = json.dumps(fc.get("arguments", {}), ensure_ascii=False)
         previous, self.last_item_id = self.last_item_id, item_id
         body = {"id": item_id, "object": "realtime.item",
                 "type": "function_call", "status": "in_progress",

@@ -27,6 +27,7 @@ use Time::HiRes qw(sleep time);
 use Test::More;
 
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
+                 tool_backend_start
                  place_calls_from_blocks twirt_events error_log_text
                  http_post http_get_text);
 
@@ -40,16 +41,16 @@ for my $dir (__FILE__ =~ m{^(.*)/t/lib/Twirt/Peers\.pm$}) {
     $top = $dir;
 }
 
-# starts a simulator; returns { port, record, pid, dir }
-sub sim_start {
-    my (@args) = @_;
+# starts one of t/peers/ on a free port; returns { port, record, pid, dir }
+sub _peer_start {
+    my ($script, @args) = @_;
     my $dir = tempdir(CLEANUP => 1);
     my $pid = fork // die "fork: $!";
 
     if ($pid == 0) {
         open STDOUT, '>', "$dir/stdout";
         open STDERR, '>', "$dir/stderr";
-        { exec $python, "$top/t/peers/realtime_sim.py", '--listen',
+        { exec $python, "$top/t/peers/$script", '--listen',
                '127.0.0.1:0', '--ready-file', "$dir/ready", '--record',
                "$dir/record.jsonl", @args; }
         POSIX::_exit(127);
@@ -57,7 +58,7 @@ sub sim_start {
 
     my $deadline = time + 15;
     until (-s "$dir/ready") {
-        die "realtime_sim did not start: " . _slurp("$dir/stderr")
+        die "$script did not start: " . _slurp("$dir/stderr")
             if time > $deadline || waitpid($pid, POSIX::WNOHANG()) == $pid;
         sleep 0.05;
     }
@@ -68,6 +69,12 @@ sub sim_start {
     push @sims, $sim;
     return $sim;
 }
+
+# the Realtime simulator; returns { port, record, pid, dir }
+sub sim_start { return _peer_start('realtime_sim.py', @_) }
+
+# the tool backend (its records are read with sim_records)
+sub tool_backend_start { return _peer_start('tool_backend.py', @_) }
 
 sub sim_stop {
     my ($sim) = @_;
