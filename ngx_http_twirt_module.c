@@ -17,6 +17,7 @@
 #include "ngx_http_twirt_metrics.h"
 #include "ngx_http_twirt_outcome.h"
 #include "ngx_http_twirt_tool.h"
+#include "ngx_http_twirt_twilio.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -61,6 +62,8 @@ static char *ngx_http_twirt_tool_filler(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_twirt_check_tools(ngx_conf_t *cf,
     ngx_http_twirt_loc_conf_t *conf);
 static char *ngx_http_twirt_tools(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_dtmf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_max_output_tokens(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -314,6 +317,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       offsetof(ngx_http_twirt_loc_conf_t, end_call),
       NULL },
 
+    { ngx_string("twirt_dtmf"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_twirt_dtmf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, dtmf),
+      NULL },
+
     { ngx_string("twirt_max_output_tokens"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_max_output_tokens,
@@ -509,6 +519,13 @@ static ngx_http_twirt_vad_t  ngx_http_twirt_default_vad = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_twirt_dtmf_modes[] = {
+    { ngx_string("off"), NGX_HTTP_TWIRT_DTMF_OFF },
+    { ngx_string("model"), NGX_HTTP_TWIRT_DTMF_MODEL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_http_variable_t  ngx_http_twirt_vars[] = {
 
     { ngx_string("twirt_param_"), NULL, ngx_http_twirt_param_variable,
@@ -632,6 +649,7 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->prompt = NGX_CONF_UNSET_PTR;
     conf->session_json = NGX_CONF_UNSET_PTR;
     conf->end_call = NGX_CONF_UNSET;
+    conf->dtmf = NGX_CONF_UNSET_UINT;
     conf->prices = NGX_CONF_UNSET_PTR;
     conf->early_audio = NGX_CONF_UNSET_MSEC;
     conf->agent_timeout = NGX_CONF_UNSET_MSEC;
@@ -785,6 +803,16 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->prompt, prev->prompt, NULL);
     ngx_conf_merge_ptr_value(conf->session_json, prev->session_json, NULL);
     ngx_conf_merge_value(conf->end_call, prev->end_call, 1);
+
+    /* the mode and its parameters come from one directive */
+    if (conf->dtmf == NGX_CONF_UNSET_UINT) {
+        conf->dtmf = prev->dtmf;
+        conf->dtmf_terminator = prev->dtmf_terminator;
+        conf->dtmf_timeout = prev->dtmf_timeout;
+    }
+
+    ngx_conf_merge_uint_value(conf->dtmf, prev->dtmf,
+                              NGX_HTTP_TWIRT_DTMF_OFF);
     ngx_conf_merge_ptr_value(conf->prices, prev->prices,
                              &ngx_http_twirt_default_prices);
     ngx_conf_merge_msec_value(conf->early_audio, prev->early_audio, 2000);
@@ -1613,6 +1641,86 @@ ngx_http_twirt_noise_reduction(ngx_conf_t *cf, ngx_command_t *cmd,
         return ngx_http_twirt_enum_error(cf, "invalid noise reduction",
                                          &value[1],
                                          ngx_http_twirt_noise_reductions);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * twirt_dtmf off | model [terminator=#] [timeout=2s]: with "model", keys
+ * pressed are collected up to the terminator or a pause and given to the
+ * model as one input.
+ */
+
+static char *
+ngx_http_twirt_dtmf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_int_t    ms;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+
+    if (tlcf->dtmf != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_twirt_realtime_enum(ngx_http_twirt_dtmf_modes, &value[1],
+                                     &tlcf->dtmf)
+        != NGX_OK)
+    {
+        return ngx_http_twirt_enum_error(cf, "invalid keypad mode",
+                                         &value[1], ngx_http_twirt_dtmf_modes);
+    }
+
+    tlcf->dtmf_terminator = '#';
+    tlcf->dtmf_timeout = 2000;
+
+    if (tlcf->dtmf == NGX_HTTP_TWIRT_DTMF_OFF) {
+        if (cf->args->nelts > 2) {
+            return "takes no parameters when \"off\"";
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_twirt_option(&value[i], "terminator=", &v) == NGX_OK) {
+            if (v.len != 1 || !ngx_http_twirt_dtmf_key(v.data[0])) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\": the "
+                                   "terminator is one keypad key, 0-9, *, "
+                                   "#, A, B, C or D", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            tlcf->dtmf_terminator = v.data[0];
+            continue;
+        }
+
+        if (ngx_http_twirt_option(&value[i], "timeout=", &v) == NGX_OK) {
+            ms = ngx_parse_time(&v, 0);
+
+            if (ms == NGX_ERROR || ms == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\": the timeout "
+                                   "is a time above 0, e.g. \"2s\" or "
+                                   "\"1500ms\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            tlcf->dtmf_timeout = (ngx_msec_t) ms;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected "
+                           "\"terminator=\" or \"timeout=\"", &value[i]);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

@@ -40,6 +40,10 @@
 /* twirt_max_output_tokens inf */
 #define NGX_HTTP_TWIRT_TOKENS_INF         0
 
+/* twirt_dtmf: keypad keys are only events, or given to the model */
+#define NGX_HTTP_TWIRT_DTMF_OFF           0
+#define NGX_HTTP_TWIRT_DTMF_MODEL         1
+
 /* twirt_truncation */
 #define NGX_HTTP_TWIRT_TRUNCATION_AUTO      1
 #define NGX_HTTP_TWIRT_TRUNCATION_DISABLED  2
@@ -195,6 +199,9 @@ typedef struct {
     ngx_http_twirt_prompt_t    *prompt;
     json_t                     *session_json;     /* merged into session */
     ngx_flag_t                  end_call;
+    ngx_uint_t                  dtmf;             /* NGX_HTTP_TWIRT_DTMF_* */
+    u_char                      dtmf_terminator;  /* a keypad key */
+    ngx_msec_t                  dtmf_timeout;     /* after the last key */
     ngx_http_twirt_prices_t    *prices;
     ngx_msec_t                  early_audio;      /* caller audio kept */
     ngx_msec_t                  agent_timeout;    /* profile read */

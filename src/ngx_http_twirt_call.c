@@ -59,6 +59,9 @@
 #define NGX_HTTP_TWIRT_CALL_NOT_DONE                                          \
     (NGX_HTTP_TWIRT_CALL_LIVE | ngx_http_twirt_call_in(ENDING))
 
+/* what the model reads before the keys a caller typed */
+#define NGX_HTTP_TWIRT_KEYPAD  "keypad: "
+
 
 typedef void (*ngx_http_twirt_call_twilio_pt)(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m);
@@ -98,6 +101,8 @@ static void ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m);
 static void ngx_http_twirt_call_dtmf(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m);
+static void ngx_http_twirt_call_dtmf_timeout(ngx_event_t *ev);
+static void ngx_http_twirt_call_dtmf_input(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_stop(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m);
 static void ngx_http_twirt_call_twilio_unknown(ngx_http_twirt_call_t *call,
@@ -350,6 +355,11 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->filler_timer.data = call;
     call->filler_timer.log = call->log;
     call->filler_timer.cancelable = 1;
+
+    call->dtmf_timer.handler = ngx_http_twirt_call_dtmf_timeout;
+    call->dtmf_timer.data = call;
+    call->dtmf_timer.log = call->log;
+    call->dtmf_timer.cancelable = 1;
 
     /*
      * Not cancelable: a call in progress keeps an old worker alive after a
@@ -755,19 +765,143 @@ ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call,
 }
 
 
+/*
+ * A keypad key: always a log line and a call event.  With "twirt_dtmf
+ * model" the keys are collected until the terminator, a pause or the
+ * bound, and given to the model as one input (README, "Keypad input").
+ */
+
 static void
 ngx_http_twirt_call_dtmf(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m)
 {
+    u_char                     key;
     ngx_http_twirt_log_text_t  t;
 
+    if (m->digit.len != 1 || !ngx_http_twirt_dtmf_key(m->digit.data[0])) {
+        call->invalid_in++;
+        ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_INVALID_DTMF);
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: ignored dtmf with an invalid digit \"%V\"",
+                      ngx_http_twirt_log_str(&t, &m->digit));
+        return;
+    }
+
+    key = m->digit.data[0];
+
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                  "twirt: caller pressed \"%V\"",
-                  ngx_http_twirt_log_str(&t, &m->digit));
+                  "twirt: caller pressed \"%c\"", key);
 
     ngx_http_twirt_call_event(call, "dtmf",
-                              json_pack("{s:s%}", "digit", m->digit.data,
-                                        m->digit.len));
+                              json_pack("{s:s%}", "digit", &key, (size_t) 1));
+
+    if (call->conf->dtmf != NGX_HTTP_TWIRT_DTMF_MODEL
+        || call->phase >= NGX_HTTP_TWIRT_CALL_ENDING)
+    {
+        return;
+    }
+
+    if (key == call->conf->dtmf_terminator) {
+        ngx_http_twirt_call_dtmf_input(call);
+        return;
+    }
+
+    call->dtmf[call->dtmf_len++] = key;
+
+    if (call->dtmf_len == NGX_HTTP_TWIRT_DTMF_MAX) {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: keypad input reached %d keys without the "
+                      "terminator, given to the model as it is",
+                      NGX_HTTP_TWIRT_DTMF_MAX);
+        ngx_http_twirt_call_dtmf_input(call);
+        return;
+    }
+
+    /* deleted first: ngx_add_timer() would not move it by less than 300 ms */
+
+    if (call->dtmf_timer.timer_set) {
+        ngx_del_timer(&call->dtmf_timer);
+    }
+
+    ngx_add_timer(&call->dtmf_timer, call->conf->dtmf_timeout);
+}
+
+
+static void
+ngx_http_twirt_call_dtmf_timeout(ngx_event_t *ev)
+{
+    ngx_http_twirt_call_t  *call = ev->data;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "twirt: keypad pause after %uz keys", call->dtmf_len);
+
+    ngx_http_twirt_call_dtmf_input(call);
+}
+
+
+/*
+ * The keys collected so far become one user message, "keypad: 12345"
+ * (the words the README documents, for instructions to refer to),
+ * and the model is asked to answer it (after the response in progress,
+ * if any).  Nothing collected, nothing sent.
+ */
+
+static void
+ngx_http_twirt_call_dtmf_input(ngx_http_twirt_call_t *call)
+{
+    u_char     text[sizeof(NGX_HTTP_TWIRT_KEYPAD) - 1
+                    + NGX_HTTP_TWIRT_DTMF_MAX];
+    json_t    *ev;
+    ngx_str_t  keys;
+
+    if (call->dtmf_timer.timer_set) {
+        ngx_del_timer(&call->dtmf_timer);
+    }
+
+    if (call->dtmf_len == 0) {
+        return;
+    }
+
+    keys.data = ngx_cpymem(text, NGX_HTTP_TWIRT_KEYPAD,
+                           sizeof(NGX_HTTP_TWIRT_KEYPAD) - 1);
+    keys.len = call->dtmf_len;
+    ngx_memcpy(keys.data, call->dtmf, keys.len);
+
+    call->dtmf_len = 0;
+
+    if (!(NGX_HTTP_TWIRT_CALL_TALKING & (1 << call->phase))) {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: keypad input \"%V\" dropped: the Realtime "
+                      "session is %s", &keys,
+                      call->phase == NGX_HTTP_TWIRT_CALL_SETUP
+                      ? "not ready" : "ending");
+        return;
+    }
+
+    ev = json_pack("{s:s,s:{s:s,s:s,s:[{s:s,s:s%}]}}",
+                   "type", "conversation.item.create",
+                   "item", "type", "message", "role", "user",
+                   "content", "type", "input_text", "text",
+                   text, (size_t) (keys.data + keys.len - text));
+
+    if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                      "twirt: keypad input \"%V\" could not be given to "
+                      "the model", &keys);
+        json_decref(ev);
+        return;
+    }
+
+    json_decref(ev);
+
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "twirt: keypad input \"%V\" given to the model", &keys);
+
+    ngx_http_twirt_call_event(call, "keypad",
+                              json_pack("{s:s%}", "digits", keys.data,
+                                        keys.len));
+
+    ngx_http_twirt_call_response_create(call, NULL);
 }
 
 
@@ -2305,6 +2439,10 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
     }
 
     ngx_http_twirt_call_tools_cancel(call);
+
+    if (call->dtmf_timer.timer_set) {
+        ngx_del_timer(&call->dtmf_timer);
+    }
 
     if (call->profile) {
         json_decref(call->profile);

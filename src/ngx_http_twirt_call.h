@@ -23,6 +23,7 @@
 #define NGX_HTTP_TWIRT_ITEMS     8
 #define NGX_HTTP_TWIRT_MARKS     512
 #define NGX_HTTP_TWIRT_ID_MAX    64
+#define NGX_HTTP_TWIRT_DTMF_MAX  32      /* keys given to the model at once */
 
 
 /* an assistant audio item: what we received, what Twilio played */
@@ -118,6 +119,11 @@ struct ngx_http_twirt_call_s {
     size_t                      early_size;
     ngx_uint_t                  early_frames;
     ngx_uint_t                  early_dropped;
+
+    /* keypad keys being collected for the model (twirt_dtmf model) */
+    u_char                      dtmf[NGX_HTTP_TWIRT_DTMF_MAX];
+    size_t                      dtmf_len;
+    ngx_event_t                 dtmf_timer;    /* a pause after the last */
 
     /* the response being spoken, and the one waiting (its instructions) */
     u_char                      response_id[NGX_HTTP_TWIRT_ID_MAX];

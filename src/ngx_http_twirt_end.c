@@ -89,6 +89,7 @@ const char  *ngx_http_twirt_error_labels[] = {
     "send_queue_full",
     "invalid_json",
     "invalid_audio",
+    "invalid_dtmf",
     "invalid_usage",
     "duplicate_stream",
     "other"

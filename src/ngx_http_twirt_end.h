@@ -44,6 +44,7 @@ typedef enum {
     NGX_HTTP_TWIRT_ERR_SEND_QUEUE_FULL,
     NGX_HTTP_TWIRT_ERR_INVALID_JSON,
     NGX_HTTP_TWIRT_ERR_INVALID_AUDIO,          /* base64 that is not */
+    NGX_HTTP_TWIRT_ERR_INVALID_DTMF,           /* not a keypad key */
     NGX_HTTP_TWIRT_ERR_INVALID_USAGE,          /* counts out of bounds */
     NGX_HTTP_TWIRT_ERR_DUPLICATE_STREAM,       /* a live CallSid again */
     NGX_HTTP_TWIRT_ERR_OTHER,

@@ -226,6 +226,16 @@ ngx_http_twirt_sid_valid(ngx_str_t *sid)
 }
 
 
+/* the sixteen DTMF keys: 0-9, *, #, and A-D (not on phone keypads) */
+
+ngx_uint_t
+ngx_http_twirt_dtmf_key(u_char c)
+{
+    return (c >= '0' && c <= '9') || c == '*' || c == '#'
+           || (c >= 'A' && c <= 'D');
+}
+
+
 /* a string member of a JSON object; data NULL when it is not one */
 
 void

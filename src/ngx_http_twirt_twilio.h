@@ -47,6 +47,7 @@ ngx_int_t ngx_http_twirt_twilio_parse(u_char *data, size_t len,
     ngx_http_twirt_twilio_msg_t *m);
 void ngx_http_twirt_twilio_free(ngx_http_twirt_twilio_msg_t *m);
 ngx_int_t ngx_http_twirt_sid_valid(ngx_str_t *sid);
+ngx_uint_t ngx_http_twirt_dtmf_key(u_char c);
 void ngx_http_twirt_json_get_str(json_t *obj, const char *key,
     ngx_str_t *out);
 

@@ -33,20 +33,6 @@ place_calls_from_blocks($sim);
 no_shuffle();
 run_tests();
 
-# the entries of a stream as hashes, in order
-sub stream_entries {
-    my ($key) = @_;
-    my @out = redis_cli('--raw', 'XRANGE', $key, '-', '+');
-    my (@entries, $cur);
-    # --raw prints: id, then field and value lines
-    for my $line (@out) {
-        if ($line =~ /^\d+-\d+$/) { push @entries, $cur = {}; $cur->{_fields} = []; next }
-        push @{ $cur->{_fields} }, $line;
-    }
-    for my $e (@entries) { my %h = @{ delete $e->{_fields} }; %$e = %h }
-    return \@entries;
-}
-
 sub events_of_type { my ($sim, $type) = @_; [ grep { ($_->{event}{type} // '') eq $type } @$sim ] }
 
 # a subscriber to the live channel, as a dashboard would be
@@ -118,7 +104,7 @@ my ($ttl) = redis_cli('--raw', 'TTL', $key);
 ok($ttl > 0 && $ttl <= 600, "TTL set ($ttl)");
 ($ttl) = redis_cli('--raw', 'TTL', "$key:events");
 ok($ttl > 0 && $ttl <= 600, "and on the events ($ttl)");
-my $e = main::stream_entries("$key:events");
+my $e = redis_stream_entries("$key:events");
 my @kinds = map { $_->{type} eq 'transcript' ? "$_->{role}: $_->{text}" : "$_->{type}: " . ($_->{status} // '') } @$e;
 utf8::decode($_) for @kinds;
 is_deeply(\@kinds, [
@@ -153,7 +139,7 @@ is($call->{ok}, JSON::PP::true, 'the call went on');
 is($sim_summary->{appended_bytes}, 160 * $call->{media_sent}, 'no caller audio lost');
 my $key = 'twirt:call:CA000000000000000000000000000restart';
 ok(redis_wait(10, sub { (redis_cli('--raw', 'HGET', $key, 'status'))[0] eq 'ended' }), 'the record completed after the reconnect');
-my $e = main::stream_entries("$key:events");
+my $e = redis_stream_entries("$key:events");
 my @types = map { $_->{type} } @$e;
 is_deeply(\@types, [ qw(state state transcript transcript transcript state) ], 'no event lost, in order') or diag "@types";
 --- error_log eval
@@ -360,7 +346,7 @@ ok(redis_wait(5, sub { (redis_cli('--raw', 'HGET', $key, 'status'))[0] eq 'ended
 my $h = main::hash_of($key);
 is($h->{end_reason}, 'stop', 'its own end');
 is($h->{stream_sid}, 'MZ000000000000000000000000000real', 'stream_sid still its own');
-my @entries = @{ main::stream_entries("$key:events") };
+my @entries = @{ redis_stream_entries("$key:events") };
 is(scalar(grep { ($_->{status} // '') eq 'connecting' } @entries), 1, 'one "connecting" event: the second stream wrote none');
 --- error_log
 refused a second stream for a live call
@@ -381,12 +367,12 @@ my $key = 'twirt:call:CA0000000000000000000000000000status:events';
 http_post('/twilio/stream-status', 'CallSid=CA0000000000000000000000000000status&StreamSid=MZ1&StreamEvent=stream-error&StreamError=forged');
 my ($status) = http_post('/twilio/stream-status', "CallSid=CA0000000000000000000000000000status&StreamSid=$call->{stream_sid}&StreamEvent=stream-error&StreamError=31920%3A%20too%20slow");
 is($status, 204, 'answered 204');
-ok(redis_wait(5, sub { grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) } }), 'recorded');
-my ($e) = grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) };
+ok(redis_wait(5, sub { grep { ($_->{type} // '') eq 'stream' } @{ redis_stream_entries($key) } }), 'recorded');
+my ($e) = grep { ($_->{type} // '') eq 'stream' } @{ redis_stream_entries($key) };
 is($e->{event}, 'stream-error', 'the event');
 is($e->{stream_sid}, $call->{stream_sid}, 'the stream');
 is($e->{error}, '31920: too slow', 'the error, as sent');
-is(scalar(grep { ($_->{type} // '') eq 'stream' } @{ main::stream_entries($key) }), 1, "another stream's event was not recorded");
+is(scalar(grep { ($_->{type} // '') eq 'stream' } @{ redis_stream_entries($key) }), 1, "another stream's event was not recorded");
 # a call that never started: its events still expire
 http_post('/twilio/stream-status', 'CallSid=CA000000000000000000000000000nocall&StreamSid=MZ2&StreamEvent=stream-error&StreamError=never%20started');
 my $nokey = 'twirt:call:CA000000000000000000000000000nocall:events';

@@ -138,7 +138,7 @@ ws_upgrade('/twilio/media') . twilio_start('CA8', 'MZ8')
 . twilio_stop('CA8', 'MZ8')
 --- error_code: 101
 --- error_log
-caller pressed "１"
+ignored dtmf with an invalid digit "１"
 --- no_error_log
 closing with 1007
 
@@ -478,7 +478,7 @@ ws_upgrade('/twilio/media')
 ws_server_frame('close', ws_close_payload(1000))
 --- error_log eval
 [qr/ignored agent name "x\\x0a1999\/01\/01 00:00:00 \[alert\] 1#1: forged agent"/,
- qr/caller pressed "1\\x0d\\x0a1999\/01\/01 00:00:00 \[alert\] 1#1: forged digit\\x00tail"/,
+ qr/ignored dtmf with an invalid digit "1\\x0d\\x0a1999\/01\/01 00:00:00 \[alert\] 1#1: forged digit\\x00tail"/,
  qr/ignored twilio event "later\\x0a1999/]
 --- no_error_log eval
 [qr/^1999\/01\/01/, qr/^\S*tail/]

@@ -39,6 +39,7 @@ import peer_scenario
 
 FRAME_MS = 20
 FRAME_BYTES = 160
+DTMF_GAP_MS = 100
 SILENCE_FRAME = bytes([peer_audio.MULAW_SILENCE]) * FRAME_BYTES
 USER_AGENT = "Twilio.TmeWs/1.0"
 # Close codes that mean the gateway found fault with what WE sent: this
@@ -648,12 +649,27 @@ def build_parser():
                    "playing this much later (a jitter buffer, a slow line)")
     p.add_argument("--connect-timeout", type=int, default=5000,
                    metavar="MS")
+    p.add_argument("--dtmf", action="append", type=parse_dtmf, default=[],
+                   metavar="AT_MS:KEYS", help="press KEYS from AT_MS after "
+                   "start, one dtmf event per key, 100 ms apart "
+                   "(repeatable; sent as given, invalid keys too)")
     return p
+
+
+def parse_dtmf(value):
+    at, sep, keys = value.partition(":")
+    if not sep or not at.isdigit() or not keys:
+        raise argparse.ArgumentTypeError("expected AT_MS:KEYS, e.g. 500:123#")
+    return [{"at_ms": int(at) + i * DTMF_GAP_MS, "digit": k}
+            for i, k in enumerate(keys)]
 
 
 def make_calls(opts, recorder):
     scenario = (peer_scenario.load(opts.scenario) if opts.scenario
                 else peer_scenario.empty())
+    for keys in opts.dtmf:
+        scenario["dtmf"] = sorted(scenario["dtmf"] + keys,
+                                  key=lambda d: d["at_ms"])
     base = dict(opts.param)
     if opts.scenario and "scenario" not in base:
         # So a gateway can pass it on as [scenario:NAME] in instructions.

@@ -10,7 +10,7 @@ use File::Temp qw(tempdir);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(redis_start redis_stop redis_restart redis_pause
-                 redis_resume redis_cli redis_wait);
+                 redis_resume redis_cli redis_wait redis_stream_entries);
 
 my %server;
 
@@ -74,6 +74,19 @@ sub redis_wait {
         sleep 0.05;
     }
     return 1;
+}
+
+# the entries of a stream as hashes of their fields, in order
+sub redis_stream_entries {
+    my ($key) = @_;
+    my (@entries, $cur);
+    # --raw prints: id, then field and value lines
+    for my $line (redis_cli('--raw', 'XRANGE', $key, '-', '+')) {
+        if ($line =~ /^\d+-\d+$/) { push @entries, $cur = { _f => [] }; next }
+        push @{ $cur->{_f} }, $line;
+    }
+    for my $e (@entries) { my %h = @{ delete $e->{_f} }; %$e = %h }
+    return \@entries;
 }
 
 END { redis_stop() }
