@@ -61,6 +61,8 @@ static char *ngx_http_twirt_profile_variables(
     ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
     json_t *vars, json_t *td);
 static char *ngx_http_twirt_profile_tools(
+    ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
+    json_t *vars, json_t *td);
 static char *ngx_http_twirt_profile_transfers(
     ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
     json_t *vars, json_t *td);
