@@ -455,6 +455,8 @@ sub families {
         twirt_transcriptions_failed_total => 'counter',
         twirt_errors_total => 'counter',
         twirt_transfers_total => 'counter',
+        twirt_tool_calls_total => 'counter',
+        twirt_tool_fillers_total => 'counter',
         twirt_redis_queued => 'gauge',
         twirt_redis_connected => 'gauge',
         twirt_redis_dropped_total => 'counter',
