@@ -18,6 +18,7 @@
 #include "ngx_http_twirt_outcome.h"
 #include "ngx_http_twirt_tool.h"
 #include "ngx_http_twirt_twilio.h"
+#include "ngx_http_twirt_transfer.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -457,6 +458,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       offsetof(ngx_http_twirt_loc_conf_t, fallback_dial),
       NULL },
 
+    { ngx_string("twirt_transfer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_twirt_transfer_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, transfers),
+      NULL },
+
     { ngx_string("twirt_twiml_max_body_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -630,6 +638,7 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->stream_status = NGX_CONF_UNSET_PTR;
     conf->fallback_say = NGX_CONF_UNSET_PTR;
     conf->fallback_dial = NGX_CONF_UNSET_PTR;
+    conf->transfers = NGX_CONF_UNSET_PTR;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->max_frame_size = NGX_CONF_UNSET_SIZE;
     conf->max_message_size = NGX_CONF_UNSET_SIZE;
@@ -677,6 +686,7 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->stream_status, prev->stream_status, NULL);
     ngx_conf_merge_ptr_value(conf->fallback_say, prev->fallback_say, NULL);
     ngx_conf_merge_ptr_value(conf->fallback_dial, prev->fallback_dial, NULL);
+    ngx_conf_merge_ptr_value(conf->transfers, prev->transfers, NULL);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               16 * 1024);
 

@@ -152,6 +152,9 @@ typedef struct {
     ngx_http_twirt_action_t    *stream_status;   /* statusCallback */
     ngx_http_twirt_say_t       *fallback_say;
     ngx_http_twirt_dial_t      *fallback_dial;
+    json_t                     *transfers;       /* twirt_transfer: NAME ->
+                                                    {target, caller_id,
+                                                     timeout} */
     size_t                      max_body_size;
     ngx_flag_t                  twiml;           /* twirt_twiml here */
     ngx_flag_t                  action_handler;  /* twirt_action here */
@@ -233,6 +236,7 @@ typedef struct {
     ngx_uint_t                    kind;   /* NGX_HTTP_TWIRT_CTX_WEBHOOK */
     ngx_array_t                  *pairs;
     ngx_http_twirt_redis_read_t  *redis;  /* a call record being read */
+    void                         *outcome; /* the action's: what is known */
     unsigned                      done:1;
     unsigned                      action:1;
     unsigned                      stream_status:1;

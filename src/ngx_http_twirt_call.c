@@ -86,8 +86,6 @@ typedef struct {
 
 static void ngx_http_twirt_call_phase(ngx_http_twirt_call_t *call,
     ngx_http_twirt_call_phase_e phase);
-static void ngx_http_twirt_call_ready(ngx_http_twirt_call_t *call,
-    ngx_uint_t what);
 
 static void ngx_http_twirt_call_twilio_message(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
@@ -166,15 +164,9 @@ static void ngx_http_twirt_call_session_created(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call,
     json_t *ev);
-static void ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
-    ngx_str_t *instructions);
 static void ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws);
-static ngx_int_t ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call,
-    json_t *ev);
 static void ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call);
 
-static void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call,
-    const char *type, json_t *fields);
 static void ngx_http_twirt_call_duration(ngx_event_t *ev);
 static void ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_request_cleanup(void *data);
@@ -450,7 +442,7 @@ ngx_http_twirt_call_phase(ngx_http_twirt_call_t *call,
 
 /* one of the things the setup waits for is here: the last configures */
 
-static void
+void
 ngx_http_twirt_call_ready(ngx_http_twirt_call_t *call, ngx_uint_t what)
 {
     call->waiting &= ~what;
@@ -631,6 +623,8 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
             call->waiting |= NGX_HTTP_TWIRT_CALL_WAIT_PROFILE;
         }
     }
+
+    ngx_http_twirt_transfer_resume(call);
 
     ngx_http_twirt_call_ready(call, NGX_HTTP_TWIRT_CALL_WAIT_START);
 }
@@ -1274,6 +1268,10 @@ ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
     ngx_http_twirt_call_event(call, "state",
                               json_pack("{s:s}", "status", "active"));
 
+    if (ngx_http_twirt_transfer_replay(call) == NGX_OK) {
+        return;
+    }
+
     if (ngx_http_twirt_call_text(call, "greeting", &call->conf->greeting,
                                  &greeting)
         != NGX_OK
@@ -1543,6 +1541,14 @@ ngx_http_twirt_call_function(ngx_http_twirt_call_t *call, json_t *ev)
         /* the goodbye plays to its end, then the stream closes */
         call->after = NGX_HTTP_TWIRT_AFTER_HANG_UP;
         ngx_http_twirt_call_heard(call);
+        return;
+    }
+
+    if (ngx_strcmp(name.data, "transfer_call") == 0) {
+        /* its output is sent; the answer comes with the other tools' */
+        ngx_http_twirt_transfer_call(call, ev);
+        call->tool_answer = 1;
+        ngx_http_twirt_call_tool_answer(call);
         return;
     }
 
@@ -2190,7 +2196,7 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
 
 /* one response at a time: a second one waits for response.done */
 
-static void
+void
 ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
     ngx_str_t *instructions)
 {
@@ -2262,7 +2268,7 @@ ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call, json_t *ev)
 {
     char       *s;
@@ -2304,6 +2310,10 @@ ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
     case NGX_HTTP_TWIRT_AFTER_HANG_UP:
         ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_END_CALL, NULL,
                                 NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+        break;
+
+    case NGX_HTTP_TWIRT_AFTER_TRANSFER:
+        ngx_http_twirt_transfer_heard(call);
         break;
 
     default: /* NGX_HTTP_TWIRT_AFTER_NOTHING */
@@ -2353,6 +2363,7 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, ngx_http_twirt_end_e end,
     }
 
     ngx_http_twirt_record_profile_cancel(&call->profile_handle);
+    ngx_http_twirt_transfer_cancel(call);
 
     ngx_http_twirt_call_tools_cancel(call);
 
@@ -2488,7 +2499,7 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
  * consumed.
  */
 
-static void
+void
 ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
     json_t *fields)
 {

@@ -18,6 +18,7 @@
 #include "ngx_http_twirt_end.h"
 #include "ngx_http_twirt_record.h"
 #include "ngx_http_twirt_tool.h"
+#include "ngx_http_twirt_transfer.h"
 
 
 #define NGX_HTTP_TWIRT_ITEMS     8
@@ -61,6 +62,8 @@ typedef enum {
 #define NGX_HTTP_TWIRT_CALL_WAIT_START     0x01  /* Twilio's "start" */
 #define NGX_HTTP_TWIRT_CALL_WAIT_UPSTREAM  0x02  /* the Realtime socket */
 #define NGX_HTTP_TWIRT_CALL_WAIT_PROFILE   0x04  /* the agent profile */
+#define NGX_HTTP_TWIRT_CALL_WAIT_HISTORY   0x08  /* a returning call's
+                                                    conversation so far */
 
 
 /* the model answers one response at a time */
@@ -74,7 +77,8 @@ typedef enum {
 /* what happens once the model's answer has been heard to its end */
 typedef enum {
     NGX_HTTP_TWIRT_AFTER_NOTHING = 0,
-    NGX_HTTP_TWIRT_AFTER_HANG_UP       /* end_call */
+    NGX_HTTP_TWIRT_AFTER_HANG_UP,      /* end_call */
+    NGX_HTTP_TWIRT_AFTER_TRANSFER      /* transfer_call: call->transfer */
 } ngx_http_twirt_after_e;
 
 
@@ -109,6 +113,12 @@ struct ngx_http_twirt_call_s {
     void                       *profile_handle;
 
     ngx_http_twirt_record_t     record;        /* what Redis is told */
+
+    /* transfer to a human (ngx_http_twirt_transfer.c) */
+    ngx_http_twirt_transfer_t  *transfer;      /* decided, not done yet */
+    json_t                     *history;       /* a returning call's lines */
+    void                       *history_handle;
+    unsigned                    returning:1;   /* after a failed transfer */
 
     ngx_msec_t                  upgraded;      /* ngx_current_msec */
     ngx_event_t                 duration_timer;
@@ -181,6 +191,15 @@ struct ngx_http_twirt_call_s {
 ngx_http_twirt_call_t *ngx_http_twirt_call_create(ngx_http_request_t *r);
 void ngx_http_twirt_call_end(ngx_http_twirt_call_t *call,
     ngx_http_twirt_end_e end, const char *detail, ngx_uint_t code);
+
+/* for the call's helpers (ngx_http_twirt_transfer.c) */
+void ngx_http_twirt_call_ready(ngx_http_twirt_call_t *call, ngx_uint_t what);
+ngx_int_t ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call,
+    json_t *ev);
+void ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
+    ngx_str_t *instructions);
+void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
+    json_t *fields);
 
 
 #endif /* _NGX_HTTP_TWIRT_CALL_H_INCLUDED_ */

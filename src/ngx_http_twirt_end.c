@@ -21,6 +21,7 @@ ngx_http_twirt_end_kind_t  ngx_http_twirt_end_kinds[] = {
 
     ngx_http_twirt_end("stop", "stop", STOP, NONE, 0),
     ngx_http_twirt_end("end_call", "end_call", END_CALL, NONE, 0),
+    ngx_http_twirt_end("transfer", "transfer", TRANSFER, NONE, 0),
     ngx_http_twirt_end("twilio_closed", "twilio closed", TWILIO_CLOSED,
                        NONE, 0),
     ngx_http_twirt_end("twilio_lost", "twilio lost", TWILIO_LOST, NONE, 0),
@@ -66,6 +67,7 @@ ngx_http_twirt_end_kind_t  ngx_http_twirt_end_kinds[] = {
 const char  *ngx_http_twirt_ended_labels[] = {
     "stop",
     "end_call",
+    "transfer",
     "twilio_closed",
     "twilio_lost",
     "idle_timeout",

@@ -19,6 +19,7 @@
 typedef enum {
     NGX_HTTP_TWIRT_ENDED_STOP = 0,
     NGX_HTTP_TWIRT_ENDED_END_CALL,
+    NGX_HTTP_TWIRT_ENDED_TRANSFER,
     NGX_HTTP_TWIRT_ENDED_TWILIO_CLOSED,
     NGX_HTTP_TWIRT_ENDED_TWILIO_LOST,
     NGX_HTTP_TWIRT_ENDED_IDLE_TIMEOUT,
@@ -62,6 +63,7 @@ typedef enum {
     NGX_HTTP_TWIRT_END_NONE = 0,
     NGX_HTTP_TWIRT_END_STOP,                   /* Twilio's "stop" */
     NGX_HTTP_TWIRT_END_END_CALL,               /* the model hung up */
+    NGX_HTTP_TWIRT_END_TRANSFER,               /* to a human: <Dial> */
     NGX_HTTP_TWIRT_END_TWILIO_CLOSED,          /* a close frame, no stop */
     NGX_HTTP_TWIRT_END_TWILIO_LOST,            /* EOF, I/O error, timeout */
     NGX_HTTP_TWIRT_END_TWILIO_PROTOCOL,        /* a frame broke RFC 6455 */

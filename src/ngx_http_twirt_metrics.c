@@ -46,6 +46,7 @@ typedef struct {
     uint64_t                       counter[NGX_HTTP_TWIRT_M_LAST];
     uint64_t                       ended[NGX_HTTP_TWIRT_ENDED_LAST];
     uint64_t                       error[NGX_HTTP_TWIRT_ERR_LAST];
+    uint64_t                       transfer[NGX_HTTP_TWIRT_TRANSFER_LAST];
     ngx_http_twirt_metrics_hist_t  hist[NGX_HTTP_TWIRT_H_LAST];
     uint64_t                       redis[NGX_HTTP_TWIRT_R_LAST];
 } ngx_http_twirt_metrics_slot_t;
@@ -410,6 +411,19 @@ ngx_http_twirt_metrics_call_ended(ngx_http_twirt_end_e end)
 
 
 void
+ngx_http_twirt_metrics_transfer(ngx_http_twirt_transfer_result_e result)
+{
+    if (ngx_http_twirt_metrics_slot == NULL
+        || result >= NGX_HTTP_TWIRT_TRANSFER_LAST)
+    {
+        return;
+    }
+
+    ngx_http_twirt_metrics_slot->transfer[result]++;
+}
+
+
+void
 ngx_http_twirt_metrics_error(ngx_http_twirt_error_e kind)
 {
     if (ngx_http_twirt_metrics_slot == NULL || kind >= NGX_HTTP_TWIRT_ERR_LAST)
@@ -526,6 +540,10 @@ ngx_http_twirt_metrics_sum(ngx_http_twirt_metrics_slot_t *total,
             total->error[j] += s->error[j];
         }
 
+        for (j = 0; j < NGX_HTTP_TWIRT_TRANSFER_LAST; j++) {
+            total->transfer[j] += s->transfer[j];
+        }
+
         for (j = 0; j < NGX_HTTP_TWIRT_H_LAST; j++) {
             for (k = 0; k < NGX_HTTP_TWIRT_METRICS_BUCKETS; k++) {
                 total->hist[j].bucket[k] += s->hist[j].bucket[k];
@@ -581,6 +599,15 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
         p = ngx_slprintf(p, end,
                          "twirt_calls_ended_total{reason=\"%s\"} %uL\n",
                          ngx_http_twirt_ended_labels[i], t.ended[i]);
+    }
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_transfers_total",
+            "counter", "Transfers to a human, by step and result.");
+
+    for (i = 0; i < NGX_HTTP_TWIRT_TRANSFER_LAST; i++) {
+        p = ngx_slprintf(p, end,
+                         "twirt_transfers_total{result=\"%s\"} %uL\n",
+                         ngx_http_twirt_transfer_labels[i], t.transfer[i]);
     }
 
     p = ngx_http_twirt_metrics_family(p, end, "twirt_frames_total", "counter",

@@ -15,6 +15,7 @@
 
 #include "ngx_http_twirt.h"
 #include "ngx_http_twirt_end.h"
+#include "ngx_http_twirt_transfer.h"
 
 
 typedef enum {
@@ -76,6 +77,9 @@ void ngx_http_twirt_metrics_observe(ngx_http_twirt_histogram_e h,
 
 /* a call ended: counted under its kind's label */
 void ngx_http_twirt_metrics_call_ended(ngx_http_twirt_end_e end);
+
+/* a transfer's step or result, counted under its label */
+void ngx_http_twirt_metrics_transfer(ngx_http_twirt_transfer_result_e result);
 
 /* an error of this kind happened; NGX_HTTP_TWIRT_ERR_NONE counts nothing */
 void ngx_http_twirt_metrics_error(ngx_http_twirt_error_e kind);

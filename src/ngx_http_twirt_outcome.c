@@ -34,6 +34,17 @@ typedef struct {
     u_char                      sid[NGX_HTTP_TWIRT_OUTCOME_SID_LEN];
     u_char                      stream[NGX_HTTP_TWIRT_OUTCOME_SID_LEN];
     u_char                      name[NGX_HTTP_TWIRT_OUTCOME_NAME_LEN];
+
+    /* a transfer: target_len 0 when there is none */
+    u_char                      to_len;        /* the target's name */
+    u_char                      target_len;
+    u_char                      caller_id_len;
+    uint16_t                    timeout;
+    uint16_t                    summary_len;
+    u_char                      to[NGX_HTTP_TWIRT_TRANSFER_NAME_LEN];
+    u_char                      target[NGX_HTTP_TWIRT_TRANSFER_TARGET_LEN];
+    u_char                      caller_id[NGX_HTTP_TWIRT_TRANSFER_ID_LEN];
+    u_char                      summary[NGX_HTTP_TWIRT_TRANSFER_SUMMARY_LEN];
 } ngx_http_twirt_outcome_entry_t;
 
 
@@ -307,6 +318,7 @@ ngx_http_twirt_outcome_claim(ngx_str_t *call_sid, ngx_str_t *stream_sid)
 
     } else {
         e->live = 1;
+        e->target_len = 0;            /* a new stream: no transfer yet */
         e->stored = ngx_time();
         e->stream_len = (u_char) stream_sid->len;
         ngx_memcpy(e->stream, stream_sid->data, stream_sid->len);
@@ -514,4 +526,119 @@ ngx_http_twirt_outcome_shm(void)
                                          &ngx_http_twirt_outcome_module);
 
     return ngx_http_twirt_outcome_current;
+}
+
+
+void
+ngx_http_twirt_outcome_transfer(ngx_str_t *call_sid, ngx_str_t *stream_sid,
+    ngx_http_twirt_transfer_t *t)
+{
+    ngx_http_twirt_outcome_shm_t    *shm;
+    ngx_http_twirt_outcome_entry_t  *e;
+
+    if (call_sid->len == 0 || call_sid->len > NGX_HTTP_TWIRT_OUTCOME_SID_LEN
+        || stream_sid->len > NGX_HTTP_TWIRT_OUTCOME_SID_LEN
+        || t->name.len > NGX_HTTP_TWIRT_TRANSFER_NAME_LEN
+        || t->target.len > NGX_HTTP_TWIRT_TRANSFER_TARGET_LEN
+        || t->caller_id.len > NGX_HTTP_TWIRT_TRANSFER_ID_LEN
+        || t->summary.len > NGX_HTTP_TWIRT_TRANSFER_SUMMARY_LEN)
+    {
+        return;
+    }
+
+    shm = ngx_http_twirt_outcome_shm();
+    if (shm == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    e = ngx_http_twirt_outcome_take(shm, call_sid);
+
+    if (e->stream_len == 0 || ngx_http_twirt_outcome_owner(e, stream_sid)) {
+        e->stream_len = (u_char) stream_sid->len;
+        ngx_memcpy(e->stream, stream_sid->data, stream_sid->len);
+        e->to_len = (u_char) t->name.len;
+        ngx_memcpy(e->to, t->name.data, t->name.len);
+        e->target_len = (u_char) t->target.len;
+        ngx_memcpy(e->target, t->target.data, t->target.len);
+        e->caller_id_len = (u_char) t->caller_id.len;
+        ngx_memcpy(e->caller_id, t->caller_id.data, t->caller_id.len);
+        e->summary_len = (uint16_t) t->summary.len;
+        ngx_memcpy(e->summary, t->summary.data, t->summary.len);
+        e->timeout = (uint16_t) t->timeout;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_http_twirt_outcome_get_transfer(ngx_str_t *call_sid,
+    ngx_http_twirt_transfer_t *t, ngx_pool_t *pool)
+{
+    u_char                          *p;
+    uint32_t                        *link;
+    ngx_int_t                        rc;
+    ngx_http_twirt_outcome_shm_t    *shm;
+    ngx_http_twirt_outcome_entry_t  *e, copy;
+
+    if (call_sid->len == 0 || call_sid->len > NGX_HTTP_TWIRT_OUTCOME_SID_LEN)
+    {
+        return NGX_DECLINED;
+    }
+
+    shm = ngx_http_twirt_outcome_shm();
+    if (shm == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    e = ngx_http_twirt_outcome_find(shm, call_sid, &link);
+
+    if (e && !e->live && e->target_len
+        && ngx_time() - e->stored <= shm->ttl)
+    {
+        copy = *e;
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    p = ngx_pnalloc(pool, copy.to_len + copy.target_len + copy.caller_id_len
+                          + copy.summary_len + copy.stream_len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    t->name.data = p;
+    t->name.len = copy.to_len;
+    p = ngx_cpymem(p, copy.to, copy.to_len);
+
+    t->target.data = p;
+    t->target.len = copy.target_len;
+    p = ngx_cpymem(p, copy.target, copy.target_len);
+
+    t->caller_id.data = p;
+    t->caller_id.len = copy.caller_id_len;
+    p = ngx_cpymem(p, copy.caller_id, copy.caller_id_len);
+
+    t->summary.data = p;
+    t->summary.len = copy.summary_len;
+    p = ngx_cpymem(p, copy.summary, copy.summary_len);
+
+    t->stream_sid.data = p;
+    t->stream_sid.len = copy.stream_len;
+    ngx_memcpy(p, copy.stream, copy.stream_len);
+
+    t->timeout = copy.timeout;
+
+    return NGX_OK;
 }

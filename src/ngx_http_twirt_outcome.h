@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_twirt_transfer.h"
+
 
 /* Twilio's CallSids are 34 characters; a longer one is not kept */
 #define NGX_HTTP_TWIRT_OUTCOME_SID_LEN   64
@@ -47,6 +49,21 @@ void ngx_http_twirt_outcome_set(ngx_str_t *call_sid, ngx_str_t *stream_sid,
  */
 ngx_int_t ngx_http_twirt_outcome_get(ngx_str_t *call_sid, ngx_uint_t *failed,
     ngx_str_t *end_name, ngx_pool_t *pool);
+
+/*
+ * Keeps the transfer the call is ending with (before its outcome is
+ * set), in the claiming stream's entry: target, caller ID, timeout and
+ * the summary, bounded (NGX_HTTP_TWIRT_TRANSFER_*_LEN).
+ */
+void ngx_http_twirt_outcome_transfer(ngx_str_t *call_sid,
+    ngx_str_t *stream_sid, ngx_http_twirt_transfer_t *t);
+
+/*
+ * NGX_OK: the call ended with a transfer, *t filled (copied to pool);
+ * NGX_DECLINED: no transfer known here; NGX_ERROR: no memory.
+ */
+ngx_int_t ngx_http_twirt_outcome_get_transfer(ngx_str_t *call_sid,
+    ngx_http_twirt_transfer_t *t, ngx_pool_t *pool);
 
 
 extern ngx_module_t  ngx_http_twirt_outcome_module;

@@ -14,6 +14,8 @@
  *   var_NAME, variables (a JSON object)    "variables", for {{NAME}}
  *   tools (a JSON array)                   checked as twirt_tools files
  *                                          are: replace them
+ *   transfers (a JSON object)              checked as twirt_transfer is:
+ *                                          the transfer_call targets
  *
  * A field that fails its check is logged, saying why, and left out: the
  * configuration's value applies.
@@ -24,6 +26,7 @@
 #include "ngx_http_twirt_profile.h"
 #include "ngx_http_twirt_realtime.h"
 #include "ngx_http_twirt_tool.h"
+#include "ngx_http_twirt_transfer.h"
 
 
 typedef struct ngx_http_twirt_profile_field_s  ngx_http_twirt_profile_field_t;
@@ -60,6 +63,9 @@ static char *ngx_http_twirt_profile_variables(
 static char *ngx_http_twirt_profile_tools(
     ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
     json_t *vars, json_t *td);
+static char *ngx_http_twirt_profile_transfers(
+    ngx_http_twirt_profile_field_t *f, ngx_str_t *value, json_t *profile,
+    json_t *vars, json_t *td);
 static char *ngx_http_twirt_profile_enum(ngx_str_t *value,
     ngx_conf_enum_t *table, ngx_uint_t *v);
 static char *ngx_http_twirt_profile_set(json_t *obj, const char *key,
@@ -84,6 +90,8 @@ static ngx_http_twirt_profile_field_t  ngx_http_twirt_profile_fields[] = {
     { ngx_string("variables"), ngx_http_twirt_profile_variables, NULL,
       NULL, 0 },
     { ngx_string("tools"), ngx_http_twirt_profile_tools, "tools", NULL, 0 },
+    { ngx_string("transfers"), ngx_http_twirt_profile_transfers, NULL,
+      NULL, 0 },
     { ngx_null_string, NULL, NULL, NULL, 0 }
 };
 
@@ -403,6 +411,29 @@ ngx_http_twirt_profile_enum(ngx_str_t *value, ngx_conf_enum_t *table,
     *p = '\0';
 
     return (char *) ngx_http_twirt_profile_why;
+}
+
+
+/* the transfer_call targets, checked as the directive's are */
+
+static char *
+ngx_http_twirt_profile_transfers(ngx_http_twirt_profile_field_t *f,
+    ngx_str_t *value, json_t *profile, json_t *vars, json_t *td)
+{
+    json_t      *t;
+    const char  *why;
+
+    t = ngx_http_twirt_transfer_parse(value, &why);
+
+    if (t == NULL) {
+        ngx_snprintf(ngx_http_twirt_profile_why,
+                     sizeof(ngx_http_twirt_profile_why) - 1,
+                     "is invalid (%s), the configuration's transfers "
+                     "apply%Z", why);
+        return (char *) ngx_http_twirt_profile_why;
+    }
+
+    return ngx_http_twirt_profile_set(profile, "transfers", t);
 }
 
 

@@ -8,6 +8,7 @@
 #include "ngx_http_twirt_realtime.h"
 #include "ngx_http_twirt_twilio.h"
 #include "ngx_http_twirt_template.h"
+#include "ngx_http_twirt_transfer.h"
 
 
 /*
@@ -156,7 +157,8 @@ static ngx_http_twirt_session_field_t  ngx_http_twirt_session_fields[] = {
       "is always audio/pcmu: Twilio's audio passes through as it is", 0 },
     { "audio.output.voice", "is set by \"twirt_voice\"", 0 },
     { "audio.output.speed", "is set by \"twirt_speed\"", 0 },
-    { "tools", "is set by \"twirt_tools\" and \"twirt_end_call\"", 0 },
+    { "tools", "is set by \"twirt_tools\", \"twirt_end_call\" and "
+      "\"twirt_transfer\"", 0 },
     { "tool_choice", "is set by \"twirt_tool_choice\"", 0 },
     { "max_output_tokens", "is set by \"twirt_max_output_tokens\"", 0 },
     { "truncation", "is set by \"twirt_truncation\"", 0 },
@@ -310,6 +312,13 @@ ngx_http_twirt_realtime_session(ngx_http_twirt_loc_conf_t *conf,
 
     if (t || conf->tools) {
         json_array_extend(tools, t ? t : conf->tools);
+    }
+
+    tool = ngx_http_twirt_transfer_tool(
+               ngx_http_twirt_transfer_targets(conf, profile));
+
+    if (tool) {
+        json_array_append_new(tools, tool);
     }
 
     if (json_array_size(tools)) {

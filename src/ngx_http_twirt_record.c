@@ -7,8 +7,11 @@
  *                                   ended_at, end_reason, end_detail,
  *                                   openai_session_id,
  *                                   tokens, cost_usd, node
+ *                                   transfer_target, transfer_number,
+ *                                   transfer_caller_id, transfer_timeout,
+ *                                   transfer_summary, transfer_result
  *   {prefix}call:{CallSid}:events   stream: transcript lines, state changes,
- *                                   tool calls, errors
+ *                                   tool calls, transfers, errors
  *   PUBLISH {prefix}events          the same events as JSON
  *   {prefix}calls:active            set of the calls in progress
  *   {prefix}agent:{name}            hash: an agent profile, read at start
@@ -35,11 +38,60 @@ typedef struct {
 } ngx_http_twirt_record_profile_ctx_t;
 
 
+/*
+ * A call's record belongs to the stream that created it: every write is
+ * run by a script that first checks the hash's stream_sid (none yet, or
+ * this stream's), so a second stream claiming the same CallSid, on this
+ * node or another, changes nothing of it.
+ */
+
+static ngx_str_t  ngx_http_twirt_record_owned = ngx_string(
+    "local o = redis.call('HGET', KEYS[1], 'stream_sid') "
+    "if o and o ~= ARGV[1] then return 0 end "
+    "return redis.call(unpack(ARGV, 2))");
+
+
+static ngx_str_t  ngx_http_twirt_record_takeover = ngx_string(
+    "local o = redis.call('HGET', KEYS[1], 'stream_sid') "
+    "if o and o ~= ARGV[1] then "
+    "if redis.call('HGET', KEYS[1], 'end_reason') ~= 'transfer' "
+    "then return 0 end "
+    "redis.call('HDEL', KEYS[1], 'end_reason', 'end_detail', 'ended_at') "
+    "end "
+    "return redis.call(unpack(ARGV, 2))");
+
+
+/*
+ * The last transcript lines of a call's events, oldest first, as pairs
+ * (role, text): ARGV[1] entries scanned, ARGV[2] lines, ARGV[3] bytes.
+ */
+
+static ngx_str_t  ngx_http_twirt_record_history_script = ngx_string(
+    "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1]) "
+    "local out, n, size = {}, 0, 0 "
+    "for i = 1, #e do "
+    "local f, t, role, text = e[i][2] "
+    "for j = 1, #f, 2 do "
+    "if f[j] == 'type' then t = f[j + 1] "
+    "elseif f[j] == 'role' then role = f[j + 1] "
+    "elseif f[j] == 'text' then text = f[j + 1] end "
+    "end "
+    "if t == 'transcript' and role and text then "
+    "n = n + 1 size = size + #text "
+    "if n > tonumber(ARGV[2]) or size > tonumber(ARGV[3]) then break end "
+    "table.insert(out, 1, text) table.insert(out, 1, role) "
+    "end "
+    "end "
+    "return out");
+
+
 static void ngx_http_twirt_record_command(ngx_http_twirt_redis_args_t *args,
     ngx_http_twirt_record_t *rec, const char *name);
 static void ngx_http_twirt_record_param(ngx_http_twirt_redis_args_t *args,
     ngx_http_twirt_record_t *rec, const char *field, const char *param);
 static void ngx_http_twirt_record_profile_read(void *data, ngx_int_t rc,
+    ngx_array_t *pairs);
+static void ngx_http_twirt_record_history_read(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
 
 
@@ -53,6 +105,16 @@ ngx_http_twirt_record_start(ngx_http_twirt_record_t *rec)
     }
 
     ngx_http_twirt_record_command(&args, rec, "HSET");
+
+    /*
+     * The stream a caller comes back on after a transfer nobody answered
+     * takes the record over: the first stream's end is over (end_reason
+     * "transfer"); the transfer_* fields stay, the end fields go.
+     */
+    if (json_object_get(rec->parameters, "twirt_transfer")) {
+        args.argv[1] = ngx_http_twirt_record_takeover;
+    }
+
     ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
     ngx_http_twirt_redis_args_cstr(&args, "status");
     ngx_http_twirt_redis_args_cstr(&args, "connecting");
@@ -213,19 +275,6 @@ ngx_http_twirt_record_expire(ngx_http_twirt_record_t *rec)
 }
 
 
-/*
- * A call's record belongs to the stream that created it: every write is
- * run by a script that first checks the hash's stream_sid (none yet, or
- * this stream's), so a second stream claiming the same CallSid, on this
- * node or another, changes nothing of it.
- */
-
-static ngx_str_t  ngx_http_twirt_record_owned = ngx_string(
-    "local o = redis.call('HGET', KEYS[1], 'stream_sid') "
-    "if o and o ~= ARGV[1] then return 0 end "
-    "return redis.call(unpack(ARGV, 2))");
-
-
 static void
 ngx_http_twirt_record_command(ngx_http_twirt_redis_args_t *args,
     ngx_http_twirt_record_t *rec, const char *name)
@@ -360,4 +409,190 @@ ngx_http_twirt_record_profile_read(void *data, ngx_int_t rc,
     }
 
     ctx->handler(ctx->data, profile);
+}
+
+
+void
+ngx_http_twirt_record_transfer(ngx_http_twirt_record_t *rec,
+    ngx_http_twirt_transfer_t *t)
+{
+    ngx_http_twirt_redis_args_t  args;
+
+    if (rec->call_sid.len == 0) {
+        return;
+    }
+
+    ngx_http_twirt_record_command(&args, rec, "HSET");
+    ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
+    ngx_http_twirt_redis_args_cstr(&args, "transfer_target");
+    ngx_http_twirt_redis_args_str(&args, &t->name);
+    ngx_http_twirt_redis_args_cstr(&args, "transfer_number");
+    ngx_http_twirt_redis_args_str(&args, &t->target);
+    ngx_http_twirt_redis_args_cstr(&args, "transfer_caller_id");
+    ngx_http_twirt_redis_args_str(&args, &t->caller_id);
+    ngx_http_twirt_redis_args_cstr(&args, "transfer_timeout");
+    ngx_http_twirt_redis_args_num(&args, "%ui", t->timeout);
+    ngx_http_twirt_redis_args_cstr(&args, "transfer_summary");
+    ngx_http_twirt_redis_args_str(&args, &t->summary);
+    ngx_http_twirt_redis_args_cstr(&args, "transfer_result");
+    ngx_http_twirt_redis_args_cstr(&args, "dialing");
+    (void) ngx_http_twirt_redis_args_send(&args);
+}
+
+
+void
+ngx_http_twirt_record_transfer_result(ngx_http_twirt_record_t *rec,
+    ngx_str_t *result, ngx_uint_t returning)
+{
+    char                         *text;
+    json_t                       *ev;
+    ngx_http_twirt_redis_args_t   args;
+
+    if (rec->call_sid.len == 0) {
+        return;
+    }
+
+    ngx_http_twirt_record_command(&args, rec, "HSET");
+    ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
+    ngx_http_twirt_redis_args_cstr(&args, "transfer_result");
+    ngx_http_twirt_redis_args_str(&args, result);
+
+    if (returning) {
+        ngx_http_twirt_redis_args_cstr(&args, "status");
+        ngx_http_twirt_redis_args_cstr(&args, "returning");
+    }
+
+    (void) ngx_http_twirt_redis_args_send(&args);
+
+    ev = json_pack("{s:s,s:s%,s:s,s:s%}", "type", "transfer",
+                   "call_sid", rec->call_sid.data, rec->call_sid.len,
+                   "status", returning ? "returning" : "connected",
+                   "result", result->data, result->len);
+    if (ev == NULL) {
+        return;
+    }
+
+    text = json_dumps(ev, JSON_COMPACT|JSON_SORT_KEYS);
+
+    if (text) {
+        ngx_log_error(NGX_LOG_INFO, rec->log, 0, "twirt: event %s", text);
+        ngx_http_twirt_record_event(rec, ev, text);
+        free(text);
+    }
+
+    json_decref(ev);
+}
+
+
+ngx_int_t
+ngx_http_twirt_record_history(ngx_http_twirt_record_t *rec,
+    ngx_msec_t timeout, ngx_uint_t lines, size_t size,
+    ngx_http_twirt_record_profile_pt handler, void *data, void **handle)
+{
+    ngx_int_t                             rc;
+    ngx_str_t                             argv[7];
+    ngx_http_twirt_record_profile_ctx_t  *ctx;
+
+    *handle = NULL;
+
+    if (rec->call_sid.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_palloc(rec->pool, sizeof(ngx_http_twirt_record_profile_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0].data = (u_char *) "EVAL";
+    argv[0].len = 4;
+    argv[1] = ngx_http_twirt_record_history_script;
+    ngx_str_set(&argv[2], "1");
+
+    if (ngx_http_twirt_redis_key(rec->pool, "call", &rec->call_sid,
+                                 ":events", &argv[3])
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    argv[4].data = ngx_pnalloc(rec->pool, 3 * NGX_INT_T_LEN);
+    if (argv[4].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[4].len = ngx_sprintf(argv[4].data, "%ui", lines * 4) - argv[4].data;
+    argv[5].data = argv[4].data + argv[4].len;
+    argv[5].len = ngx_sprintf(argv[5].data, "%ui", lines) - argv[5].data;
+    argv[6].data = argv[5].data + argv[5].len;
+    argv[6].len = ngx_sprintf(argv[6].data, "%uz", size) - argv[6].data;
+
+    ctx->handler = handler;
+    ctx->data = data;
+    ctx->handle = handle;
+    ctx->read = NULL;
+    ctx->log = rec->log;
+
+    rc = ngx_http_twirt_redis_read(7, argv, timeout,
+                                   ngx_http_twirt_record_history_read, ctx,
+                                   &ctx->read);
+
+    if (rc == NGX_OK) {
+        *handle = ctx;
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, rec->log, 0,
+                  "twirt: the conversation before the transfer cannot be "
+                  "read now (Redis not configured or not connected)");
+
+    return NGX_DECLINED;
+}
+
+
+void
+ngx_http_twirt_record_history_cancel(void **handle)
+{
+    ngx_http_twirt_record_profile_cancel(handle);
+}
+
+
+static void
+ngx_http_twirt_record_history_read(void *data, ngx_int_t rc,
+    ngx_array_t *pairs)
+{
+    ngx_http_twirt_record_profile_ctx_t  *ctx = data;
+
+    json_t        *history, *line;
+    ngx_uint_t     i;
+    ngx_keyval_t  *kv;
+
+    ctx->read = NULL;
+    *ctx->handle = NULL;
+
+    history = NULL;
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                      "twirt: the conversation before the transfer was not "
+                      "read in time (%s)",
+                      rc == NGX_DECLINED ? "no answer" : "Redis error");
+
+    } else {
+        history = json_array();
+        kv = pairs->elts;
+
+        for (i = 0; history && i < pairs->nelts; i++) {
+            /* jansson checks UTF-8: a line that is not is left out */
+            line = json_pack("{s:s%,s:s%}",
+                             "role", kv[i].key.data, kv[i].key.len,
+                             "text", kv[i].value.data, kv[i].value.len);
+
+            if (line) {
+                json_array_append_new(history, line);
+            }
+        }
+    }
+
+    ctx->handler(ctx->data, history);
 }

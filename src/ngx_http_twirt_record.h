@@ -17,6 +17,8 @@
 
 #include <jansson.h>
 
+#include "ngx_http_twirt_transfer.h"
+
 
 /* embedded in the call (call->record), owned by it */
 typedef struct {
@@ -67,6 +69,30 @@ ngx_int_t ngx_http_twirt_record_profile(ngx_http_twirt_record_t *rec,
     ngx_str_t *agent, ngx_msec_t timeout,
     ngx_http_twirt_record_profile_pt handler, void *data, void **handle);
 void ngx_http_twirt_record_profile_cancel(void **handle);
+
+/* the transfer the call ends with: transfer_* fields of the hash */
+void ngx_http_twirt_record_transfer(ngx_http_twirt_record_t *rec,
+    ngx_http_twirt_transfer_t *t);
+
+/*
+ * How the <Dial> of a transfer ended (DialCallStatus): transfer_result,
+ * and status "returning" when the caller comes back to the agent; an
+ * event of the call.
+ */
+void ngx_http_twirt_record_transfer_result(ngx_http_twirt_record_t *rec,
+    ngx_str_t *result, ngx_uint_t returning);
+
+/*
+ * A returning call's conversation so far: the last transcript lines of
+ * the call's events (at most lines, at most size bytes of text), as a
+ * JSON array of {"role", "text"}, oldest first, given to the handler
+ * (its to release); NULL: none, or no answer in time.  Same contract as
+ * ngx_http_twirt_record_profile().
+ */
+ngx_int_t ngx_http_twirt_record_history(ngx_http_twirt_record_t *rec,
+    ngx_msec_t timeout, ngx_uint_t lines, size_t size,
+    ngx_http_twirt_record_profile_pt handler, void *data, void **handle);
+void ngx_http_twirt_record_history_cancel(void **handle);
 
 
 #endif /* _NGX_HTTP_TWIRT_RECORD_H_INCLUDED_ */

@@ -370,8 +370,23 @@ ngx_int_t
 ngx_http_twirt_redis_hgetall(ngx_str_t *key, ngx_msec_t timeout,
     ngx_http_twirt_redis_hash_pt handler, void *data, void **handle)
 {
-    const char                     *argv[2];
-    size_t                          argvlen[2];
+    ngx_str_t  argv[2];
+
+    ngx_str_set(&argv[0], "HGETALL");
+    argv[1] = *key;
+
+    return ngx_http_twirt_redis_read(2, argv, timeout, handler, data, handle);
+}
+
+
+ngx_int_t
+ngx_http_twirt_redis_read(ngx_uint_t argc, ngx_str_t *argv,
+    ngx_msec_t timeout, ngx_http_twirt_redis_hash_pt handler, void *data,
+    void **handle)
+{
+    ngx_uint_t                      i;
+    const char                     *av[NGX_HTTP_TWIRT_REDIS_ARGS];
+    size_t                          avlen[NGX_HTTP_TWIRT_REDIS_ARGS];
     ngx_http_twirt_redis_read_t    *rd;
     ngx_http_twirt_redis_worker_t  *rw;
 
@@ -384,18 +399,22 @@ ngx_http_twirt_redis_hgetall(ngx_str_t *key, ngx_msec_t timeout,
         return NGX_DECLINED;
     }
 
+    if (argc == 0 || argc > NGX_HTTP_TWIRT_REDIS_ARGS) {
+        return NGX_ERROR;
+    }
+
     rd = ngx_calloc(sizeof(ngx_http_twirt_redis_read_t), rw->log);
     if (rd == NULL) {
         return NGX_ERROR;
     }
 
-    argv[0] = "HGETALL";
-    argvlen[0] = sizeof("HGETALL") - 1;
-    argv[1] = (const char *) key->data;
-    argvlen[1] = key->len;
+    for (i = 0; i < argc; i++) {
+        av[i] = (const char *) argv[i].data;
+        avlen[i] = argv[i].len;
+    }
 
     if (redisAsyncCommandArgv(rw->ac, ngx_http_twirt_redis_hash_reply, rd,
-                              2, argv, argvlen)
+                              (int) argc, av, avlen)
         != REDIS_OK)
     {
         ngx_free(rd);
@@ -1311,8 +1330,8 @@ ngx_http_twirt_redis_hash_reply(redisAsyncContext *ac, void *r,
         rc = NGX_DECLINED;
 
     } else if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_twirt_redis_reply_error(rw, "HGETALL",
-                                         sizeof("HGETALL") - 1, reply);
+        ngx_http_twirt_redis_reply_error(rw, "read", sizeof("read") - 1,
+                                         reply);
         rc = NGX_ERROR;
 
     } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {

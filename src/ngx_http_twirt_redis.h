@@ -84,6 +84,14 @@ ngx_int_t ngx_http_twirt_redis_command(ngx_uint_t argc, ngx_str_t *argv);
 ngx_int_t ngx_http_twirt_redis_hgetall(ngx_str_t *key, ngx_msec_t timeout,
     ngx_http_twirt_redis_hash_pt handler, void *data, void **handle);
 
+/*
+ * Any read answered with a flat array of strings of even length (HGETALL,
+ * or a script that returns pairs): the same contract as above.
+ */
+ngx_int_t ngx_http_twirt_redis_read(ngx_uint_t argc, ngx_str_t *argv,
+    ngx_msec_t timeout, ngx_http_twirt_redis_hash_pt handler, void *data,
+    void **handle);
+
 /* the caller went away: its handler will not be called */
 void ngx_http_twirt_redis_cancel(void *handle);
 
@@ -114,6 +122,9 @@ ngx_int_t ngx_http_twirt_redis_args_send(ngx_http_twirt_redis_args_t *args);
  */
 ngx_int_t ngx_http_twirt_redis_key(ngx_pool_t *pool, const char *kind,
     ngx_str_t *id, const char *suffix, ngx_str_t *key);
+
+/* 1 when "twirt_redis" is in the configuration */
+ngx_uint_t ngx_http_twirt_redis_configured(void);
 
 time_t ngx_http_twirt_redis_ttl(void);
 ngx_str_t *ngx_http_twirt_redis_node(void);

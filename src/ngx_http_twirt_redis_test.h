@@ -14,10 +14,6 @@
 #include <ngx_core.h>
 
 
-/* 1 when "twirt_redis" is in the configuration */
-ngx_uint_t ngx_http_twirt_redis_configured(void);
-
-
 #if (NGX_HTTP_TWIRT_TEST)
 
 /*

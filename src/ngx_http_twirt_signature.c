@@ -230,6 +230,36 @@ ngx_http_twirt_signature_url(ngx_http_request_t *r,
 }
 
 
+/*
+ * The URL Twilio is given to come back to this location (<Dial action>,
+ * <Number url>): the one it signs for this request, as https, without
+ * the query string.
+ */
+
+ngx_int_t
+ngx_http_twirt_public_url(ngx_http_request_t *r, ngx_str_t *url)
+{
+    u_char                     *q;
+    ngx_http_twirt_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    if (ngx_http_twirt_signature_url(r, tlcf->public_url, "https", url)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    q = ngx_strlchr(url->data, url->data + url->len, '?');
+
+    if (q) {
+        url->len = q - url->data;
+    }
+
+    return NGX_OK;
+}
+
+
 /* a request header by name, also those nginx 1.22 does not index */
 
 ngx_int_t

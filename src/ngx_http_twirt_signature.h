@@ -19,6 +19,8 @@
 
 ngx_int_t ngx_http_twirt_signature_check(ngx_http_request_t *r,
     ngx_uint_t kind, ngx_array_t *pairs, ngx_str_t *call_sid);
+/* the public URL of this webhook request, without its query string */
+ngx_int_t ngx_http_twirt_public_url(ngx_http_request_t *r, ngx_str_t *url);
 ngx_int_t ngx_http_twirt_header_in(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 

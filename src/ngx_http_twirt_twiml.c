@@ -14,6 +14,27 @@
 #include "ngx_http_twirt_outcome.h"
 #include "ngx_http_twirt_record.h"
 #include "ngx_http_twirt_twilio.h"
+#include "ngx_http_twirt_transfer.h"
+#include "ngx_http_twirt_metrics.h"
+
+
+/* which request of a call the action location is answering */
+#define NGX_HTTP_TWIRT_ACTION_STREAM   0   /* <Connect action> */
+#define NGX_HTTP_TWIRT_ACTION_WHISPER  1   /* <Number url>: the callee */
+#define NGX_HTTP_TWIRT_ACTION_DIALED   2   /* <Dial action> */
+
+
+/* what the action knows of the call: this node's outcomes, or the record */
+typedef struct {
+    ngx_uint_t                  step;      /* NGX_HTTP_TWIRT_ACTION_* */
+    ngx_str_t                   call_sid;
+    ngx_str_t                  *status;
+    ngx_str_t                  *reason;
+    ngx_str_t                   status_value;
+    ngx_str_t                   reason_value;
+    ngx_http_twirt_transfer_t   transfer;  /* target.len 0: none */
+    const char                 *source;
+} ngx_http_twirt_action_outcome_t;
 
 
 /* the pieces of a TwiML answer, escaped where they come from outside */
@@ -30,7 +51,8 @@ static ngx_int_t ngx_http_twirt_twiml_read_body(ngx_http_request_t *r,
 static ngx_int_t ngx_http_twirt_twiml_process(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx, ngx_str_t *args);
 static ngx_int_t ngx_http_twirt_twiml_build(ngx_http_request_t *r,
-    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t);
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t,
+    ngx_keyval_t *extra, ngx_uint_t nextra);
 static ngx_int_t ngx_http_twirt_twiml_say(ngx_http_twirt_twiml_t *t,
     ngx_http_twirt_say_t *say);
 static ngx_int_t ngx_http_twirt_twiml_stream_url(ngx_http_request_t *r,
@@ -58,7 +80,13 @@ static ngx_int_t ngx_http_twirt_twiml_action_start(ngx_http_request_t *r,
 static void ngx_http_twirt_twiml_action_read(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
 static ngx_int_t ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r,
-    ngx_str_t *status, ngx_str_t *reason, const char *source);
+    ngx_http_twirt_action_outcome_t *o);
+static ngx_int_t ngx_http_twirt_twiml_action_transfer(ngx_http_request_t *r,
+    ngx_http_twirt_action_outcome_t *o, ngx_http_twirt_twiml_t *t);
+static ngx_int_t ngx_http_twirt_twiml_action_dialed(ngx_http_request_t *r,
+    ngx_http_twirt_action_outcome_t *o, ngx_http_twirt_twiml_t *t);
+static ngx_int_t ngx_http_twirt_twiml_action_url(ngx_http_request_t *r,
+    ngx_http_twirt_action_outcome_t *o, const char *step, ngx_str_t *url);
 static void ngx_http_twirt_twiml_action_cleanup(void *data);
 static ngx_int_t ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
     ngx_http_twirt_loc_conf_t *tlcf);
@@ -334,7 +362,7 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_twirt_twiml_build(r, tlcf, &t);
+    rc = ngx_http_twirt_twiml_build(r, tlcf, &t, NULL, 0);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -343,9 +371,15 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
 }
 
 
+/*
+ * The <Connect><Stream> answer.  extra: parameters of a caller coming back
+ * after a transfer (twirt_transfer...), who does not hear twirt_say again.
+ */
+
 static ngx_int_t
 ngx_http_twirt_twiml_build(ngx_http_request_t *r,
-    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t)
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t,
+    ngx_keyval_t *extra, ngx_uint_t nextra)
 {
     size_t                   n;
     ngx_str_t                url, value;
@@ -360,7 +394,9 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (tlcf->say && ngx_http_twirt_twiml_say(t, tlcf->say) != NGX_OK) {
+    if (tlcf->say && extra == NULL
+        && ngx_http_twirt_twiml_say(t, tlcf->say) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -438,6 +474,17 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
         }
     }
 
+    for (i = 0; i < nextra; i++) {
+        if (ngx_http_twirt_twiml_raw(t, "<Parameter") != NGX_OK
+            || ngx_http_twirt_twiml_attr(t, "name", &extra[i].key) != NGX_OK
+            || ngx_http_twirt_twiml_attr(t, "value", &extra[i].value)
+               != NGX_OK
+            || ngx_http_twirt_twiml_raw(t, "/>") != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
     if (ngx_http_twirt_twiml_raw(t, "</Stream></Connect>") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -502,35 +549,58 @@ ngx_http_twirt_twiml_fallback(ngx_http_twirt_twiml_t *t,
  * How the call ended: from this node's recent outcomes (the stream was
  * here), else from the call record in Redis (written by whichever node
  * had it), else unknown.  A normal end hangs up; a failed or unknown one
- * gets the fallback.
+ * gets the fallback; a transfer dials.  The transfer's own requests come
+ * back here with ?twirt=whisper|dialed&call=CallSid (signed like any
+ * other: the query is part of the URL Twilio signs).
  */
 
 static ngx_int_t
 ngx_http_twirt_twiml_action_start(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx)
 {
-    void                       *handle;
-    ngx_int_t                   rc;
-    ngx_str_t                   key, status, reason;
-    ngx_uint_t                  failed;
-    ngx_http_cleanup_t         *cln;
-    ngx_http_twirt_log_text_t   t;
+    void                             *handle;
+    ngx_int_t                         rc;
+    ngx_str_t                         key, step, sid;
+    ngx_uint_t                        failed;
+    ngx_http_cleanup_t               *cln;
+    ngx_http_twirt_log_text_t         t;
+    ngx_http_twirt_action_outcome_t  *o;
+
+    o = ngx_pcalloc(r->pool, sizeof(ngx_http_twirt_action_outcome_t));
+    if (o == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->outcome = o;
+    o->source = "nothing";
+    o->call_sid = *ngx_http_twirt_twiml_call_sid(ctx);
+
+    if (ngx_http_arg(r, (u_char *) "twirt", 5, &step) == NGX_OK) {
+        if (step.len == 7 && ngx_strncmp(step.data, "whisper", 7) == 0) {
+            o->step = NGX_HTTP_TWIRT_ACTION_WHISPER;
+
+        } else if (step.len == 6 && ngx_strncmp(step.data, "dialed", 6) == 0) {
+            o->step = NGX_HTTP_TWIRT_ACTION_DIALED;
+        }
+
+        /* the whisper is requested with the callee's CallSid */
+        if (ngx_http_arg(r, (u_char *) "call", 4, &sid) == NGX_OK) {
+            o->call_sid = sid;
+        }
+    }
 
     /* what no call can have is not looked up, nor logged raw */
 
-    if (ngx_http_twirt_sid_valid(ngx_http_twirt_twiml_call_sid(ctx))
-        != NGX_OK)
-    {
+    if (ngx_http_twirt_sid_valid(&o->call_sid) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "twirt: <Connect action> for an invalid CallSid "
-                      "\"%V\"", ngx_http_twirt_log_str(&t,
-                                     ngx_http_twirt_twiml_call_sid(ctx)));
+                      "\"%V\"", ngx_http_twirt_log_str(&t, &o->call_sid));
 
-        return ngx_http_twirt_twiml_action_answer(r, NULL, NULL, "nothing");
+        return ngx_http_twirt_twiml_action_answer(r, o);
     }
 
-    rc = ngx_http_twirt_outcome_get(ngx_http_twirt_twiml_call_sid(ctx), &failed,
-                                    &reason, r->pool);
+    rc = ngx_http_twirt_outcome_get(&o->call_sid, &failed, &o->reason_value,
+                                    r->pool);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -538,19 +608,27 @@ ngx_http_twirt_twiml_action_start(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         if (failed) {
-            ngx_str_set(&status, "failed");
+            ngx_str_set(&o->status_value, "failed");
 
         } else {
-            ngx_str_set(&status, "ended");
+            ngx_str_set(&o->status_value, "ended");
         }
 
-        return ngx_http_twirt_twiml_action_answer(r, &status, &reason,
-                                                  "this node's outcomes");
+        o->status = &o->status_value;
+        o->reason = &o->reason_value;
+        o->source = "this node's outcomes";
+
+        if (ngx_http_twirt_outcome_get_transfer(&o->call_sid, &o->transfer,
+                                                r->pool)
+            == NGX_ERROR)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_twirt_twiml_action_answer(r, o);
     }
 
-    if (ngx_http_twirt_redis_key(r->pool, "call",
-                                 ngx_http_twirt_twiml_call_sid(ctx), NULL,
-                                 &key)
+    if (ngx_http_twirt_redis_key(r->pool, "call", &o->call_sid, NULL, &key)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -572,9 +650,8 @@ ngx_http_twirt_twiml_action_start(ngx_http_request_t *r,
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "twirt: no call record for CallSid \"%V\" (Redis not "
-                      "configured or not connected)",
-                      ngx_http_twirt_twiml_call_sid(ctx));
-        return ngx_http_twirt_twiml_action_answer(r, NULL, NULL, "nothing");
+                      "configured or not connected)", &o->call_sid);
+        return ngx_http_twirt_twiml_action_answer(r, o);
     }
 
     ctx->redis = handle;
@@ -593,47 +670,103 @@ ngx_http_twirt_twiml_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
 {
     ngx_http_request_t *r = data;
 
-    ngx_str_t                   *status, *reason;
-    ngx_uint_t                   i;
-    ngx_keyval_t                *kv;
-    ngx_connection_t            *c;
-    ngx_http_twirt_twiml_ctx_t  *ctx;
+    ngx_str_t                        *v, *timeout;
+    ngx_int_t                         n;
+    ngx_uint_t                        i, j;
+    ngx_keyval_t                     *kv;
+    ngx_connection_t                 *c;
+    ngx_http_twirt_twiml_ctx_t       *ctx;
+    ngx_http_twirt_action_outcome_t  *o;
+
+    static struct {
+        ngx_str_t   name;
+        size_t      offset;
+    } fields[] = {
+        { ngx_string("transfer_target"),
+          offsetof(ngx_http_twirt_transfer_t, name) },
+        { ngx_string("transfer_number"),
+          offsetof(ngx_http_twirt_transfer_t, target) },
+        { ngx_string("transfer_caller_id"),
+          offsetof(ngx_http_twirt_transfer_t, caller_id) },
+        { ngx_string("transfer_summary"),
+          offsetof(ngx_http_twirt_transfer_t, summary) },
+        { ngx_string("stream_sid"),
+          offsetof(ngx_http_twirt_transfer_t, stream_sid) },
+        { ngx_null_string, 0 }
+    };
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
     ctx->redis = NULL;
+    o = ctx->outcome;
 
-    status = NULL;
-    reason = NULL;
+    timeout = NULL;
 
     if (rc == NGX_OK) {
         kv = pairs->elts;
 
         for (i = 0; i < pairs->nelts; i++) {
+            v = NULL;
+
             if (kv[i].key.len == 6
                 && ngx_strncmp(kv[i].key.data, "status", 6) == 0)
             {
-                status = &kv[i].value;
+                v = &o->status_value;
+                o->status = v;
 
             } else if (kv[i].key.len == 10
                        && ngx_strncmp(kv[i].key.data, "end_reason", 10) == 0)
             {
-                reason = &kv[i].value;
+                v = &o->reason_value;
+                o->reason = v;
+
+            } else if (kv[i].key.len == 16
+                       && ngx_strncmp(kv[i].key.data, "transfer_timeout",
+                                      16) == 0)
+            {
+                timeout = &kv[i].value;
+                continue;
+
+            } else {
+                for (j = 0; fields[j].name.len; j++) {
+                    if (kv[i].key.len == fields[j].name.len
+                        && ngx_strncmp(kv[i].key.data, fields[j].name.data,
+                                       kv[i].key.len) == 0)
+                    {
+                        v = (ngx_str_t *) ((u_char *) &o->transfer
+                                           + fields[j].offset);
+                        break;
+                    }
+                }
             }
+
+            if (v == NULL) {
+                continue;
+            }
+
+            /* the reply's strings live only during this call */
+            v->data = ngx_pstrdup(r->pool, &kv[i].value);
+            v->len = v->data ? kv[i].value.len : 0;
+        }
+
+        if (timeout) {
+            n = ngx_atoi(timeout->data, timeout->len);
+            o->transfer.timeout = (n == NGX_ERROR) ? 0 : (ngx_uint_t) n;
         }
     }
 
-    if (status == NULL) {
+    if (o->status == NULL) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "twirt: no call record for CallSid \"%V\"%s",
-                      ngx_http_twirt_twiml_call_sid(ctx),
+                      &o->call_sid,
                       rc == NGX_OK ? "" : " (Redis did not answer)");
+
+    } else {
+        o->source = "the call record";
     }
 
     c = r->connection;
 
-    rc = ngx_http_twirt_twiml_action_answer(r, status, reason,
-                                            status ? "the call record"
-                                                   : "nothing");
+    rc = ngx_http_twirt_twiml_action_answer(r, o);
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -641,51 +774,310 @@ ngx_http_twirt_twiml_action_read(void *data, ngx_int_t rc, ngx_array_t *pairs)
 
 
 static ngx_int_t
-ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r, ngx_str_t *status,
-    ngx_str_t *reason, const char *source)
+ngx_http_twirt_twiml_action_answer(ngx_http_request_t *r,
+    ngx_http_twirt_action_outcome_t *o)
 {
-    ngx_uint_t                   fallback;
+    ngx_int_t                    rc;
+    ngx_uint_t                   fallback, transfer;
     ngx_http_twirt_twiml_t       t;
     ngx_http_twirt_loc_conf_t   *tlcf;
-    ngx_http_twirt_twiml_ctx_t  *ctx;
     ngx_http_twirt_log_text_t    lt, ls, lr;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+
+    t.request = r;
+    t.len = 0;
+
+    if (ngx_array_init(&t.parts, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a transfer is known only from a valid end with its target */
+    transfer = o->transfer.target.len && o->transfer.name.len
+               && o->reason && o->reason->len == sizeof("transfer") - 1
+               && ngx_strncmp(o->reason->data, "transfer",
+                              sizeof("transfer") - 1) == 0;
+
+    if (!transfer) {
+        o->transfer.target.len = 0;
+    }
+
+    if (o->step != NGX_HTTP_TWIRT_ACTION_STREAM) {
+        rc = ngx_http_twirt_twiml_action_transfer(r, o, &t);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_twirt_twiml_send(r, &t);
+    }
 
     /* unknown or failed: the caller hears the fallback, if there is one */
-    fallback = (status == NULL
-                || (status->len == 6
-                    && ngx_strncmp(status->data, "failed", 6) == 0))
+    fallback = (o->status == NULL
+                || (o->status->len == 6
+                    && ngx_strncmp(o->status->data, "failed", 6) == 0))
                && (tlcf->fallback_say || tlcf->fallback_dial);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "twirt: stream of CallSid \"%V\" ended (%V, %V): %s, "
                   "known from %s",
-                  ngx_http_twirt_log_str(&lt,
-                                         ngx_http_twirt_twiml_call_sid(ctx)),
-                  status ? ngx_http_twirt_log_str(&ls, status)
-                         : &ngx_http_twirt_unknown,
-                  reason ? ngx_http_twirt_log_str(&lr, reason)
-                         : &ngx_http_twirt_unknown,
-                  fallback ? "fallback" : "hang up", source);
+                  ngx_http_twirt_log_str(&lt, &o->call_sid),
+                  o->status ? ngx_http_twirt_log_str(&ls, o->status)
+                            : &ngx_http_twirt_unknown,
+                  o->reason ? ngx_http_twirt_log_str(&lr, o->reason)
+                            : &ngx_http_twirt_unknown,
+                  transfer ? "transfer" : fallback ? "fallback" : "hang up",
+                  o->source);
 
-    t.request = r;
-    t.len = 0;
-
-    if (ngx_array_init(&t.parts, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_http_twirt_twiml_raw(&t, "<?xml version=\"1.0\" "
-                                    "encoding=\"UTF-8\"?>\n<Response>")
-           != NGX_OK
-        || (fallback ? ngx_http_twirt_twiml_fallback(&t, tlcf)
-                     : ngx_http_twirt_twiml_raw(&t, "<Hangup/>"))
-           != NGX_OK
-        || ngx_http_twirt_twiml_raw(&t, "</Response>\n") != NGX_OK)
+    if (ngx_http_twirt_twiml_raw(&t, "<?xml version=\"1.0\" "
+                                 "encoding=\"UTF-8\"?>\n<Response>")
+        != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (transfer) {
+        rc = ngx_http_twirt_twiml_action_transfer(r, o, &t);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+    } else if ((fallback ? ngx_http_twirt_twiml_fallback(&t, tlcf)
+                         : ngx_http_twirt_twiml_raw(&t, "<Hangup/>"))
+               != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_twirt_twiml_raw(&t, "</Response>\n") != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     return ngx_http_twirt_twiml_send(r, &t);
+}
+
+
+/*
+ * The transfer's TwiML.  After the stream: <Dial> of the target, whose
+ * end comes back as ?twirt=dialed, with the whisper at ?twirt=whisper.
+ * The whisper: the summary, said to the person who answered.  The dial's
+ * end: hang up when they talked; otherwise the caller comes back to the
+ * agent (with Redis, which keeps the conversation), or the fallback.
+ */
+
+static ngx_int_t
+ngx_http_twirt_twiml_action_transfer(ngx_http_request_t *r,
+    ngx_http_twirt_action_outcome_t *o, ngx_http_twirt_twiml_t *t)
+{
+    u_char                     *p;
+    ngx_str_t                   url, timeout;
+    ngx_http_twirt_say_t       *say;
+    ngx_http_twirt_loc_conf_t  *tlcf;
+    ngx_http_twirt_log_text_t   lt;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    if (o->step == NGX_HTTP_TWIRT_ACTION_DIALED) {
+        return ngx_http_twirt_twiml_action_dialed(r, o, t);
+    }
+
+    if (o->step == NGX_HTTP_TWIRT_ACTION_WHISPER) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: whisper for the transfer of CallSid \"%V\"%s",
+                      ngx_http_twirt_log_str(&lt, &o->call_sid),
+                      o->transfer.target.len ? "" : ": no transfer known");
+
+        say = tlcf->fallback_say ? tlcf->fallback_say : tlcf->say;
+
+        if (ngx_http_twirt_twiml_raw(t, "<?xml version=\"1.0\" "
+                                     "encoding=\"UTF-8\"?>\n<Response>")
+            != NGX_OK
+            || (o->transfer.target.len && o->transfer.summary.len
+                && (ngx_http_twirt_twiml_raw(t, "<Say") != NGX_OK
+                    || (say && say->language.len
+                        && ngx_http_twirt_twiml_attr(t, "language",
+                                                     &say->language)
+                           != NGX_OK)
+                    || (say && say->voice.len
+                        && ngx_http_twirt_twiml_attr(t, "voice", &say->voice)
+                           != NGX_OK)
+                    || ngx_http_twirt_twiml_raw(t, ">") != NGX_OK
+                    || ngx_http_twirt_twiml_text(t, &o->transfer.summary)
+                       != NGX_OK
+                    || ngx_http_twirt_twiml_raw(t, "</Say>") != NGX_OK))
+            || ngx_http_twirt_twiml_raw(t, "</Response>\n") != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    /* <Dial callerId timeout action><Number url>+81...</Number></Dial> */
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    timeout.data = p;
+    timeout.len = ngx_sprintf(p, "%ui", o->transfer.timeout
+                                        ? o->transfer.timeout
+                                        : NGX_HTTP_TWIRT_TRANSFER_TIMEOUT)
+                  - p;
+
+    if (ngx_http_twirt_twiml_action_url(r, o, "dialed", &url) != NGX_OK
+        || ngx_http_twirt_twiml_raw(t, "<Dial") != NGX_OK
+        || (o->transfer.caller_id.len
+            && ngx_http_twirt_twiml_attr(t, "callerId", &o->transfer.caller_id)
+               != NGX_OK)
+        || ngx_http_twirt_twiml_attr(t, "timeout", &timeout) != NGX_OK
+        || ngx_http_twirt_twiml_attr(t, "action", &url) != NGX_OK
+        || ngx_http_twirt_twiml_raw(t, " method=\"POST\">") != NGX_OK
+        || ngx_http_twirt_twiml_action_url(r, o, "whisper", &url) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (o->transfer.target.len > 4
+        && ngx_strncmp(o->transfer.target.data, "sip:", 4) == 0)
+    {
+        if (ngx_http_twirt_twiml_raw(t, "<Sip") != NGX_OK
+            || ngx_http_twirt_twiml_attr(t, "url", &url) != NGX_OK
+            || ngx_http_twirt_twiml_raw(t, " method=\"POST\">") != NGX_OK
+            || ngx_http_twirt_twiml_text(t, &o->transfer.target) != NGX_OK
+            || ngx_http_twirt_twiml_raw(t, "</Sip></Dial>") != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_twirt_twiml_raw(t, "<Number") != NGX_OK
+        || ngx_http_twirt_twiml_attr(t, "url", &url) != NGX_OK
+        || ngx_http_twirt_twiml_raw(t, " method=\"POST\">") != NGX_OK
+        || ngx_http_twirt_twiml_text(t, &o->transfer.target) != NGX_OK
+        || ngx_http_twirt_twiml_raw(t, "</Number></Dial>") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_twiml_action_dialed(ngx_http_request_t *r,
+    ngx_http_twirt_action_outcome_t *o, ngx_http_twirt_twiml_t *t)
+{
+    ngx_str_t                          status, none = ngx_string("-");
+    ngx_uint_t                         back;
+    ngx_keyval_t                       extra[2];
+    ngx_http_twirt_pair_t             *pair;
+    ngx_http_twirt_record_t            rec;
+    ngx_http_twirt_loc_conf_t         *tlcf;
+    ngx_http_twirt_twiml_ctx_t        *ctx;
+    ngx_http_twirt_log_text_t          lt, ls;
+    ngx_http_twirt_transfer_result_e   result;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
+
+    pair = ngx_http_twirt_form_find(ctx->pairs, (u_char *) "DialCallStatus",
+                                    sizeof("DialCallStatus") - 1, 0);
+
+    status = pair ? pair->value : none;
+    result = ngx_http_twirt_transfer_dialed(&status);
+
+    if (result == NGX_HTTP_TWIRT_TRANSFER_LAST) {
+        /* an unknown status: as if nobody answered */
+        result = NGX_HTTP_TWIRT_TRANSFER_FAILED;
+    }
+
+    ngx_http_twirt_metrics_transfer(result);
+
+    back = (result != NGX_HTTP_TWIRT_TRANSFER_ANSWERED);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "twirt: the transfer of CallSid \"%V\" to \"%V\" ended: "
+                  "%V, %s, known from %s",
+                  ngx_http_twirt_log_str(&lt, &o->call_sid),
+                  o->transfer.target.len ? &o->transfer.name
+                                         : &ngx_http_twirt_unknown,
+                  ngx_http_twirt_log_str(&ls, &status),
+                  !back ? "hang up"
+                  : ngx_http_twirt_redis_configured() && o->transfer.target.len
+                  ? "back to the agent"
+                  : (tlcf->fallback_say || tlcf->fallback_dial)
+                  ? "fallback" : "hang up",
+                  o->source);
+
+    if (o->transfer.target.len) {
+        ngx_memzero(&rec, sizeof(ngx_http_twirt_record_t));
+        rec.pool = r->pool;
+        rec.log = r->connection->log;
+        rec.call_sid = o->call_sid;
+        rec.stream_sid = o->transfer.stream_sid;
+
+        ngx_http_twirt_record_transfer_result(&rec, &status,
+            back && ngx_http_twirt_redis_configured());
+    }
+
+    if (back && ngx_http_twirt_redis_configured() && o->transfer.target.len) {
+        /* the stream again: the agent goes on with the conversation */
+
+        ngx_str_set(&extra[0].key, "twirt_transfer");
+        extra[0].value = (pair && pair->value.len <= 32) ? pair->value : none;
+        ngx_str_set(&extra[1].key, "twirt_transfer_target");
+        extra[1].value = o->transfer.name;
+
+        return ngx_http_twirt_twiml_build(r, tlcf, t, extra, 2);
+    }
+
+    if (ngx_http_twirt_twiml_raw(t, "<?xml version=\"1.0\" "
+                                 "encoding=\"UTF-8\"?>\n<Response>")
+        != NGX_OK
+        || ((back && (tlcf->fallback_say || tlcf->fallback_dial))
+            ? ngx_http_twirt_twiml_fallback(t, tlcf)
+            : ngx_http_twirt_twiml_raw(t, "<Hangup/>"))
+           != NGX_OK
+        || ngx_http_twirt_twiml_raw(t, "</Response>\n") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* this location's public URL, ?twirt=STEP&call=CallSid */
+
+static ngx_int_t
+ngx_http_twirt_twiml_action_url(ngx_http_request_t *r,
+    ngx_http_twirt_action_outcome_t *o, const char *step, ngx_str_t *url)
+{
+    u_char     *p;
+    ngx_str_t   base;
+
+    if (ngx_http_twirt_public_url(r, &base) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    url->len = base.len + sizeof("?twirt=&call=") - 1 + ngx_strlen(step)
+               + o->call_sid.len;
+
+    url->data = ngx_pnalloc(r->pool, url->len);
+    if (url->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the CallSid was checked: letters and digits only */
+    p = ngx_cpymem(url->data, base.data, base.len);
+    p = ngx_sprintf(p, "?twirt=%s&call=%V", step, &o->call_sid);
+
+    url->len = p - url->data;
+
+    return NGX_OK;
 }
 
 

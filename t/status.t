@@ -454,6 +454,9 @@ sub families {
         twirt_responses_failed_total => 'counter',
         twirt_transcriptions_failed_total => 'counter',
         twirt_errors_total => 'counter',
+        twirt_transfers_total => 'counter',
+        twirt_tool_calls_total => 'counter',
+        twirt_tool_fillers_total => 'counter',
         twirt_redis_queued => 'gauge',
         twirt_redis_connected => 'gauge',
         twirt_redis_dropped_total => 'counter',
@@ -548,9 +551,13 @@ is(scalar @families, scalar keys %f, 'no other family');
 is(main::v('twirt_workers'), 1, 'one worker, counting');
 my @nonzero = grep { $_ ne 'twirt_workers' && $m->{$_} } sort keys %$m;
 is("@nonzero", '', 'everything else is zero');
-for my $r (qw(stop end_call twilio_closed twilio_lost idle_timeout max_duration
-              session_expired upstream_failed setup_failed protocol_error other)) {
+for my $r (qw(stop end_call transfer twilio_closed twilio_lost idle_timeout
+              max_duration session_expired upstream_failed setup_failed protocol_error other)) {
     ok(exists $m->{"twirt_calls_ended_total{reason=\"$r\"}"}, "reason $r listed");
+}
+for my $k (qw(requested refused answered no-answer busy failed canceled
+              returned)) {
+    ok(exists $m->{"twirt_transfers_total{result=\"$k\"}"}, "transfer result $k listed");
 }
 for my $k (qw(twilio_protocol upstream_connect upstream_tls upstream_http
               upstream_protocol realtime_error session_rejected send_queue_full

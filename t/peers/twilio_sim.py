@@ -233,9 +233,15 @@ class Call:
                     headers={k: v for k, v in headers})
         self.out.say(self.now_ms(), f"calling {opts.url}"
                      + (" (signed)" if headers else ""))
+        where = {}
+        if opts.connect:
+            # the URL's host goes in Host, the TCP connection elsewhere
+            host, _, port = opts.connect.rpartition(":")
+            where = {"host": host, "port": int(port)}
         try:
             self.ws = await websockets.connect(
                 opts.url, extra_headers=headers, user_agent_header=USER_AGENT,
+                **where,
                 compression=None, max_size=2**24, ping_interval=None,
                 open_timeout=opts.connect_timeout / 1000, close_timeout=2,
                 ssl=ssl_ctx)
@@ -613,6 +619,9 @@ def build_parser():
                    help="send a wrong X-Twilio-Signature")
     p.add_argument("--expect-http", type=int, metavar="STATUS",
                    help="succeed only if the upgrade is rejected with STATUS")
+    p.add_argument("--connect", metavar="HOST:PORT",
+                   help="connect there, keeping the URL's host in Host (a "
+                   "tunnel, a test with public URLs)")
     p.add_argument("--ca-file", help="CA bundle to verify a wss:// gateway")
     p.add_argument("--insecure", action="store_true",
                    help="do not verify the wss:// certificate")
