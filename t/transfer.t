@@ -21,6 +21,18 @@ use Test::Nginx::Socket 'no_plan';
 
 my $sim = sim_start();
 $ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
+
+# the tool backend of the whole story (TEST 11, 12): book_appointment
+our $Tools = tool_backend_start('--secret', 'transfer-tools-secret');
+$ENV{TEST_NGINX_TOOLS_PORT} = $Tools->{port};
+$ENV{TEST_NGINX_TOOLS_FILE} = tempdir(CLEANUP => 1) . '/tools.json';
+{
+    open my $fh, '>', $ENV{TEST_NGINX_TOOLS_FILE} or die $!;
+    print $fh '[{"type":"function","name":"book_appointment","description":"予約を取る",'
+              . '"parameters":{"type":"object","properties":{"name":{"type":"string"},'
+              . '"date":{"type":"string"},"time":{"type":"string"}}}}]';
+    close $fh;
+}
 $ENV{TEST_NGINX_REDIS_SOCKET} = redis_start();
 $ENV{TEST_NGINX_NODE_B} = server_port() + 18;
 
@@ -412,3 +424,55 @@ like(main::docs($r, 'action')->[0], qr{<Dial callerId="\+81300000000" timeout="2
 is($r->{whispers}[0]{text}, '山田様、予約変更のご相談です', 'node B whispers the summary');
 like(main::node_b_log(), qr/ended \(ended, transfer\): transfer, known from the call record/, 'node B knew it from the record');
 like(main::node_b_log(), qr/whisper for the transfer of CallSid "$sid"/, 'the whisper was node B\'s');
+
+
+
+=== TEST 11: the whole story, in Japanese: a booking through the tool backend, then a person, with the whisper
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    twirt_tools $TEST_NGINX_TOOLS_FILE;
+    twirt_tool_uri /_tools;
+    twirt_tool_secret transfer-tools-secret;
+    location = /_tools { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_TOOLS_PORT/tools; }
+--- call
+--webhook https://localhost/twilio/voice?scenario=booking-transfer --scenario booking-transfer --dial answered
+--- check
+ok($r->{ok}, 'followed') or main::dump($r->{failures});
+my ($req) = grep { ($_->{call_sid} // '') eq $sid } @{ sim_records($main::Tools) };
+ok($req->{signature_ok}, 'the backend verified the signature');
+is_deeply($req->{arguments}, { name => '山田太郎', date => '2026-12-03', time => '15:00' }, 'the booking, in Japanese');
+my ($out) = map { $_->{item}{output} } grep { ($_->{item}{type} // '') eq 'function_call_output' && $_->{item}{output} =~ /booked/ } @{ main::sent($sims->[0], 'conversation.item.create') };
+like($out, qr/予約を承りました/, "the backend's answer reached the model");
+is($r->{whispers}[0]{text}, '山田太郎様、12月3日15時のご予約済み。担当者とのお話をご希望です', 'the person hears the summary');
+like(main::docs($r, 'action')->[0], qr{<Number url="[^"]*twirt=whisper[^"]*"[^>]*>\+81312345678</Number>}, 'dialed the reception');
+my $h = main::hash($sid);
+is($h->{end_reason}, 'transfer', 'the call ended in a transfer');
+is($h->{transfer_result}, 'completed', 'answered and talked');
+--- no_error_log
+[error]
+
+
+
+=== TEST 12: the same call, nobody answers: back to the agent, which knows about the booking
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    twirt_tools $TEST_NGINX_TOOLS_FILE;
+    twirt_tool_uri /_tools;
+    twirt_tool_secret transfer-tools-secret;
+    location = /_tools { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_TOOLS_PORT/tools; }
+--- sessions: 2
+--- call
+--webhook https://localhost/twilio/voice?scenario=booking-transfer --scenario booking-transfer --dial no-answer --return-scenario end-call
+--- check
+ok($r->{ok}, 'followed') or main::dump($r->{failures});
+is(scalar @$sims, 2, 'a second session');
+my @text = map { "$_->{item}{role}: $_->{item}{content}[0]{text}" }
+           grep { ($_->{item}{type} // '') eq 'message' } @{ main::sent($sims->[1], 'conversation.item.create') };
+ok((grep { $_ eq 'user: 山田太郎です。12月3日の15時に予約をお願いします' } @text), 'the booking request replayed') or main::dump(\@text);
+ok((grep { $_ eq 'assistant: 12月3日15時でご予約を承りました。確認番号はA-1234です。' } @text), 'and the confirmation') or main::dump(\@text);
+like($text[-1], qr/^system: The transfer to reception did not connect \(no-answer\)/, 'then the failed transfer');
+ok(@{ main::sent($sims->[1], 'response.create') } >= 1, 'the agent speaks first');
+--- no_error_log
+[error]
