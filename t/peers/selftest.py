@@ -1661,6 +1661,538 @@ async def test_tool_calls(tap, port, records):
     await ws.close()
 
 
+# -- twilio_rest.py: the stand-in for Twilio's REST API ---------------------
+
+REST = os.path.join(HERE, "twilio_rest.py")
+REST_ACCOUNT = "AC" + "5" * 32
+REST_TOKEN = "selftest-rest-token"
+REST_KEY = ("SK" + "7" * 32, "selftest-key-secret")
+CALLER_ID = "+81312345678"
+N_HUMAN, N_BUSY, N_NOANS, N_MACHINE, N_HOLD, N_BLOCKED, N_VOICEMAIL = (
+    "+81312340001", "+81312340002", "+81312340003", "+81312340004",
+    "+81312340005", "+81312340006", "+81312340007")
+
+
+def independent_signature(token, url, params):
+    """X-Twilio-Signature computed apart from the peers' own code, from
+    Twilio's description: URL, then every POST parameter name followed by
+    its value, sorted by name; HMAC-SHA1 with the auth token; base64."""
+    import hashlib
+    data = url.encode()
+    for name in sorted(params):
+        data += name.encode() + params[name].encode()
+    return base64.b64encode(hmac.new(token.encode(), data,
+                                     hashlib.sha1).digest()).decode()
+
+
+class Stub:
+    """The customer's side: a webhook server (a thread) and a Media
+    Streams WebSocket server (on the test's loop)."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.requests = []
+        self.lock = threading.Lock()
+        self.streams = []
+        stub = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.serve()
+
+            def do_GET(self):
+                self.serve()
+
+            def serve(self):
+                import urllib.parse
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n).decode()
+                path, _, query = self.path.partition("?")
+                params = dict(urllib.parse.parse_qsl(
+                    body if self.command == "POST" else query,
+                    keep_blank_values=True))
+                full = f"http://127.0.0.1:{stub.port}{self.path}"
+                sig = self.headers.get("X-Twilio-Signature", "")
+                ok = hmac.compare_digest(sig, independent_signature(
+                    REST_TOKEN, full, params if self.command == "POST"
+                    else {}))
+                with stub.lock:
+                    stub.requests.append({"path": path, "params": params,
+                                          "method": self.command,
+                                          "sig_ok": ok, "t": time.time()})
+                out = stub.answer(path, params).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stream_twiml(self, ws_path):
+        return ('<?xml version="1.0" encoding="UTF-8"?><Response>'
+                f'<Connect action="{self.url("/after")}">'
+                f'<Stream url="ws://127.0.0.1:{self.ws_port}{ws_path}">'
+                '<Parameter name="agent" value="sales"/>'
+                '<Parameter name="note" value="山田 &amp; &lt;様&gt;"/>'
+                '</Stream></Connect></Response>')
+
+    def answer(self, path, params):
+        if path == "/voice":
+            return self.stream_twiml("/media")
+        if path == "/voice-hold":
+            return self.stream_twiml("/media-hold")
+        if path == "/voice-amd":
+            if params.get("AnsweredBy", "").startswith("machine"):
+                return "<Response><Hangup/></Response>"
+            return self.stream_twiml("/media")
+        if path == "/after":
+            return ("<Response><Say language=\"ja-JP\">ありがとうございました"
+                    "</Say><Hangup/></Response>")
+        return ""
+
+    async def start_ws(self):
+        async def handler(ws, path):
+            entry = {"path": path, "sig": ws.request_headers.get(
+                "X-Twilio-Signature"), "msgs": [], "closed": None}
+            self.streams.append(entry)
+            try:
+                if path == "/media":
+                    async def reader():
+                        async for m in ws:
+                            entry["msgs"].append(json.loads(m))
+                    try:
+                        await asyncio.wait_for(reader(), 1.0)
+                    except asyncio.TimeoutError:
+                        pass
+                    entry["closed"] = "stub"
+                    await ws.close(1000)
+                else:
+                    async for m in ws:
+                        entry["msgs"].append(json.loads(m))
+                    entry["closed"] = "peer"
+            except ConnectionClosed:
+                entry["closed"] = entry["closed"] or "peer"
+        self.ws = await websockets.serve(handler, "127.0.0.1", 0,
+                                         compression=None)
+        self.ws_port = self.ws.sockets[0].getsockname()[1]
+
+    def of(self, call_sid, path=None):
+        with self.lock:
+            return [r for r in self.requests
+                    if r["params"].get("CallSid") == call_sid
+                    and (path is None or r["path"] == path)]
+
+    def close(self):
+        self.srv.shutdown()
+        self.ws.close()
+
+
+def rest_call(port, method, path, params=None, auth=None, conn=None,
+              ca=None, query=None):
+    """One API request (blocking: run it with asyncio.to_thread)."""
+    import http.client
+    import urllib.parse
+    if conn is None:
+        conn = (http.client.HTTPSConnection("localhost", port, timeout=5,
+                                            context=ssl.create_default_context(
+                                                cafile=ca))
+                if ca is not None else
+                http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+    headers = {}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(
+            f"{auth[0]}:{auth[1]}".encode()).decode()
+    body = None
+    if params is not None:
+        body = urllib.parse.urlencode(params, doseq=True)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = json.loads(resp.read() or b"null")
+    return resp.status, dict(resp.getheaders()), data, conn
+
+
+def calls_path(account=REST_ACCOUNT, sid=None):
+    return (f"/2010-04-01/Accounts/{account}/Calls"
+            + (f"/{sid}" if sid else "") + ".json")
+
+
+async def start_rest(procs, name, *args):
+    ready = os.path.join(procs.tmp, name + ".ready")
+    log = open(os.path.join(procs.tmp, name + ".log"), "w")
+    proc = await asyncio.create_subprocess_exec(
+        PY, REST, "--listen", "127.0.0.1:0", "--ready-file", ready,
+        "--account-sid", REST_ACCOUNT, "--auth-token", REST_TOKEN,
+        *args, stdout=log, stderr=subprocess.STDOUT)
+    procs.procs.append(proc)
+    for _ in range(100):
+        if os.path.exists(ready):
+            with open(ready) as f:
+                return proc, json.load(f), log.name
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    with open(log.name) as f:
+        raise RuntimeError(f"twilio_rest {name} did not start:\n" + f.read())
+
+
+async def test_twilio_rest(tap, procs, tmp):
+    auth = (REST_ACCOUNT, REST_TOKEN)
+    stub = Stub()
+    await stub.start_ws()
+    record = os.path.join(tmp, "rest.jsonl")
+    _, info, log = await start_rest(
+        procs, "rest", "--record", record, "--api-key", ":".join(REST_KEY),
+        "--caller-id", CALLER_ID, "--cps", "50", "--ring-ms", "150",
+        "--call-ms", "2500", "--amd-ms", "100",
+        "--outcome", f"{N_BUSY}=busy", "--outcome", f"{N_NOANS}=no-answer",
+        "--outcome", f"{N_MACHINE}=machine",
+        "--outcome", f"{N_VOICEMAIL}=machine")
+    port = info["port"]
+    tap.ok(port > 0 and info["url"] == f"http://127.0.0.1:{port}",
+           "twilio_rest: --listen 127.0.0.1:0 writes the port to the ready "
+           "file", info)
+
+    async def api(*a, **kw):
+        return await asyncio.to_thread(rest_call, port, *a, **kw)
+
+    def create(to, url="/voice", auth=auth, **extra):
+        p = {"To": to, "From": CALLER_ID, "Url": stub.url(url),
+             "StatusCallback": stub.url("/status"),
+             "StatusCallbackEvent": ["initiated", "ringing", "answered",
+                                     "completed"]}
+        p.update(extra)
+        return api("POST", calls_path(), p, auth=auth)
+
+    # authentication, both credential kinds
+    st, hdr, body, conn = await create(N_HUMAN)
+    human = body
+    st2, _, got, conn2 = await asyncio.to_thread(
+        rest_call, port, "GET", calls_path(sid=human["sid"]), None,
+        REST_KEY, conn)
+    tap.ok(st == 201 and body["status"] == "queued"
+           and body["sid"].startswith("CA") and len(body["sid"]) == 34
+           and body["to"] == N_HUMAN and body["from"] == CALLER_ID
+           and body["account_sid"] == REST_ACCOUNT
+           and body["direction"] == "outbound-api"
+           and body["uri"] == calls_path(sid=body["sid"])
+           and body["date_created"].endswith("+0000")
+           and st2 == 200 and got["sid"] == body["sid"] and conn2 is conn,
+           "account SID + auth token creates a call (201, Call resource, "
+           "queued); an API key fetches it on the same keep-alive "
+           "connection", (st, body, st2, got))
+    conn.close()
+    want401 = {"code": 20003, "message": "Authenticate",
+               "more_info": "https://www.twilio.com/docs/errors/20003",
+               "status": 401,
+               "detail": "Your AccountSid or AuthToken was incorrect."}
+    refused = [await create(N_HUMAN, auth=a) for a in (
+        (REST_ACCOUNT, "wrong"), (REST_KEY[0], "wrong"), None)]
+    other = await api("GET", calls_path(account="AC" + "6" * 32), auth=auth)
+    tap.ok(all(r[0] == 401 and r[2] == want401
+               and r[1].get("WWW-Authenticate") == 'Basic realm="Twilio API"'
+               for r in refused + [other]),
+           "a wrong token, a wrong key secret, no credentials, another "
+           "account's URL: 401 with code 20003",
+           [(r[0], r[2]) for r in refused + [other]])
+
+    # numbers
+    bad = {
+        "090-1234-5678": (21211, "The 'To' number 090-1234-5678 is not a "
+                          "valid phone number."),
+        "+8131234": (21211, "The 'To' number +8131234 is not a valid phone "
+                     "number."),
+    }
+    results = {}
+    for to, want in bad.items():
+        st, _, b, _ = await create(to)
+        results[to] = (st, b.get("code"), b.get("message"))
+    st, _, b, _ = await create(N_HUMAN, From="+81399999999")
+    results["from"] = (st, b.get("code"), b.get("message"))
+    st, _, b, _ = await create(N_HUMAN, From="sales")
+    results["from-bad"] = (st, b.get("code"))
+    tap.ok(all(results[k] == (400, *v) for k, v in bad.items())
+           and results["from"] == (400, 21210, "The source phone number "
+                                   "provided, +81399999999, is not yet "
+                                   "verified for your account. You may only "
+                                   "make calls from phone numbers that "
+                                   "you've verified or purchased from "
+                                   "Twilio.")
+           and results["from-bad"] == (400, 21212),
+           "invalid To: 400/21211; From not the account's: 400/21210; a "
+           "malformed From: 400/21212", results)
+
+    # the calls play out
+    st, _, busy, _ = await create(N_BUSY)
+    st, _, noans, _ = await create(N_NOANS)
+    st, _, machine, _ = await create(N_MACHINE, url="/voice-amd",
+                                     MachineDetection="Enable")
+    st, _, vmail, _ = await create(N_VOICEMAIL, url="/voice-amd",
+                                   MachineDetection="DetectMessageEnd",
+                                   AsyncAmd="true",
+                                   AsyncAmdStatusCallback=stub.url("/amd"))
+
+    def done(sid):
+        return [r for r in read_jsonl(record)
+                if r["kind"] == "call_done" and r["call_sid"] == sid]
+    for c in (human, busy, noans, machine, vmail):
+        await wait_for(lambda: done(c["sid"]), 15, f"call {c['to']} ends")
+
+    # the answered call
+    sid = human["sid"]
+    voice = stub.of(sid, "/voice")
+    after = stub.of(sid, "/after")
+    status = stub.of(sid, "/status")
+    p = voice[0]["params"] if voice else {}
+    tap.ok(len(voice) == 1 and voice[0]["method"] == "POST"
+           and voice[0]["sig_ok"] and p.get("Direction") == "outbound-api"
+           and p.get("CallStatus") == "in-progress"
+           and p.get("AccountSid") == REST_ACCOUNT
+           and p.get("From") == CALLER_ID and p.get("To") == N_HUMAN
+           and p.get("ApiVersion") == "2010-04-01"
+           and "AnsweredBy" not in p,
+           "answered: the Url is POSTed with the call's parameters and a "
+           "valid X-Twilio-Signature (checked with an independent HMAC)",
+           voice)
+    media = [s for s in stub.streams if s["path"] == "/media"
+             and any(m.get("event") == "start"
+                     and m["start"]["callSid"] == sid for m in s["msgs"])]
+    start = [m for s in media for m in s["msgs"]
+             if m.get("event") == "start"]
+    ws_url = f"ws://127.0.0.1:{stub.ws_port}/media"
+    tap.ok(len(media) == 1 and media[0]["sig"] == independent_signature(
+               REST_TOKEN, ws_url, {})
+           and start[0]["start"]["customParameters"]
+           == {"agent": "sales", "note": "山田 & <様>"}
+           and start[0]["start"]["accountSid"] == REST_ACCOUNT
+           and any(m.get("event") == "media" for m in media[0]["msgs"]),
+           "<Connect><Stream>: a signed upgrade, start with the "
+           "<Parameter>s as customParameters, then media",
+           [(s["sig"], s["msgs"][:2]) for s in media])
+    call_done = done(sid)[0]
+    tap.ok(len(after) == 1 and after[0]["sig_ok"]
+           and after[0]["params"].get("CallStatus") == "in-progress"
+           and [v["verb"] for v in call_done["twiml"]]
+           == ["Connect", "Say", "Hangup"]
+           and call_done["twiml"][0]["ended_by"] == "gateway",
+           "the stream closed by the gateway: <Connect action> is POSTed "
+           "(signed) and its TwiML (Say, Hangup) is run", (after, call_done))
+    seqs = [r["params"].get("SequenceNumber") for r in status]
+    states = [r["params"].get("CallStatus") for r in status]
+    last = status[-1]["params"] if status else {}
+    tap.ok(states == ["initiated", "ringing", "in-progress", "completed"]
+           and seqs == ["0", "1", "2", "3"]
+           and all(r["sig_ok"] and r["params"].get("CallbackSource")
+                   == "call-progress-events" and r["params"].get("Timestamp")
+                   for r in status)
+           and "CallDuration" not in status[2]["params"]
+           and int(last.get("CallDuration", "0")) >= 1,
+           "status callbacks: initiated, ringing, in-progress, completed; "
+           "SequenceNumber 0-3, signed, CallDuration on completed only",
+           [r["params"] for r in status])
+    st, _, res, _ = await api("GET", calls_path(sid=sid), auth=auth)
+    tap.ok(st == 200 and res["status"] == "completed"
+           and int(res["duration"]) >= 1 and res["start_time"]
+           and res["end_time"], "the Call resource ends completed, with "
+           "its duration", res)
+
+    # busy, no-answer, machine
+    def cb(c):
+        return [(r["params"].get("CallStatus"),
+                 r["params"].get("CallDuration"),
+                 r["params"].get("AnsweredBy"))
+                for r in stub.of(c["sid"], "/status")]
+    tap.ok(cb(busy) == [("initiated", None, None), ("ringing", None, None),
+                        ("busy", "0", None)]
+           and cb(noans) == [("initiated", None, None),
+                             ("ringing", None, None),
+                             ("no-answer", "0", None)]
+           and not stub.of(busy["sid"], "/voice")
+           and not stub.of(noans["sid"], "/voice"),
+           "busy and no-answer: initiated, ringing, then the final status "
+           "with CallDuration 0; the Url is never requested",
+           (cb(busy), cb(noans)))
+    amd = stub.of(machine["sid"], "/voice-amd")
+    tap.ok(len(amd) == 1 and amd[0]["params"].get("AnsweredBy")
+           == "machine_start" and amd[0]["sig_ok"]
+           and cb(machine)[2:] == [("in-progress", None, "machine_start"),
+                                   ("completed", "0", "machine_start")]
+           and done(machine["sid"])[0]["twiml"][0]["verb"] == "Hangup",
+           "machine with MachineDetection=Enable: AnsweredBy=machine_start "
+           "in the webhook and the callbacks; the <Hangup/> is obeyed",
+           (amd, cb(machine)))
+
+    vm_voice = stub.of(vmail["sid"], "/voice-amd")
+    vm_amd = stub.of(vmail["sid"], "/amd")
+    tap.ok(len(vm_voice) == 1 and "AnsweredBy" not in vm_voice[0]["params"]
+           and len(vm_amd) == 1 and vm_amd[0]["sig_ok"]
+           and vm_amd[0]["params"].get("AnsweredBy") == "machine_end_beep"
+           and vm_amd[0]["params"].get("MachineDetectionDuration") == "100"
+           and vm_amd[0]["t"] > vm_voice[0]["t"]
+           and cb(vmail)[-1] == ("completed", cb(vmail)[-1][1],
+                                 "machine_end_beep"),
+           "AsyncAmd: the Url at once without AnsweredBy, then a signed "
+           "AsyncAmdStatusCallback with machine_end_beep",
+           (vm_voice, vm_amd, cb(vmail)))
+
+    # hang up a live call through the API
+    st, _, hold, _ = await create(N_HOLD, url="/voice-hold")
+    await wait_for(lambda: [s for s in stub.streams
+                            if s["path"] == "/media-hold"
+                            and s["msgs"][1:2]], 10, "the held stream starts")
+    st, _, upd, _ = await api("POST", calls_path(sid=hold["sid"]),
+                              {"Status": "completed"}, auth=auth)
+    await wait_for(lambda: done(hold["sid"]), 10, "the held call ends")
+    held = [s for s in stub.streams if s["path"] == "/media-hold"][0]
+    tap.ok(st == 200 and held["msgs"][-1].get("event") == "stop"
+           and held["closed"] == "peer"
+           and done(hold["sid"])[0]["status"] == "completed"
+           and cb(hold)[-1][0] == "completed"
+           and not stub.of(hold["sid"], "/after"),
+           "POST Calls/{sid}.json Status=completed: stop, the socket "
+           "closed, the call completed, no action request",
+           (st, held["msgs"][-1:], cb(hold)))
+
+    # list by To, paging
+    st, _, lst, _ = await api("GET", calls_path(), auth=auth,
+                              query={"To": N_BUSY})
+    st2, _, page, _ = await api("GET", calls_path(), auth=auth,
+                                query={"PageSize": "2"})
+    tap.ok(st == 200 and [c["sid"] for c in lst["calls"]] == [busy["sid"]]
+           and lst["calls"][0]["status"] == "busy"
+           and lst["next_page_uri"] is None and lst["page"] == 0
+           and st2 == 200 and len(page["calls"]) == 2
+           and "Page=1" in (page["next_page_uri"] or "")
+           and page["page_size"] == 2,
+           "GET Calls.json?To= lists that number's calls; PageSize pages",
+           (lst, page))
+    st, _, b, _ = await api("GET", calls_path(sid="CA" + "0" * 32),
+                            auth=auth)
+    tap.ok(st == 404 and b["code"] == 20404, "an unknown CallSid: 404/20404",
+           b)
+    st, _, summ, _ = await api("GET", "/_stand_in/summary")
+    tap.ok(st == 200 and summ["calls_created"] == 6
+           and summ["outcomes"] == {"completed": 4, "busy": 1,
+                                    "no-answer": 1},
+           "GET /_stand_in/summary counts calls and outcomes", summ)
+
+    # rate limit, 5xx, CPS pacing, script errors, SIGTERM summary
+    script = os.path.join(tmp, "rest-script.json")
+    with open(script, "w") as f:
+        json.dump({"*": {"outcome": "busy"},
+                   N_BLOCKED: {"error": 21216}}, f)
+    proc2, info2, log2 = await start_rest(
+        procs, "rest-rl", "--rate-limit", "3", "--cps", "2",
+        "--fail-next", "1:500", "--script", script, "--ring-ms", "50")
+
+    async def api2(*a, **kw):
+        return await asyncio.to_thread(rest_call, info2["port"], *a, **kw)
+    mk = {"From": CALLER_ID, "Url": stub.url("/voice")}
+    first = await api2("POST", calls_path(), dict(mk, To=N_HUMAN), auth=auth)
+    t0 = time.time()
+    burst = [await api2("POST", calls_path(), dict(mk, To=N_HUMAN),
+                        auth=auth) for _ in range(5)]
+    elapsed = time.time() - t0
+    codes = [(r[0], r[2].get("code")) for r in burst]
+    tap.ok(first[0] == 500 and first[2] == {
+               "code": 20500, "message": "Internal Server Error",
+               "more_info": "https://www.twilio.com/docs/errors/20500",
+               "status": 500}
+           and codes == [(201, None)] * 3 + [(429, 20429)] * 2
+           and burst[3][2] == {"code": 20429, "message": "Too Many Requests",
+                               "more_info": "https://www.twilio.com/docs/"
+                               "errors/20429", "status": 429},
+           "--fail-next 1:500 answers 500/20500 once; --rate-limit 3: "
+           "the 4th and 5th create in a second get 429/20429",
+           (first[:3:2], codes, elapsed))
+    queue = [int(r[2]["queue_time"]) for r in burst[:3]]
+    tap.ok(queue[0] < queue[1] < queue[2] and queue[2] - queue[0] >= 800,
+           "--cps 2: calls created together are queued half a second apart "
+           "(queue_time)", queue)
+    ok = await wait_for_async(lambda: api2("POST", calls_path(),
+                                           dict(mk, To=N_HUMAN), auth=auth),
+                              lambda r: r[0] == 201, 3)
+    tap.ok(ok is not None, "a create once the second has passed succeeds")
+    await api2("POST", "/_stand_in/fail", query={"count": "2",
+                                                  "status": "503"})
+    fails = [(await api2("GET", calls_path(), auth=auth))[0:3:2]
+             for _ in range(3)]
+    tap.ok([f[0] for f in fails] == [503, 503, 200]
+           and fails[0][1]["code"] == 20503,
+           "POST /_stand_in/fail?count=2&status=503: two 503 (20503), then "
+           "normal answers", fails)
+    st, _, b, _ = await api2("POST", calls_path(), dict(mk, To=N_BLOCKED),
+                             auth=auth)
+    tap.ok(st == 400 and b == {
+               "code": 21216, "message": f"Account not allowed to call "
+               f"{N_BLOCKED}", "more_info":
+               "https://www.twilio.com/docs/errors/21216", "status": 400},
+           "a scripted number refused with 21216", b)
+    rec2 = None
+    proc2.terminate()
+    await asyncio.wait_for(proc2.wait(), 5)
+    with open(log2) as f:
+        for line in f:
+            if line.startswith("twilio_rest: summary "):
+                rec2 = json.loads(line[len("twilio_rest: summary "):])
+    tap.ok(rec2 is not None and rec2["calls_created"] == 4
+           and rec2["create_peak_per_s"] >= 3
+           and rec2["error_codes"].get("20429", 0) >= 2,
+           "SIGTERM prints the summary (calls created, the create rate "
+           "measured, error codes)", rec2)
+
+    # TLS with a CA made at test time
+    d = os.path.join(tmp, "rest-tls")
+    os.mkdir(d)
+    certs = await make_certs(d)
+    _, info3, _ = await start_rest(procs, "rest-tls", "--tls-cert",
+                                   f"{certs}/srv.pem", "--tls-key",
+                                   f"{certs}/srv.key")
+    st, _, _, _ = await asyncio.to_thread(
+        rest_call, info3["port"], "GET", calls_path(), None, auth,
+        ca=f"{certs}/ca.pem")
+    import http.client
+    try:
+        await asyncio.to_thread(rest_call, info3["port"], "GET",
+                                calls_path(), None, auth,
+                                http.client.HTTPSConnection(
+                                    "localhost", info3["port"], timeout=5))
+        outcome = "accepted"
+    except ssl.SSLCertVerificationError:
+        outcome = "verify failed"
+    tap.ok(info3["url"].startswith("https://") and st == 200
+           and outcome == "verify failed",
+           "--tls-cert/--tls-key: verified with the test CA, refused "
+           "without it", (info3, st, outcome))
+    stub.close()
+
+
+async def wait_for_async(make, cond, timeout):
+    """Repeats a request until its answer meets cond, for a bounded time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = await make()
+        if cond(r):
+            return r
+        await asyncio.sleep(0.1)
+    return None
+
+
 async def main():
     tap = Tap()
     tmp = tempfile.mkdtemp(prefix="twirt-peers-")
@@ -1687,6 +2219,7 @@ async def main():
         await test_function_call(tap, port)
         await test_tool_calls(tap, port, records)
         await test_tool_backend(tap, procs, tmp)
+        await test_twilio_rest(tap, procs, tmp)
         await test_failures(tap, port, procs)
         await test_tls(tap, tmp, procs)
         await test_bench(tap, procs)
