@@ -476,3 +476,36 @@ like($text[-1], qr/^system: The transfer to reception did not connect \(no-answe
 ok(@{ main::sent($sims->[1], 'response.create') } >= 1, 'the agent speaks first');
 --- no_error_log
 [error]
+
+
+
+=== TEST 13: an agent profile's transfers replace the configuration's targets
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- config
+    twirt_parameter agent sales-team;
+--- init
+Twirt::Redis::redis_cli('HSET', 'twirt:agent:sales-team', 'transfers', '{"sales":{"target":"+81399999999","timeout":15},"support":"sip:support@pbx.example.com"}');
+--- call
+--webhook https://localhost/twilio/voice?scenario=transfer-sales --scenario transfer-sales --dial answered
+--- check
+ok($r->{ok}, 'followed') or main::dump($r->{failures});
+my ($update) = @{ main::sent($sims->[0], 'session.update') };
+my ($tool) = grep { $_->{name} eq 'transfer_call' } @{ $update->{session}{tools} };
+is_deeply([sort @{ $tool->{parameters}{properties}{target}{enum} }], ['sales', 'support'], "the profile's names only");
+like(main::docs($r, 'action')->[0], qr{<Dial timeout="15" [^>]*><Number [^>]*>\+81399999999</Number></Dial>}, "dialed the profile's number");
+is($r->{whispers}[0]{text}, '営業へのご相談です', 'whisper');
+--- no_error_log
+[error]
+
+
+
+=== TEST 14: without Redis, the dial failed: the fallback verbs, the failure counted
+--- call
+--webhook https://localhost/twilio/voice?scenario=transfer-basic --scenario transfer-basic --dial failed
+--- check
+ok($r->{ok}, 'followed') or main::dump($r->{failures});
+like(main::docs($r, 'dialed')->[0], qr{<Say language="ja-JP">申し訳ございません。</Say>}, 'the fallback');
+like(main::http_get_status(), qr/^twirt_transfers_total\{result="failed"\} [1-9]/m, 'counted: failed');
+--- no_error_log
+[error]
