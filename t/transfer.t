@@ -509,3 +509,26 @@ like(main::docs($r, 'dialed')->[0], qr{<Say language="ja-JP">申し訳ござい�
 like(main::http_get_status(), qr/^twirt_transfers_total\{result="failed"\} [1-9]/m, 'counted: failed');
 --- no_error_log
 [error]
+
+
+
+=== TEST 15: a stream claiming to return from a transfer cannot take over a record that did not end in one
+--- http_config
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+--- call
+--webhook https://localhost/twilio/voice?scenario=end-call --scenario end-call
+--- check
+ok($r->{ok}, 'the first call ended') or main::dump($r->{failures});
+my $first = main::hash($sid);
+is($first->{end_reason}, 'end_call', 'by end_call');
+my $port = Test::Nginx::Util::server_port();
+my ($rc, $trec, $tout) = twilio_call("--url ws://localhost/twilio/media --connect 127.0.0.1:$port --sign-url wss://localhost/twilio/media "
+                       . "--auth-token $main::Token --call-sid $sid --param twirt_transfer=no-answer "
+                       . "--param scenario=silence --duration-ms 1500");
+is($rc, 0, 'the stranger stream ran') or diag($tout);
+my $h = main::hash($sid);
+is($h->{stream_sid}, $first->{stream_sid}, 'the record is still the first stream\'s');
+is($h->{end_reason}, 'end_call', 'and still says how it ended');
+is($h->{status}, 'ended', 'not active again');
+--- no_error_log
+[alert]
