@@ -671,6 +671,11 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
 }
 
 
+static const char  *ngx_http_twirt_openai_directives[2] = {
+    "twirt_openai_url", "twirt_openai_ssl_verify"
+};
+
+
 static char *
 ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -753,8 +758,9 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->openai_url == NGX_CONF_UNSET_PTR) {
         if (prev->openai_url == NGX_CONF_UNSET_PTR) {
-            prev->openai_url = ngx_http_twirt_upstream_parse_url(cf,
-                                   &ngx_http_twirt_default_url);
+            prev->openai_url = ngx_http_twirt_url_parse(cf,
+                                   &ngx_http_twirt_default_url,
+                                   NGX_HTTP_TWIRT_URL_WS, "Realtime API URL");
             if (prev->openai_url == NULL) {
                 return NGX_CONF_ERROR;
             }
@@ -862,7 +868,13 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             return NGX_CONF_ERROR;
         }
 
-        if (ngx_http_twirt_upstream_init_conf(cf, conf) != NGX_OK) {
+        conf->openai_tls.verify = conf->ssl_verify;
+
+        if (ngx_http_twirt_tls_init(cf, &conf->openai_tls, conf->openai_url,
+                                    &conf->ssl_trusted_certificate,
+                                    ngx_http_twirt_openai_directives)
+            != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
     }
@@ -1332,7 +1344,9 @@ ngx_http_twirt_openai_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    tlcf->openai_url = ngx_http_twirt_upstream_parse_url(cf, &value[1]);
+    tlcf->openai_url = ngx_http_twirt_url_parse(cf, &value[1],
+                                                NGX_HTTP_TWIRT_URL_WS,
+                                                "Realtime API URL");
     if (tlcf->openai_url == NULL) {
         return NGX_CONF_ERROR;
     }

@@ -91,7 +91,7 @@ typedef struct {
 } ngx_http_twirt_ws_conf_t;
 
 
-/* the Realtime API URL, parsed at configuration time */
+/* a peer's URL (ws, wss, http, https), parsed at configuration time */
 typedef struct {
     ngx_str_t                   url;
     ngx_str_t                   host;          /* without brackets */
@@ -101,6 +101,15 @@ typedef struct {
     ngx_addr_t                 *addr;          /* an IP literal, or NULL */
     unsigned                    ssl:1;
 } ngx_http_twirt_url_t;
+
+
+/* the TLS side of a peer, made at configuration time */
+typedef struct {
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                  *ssl;           /* NULL: plain TCP */
+#endif
+    ngx_flag_t                  verify;
+} ngx_http_twirt_tls_t;
 
 
 /*
@@ -177,9 +186,7 @@ typedef struct {
     ngx_str_t                   ssl_trusted_certificate;
     ngx_msec_t                  connect_timeout;
     ngx_http_twirt_ws_conf_t    upstream_ws;
-#if (NGX_HTTP_SSL)
-    ngx_ssl_t                  *ssl;
-#endif
+    ngx_http_twirt_tls_t        openai_tls;
 
     /* the Realtime session */
     ngx_str_t                   model;
