@@ -19,6 +19,9 @@
 /* Twilio: name + value of one <Parameter> must stay under 500 characters */
 #define NGX_HTTP_TWIRT_PARAM_MAX  500
 
+/* an outbound call's variables (and its agent) in the webhook's query */
+#define NGX_HTTP_TWIRT_QUERY_PARAMS  16
+
 
 /* twirt_noise_reduction */
 #define NGX_HTTP_TWIRT_NOISE_OFF          0
@@ -224,6 +227,22 @@ typedef struct {
     ngx_uint_t                  tool_concurrency; /* per call */
     ngx_str_t                   tool_filler;
     ngx_msec_t                  tool_filler_after; /* 0: off */
+
+    /* Twilio's REST API and outbound calls (ngx_http_twirt_outbound.c) */
+    ngx_http_twirt_url_t       *twilio_api_url;
+    ngx_str_t                   account_sid;
+    ngx_str_t                   twilio_key;        /* SK... */
+    ngx_str_t                   twilio_secret;     /* never logged */
+    ngx_flag_t                  twilio_ssl_verify;
+    ngx_str_t                   twilio_ssl_trusted_certificate;
+    ngx_msec_t                  twilio_timeout;
+    ngx_str_t                   outbound_url;
+    ngx_str_t                   outbound_status_callback;
+    ngx_http_twirt_tls_t        twilio_tls;
+    ngx_str_t                   twilio_calls_uri;
+    ngx_str_t                   twilio_headers;    /* with the credentials:
+                                                      never logged */
+    ngx_flag_t                  calls;             /* twirt_calls here */
 } ngx_http_twirt_loc_conf_t;
 
 
@@ -247,6 +266,7 @@ typedef struct {
     unsigned                      done:1;
     unsigned                      action:1;
     unsigned                      stream_status:1;
+    unsigned                      call_status:1;
 } ngx_http_twirt_twiml_ctx_t;
 
 
