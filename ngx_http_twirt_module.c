@@ -147,7 +147,7 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_twirt_twilio_api_url,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_twirt_loc_conf_t, twilio_api_url),
       NULL },
 
     { ngx_string("twirt_twilio_account_sid"),

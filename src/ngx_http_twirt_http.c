@@ -28,25 +28,6 @@ static void ngx_http_twirt_http_finish(ngx_http_twirt_http_t *h,
 static void ngx_http_twirt_http_dummy(ngx_event_t *ev);
 
 
-static const char  *ngx_http_twirt_http_errors[] = {
-    "ok",
-    "resolve",
-    "connect",
-    "tls",
-    "timeout",
-    "protocol",
-    "too_large",
-    "no_memory"
-};
-
-
-const char *
-ngx_http_twirt_http_error_text(ngx_http_twirt_http_error_e e)
-{
-    return ngx_http_twirt_http_errors[e];
-}
-
-
 ngx_http_twirt_http_t *
 ngx_http_twirt_http_create(ngx_log_t *log)
 {

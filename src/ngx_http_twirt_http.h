@@ -86,7 +86,6 @@ ngx_int_t ngx_http_twirt_http_start(ngx_http_twirt_http_t *h);
 void ngx_http_twirt_http_cancel(ngx_http_twirt_http_t *h);
 ngx_int_t ngx_http_twirt_http_header(ngx_str_t *headers, const char *name,
     ngx_str_t *value);
-const char *ngx_http_twirt_http_error_text(ngx_http_twirt_http_error_e e);
 
 
 #endif /* _NGX_HTTP_TWIRT_HTTP_H_INCLUDED_ */

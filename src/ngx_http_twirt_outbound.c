@@ -366,7 +366,7 @@ static ngx_int_t
 ngx_http_twirt_outbound_url(ngx_http_request_t *r, json_t *req,
     ngx_str_t *url, ngx_int_t *rc)
 {
-    u_char                     *p, *last;
+    u_char                     *p, sep;
     size_t                      len, n;
     json_t                     *agent, *vars, *v;
     ngx_str_t                   name;
@@ -457,26 +457,25 @@ ngx_http_twirt_outbound_url(ngx_http_request_t *r, json_t *req,
     }
 
     url->data = p;
-    last = p;
-
     p = ngx_cpymem(p, tlcf->outbound_url.data, tlcf->outbound_url.len);
+    sep = ngx_strlchr(url->data, p, '?') ? '&' : '?';
 
     if (agent) {
-        p = ngx_http_twirt_form_add(p, ngx_strlchr(url->data, p, '?')
-                                       ? "&agent=" : "?agent=",
+        *p++ = sep;
+        p = ngx_http_twirt_form_add(p, "agent=",
                                     (u_char *) json_string_value(agent),
                                     json_string_length(agent));
+        sep = '&';
     }
 
     json_object_foreach(vars, key, v) {
-        last = ngx_strlchr(url->data, p, '?') ? (u_char *) "&"
-                                              : (u_char *) "?";
-        *p++ = *last;
+        *p++ = sep;
         p = ngx_cpymem(p, "var.", 4);
         p = ngx_cpymem(p, key, ngx_strlen(key));
         *p++ = '=';
         p += ngx_http_twirt_form_escape(p, (u_char *) json_string_value(v),
                                         json_string_length(v));
+        sep = '&';
     }
 
     url->len = p - url->data;

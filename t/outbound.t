@@ -56,10 +56,13 @@ $ENV{TEST_NGINX_SLOW_PORT} = $Slow->{port};
 $ENV{TEST_NGINX_LIMITED_PORT} = $Limited->{port};
 
 our $json = JSON::PP->new->utf8->canonical;
+binmode(Test::More->builder->$_, ':encoding(UTF-8)')
+    for qw(output failure_output todo_output);
 
 # a JSON POST to the test nginx: (status, decoded body, raw response)
 sub post_json {
     my ($path, $body) = @_;
+    utf8::encode($body) if utf8::is_utf8($body);
     my $port = server_port();
     my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                      Timeout => 10) or return (0, {}, '');
@@ -154,7 +157,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: a call placed and played out: the agent greets 山田太郎 first, the callee answers in Japanese, status callbacks signed and recorded
+=== TEST 1: a call placed and played out: the agent greets the customer by name first, the callee answers in Japanese, status callbacks signed and recorded
 --- check
 my ($status, $r) = post_json('/calls', call_json({
     to => '090-1234-5678', from => '+81300000000', agent => 'sales',
