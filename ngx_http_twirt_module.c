@@ -50,8 +50,6 @@ static char *ngx_http_twirt_url_value(ngx_conf_t *cf, ngx_command_t *cmd,
 
 static char *ngx_http_twirt_openai_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_twirt_calls(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_twirt_twilio_api_url(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_twirt_account_sid(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -138,9 +136,9 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
 
     { ngx_string("twirt_calls"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_twirt_calls,
+      ngx_http_twirt_twiml,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      4,
       NULL },
 
     { ngx_string("twirt_twilio_api_url"),
@@ -1122,7 +1120,10 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate or conflicts with another content handler";
     }
 
-    /* twirt_twiml; twirt_action: the end of the stream; twirt_stream_status */
+    /*
+     * twirt_twiml; twirt_action: the end of the stream; twirt_stream_status;
+     * twirt_call_status; twirt_calls
+     */
 
     switch (cmd->offset) {
 
@@ -1140,8 +1141,13 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         clcf->handler = ngx_http_twirt_stream_status_handler;
         break;
 
-    default:
+    case 3:
         clcf->handler = ngx_http_twirt_call_status_handler;
+        break;
+
+    default:
+        clcf->handler = ngx_http_twirt_calls_handler;
+        tlcf->calls = 1;
     }
 
     return NGX_CONF_OK;
@@ -1591,26 +1597,6 @@ ngx_http_twirt_secret_file(ngx_conf_t *cf, ngx_str_t *name,
 
     secret->data = p;
     secret->len = n;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_twirt_calls(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_twirt_loc_conf_t *tlcf = conf;
-
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler) {
-        return "is duplicate or conflicts with another content handler";
-    }
-
-    clcf->handler = ngx_http_twirt_calls_handler;
-    tlcf->calls = 1;
 
     return NGX_CONF_OK;
 }

@@ -611,6 +611,35 @@ ngx_http_twirt_connect_cancel(ngx_http_twirt_connect_t *cn)
 }
 
 
+/*
+ * Writes what is left of b: NGX_OK when all is written, NGX_AGAIN when
+ * the write event will come back, NGX_ERROR when the connection failed.
+ */
+
+ngx_int_t
+ngx_http_twirt_connect_send(ngx_connection_t *c, ngx_buf_t *b)
+{
+    ssize_t  n;
+
+    while (b->pos < b->last) {
+        n = c->send(c, b->pos, b->last - b->pos);
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (n == NGX_AGAIN) {
+            return (ngx_handle_write_event(c->write, 0) == NGX_OK)
+                   ? NGX_AGAIN : NGX_ERROR;
+        }
+
+        b->pos += n;
+    }
+
+    return NGX_OK;
+}
+
+
 /* a connection we made, with its pool */
 
 void

@@ -66,6 +66,7 @@ ngx_int_t ngx_http_twirt_tls_init(ngx_conf_t *cf, ngx_http_twirt_tls_t *tls,
     ngx_http_twirt_url_t *url, ngx_str_t *trusted, const char *directives[2]);
 ngx_int_t ngx_http_twirt_connect_start(ngx_http_twirt_connect_t *cn);
 void ngx_http_twirt_connect_cancel(ngx_http_twirt_connect_t *cn);
+ngx_int_t ngx_http_twirt_connect_send(ngx_connection_t *c, ngx_buf_t *b);
 void ngx_http_twirt_connect_close(ngx_connection_t *c);
 
 

@@ -208,7 +208,7 @@ ngx_http_twirt_http_request(ngx_http_twirt_http_t *h)
 static void
 ngx_http_twirt_http_send(ngx_event_t *ev)
 {
-    ssize_t                 n;
+    ngx_int_t               rc;
     ngx_buf_t              *b;
     ngx_connection_t       *c;
     ngx_http_twirt_http_t  *h;
@@ -217,25 +217,16 @@ ngx_http_twirt_http_send(ngx_event_t *ev)
     h = ((ngx_http_twirt_connect_t *) c->data)->data;
     b = h->out;
 
-    while (b->pos < b->last) {
-        n = c->send(c, b->pos, b->last - b->pos);
+    rc = ngx_http_twirt_connect_send(c, b);
 
-        if (n == NGX_ERROR) {
-            ngx_http_twirt_http_finish(h, NGX_HTTP_TWIRT_HTTP_CONNECT,
-                                       "connection lost while sending");
-            return;
-        }
+    if (rc == NGX_AGAIN) {
+        return;
+    }
 
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                ngx_http_twirt_http_finish(h, NGX_HTTP_TWIRT_HTTP_CONNECT,
-                                           "event failed");
-            }
-
-            return;
-        }
-
-        b->pos += n;
+    if (rc == NGX_ERROR) {
+        ngx_http_twirt_http_finish(h, NGX_HTTP_TWIRT_HTTP_CONNECT,
+                                   "connection lost while sending");
+        return;
     }
 
     c->write->handler = ngx_http_twirt_http_dummy;

@@ -1326,6 +1326,8 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
         rec.stream_sid = stream_sid->value;
     }
 
+    rec.call_level = ctx->call_status;
+
     ngx_http_twirt_record_event(&rec, ev, text);
     ngx_http_twirt_record_expire(&rec);
 

@@ -216,7 +216,7 @@ ngx_http_twirt_upstream_request(ngx_http_twirt_upstream_t *u)
 static void
 ngx_http_twirt_upstream_send(ngx_event_t *ev)
 {
-    ssize_t                     n;
+    ngx_int_t                   rc;
     ngx_buf_t                  *b;
     ngx_connection_t           *c;
     ngx_http_twirt_upstream_t  *u;
@@ -225,25 +225,16 @@ ngx_http_twirt_upstream_send(ngx_event_t *ev)
     u = c->data;
     b = u->request;
 
-    while (b->pos < b->last) {
-        n = c->send(c, b->pos, b->last - b->pos);
+    rc = ngx_http_twirt_connect_send(c, b);
 
-        if (n == NGX_ERROR) {
-            ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
-                                         "upstream closed the connection");
-            return;
-        }
+    if (rc == NGX_AGAIN) {
+        return;
+    }
 
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                ngx_http_twirt_upstream_fail(u,
-                    NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT, "event failed");
-            }
-
-            return;
-        }
-
-        b->pos += n;
+    if (rc == NGX_ERROR) {
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
+                                     "upstream closed the connection");
+        return;
     }
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {

@@ -8,7 +8,6 @@
 
 use strict;
 use warnings;
-use utf8;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use File::Temp qw(tempdir);
@@ -17,6 +16,7 @@ use JSON::PP;
 use MIME::Base64;
 use Time::HiRes qw(time sleep);
 use Twirt::Peers;
+use Twirt::Redis;
 use Twirt::Conf qw(nginx_t http_conf);
 use Test::Nginx::Socket 'no_plan';
 
@@ -33,6 +33,8 @@ $ENV{TEST_NGINX_TOKEN} = $Token;
 $ENV{TEST_NGINX_KEY_SID} = $KeySid;
 $ENV{TEST_NGINX_SECRET} = $Secret;
 $ENV{TEST_NGINX_TLS_PORT} = server_port() + 1;
+
+$ENV{TEST_NGINX_REDIS_SOCKET} = redis_start();
 
 my $sim = sim_start();
 $ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
@@ -107,6 +109,7 @@ add_block_preprocessor(sub {
     $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
     twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime;
     twirt_openai_api_key sk-test;
+    twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
     twirt_instructions "[scenario:{{scenario}}] [calltag:{{calltag}}] お客様は{{name}}様です。";
     twirt_greeting "{{name}}様、さくら歯科です。ご予約の確認でお電話しました。";
     twirt_twilio_account_sid $TEST_NGINX_ACCOUNT_SID;
@@ -212,6 +215,14 @@ ok(@caller, 'the callee\'s words are call events too');
 ok(log_wait(qr/twirt: event \{[^\n]*"call_sid":"$sid"[^\n]*"event":"completed"[^\n]*"type":"call"/),
    'the call events are logged');
 like(error_log_text(), qr/outbound call $sid to \+819012345678 placed, status queued/, 'placed');
+my $events;
+redis_wait(10, sub {
+    $events = [ grep { ($_->{type} // '') eq 'call' } @{ redis_stream_entries("twirt:call:$sid:events") } ];
+    @$events >= 4 });
+is_deeply([ map { $_->{event} } @$events ], [qw(initiated ringing in-progress completed)],
+          'the progress is in the call\'s events stream in Redis')
+    or diag(Test::More::explain($events));
+is($events->[-1]{to}, '+819012345678', 'with the callee');
 --- no_error_log
 [error]
 --- timeout: 60
