@@ -110,6 +110,7 @@ add_block_preprocessor(sub {
     twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime;
     twirt_openai_api_key sk-test;
     twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+    twirt_redis_timeout 10s;            # nginx may run under valgrind
     twirt_instructions "[scenario:{{scenario}}] [calltag:{{calltag}}] お客様は{{name}}様です。";
     twirt_greeting "{{name}}様、さくら歯科です。ご予約の確認でお電話しました。";
     twirt_twilio_account_sid $TEST_NGINX_ACCOUNT_SID;
