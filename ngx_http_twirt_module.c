@@ -19,6 +19,8 @@
 #include "ngx_http_twirt_tool.h"
 #include "ngx_http_twirt_twilio.h"
 #include "ngx_http_twirt_transfer.h"
+#include "ngx_http_twirt_connect.h"
+#include "ngx_http_twirt_outbound.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -47,6 +49,16 @@ static char *ngx_http_twirt_url_value(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 static char *ngx_http_twirt_openai_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_twilio_api_url(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_twirt_account_sid(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_twilio_api_key(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_twirt_secret_file(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *secret);
+static char *ngx_http_twirt_outbound_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -113,6 +125,90 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       ngx_http_twirt_twiml,
       NGX_HTTP_LOC_CONF_OFFSET,
       2,
+      NULL },
+
+    { ngx_string("twirt_call_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_twirt_twiml,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      3,
+      NULL },
+
+    { ngx_string("twirt_calls"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_twirt_twiml,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      4,
+      NULL },
+
+    { ngx_string("twirt_twilio_api_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_twilio_api_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, twilio_api_url),
+      NULL },
+
+    { ngx_string("twirt_twilio_account_sid"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_account_sid,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_twilio_auth_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_twilio_api_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_twilio_api_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_twirt_twilio_api_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      1,
+      NULL },
+
+    { ngx_string("twirt_twilio_api_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_twilio_api_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      2,
+      NULL },
+
+    { ngx_string("twirt_twilio_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, twilio_ssl_verify),
+      NULL },
+
+    { ngx_string("twirt_twilio_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, twilio_ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("twirt_twilio_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, twilio_timeout),
+      NULL },
+
+    { ngx_string("twirt_outbound_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_outbound_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, outbound_url),
+      NULL },
+
+    { ngx_string("twirt_outbound_status_callback"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_outbound_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, outbound_status_callback),
       NULL },
 
     { ngx_string("twirt_status"),
@@ -507,6 +603,9 @@ ngx_module_t  ngx_http_twirt_module = {
 };
 
 
+static ngx_str_t  ngx_http_twirt_default_twilio_url =
+    ngx_string("https://api.twilio.com");
+
 static ngx_str_t  ngx_http_twirt_default_url =
     ngx_string("wss://api.openai.com/v1/realtime?model=gpt-realtime");
 
@@ -666,9 +765,17 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->tool_max_output = NGX_CONF_UNSET_SIZE;
     conf->tool_concurrency = NGX_CONF_UNSET_UINT;
     conf->tool_filler_after = NGX_CONF_UNSET_MSEC;
+    conf->twilio_api_url = NGX_CONF_UNSET_PTR;
+    conf->twilio_ssl_verify = NGX_CONF_UNSET;
+    conf->twilio_timeout = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
+
+
+static const char  *ngx_http_twirt_openai_directives[2] = {
+    "twirt_openai_url", "twirt_openai_ssl_verify"
+};
 
 
 static char *
@@ -753,8 +860,9 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->openai_url == NGX_CONF_UNSET_PTR) {
         if (prev->openai_url == NGX_CONF_UNSET_PTR) {
-            prev->openai_url = ngx_http_twirt_upstream_parse_url(cf,
-                                   &ngx_http_twirt_default_url);
+            prev->openai_url = ngx_http_twirt_url_parse(cf,
+                                   &ngx_http_twirt_default_url,
+                                   NGX_HTTP_TWIRT_URL_WS, "Realtime API URL");
             if (prev->openai_url == NULL) {
                 return NGX_CONF_ERROR;
             }
@@ -855,6 +963,45 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     conf->upstream_ws.idle_timeout = 0;
     conf->upstream_ws.close_timeout = conf->close_timeout;
 
+    if (conf->twilio_api_url == NGX_CONF_UNSET_PTR) {
+        if (prev->twilio_api_url == NGX_CONF_UNSET_PTR) {
+            prev->twilio_api_url = ngx_http_twirt_url_parse(cf,
+                                       &ngx_http_twirt_default_twilio_url,
+                                       NGX_HTTP_TWIRT_URL_HTTP,
+                                       "Twilio API URL");
+            if (prev->twilio_api_url == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        conf->twilio_api_url = prev->twilio_api_url;
+    }
+
+    ngx_conf_merge_str_value(conf->account_sid, prev->account_sid, "");
+
+    /* the key and its secret come from one directive */
+    if (conf->twilio_key.data == NULL) {
+        conf->twilio_key = prev->twilio_key;
+        conf->twilio_secret = prev->twilio_secret;
+    }
+
+    ngx_conf_merge_value(conf->twilio_ssl_verify, prev->twilio_ssl_verify,
+                         1);
+    ngx_conf_merge_str_value(conf->twilio_ssl_trusted_certificate,
+                             prev->twilio_ssl_trusted_certificate,
+                             "/etc/ssl/certs/ca-certificates.crt");
+    ngx_conf_merge_msec_value(conf->twilio_timeout, prev->twilio_timeout,
+                              10000);
+    ngx_conf_merge_str_value(conf->outbound_url, prev->outbound_url, "");
+    ngx_conf_merge_str_value(conf->outbound_status_callback,
+                             prev->outbound_status_callback, "");
+
+    if (conf->calls
+        && ngx_http_twirt_outbound_init_conf(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->stream) {
         if (ngx_http_twirt_check_session(cf, conf) != NGX_CONF_OK
             || ngx_http_twirt_check_tools(cf, conf) != NGX_CONF_OK)
@@ -862,7 +1009,13 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             return NGX_CONF_ERROR;
         }
 
-        if (ngx_http_twirt_upstream_init_conf(cf, conf) != NGX_OK) {
+        conf->openai_tls.verify = conf->ssl_verify;
+
+        if (ngx_http_twirt_tls_init(cf, &conf->openai_tls, conf->openai_url,
+                                    &conf->ssl_trusted_certificate,
+                                    ngx_http_twirt_openai_directives)
+            != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
     }
@@ -967,7 +1120,10 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate or conflicts with another content handler";
     }
 
-    /* twirt_twiml; twirt_action: the end of the stream; twirt_stream_status */
+    /*
+     * twirt_twiml; twirt_action: the end of the stream; twirt_stream_status;
+     * twirt_call_status; twirt_calls
+     */
 
     switch (cmd->offset) {
 
@@ -981,8 +1137,17 @@ ngx_http_twirt_twiml(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         tlcf->action_handler = 1;
         break;
 
-    default:
+    case 2:
         clcf->handler = ngx_http_twirt_stream_status_handler;
+        break;
+
+    case 3:
+        clcf->handler = ngx_http_twirt_call_status_handler;
+        break;
+
+    default:
+        clcf->handler = ngx_http_twirt_calls_handler;
+        tlcf->calls = 1;
     }
 
     return NGX_CONF_OK;
@@ -1332,7 +1497,9 @@ ngx_http_twirt_openai_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    tlcf->openai_url = ngx_http_twirt_upstream_parse_url(cf, &value[1]);
+    tlcf->openai_url = ngx_http_twirt_url_parse(cf, &value[1],
+                                                NGX_HTTP_TWIRT_URL_WS,
+                                                "Realtime API URL");
     if (tlcf->openai_url == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1348,11 +1515,8 @@ ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_twirt_loc_conf_t *tlcf = conf;
 
-    u_char           *p;
-    ssize_t           n;
-    ngx_str_t        *value, name;
-    ngx_file_t        file;
-    ngx_file_info_t   fi;
+    char       *rv;
+    ngx_str_t  *value, name;
 
     if (tlcf->api_key.data) {
         return "is duplicate, or conflicts with \"twirt_openai_api_key\"";
@@ -1361,18 +1525,40 @@ ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     name = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+    rv = ngx_http_twirt_secret_file(cf, &name, &tlcf->api_key);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    tlcf->api_key_file = name;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a secret from a small file, its trailing white space cut; never logged */
+
+static char *
+ngx_http_twirt_secret_file(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *secret)
+{
+    u_char           *p;
+    ssize_t           n;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = name;
+    file.name = *name;
     file.log = cf->log;
 
-    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (file.fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &name);
+                           ngx_open_file_n " \"%V\" failed", name);
         return NGX_CONF_ERROR;
     }
 
@@ -1380,7 +1566,7 @@ ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         || ngx_file_size(&fi) > 4096)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "API key file \"%V\" is not a small file", &name);
+                           "API key file \"%V\" is not a small file", name);
         ngx_close_file(file.fd);
         return NGX_CONF_ERROR;
     }
@@ -1405,13 +1591,199 @@ ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (n == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "API key file \"%V\" is empty", &name);
+                           "API key file \"%V\" is empty", name);
         return NGX_CONF_ERROR;
     }
 
-    tlcf->api_key.data = p;
-    tlcf->api_key.len = n;
-    tlcf->api_key_file = name;
+    secret->data = p;
+    secret->len = n;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_twirt_twilio_api_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->twilio_api_url != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    tlcf->twilio_api_url = ngx_http_twirt_url_parse(cf, &value[1],
+                                                    NGX_HTTP_TWIRT_URL_HTTP,
+                                                    "Twilio API URL");
+    if (tlcf->twilio_api_url == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (tlcf->twilio_api_url->uri.len > 1
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, '?'))
+    {
+        return "takes only the scheme, the host and the port, as "
+               "\"https://api.twilio.com\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "AC" or "SK" and 32 hex digits */
+
+static ngx_int_t
+ngx_http_twirt_twilio_sid(ngx_str_t *sid, const char *prefix)
+{
+    ngx_uint_t  i;
+
+    if (sid->len != 34 || ngx_strncmp(sid->data, prefix, 2) != 0) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 2; i < 34; i++) {
+        if (ngx_hextoi(&sid->data[i], 1) == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_twirt_account_sid(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->account_sid.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_twirt_twilio_sid(&value[1], "AC") != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid Account SID \"%V\": \"AC\" and 32 hex "
+                           "digits", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->account_sid = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The credentials of the REST API: twirt_twilio_auth_token_file (0),
+ * twirt_twilio_api_key SK... SECRET (1), twirt_twilio_api_key_file (2),
+ * a file of "SK...:SECRET".  Secrets are never written to a log.
+ */
+
+static char *
+ngx_http_twirt_twilio_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    char       *rv;
+    u_char     *colon;
+    ngx_str_t  *value, name, text, key, secret;
+
+    value = cf->args->elts;
+
+    if (cmd->offset == 0) {
+        if (tlcf->auth_token.data) {
+            return "is duplicate, or conflicts with "
+                   "\"twirt_twilio_auth_token\"";
+        }
+
+        name = value[1];
+
+        return ngx_http_twirt_secret_file(cf, &name, &tlcf->auth_token);
+    }
+
+    if (tlcf->twilio_key.data) {
+        return "is duplicate";
+    }
+
+    if (cmd->offset == 1) {
+        key = value[1];
+        secret = value[2];
+
+    } else {
+        name = value[1];
+
+        rv = ngx_http_twirt_secret_file(cf, &name, &text);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        colon = ngx_strlchr(text.data, text.data + text.len, ':');
+
+        if (colon == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "API key file \"%V\" must hold "
+                               "\"SK...:secret\"", &name);
+            return NGX_CONF_ERROR;
+        }
+
+        key.data = text.data;
+        key.len = colon - text.data;
+        secret.data = colon + 1;
+        secret.len = text.data + text.len - secret.data;
+    }
+
+    if (ngx_http_twirt_twilio_sid(&key, "SK") != NGX_OK) {
+        /* the key SID is not secret; the secret is never logged */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid API key SID: \"SK\" and 32 hex digits");
+        return NGX_CONF_ERROR;
+    }
+
+    if (secret.len == 0) {
+        return "has an empty secret";
+    }
+
+    tlcf->twilio_key = key;
+    tlcf->twilio_secret = secret;
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_outbound_url, twirt_outbound_status_callback: absolute URLs */
+
+static char *
+ngx_http_twirt_outbound_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_url_t  *url;
+    ngx_str_t             *value, *field;
+
+    field = (ngx_str_t *) ((u_char *) conf + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    url = ngx_http_twirt_url_parse(cf, &value[1], NGX_HTTP_TWIRT_URL_HTTP,
+                                   "URL for Twilio");
+    if (url == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '#')) {
+        return "must not have a fragment";
+    }
+
+    *field = value[1];
 
     return NGX_CONF_OK;
 }

@@ -19,6 +19,9 @@
 /* Twilio: name + value of one <Parameter> must stay under 500 characters */
 #define NGX_HTTP_TWIRT_PARAM_MAX  500
 
+/* an outbound call's variables (and its agent) in the webhook's query */
+#define NGX_HTTP_TWIRT_QUERY_PARAMS  16
+
 
 /* twirt_noise_reduction */
 #define NGX_HTTP_TWIRT_NOISE_OFF          0
@@ -91,7 +94,7 @@ typedef struct {
 } ngx_http_twirt_ws_conf_t;
 
 
-/* the Realtime API URL, parsed at configuration time */
+/* a peer's URL (ws, wss, http, https), parsed at configuration time */
 typedef struct {
     ngx_str_t                   url;
     ngx_str_t                   host;          /* without brackets */
@@ -101,6 +104,15 @@ typedef struct {
     ngx_addr_t                 *addr;          /* an IP literal, or NULL */
     unsigned                    ssl:1;
 } ngx_http_twirt_url_t;
+
+
+/* the TLS side of a peer, made at configuration time */
+typedef struct {
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                  *ssl;           /* NULL: plain TCP */
+#endif
+    ngx_flag_t                  verify;
+} ngx_http_twirt_tls_t;
 
 
 /*
@@ -177,9 +189,7 @@ typedef struct {
     ngx_str_t                   ssl_trusted_certificate;
     ngx_msec_t                  connect_timeout;
     ngx_http_twirt_ws_conf_t    upstream_ws;
-#if (NGX_HTTP_SSL)
-    ngx_ssl_t                  *ssl;
-#endif
+    ngx_http_twirt_tls_t        openai_tls;
 
     /* the Realtime session */
     ngx_str_t                   model;
@@ -217,6 +227,22 @@ typedef struct {
     ngx_uint_t                  tool_concurrency; /* per call */
     ngx_str_t                   tool_filler;
     ngx_msec_t                  tool_filler_after; /* 0: off */
+
+    /* Twilio's REST API and outbound calls (ngx_http_twirt_outbound.c) */
+    ngx_http_twirt_url_t       *twilio_api_url;
+    ngx_str_t                   account_sid;
+    ngx_str_t                   twilio_key;        /* SK... */
+    ngx_str_t                   twilio_secret;     /* never logged */
+    ngx_flag_t                  twilio_ssl_verify;
+    ngx_str_t                   twilio_ssl_trusted_certificate;
+    ngx_msec_t                  twilio_timeout;
+    ngx_str_t                   outbound_url;
+    ngx_str_t                   outbound_status_callback;
+    ngx_http_twirt_tls_t        twilio_tls;
+    ngx_str_t                   twilio_calls_uri;
+    ngx_str_t                   twilio_headers;    /* with the credentials:
+                                                      never logged */
+    ngx_flag_t                  calls;             /* twirt_calls here */
 } ngx_http_twirt_loc_conf_t;
 
 
@@ -240,6 +266,7 @@ typedef struct {
     unsigned                      done:1;
     unsigned                      action:1;
     unsigned                      stream_status:1;
+    unsigned                      call_status:1;
 } ngx_http_twirt_twiml_ctx_t;
 
 

@@ -279,6 +279,11 @@ static void
 ngx_http_twirt_record_command(ngx_http_twirt_redis_args_t *args,
     ngx_http_twirt_record_t *rec, const char *name)
 {
+    if (rec->call_level) {
+        ngx_http_twirt_redis_args_init(args, rec->pool, rec->log, name);
+        return;
+    }
+
     ngx_http_twirt_redis_args_init(args, rec->pool, rec->log, "EVAL");
     ngx_http_twirt_redis_args_str(args, &ngx_http_twirt_record_owned);
     ngx_http_twirt_redis_args_cstr(args, "1");

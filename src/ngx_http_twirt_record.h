@@ -30,6 +30,10 @@ typedef struct {
     ngx_str_t                   account_sid;
     ngx_str_t                   session_id;
     json_t                     *parameters;    /* the caller's reference */
+    unsigned                    call_level:1;  /* Twilio's word about the
+                                                  call, not a stream's:
+                                                  written whichever stream
+                                                  owns the record */
 } ngx_http_twirt_record_t;
 
 

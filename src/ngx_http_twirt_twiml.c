@@ -46,13 +46,13 @@ typedef struct {
 
 
 static void ngx_http_twirt_twiml_body_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_twirt_twiml_read_body(ngx_http_request_t *r,
-    ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *body);
 static ngx_int_t ngx_http_twirt_twiml_process(ngx_http_request_t *r,
     ngx_http_twirt_twiml_ctx_t *ctx, ngx_str_t *args);
 static ngx_int_t ngx_http_twirt_twiml_build(ngx_http_request_t *r,
     ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t,
     ngx_keyval_t *extra, ngx_uint_t nextra);
+static ngx_int_t ngx_http_twirt_twiml_query_params(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t);
 static ngx_int_t ngx_http_twirt_twiml_say(ngx_http_twirt_twiml_t *t,
     ngx_http_twirt_say_t *say);
 static ngx_int_t ngx_http_twirt_twiml_stream_url(ngx_http_request_t *r,
@@ -121,7 +121,19 @@ ngx_http_twirt_stream_status_handler(ngx_http_request_t *r)
 }
 
 
-/* kind: 0 the voice webhook, 1 the action, 2 the stream's status */
+/* the outbound call's StatusCallback: Twilio reports its progress */
+
+ngx_int_t
+ngx_http_twirt_call_status_handler(ngx_http_request_t *r)
+{
+    return ngx_http_twirt_twiml_webhook(r, 3);
+}
+
+
+/*
+ * kind: 0 the voice webhook, 1 the action, 2 the stream's status, 3 the
+ * call's status
+ */
 
 static ngx_int_t
 ngx_http_twirt_twiml_webhook(ngx_http_request_t *r, ngx_uint_t kind)
@@ -148,6 +160,7 @@ ngx_http_twirt_twiml_webhook(ngx_http_request_t *r, ngx_uint_t kind)
     ctx->kind = NGX_HTTP_TWIRT_CTX_WEBHOOK;
     ctx->action = (kind == 1);
     ctx->stream_status = (kind == 2);
+    ctx->call_status = (kind == 3);
 
     ngx_http_set_ctx(r, ctx, ngx_http_twirt_module);
 
@@ -213,7 +226,7 @@ ngx_http_twirt_twiml_body_handler(ngx_http_request_t *r)
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
 
-    rc = ngx_http_twirt_twiml_read_body(r, tlcf, &body);
+    rc = ngx_http_twirt_read_body(r, tlcf, &body);
 
     if (rc == NGX_OK) {
         rc = ngx_http_twirt_twiml_process(r, ctx, &body);
@@ -225,8 +238,8 @@ ngx_http_twirt_twiml_body_handler(ngx_http_request_t *r)
 
 /* the body in one piece, from memory or from the temporary file */
 
-static ngx_int_t
-ngx_http_twirt_twiml_read_body(ngx_http_request_t *r,
+ngx_int_t
+ngx_http_twirt_read_body(ngx_http_request_t *r,
     ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *body)
 {
     u_char       *p;
@@ -251,7 +264,7 @@ ngx_http_twirt_twiml_read_body(ngx_http_request_t *r,
 
     if (len > tlcf->max_body_size) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "twirt: voice webhook body of %uz bytes is larger than "
+                      "twirt: request body of %uz bytes is larger than "
                       "twirt_twiml_max_body_size %uz",
                       len, tlcf->max_body_size);
         return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
@@ -351,7 +364,7 @@ ngx_http_twirt_twiml_process(ngx_http_request_t *r,
         return ngx_http_twirt_twiml_action_start(r, ctx);
     }
 
-    if (ctx->stream_status) {
+    if (ctx->stream_status || ctx->call_status) {
         return ngx_http_twirt_stream_status(r, ctx);
     }
 
@@ -474,6 +487,12 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
         }
     }
 
+    if (extra == NULL && ngx_http_twirt_twiml_query_params(r, tlcf, t)
+                         != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     for (i = 0; i < nextra; i++) {
         if (ngx_http_twirt_twiml_raw(t, "<Parameter") != NGX_OK
             || ngx_http_twirt_twiml_attr(t, "name", &extra[i].key) != NGX_OK
@@ -504,6 +523,97 @@ ngx_http_twirt_twiml_build(ngx_http_request_t *r,
 
     if (ngx_http_twirt_twiml_raw(t, "</Response>\n") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * An outbound call's Url (twirt_calls) carries "agent" and "var.NAME" in
+ * its query: each becomes a <Parameter>.  Only when the signature was
+ * checked: Twilio signed the URL with the query, as twirt made it.  A
+ * name that a twirt_parameter sets keeps the configuration's value.
+ */
+
+static ngx_int_t
+ngx_http_twirt_twiml_query_params(ngx_http_request_t *r,
+    ngx_http_twirt_loc_conf_t *tlcf, ngx_http_twirt_twiml_t *t)
+{
+    size_t                   n;
+    ngx_str_t                name;
+    ngx_uint_t               i, j, count;
+    ngx_array_t             *pairs;
+    ngx_http_twirt_pair_t   *pair;
+    ngx_http_twirt_param_t  *param;
+
+    if (tlcf->auth_token.len == 0 || r->args.len == 0) {
+        return NGX_OK;
+    }
+
+    pairs = ngx_array_create(r->pool, 8, sizeof(ngx_http_twirt_pair_t));
+    if (pairs == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_twirt_form_parse(r->pool, r->args.data, r->args.len, pairs)
+        != NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    pair = pairs->elts;
+    count = 0;
+
+    for (i = 0; i < pairs->nelts; i++) {
+        name = pair[i].name;
+
+        if (name.len > 4 && ngx_strncmp(name.data, "var.", 4) == 0) {
+            name.data += 4;
+            name.len -= 4;
+
+        } else if (name.len != 5 || ngx_strncmp(name.data, "agent", 5) != 0)
+        {
+            continue;
+        }
+
+        if (++count > 1 + NGX_HTTP_TWIRT_QUERY_PARAMS) {
+            break;
+        }
+
+        if (tlcf->params) {
+            param = tlcf->params->elts;
+
+            for (j = 0; j < tlcf->params->nelts; j++) {
+                if (param[j].name.len == name.len
+                    && ngx_strncmp(param[j].name.data, name.data, name.len)
+                       == 0)
+                {
+                    break;
+                }
+            }
+
+            if (j < tlcf->params->nelts) {
+                continue;
+            }
+        }
+
+        n = ngx_http_twirt_utf8_length(name.data, name.len)
+            + ngx_http_twirt_utf8_length(pair[i].value.data,
+                                         pair[i].value.len);
+
+        if (n >= NGX_HTTP_TWIRT_PARAM_MAX) {
+            continue;
+        }
+
+        if (ngx_http_twirt_twiml_raw(t, "<Parameter") != NGX_OK
+            || ngx_http_twirt_twiml_attr(t, "name", &name) != NGX_OK
+            || ngx_http_twirt_twiml_attr(t, "value", &pair[i].value)
+               != NGX_OK
+            || ngx_http_twirt_twiml_raw(t, "/>") != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -1110,10 +1220,12 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
     ngx_http_twirt_record_t   rec;
     ngx_http_twirt_pair_t    *event, *stream_sid;
 
-    static struct {
+    typedef struct {
         const char  *param;
         const char  *field;
-    } fields[] = {
+    } field_t;
+
+    static field_t  stream_fields[] = {
         { "StreamSid", "stream_sid" },
         { "StreamName", "stream_name" },
         { "StreamError", "error" },
@@ -1122,8 +1234,31 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
         { NULL, NULL }
     };
 
-    event = ngx_http_twirt_form_find(ctx->pairs, (u_char *) "StreamEvent",
-                                     sizeof("StreamEvent") - 1, 0);
+    /* an outbound call's progress (its StatusCallback) */
+    static field_t  call_fields[] = {
+        { "To", "to" },
+        { "From", "from" },
+        { "Direction", "direction" },
+        { "AnsweredBy", "answered_by" },
+        { "CallDuration", "duration" },
+        { "SipResponseCode", "sip_response_code" },
+        { "SequenceNumber", "sequence" },
+        { "Timestamp", "timestamp" },
+        { "AccountSid", "account_sid" },
+        { NULL, NULL }
+    };
+
+    field_t  *fields;
+
+    fields = ctx->call_status ? call_fields : stream_fields;
+
+    event = ngx_http_twirt_form_find(ctx->pairs,
+                                     (u_char *) (ctx->call_status
+                                                 ? "CallStatus"
+                                                 : "StreamEvent"),
+                                     ctx->call_status
+                                     ? sizeof("CallStatus") - 1
+                                     : sizeof("StreamEvent") - 1, 0);
     stream_sid = ngx_http_twirt_form_find(ctx->pairs, (u_char *) "StreamSid",
                                           sizeof("StreamSid") - 1, 0);
 
@@ -1134,8 +1269,10 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
                           != NGX_OK))
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "twirt: stream status callback without a StreamEvent "
-                      "or with an invalid CallSid or StreamSid");
+                      "twirt: %s status callback without a %s "
+                      "or with an invalid CallSid or StreamSid",
+                      ctx->call_status ? "call" : "stream",
+                      ctx->call_status ? "CallStatus" : "StreamEvent");
         return NGX_HTTP_BAD_REQUEST;
     }
 
@@ -1144,13 +1281,15 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    json_object_set_new(ev, "type", json_string("stream"));
+    json_object_set_new(ev, "type",
+                        json_string(ctx->call_status ? "call" : "stream"));
     json_object_set_new(ev, "call_sid",
                         ngx_http_twirt_stream_status_field(ctx->pairs,
                                                            "CallSid"));
     json_object_set_new(ev, "event",
                         ngx_http_twirt_stream_status_field(ctx->pairs,
-                                                           "StreamEvent"));
+                            ctx->call_status ? "CallStatus"
+                                             : "StreamEvent"));
 
     for (i = 0; fields[i].param; i++) {
         v = ngx_http_twirt_stream_status_field(ctx->pairs, fields[i].param);
@@ -1170,6 +1309,9 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
     level = (event->value.len == sizeof("stream-error") - 1
              && ngx_strncmp(event->value.data, "stream-error",
                             sizeof("stream-error") - 1) == 0)
+            || (event->value.len == sizeof("failed") - 1
+                && ngx_strncmp(event->value.data, "failed",
+                               sizeof("failed") - 1) == 0)
             ? NGX_LOG_WARN : NGX_LOG_INFO;
 
     ngx_log_error(level, r->connection->log, 0, "twirt: event %s", text);
@@ -1183,6 +1325,8 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
     if (stream_sid) {
         rec.stream_sid = stream_sid->value;
     }
+
+    rec.call_level = ctx->call_status;
 
     ngx_http_twirt_record_event(&rec, ev, text);
     ngx_http_twirt_record_expire(&rec);

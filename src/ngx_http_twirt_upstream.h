@@ -11,6 +11,7 @@
 
 
 #include "ngx_http_twirt.h"
+#include "ngx_http_twirt_connect.h"
 #include "ngx_http_twirt_ws.h"
 
 
@@ -27,11 +28,7 @@ struct ngx_http_twirt_upstream_s {
     ngx_resolver_t                *resolver;
     ngx_msec_t                     resolver_timeout;
 
-    ngx_peer_connection_t          peer;
-    ngx_resolver_ctx_t            *resolving;
-    ngx_addr_t                    *addrs;
-    ngx_uint_t                     naddrs;
-    ngx_uint_t                     next;
+    ngx_http_twirt_connect_t       connect;
 
     ngx_event_t                    timer;
     ngx_buf_t                     *request;
@@ -56,10 +53,6 @@ struct ngx_http_twirt_upstream_s {
 };
 
 
-ngx_http_twirt_url_t *ngx_http_twirt_upstream_parse_url(ngx_conf_t *cf,
-    ngx_str_t *value);
-ngx_int_t ngx_http_twirt_upstream_init_conf(ngx_conf_t *cf,
-    ngx_http_twirt_loc_conf_t *conf);
 ngx_int_t ngx_http_twirt_upstream_connect(ngx_http_twirt_upstream_t *u);
 void ngx_http_twirt_upstream_cancel(ngx_http_twirt_upstream_t *u);
 

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_twirt_log.h"
+#include "ngx_http_twirt_connect.h"
 #include "ngx_http_twirt_ws.h"
 #include "ngx_http_twirt_metrics.h"
 
@@ -801,7 +802,7 @@ ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
             ngx_http_finalize_request(r, NGX_DONE);
 
         } else {
-            ngx_http_twirt_ws_close_connection(c);
+            ngx_http_twirt_connect_close(c);
         }
     }
 
@@ -818,29 +819,6 @@ ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
     if (ws->out) {
         ngx_free(ws->out);
         ws->out = NULL;
-    }
-}
-
-
-/* a connection we made (the upstream's), with its pool */
-
-void
-ngx_http_twirt_ws_close_connection(ngx_connection_t *c)
-{
-    ngx_pool_t  *pool;
-
-#if (NGX_SSL)
-    if (c->ssl) {
-        c->ssl->no_wait_shutdown = 1;
-        (void) ngx_ssl_shutdown(c);
-    }
-#endif
-
-    pool = c->pool;
-    ngx_close_connection(c);
-
-    if (pool) {
-        ngx_destroy_pool(pool);
     }
 }
 

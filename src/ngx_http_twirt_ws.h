@@ -90,7 +90,6 @@ void ngx_http_twirt_ws_close(ngx_http_twirt_ws_t *ws, ngx_uint_t code,
 void ngx_http_twirt_ws_abort(ngx_http_twirt_ws_t *ws,
     ngx_http_twirt_end_e end, const char *error);
 void ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws);
-void ngx_http_twirt_ws_close_connection(ngx_connection_t *c);
 
 
 #endif /* _NGX_HTTP_TWIRT_WS_H_INCLUDED_ */

@@ -27,7 +27,7 @@ use Time::HiRes qw(sleep time);
 use Test::More;
 
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
-                 tool_backend_start
+                 tool_backend_start twilio_rest_start
                  place_calls_from_blocks twirt_events error_log_text
                  http_post http_get_text);
 
@@ -75,6 +75,10 @@ sub sim_start { return _peer_start('realtime_sim.py', @_) }
 
 # the tool backend (its records are read with sim_records)
 sub tool_backend_start { return _peer_start('tool_backend.py', @_) }
+
+# the stand-in for Twilio's REST API (its records are read with
+# sim_records)
+sub twilio_rest_start { return _peer_start('twilio_rest.py', @_) }
 
 sub sim_stop {
     my ($sim) = @_;

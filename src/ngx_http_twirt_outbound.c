@@ -1,0 +1,941 @@
+
+/*
+ * Outbound calls: the twirt_calls location takes a JSON request, checks
+ * and normalises it, and places the call through Twilio's REST API
+ * (POST /2010-04-01/Accounts/{AccountSid}/Calls.json) with the HTTP
+ * client.  The call's Url is twirt's own voice webhook, carrying the
+ * agent and the variables in its query string, which Twilio signs: the
+ * twirt_twiml location turns them into <Parameter>s.
+ */
+
+
+#include "ngx_http_twirt_log.h"
+#include "ngx_http_twirt_http.h"
+#include "ngx_http_twirt_phone.h"
+#include "ngx_http_twirt_escape.h"
+#include "ngx_http_twirt_twiml.h"
+#include "ngx_http_twirt_twilio.h"
+#include "ngx_http_twirt_outbound.h"
+
+
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_http_twirt_http_t      *http;       /* NULL once answered */
+    ngx_str_t                   to;
+} ngx_http_twirt_outbound_ctx_t;
+
+
+static void ngx_http_twirt_outbound_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_twirt_outbound_place(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_twirt_outbound_number(ngx_http_request_t *r,
+    json_t *req, const char *field, ngx_str_t *number, ngx_int_t *rc);
+static ngx_int_t ngx_http_twirt_outbound_url(ngx_http_request_t *r,
+    json_t *req, ngx_str_t *url, ngx_int_t *rc);
+static void ngx_http_twirt_outbound_done(ngx_http_twirt_http_t *h);
+static ngx_int_t ngx_http_twirt_outbound_twilio_error(ngx_http_request_t *r,
+    ngx_http_twirt_http_t *h);
+static void ngx_http_twirt_outbound_cleanup(void *data);
+static ngx_int_t ngx_http_twirt_outbound_answer(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *json);
+static ngx_int_t ngx_http_twirt_outbound_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *kind, const char *fmt, ...);
+static u_char *ngx_http_twirt_form_add(u_char *p, const char *name,
+    u_char *value, size_t len);
+static size_t ngx_http_twirt_form_escape(u_char *dst, u_char *src,
+    size_t len);
+
+
+/* Twilio's codes, by what they mean for the API's user */
+static struct {
+    ngx_uint_t   code;
+    const char  *kind;
+    const char  *words;
+} ngx_http_twirt_twilio_codes[] = {
+    { 21211, "invalid_number", "Twilio refused the number to call" },
+    { 21214, "invalid_number", "Twilio refused the number to call" },
+    { 21217, "invalid_number", "Twilio refused the number to call" },
+    { 21210, "invalid_from", "Twilio refused the caller ID" },
+    { 21212, "invalid_from", "Twilio refused the caller ID" },
+    { 21215, "not_permitted", "the Twilio account may not call this "
+                              "number" },
+    { 21216, "not_permitted", "the Twilio account may not call this "
+                              "number" },
+    { 0, NULL, NULL }
+};
+
+
+ngx_int_t
+ngx_http_twirt_calls_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    ngx_http_twirt_loc_conf_t  *tlcf;
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_twirt_outbound_error(r, NGX_HTTP_NOT_ALLOWED,
+                                             "method", "POST a JSON call");
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    if (r->headers_in.content_length_n > (off_t) tlcf->max_body_size) {
+        return ngx_http_twirt_outbound_error(r,
+                                     NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                     "too_large", "the body is larger than "
+                                     "%uz bytes", tlcf->max_body_size);
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_twirt_outbound_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_twirt_outbound_body(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   body;
+    ngx_http_twirt_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    rc = ngx_http_twirt_read_body(r, tlcf, &body);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_twirt_outbound_place(r, &body);
+    }
+
+    if (rc == NGX_DONE) {
+        /* the request stays until Twilio answers */
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* checks the call, then asks Twilio: NGX_DONE, or the answer's rc */
+
+static ngx_int_t
+ngx_http_twirt_outbound_place(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char                         *p;
+    size_t                          len;
+    json_t                         *req, *v;
+    ngx_int_t                       rc, timeout;
+    ngx_str_t                       to, from, url, form, amd, cb;
+    json_error_t                    err;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_twirt_http_t          *h;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_twirt_loc_conf_t      *tlcf;
+    ngx_http_twirt_outbound_ctx_t  *ctx;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    req = json_loadb((char *) body->data, body->len, JSON_REJECT_DUPLICATES,
+                     &err);
+
+    if (req == NULL || !json_is_object(req)) {
+        json_decref(req);
+        return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_json",
+                                             "the body must be a JSON "
+                                             "object");
+    }
+
+    if (ngx_http_twirt_outbound_number(r, req, "to", &to, &rc) != NGX_OK
+        || ngx_http_twirt_outbound_number(r, req, "from", &from, &rc)
+           != NGX_OK)
+    {
+        json_decref(req);
+        return rc;
+    }
+
+    timeout = 0;
+    v = json_object_get(req, "timeout");
+
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 5
+            || json_integer_value(v) > 600)
+        {
+            json_decref(req);
+            return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "invalid_request",
+                                                 "\"timeout\" must be the "
+                                                 "seconds of ringing, 5 to "
+                                                 "600");
+        }
+
+        timeout = (ngx_int_t) json_integer_value(v);
+    }
+
+    ngx_str_null(&amd);
+    v = json_object_get(req, "machine_detection");
+
+    if (v) {
+        if (!json_is_string(v)
+            || (ngx_strcmp(json_string_value(v), "Enable") != 0
+                && ngx_strcmp(json_string_value(v), "DetectMessageEnd") != 0))
+        {
+            json_decref(req);
+            return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "invalid_request",
+                                                 "\"machine_detection\" "
+                                                 "must be \"Enable\" or "
+                                                 "\"DetectMessageEnd\"");
+        }
+
+        amd.data = (u_char *) json_string_value(v);
+        amd.len = json_string_length(v);
+    }
+
+    if (ngx_http_twirt_outbound_url(r, req, &url, &rc) != NGX_OK) {
+        json_decref(req);
+        return rc;
+    }
+
+    /* the form: every value escaped; three times for the escapes */
+
+    cb = tlcf->outbound_status_callback;
+
+    len = sizeof("To=&From=&Url=&Method=POST") - 1
+          + 3 * (to.len + from.len + url.len)
+          + sizeof("&StatusCallback=&StatusCallbackMethod=POST") - 1
+          + 3 * cb.len
+          + 4 * sizeof("&StatusCallbackEvent=completed") - 1
+          + sizeof("&Timeout=600") - 1
+          + sizeof("&MachineDetection=") - 1 + amd.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        json_decref(req);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    form.data = p;
+
+    p = ngx_http_twirt_form_add(p, "To=", to.data, to.len);
+    p = ngx_http_twirt_form_add(p, "&From=", from.data, from.len);
+    p = ngx_http_twirt_form_add(p, "&Url=", url.data, url.len);
+    p = ngx_cpymem(p, "&Method=POST", sizeof("&Method=POST") - 1);
+
+    if (cb.len) {
+        p = ngx_http_twirt_form_add(p, "&StatusCallback=", cb.data, cb.len);
+        p = ngx_cpymem(p, "&StatusCallbackMethod=POST"
+                          "&StatusCallbackEvent=initiated"
+                          "&StatusCallbackEvent=ringing"
+                          "&StatusCallbackEvent=answered"
+                          "&StatusCallbackEvent=completed",
+                       sizeof("&StatusCallbackMethod=POST"
+                              "&StatusCallbackEvent=initiated"
+                              "&StatusCallbackEvent=ringing"
+                              "&StatusCallbackEvent=answered"
+                              "&StatusCallbackEvent=completed") - 1);
+    }
+
+    if (timeout) {
+        p = ngx_sprintf(p, "&Timeout=%i", timeout);
+    }
+
+    if (amd.len) {
+        p = ngx_http_twirt_form_add(p, "&MachineDetection=", amd.data,
+                                    amd.len);
+    }
+
+    form.len = p - form.data;
+
+    json_decref(req);
+
+    /* Twilio's REST API */
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_twirt_outbound_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->to = to;
+
+    h = ngx_http_twirt_http_create(r->connection->log);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    h->log->action = "placing a call through Twilio's REST API";
+    h->url = tlcf->twilio_api_url;
+    h->tls = &tlcf->twilio_tls;
+    h->resolver = clcf->resolver;
+    h->resolver_timeout = clcf->resolver_timeout;
+    h->timeout = tlcf->twilio_timeout;
+    h->max_response = 65536;
+    h->peer = "Twilio API";
+    ngx_str_set(&h->method, "POST");
+    h->uri = tlcf->twilio_calls_uri;
+    h->headers = tlcf->twilio_headers;
+    h->body = form;
+    h->data = ctx;
+    h->handler = ngx_http_twirt_outbound_done;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_http_twirt_http_cancel(h);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_twirt_outbound_cleanup;
+    cln->data = ctx;
+
+    ctx->http = h;
+
+    /* a client that goes away cancels the request to Twilio */
+    r->read_event_handler = ngx_http_test_reading;
+
+    if (ngx_http_twirt_http_start(h) != NGX_OK) {
+        ngx_http_twirt_http_cancel(h);
+        ctx->http = NULL;
+        return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                             "twilio_connect",
+                                             "could not start a request to "
+                                             "the Twilio API");
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * A number of the request, in E.164.  NGX_ERROR: *rc is how the request
+ * was answered (or is to be finalized).
+ */
+
+static ngx_int_t
+ngx_http_twirt_outbound_number(ngx_http_request_t *r, json_t *req,
+    const char *field, ngx_str_t *number, ngx_int_t *rc)
+{
+    u_char      *p;
+    json_t      *v;
+    const char  *error;
+
+    v = json_object_get(req, field);
+
+    if (v == NULL || !json_is_string(v)) {
+        *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "invalid_request",
+                                           "\"%s\" must be a phone number "
+                                           "as a string", field);
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_TWIRT_E164_LEN);
+    if (p == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    error = ngx_http_twirt_phone_e164((u_char *) json_string_value(v),
+                                      json_string_length(v), p,
+                                      &number->len);
+    if (error) {
+        *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "invalid_number",
+                                           "\"%s\": %s", field, error);
+        return NGX_ERROR;
+    }
+
+    number->data = p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The call's Url: twirt_outbound_url and, in its query, "agent" and each
+ * variable as "var.NAME".  Bounded as Twilio bounds a <Parameter>: name
+ * and value under 500 characters; at most 16 variables.
+ */
+
+static ngx_int_t
+ngx_http_twirt_outbound_url(ngx_http_request_t *r, json_t *req,
+    ngx_str_t *url, ngx_int_t *rc)
+{
+    u_char                     *p, sep;
+    size_t                      len, n;
+    json_t                     *agent, *vars, *v;
+    ngx_str_t                   name;
+    const char                 *key;
+    ngx_http_twirt_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    agent = json_object_get(req, "agent");
+
+    if (agent) {
+        name.data = (u_char *) json_string_value(agent);
+        name.len = json_string_length(agent);
+
+        if (!json_is_string(agent) || name.len == 0 || name.len > 64
+            || ngx_http_twirt_sid_valid(&name) != NGX_OK)
+        {
+            *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "invalid_request",
+                                                "\"agent\" must be a name "
+                                                "of letters, digits, '_' "
+                                                "and '-', at most 64");
+            return NGX_ERROR;
+        }
+    }
+
+    vars = json_object_get(req, "variables");
+
+    if (vars && (!json_is_object(vars)
+                 || json_object_size(vars) > NGX_HTTP_TWIRT_OUTBOUND_VARS))
+    {
+        *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_request",
+                                            "\"variables\" must be an "
+                                            "object of at most %d strings",
+                                            NGX_HTTP_TWIRT_OUTBOUND_VARS);
+        return NGX_ERROR;
+    }
+
+    len = tlcf->outbound_url.len + sizeof("?agent=") - 1 + 64;
+
+    json_object_foreach(vars, key, v) {
+        name.data = (u_char *) key;
+        name.len = ngx_strlen(key);
+
+        if (name.len == 0 || name.len > 64
+            || ngx_http_twirt_sid_valid(&name) != NGX_OK
+            || ngx_strchr(key, '-'))
+        {
+            *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "invalid_request",
+                                                "variable names are of "
+                                                "letters, digits and '_', "
+                                                "at most 64");
+            return NGX_ERROR;
+        }
+
+        if (!json_is_string(v)) {
+            *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "invalid_request",
+                                                "variable \"%s\" must be "
+                                                "a string", key);
+            return NGX_ERROR;
+        }
+
+        n = name.len + ngx_http_twirt_utf8_length(
+                           (u_char *) json_string_value(v),
+                           json_string_length(v));
+
+        if (n >= NGX_HTTP_TWIRT_PARAM_MAX) {
+            *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "invalid_request",
+                                                "variable \"%s\" is %uz "
+                                                "characters with its name, "
+                                                "Twilio allows less than "
+                                                "%d", key, n,
+                                                NGX_HTTP_TWIRT_PARAM_MAX);
+            return NGX_ERROR;
+        }
+
+        len += sizeof("&var.=") - 1 + name.len + 3 * json_string_length(v);
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    url->data = p;
+    p = ngx_cpymem(p, tlcf->outbound_url.data, tlcf->outbound_url.len);
+    sep = ngx_strlchr(url->data, p, '?') ? '&' : '?';
+
+    if (agent) {
+        *p++ = sep;
+        p = ngx_http_twirt_form_add(p, "agent=",
+                                    (u_char *) json_string_value(agent),
+                                    json_string_length(agent));
+        sep = '&';
+    }
+
+    json_object_foreach(vars, key, v) {
+        *p++ = sep;
+        p = ngx_cpymem(p, "var.", 4);
+        p = ngx_cpymem(p, key, ngx_strlen(key));
+        *p++ = '=';
+        p += ngx_http_twirt_form_escape(p, (u_char *) json_string_value(v),
+                                        json_string_length(v));
+        sep = '&';
+    }
+
+    url->len = p - url->data;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_twirt_outbound_done(ngx_http_twirt_http_t *h)
+{
+    ngx_http_twirt_outbound_ctx_t *ctx = h->data;
+
+    json_t              *json, *sid, *status;
+    ngx_int_t            rc;
+    json_error_t         err;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    ctx->http = NULL;
+
+    switch (h->error) {
+
+    case NGX_HTTP_TWIRT_HTTP_OK:
+        break;
+
+    case NGX_HTTP_TWIRT_HTTP_TIMEOUT:
+        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                           "twilio_timeout",
+                                           "the Twilio API did not answer in "
+                                           "time");
+        ngx_http_finalize_request(r, rc);
+        return;
+
+    case NGX_HTTP_TWIRT_HTTP_TLS:
+        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "twilio_tls",
+                                           "TLS with the Twilio API failed: "
+                                           "%s", h->reason);
+        ngx_http_finalize_request(r, rc);
+        return;
+
+    case NGX_HTTP_TWIRT_HTTP_RESOLVE:
+    case NGX_HTTP_TWIRT_HTTP_CONNECT:
+        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "twilio_connect",
+                                           "could not connect to the "
+                                           "Twilio API: %s", h->reason);
+        ngx_http_finalize_request(r, rc);
+        return;
+
+    default:
+        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "twilio_protocol",
+                                           "the Twilio API's answer was not "
+                                           "understood: %s", h->reason);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (h->status != 200 && h->status != 201) {
+        rc = ngx_http_twirt_outbound_twilio_error(r, h);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    json = json_loadb((char *) h->body_in.data, h->body_in.len, 0, &err);
+    sid = json_object_get(json, "sid");
+    status = json_object_get(json, "status");
+
+    if (!json_is_string(sid) || !json_is_string(status)) {
+        json_decref(json);
+        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "twilio_protocol",
+                                           "the Twilio API answered %ui "
+                                           "without a call", h->status);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "twirt: outbound call %s to %V placed, status %s",
+                  json_string_value(sid), &ctx->to,
+                  json_string_value(status));
+
+    rc = ngx_http_twirt_outbound_answer(r, NGX_HTTP_CREATED,
+                                        json_pack("{s:O,s:O,s:s%}",
+                                                  "call_sid", sid,
+                                                  "status", status,
+                                                  "to", ctx->to.data,
+                                                  ctx->to.len));
+    json_decref(json);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* Twilio said no: by its code, else by the HTTP status */
+
+static ngx_int_t
+ngx_http_twirt_outbound_twilio_error(ngx_http_request_t *r,
+    ngx_http_twirt_http_t *h)
+{
+    json_t                     *json, *v;
+    ngx_str_t                   retry;
+    ngx_uint_t                  code, i, level;
+    const char                 *message;
+    json_error_t                err;
+    ngx_table_elt_t            *header;
+    ngx_http_twirt_log_text_t   t;
+
+    json = json_loadb((char *) h->body_in.data, h->body_in.len, 0, &err);
+
+    v = json_object_get(json, "code");
+    code = json_is_integer(v) ? (ngx_uint_t) json_integer_value(v) : 0;
+
+    v = json_object_get(json, "message");
+    message = json_is_string(v) ? json_string_value(v) : "";
+
+    /* a number or a caller ID refused is the API user's to fix */
+    level = (h->status == 400) ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "twirt: the Twilio API refused the call with %ui, code "
+                  "%ui: \"%V\"", h->status, code,
+                  ngx_http_twirt_log_text(&t, (u_char *) message,
+                                          ngx_strlen(message)));
+
+    if (code == 20003 || h->status == 401) {
+        json_decref(json);
+        return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                             "twilio_auth",
+                                             "Twilio refused the "
+                                             "credentials (%ui)", code);
+    }
+
+    if (code == 20429 || h->status == 429) {
+        json_decref(json);
+
+        if (ngx_http_twirt_http_header(&h->headers_in, "Retry-After",
+                                       &retry)
+            != NGX_OK
+            || retry.len == 0 || retry.len > 8
+            || ngx_atoi(retry.data, retry.len) == NGX_ERROR)
+        {
+            ngx_str_set(&retry, "1");
+        }
+
+        header = ngx_list_push(&r->headers_out.headers);
+        if (header == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        header->hash = 1;
+        ngx_str_set(&header->key, "Retry-After");
+        header->value.data = ngx_pstrdup(r->pool, &retry);
+        header->value.len = retry.len;
+
+        if (header->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_twirt_outbound_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                             "rate_limited",
+                                             "Twilio is rate limiting "
+                                             "requests (%ui): retry later",
+                                             code);
+    }
+
+    if (h->status >= 500) {
+        json_decref(json);
+        return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                             "twilio_unavailable",
+                                             "the Twilio API answered %ui "
+                                             "(%ui)", h->status, code);
+    }
+
+    for (i = 0; ngx_http_twirt_twilio_codes[i].code; i++) {
+        if (ngx_http_twirt_twilio_codes[i].code == code) {
+            break;
+        }
+    }
+
+    if (h->status == 400 && ngx_http_twirt_twilio_codes[i].code) {
+        v = json_pack("{s:{s:s,s:i,s:s,s:s}}", "error",
+                      "kind", ngx_http_twirt_twilio_codes[i].kind,
+                      "code", (json_int_t) code,
+                      "message", ngx_http_twirt_twilio_codes[i].words,
+                      "twilio_message", message);
+        json_decref(json);
+        return ngx_http_twirt_outbound_answer(r, NGX_HTTP_BAD_REQUEST, v);
+    }
+
+    if (h->status == 400) {
+        v = json_pack("{s:{s:s,s:i,s:s,s:s}}", "error",
+                      "kind", "twilio_refused",
+                      "code", (json_int_t) code,
+                      "message", "Twilio refused the request",
+                      "twilio_message", message);
+        json_decref(json);
+        return ngx_http_twirt_outbound_answer(r, NGX_HTTP_BAD_REQUEST, v);
+    }
+
+    json_decref(json);
+
+    return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                         "twilio_error",
+                                         "the Twilio API answered %ui (%ui)",
+                                         h->status, code);
+}
+
+
+/* the request goes away (the client closed it, or nginx quits) first */
+
+static void
+ngx_http_twirt_outbound_cleanup(void *data)
+{
+    ngx_http_twirt_outbound_ctx_t *ctx = data;
+
+    if (ctx->http) {
+        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                      "twirt: request to the Twilio API canceled: the "
+                      "request went away");
+        ngx_http_twirt_http_cancel(ctx->http);
+        ctx->http = NULL;
+    }
+}
+
+
+/* json: taken (NULL: out of memory) */
+
+static ngx_int_t
+ngx_http_twirt_outbound_answer(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *json)
+{
+    char         *text;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    text = json ? json_dumps(json, JSON_COMPACT|JSON_SORT_KEYS) : NULL;
+    json_decref(json);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_create_temp_buf(r->pool, ngx_strlen(text) + 1);
+    if (b == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, text, ngx_strlen(text));
+    *b->last++ = LF;
+    b->last_buf = (r == r->main);
+    b->last_in_chain = 1;
+    free(text);
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_outbound_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *kind, const char *fmt, ...)
+{
+    u_char   *p, text[512];
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(text, text + sizeof(text), fmt, args);
+    va_end(args);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "twirt: outbound call refused with %ui, %s: %*s", status,
+                  kind, p - text, text);
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    return ngx_http_twirt_outbound_answer(r, status,
+               json_pack("{s:{s:s,s:s%}}", "error", "kind", kind,
+                         "message", text, (size_t) (p - text)));
+}
+
+
+static u_char *
+ngx_http_twirt_form_add(u_char *p, const char *name, u_char *value,
+    size_t len)
+{
+    p = ngx_cpymem(p, name, ngx_strlen(name));
+
+    return p + ngx_http_twirt_form_escape(p, value, len);
+}
+
+
+/* application/x-www-form-urlencoded: all but unreserved as %XX */
+
+static size_t
+ngx_http_twirt_form_escape(u_char *dst, u_char *src, size_t len)
+{
+    u_char  *p;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    p = dst;
+
+    while (len--) {
+        if ((*src >= 'a' && *src <= 'z') || (*src >= 'A' && *src <= 'Z')
+            || (*src >= '0' && *src <= '9') || *src == '-' || *src == '.'
+            || *src == '_' || *src == '~')
+        {
+            *p++ = *src++;
+            continue;
+        }
+
+        *p++ = '%';
+        *p++ = hex[*src >> 4];
+        *p++ = hex[*src & 0xf];
+        src++;
+    }
+
+    return p - dst;
+}
+
+
+/*
+ * Configuration time, for a twirt_calls location: what a call needs, the
+ * TLS context, the path of Calls.json and the headers with the
+ * credentials (an API key if there is one, else the auth token).
+ */
+
+ngx_int_t
+ngx_http_twirt_outbound_init_conf(ngx_conf_t *cf,
+    ngx_http_twirt_loc_conf_t *conf)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_str_t    user, pass, plain, basic, base;
+
+    static const char  *directives[2] = {
+        "twirt_twilio_api_url", "twirt_twilio_ssl_verify"
+    };
+
+    if (conf->account_sid.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_calls\" needs \"twirt_twilio_account_sid\"");
+        return NGX_ERROR;
+    }
+
+    if (conf->twilio_key.len) {
+        user = conf->twilio_key;
+        pass = conf->twilio_secret;
+
+    } else if (conf->auth_token.len) {
+        user = conf->account_sid;
+        pass = conf->auth_token;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_calls\" needs credentials: "
+                           "\"twirt_twilio_auth_token\" (or its \"_file\"), "
+                           "or \"twirt_twilio_api_key\" (or its \"_file\")");
+        return NGX_ERROR;
+    }
+
+    if (conf->outbound_url.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_calls\" needs \"twirt_outbound_url\": "
+                           "the public URL of a \"twirt_twiml\" location, "
+                           "which Twilio requests when the callee answers");
+        return NGX_ERROR;
+    }
+
+    conf->twilio_tls.verify = conf->twilio_ssl_verify;
+
+    if (ngx_http_twirt_tls_init(cf, &conf->twilio_tls, conf->twilio_api_url,
+                                &conf->twilio_ssl_trusted_certificate,
+                                directives)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    base = conf->twilio_api_url->uri;
+
+    if (base.len && base.data[base.len - 1] == '/') {
+        base.len--;
+    }
+
+    len = base.len + sizeof("/2010-04-01/Accounts//Calls.json") - 1
+          + conf->account_sid.len;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->twilio_calls_uri.data = p;
+    p = ngx_cpymem(p, base.data, base.len);
+    p = ngx_cpymem(p, "/2010-04-01/Accounts/",
+                   sizeof("/2010-04-01/Accounts/") - 1);
+    p = ngx_cpymem(p, conf->account_sid.data, conf->account_sid.len);
+    p = ngx_cpymem(p, "/Calls.json", sizeof("/Calls.json") - 1);
+    conf->twilio_calls_uri.len = p - conf->twilio_calls_uri.data;
+
+    plain.len = user.len + 1 + pass.len;
+    plain.data = ngx_pnalloc(cf->pool, plain.len);
+    if (plain.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(plain.data, user.data, user.len);
+    *p++ = ':';
+    ngx_memcpy(p, pass.data, pass.len);
+
+    basic.len = ngx_base64_encoded_length(plain.len);
+    basic.data = ngx_pnalloc(cf->pool, basic.len);
+    if (basic.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_encode_base64(&basic, &plain);
+    ngx_explicit_memzero(plain.data, plain.len);
+
+    len = sizeof("Authorization: Basic " CRLF
+                 "Content-Type: application/x-www-form-urlencoded" CRLF
+                 "Accept: application/json" CRLF) - 1 + basic.len;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->twilio_headers.data = p;
+    p = ngx_cpymem(p, "Authorization: Basic ",
+                   sizeof("Authorization: Basic ") - 1);
+    p = ngx_cpymem(p, basic.data, basic.len);
+    p = ngx_cpymem(p, CRLF "Content-Type: application/x-www-form-urlencoded"
+                      CRLF "Accept: application/json" CRLF,
+                   sizeof(CRLF "Content-Type: "
+                          "application/x-www-form-urlencoded"
+                          CRLF "Accept: application/json" CRLF) - 1);
+    conf->twilio_headers.len = p - conf->twilio_headers.data;
+
+    return NGX_OK;
+}
