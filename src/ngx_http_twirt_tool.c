@@ -6,9 +6,9 @@
  * to an upstream block with keepalive and TLS verification, fastcgi, a
  * plain "return"): nginx's own machinery, configured the nginx way.  The
  * subrequest is a background one, so the connection keeps serving the
- * Twilio stream; its answer never reaches Twilio: the filters below take
- * the status and up to twirt_tool_max_output bytes of the body, and drop
- * the rest.
+ * Twilio stream; its answer never reaches Twilio: the body filter below
+ * keeps up to twirt_tool_max_output bytes of the body and drops the rest
+ * (the status is the subrequest's own).
  *
  * A tool call ends once: the subrequest finalized (post_subrequest), the
  * timeout, or a cancel.  The owner's handler runs from a posted event,
@@ -38,12 +38,10 @@ static void ngx_http_twirt_tool_finish(ngx_http_twirt_tool_t *tool,
 static void ngx_http_twirt_tool_deliver(ngx_event_t *ev);
 static void ngx_http_twirt_tool_release(ngx_http_twirt_tool_t *tool);
 static ngx_http_twirt_tool_t *ngx_http_twirt_tool_of(ngx_http_request_t *r);
-static ngx_int_t ngx_http_twirt_tool_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_twirt_tool_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 
 
-static ngx_http_output_header_filter_pt  ngx_http_twirt_tool_next_header;
 static ngx_http_output_body_filter_pt    ngx_http_twirt_tool_next_body;
 
 
@@ -67,9 +65,6 @@ static ngx_str_t  ngx_http_twirt_tool_post = ngx_string("POST");
 ngx_int_t
 ngx_http_twirt_tool_init(ngx_conf_t *cf)
 {
-    ngx_http_twirt_tool_next_header = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_twirt_tool_header_filter;
-
     ngx_http_twirt_tool_next_body = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_twirt_tool_body_filter;
 
@@ -644,21 +639,6 @@ ngx_http_twirt_tool_of(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_twirt_tool_header_filter(ngx_http_request_t *r)
-{
-    ngx_http_twirt_tool_t  *tool;
-
-    tool = ngx_http_twirt_tool_of(r);
-
-    if (tool) {
-        tool->status = r->headers_out.status;
-    }
-
-    return ngx_http_twirt_tool_next_header(r);
-}
-
-
 /* keeps up to max_output bytes (and one more: too large), drops the rest */
 
 static ngx_int_t
@@ -716,10 +696,6 @@ ngx_http_twirt_tool_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         if (b->in_file) {
             b->file_pos = b->file_last;
-        }
-
-        if (b->last_buf || b->last_in_chain) {
-            tool->eof = 1;
         }
     }
 

@@ -2,7 +2,7 @@
 /*
  * A tool call run by the user's backend: a POST subrequest of the call's
  * request to the internal location "twirt_tool_uri" names, signed, with
- * its answer captured (bounded) by this file's filters instead of being
+ * its answer captured (bounded) by this file's body filter instead of being
  * sent to Twilio.  See README, "Tools".
  */
 
@@ -64,11 +64,10 @@ struct ngx_http_twirt_tool_s {
     ngx_http_post_subrequest_t       ps;
     unsigned                         running:1; /* the subrequest lives */
     unsigned                         finished:1;
-    unsigned                         eof:1;
 };
 
 
-/* the header and body filters; from the module's postconfiguration */
+/* the body filter; from the module's postconfiguration */
 ngx_int_t ngx_http_twirt_tool_init(ngx_conf_t *cf);
 
 /* a tool call of the request r, allocated from its pool */
