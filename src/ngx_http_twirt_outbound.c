@@ -33,8 +33,6 @@ static ngx_int_t ngx_http_twirt_outbound_number(ngx_http_request_t *r,
 static ngx_int_t ngx_http_twirt_outbound_url(ngx_http_request_t *r,
     json_t *req, ngx_str_t *url, ngx_int_t *rc);
 static void ngx_http_twirt_outbound_done(ngx_http_twirt_http_t *h);
-static ngx_int_t ngx_http_twirt_outbound_twilio_error(ngx_http_request_t *r,
-    ngx_http_twirt_http_t *h);
 static void ngx_http_twirt_outbound_cleanup(void *data);
 static ngx_int_t ngx_http_twirt_outbound_answer(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
@@ -104,7 +102,7 @@ ngx_http_twirt_outbound_body(ngx_http_request_t *r)
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
 
-    rc = ngx_http_twirt_read_body(r, tlcf, &body);
+    rc = ngx_http_twirt_read_body(r, tlcf->max_body_size, &body);
 
     if (rc == NGX_OK) {
         rc = ngx_http_twirt_outbound_place(r, &body);
@@ -124,15 +122,13 @@ ngx_http_twirt_outbound_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_twirt_outbound_place(ngx_http_request_t *r, ngx_str_t *body)
 {
-    u_char                         *p;
-    size_t                          len;
     json_t                         *req, *v;
     ngx_int_t                       rc, timeout;
-    ngx_str_t                       to, from, url, form, amd, cb;
+    ngx_str_t                       to, from, url, form, amd;
     json_error_t                    err;
     ngx_pool_cleanup_t             *cln;
     ngx_http_twirt_http_t          *h;
-    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_twirt_place_t          place;
     ngx_http_twirt_loc_conf_t      *tlcf;
     ngx_http_twirt_outbound_ctx_t  *ctx;
 
@@ -200,57 +196,21 @@ ngx_http_twirt_outbound_place(ngx_http_request_t *r, ngx_str_t *body)
         return rc;
     }
 
-    /* the form: every value escaped; three times for the escapes */
+    ngx_memzero(&place, sizeof(ngx_http_twirt_place_t));
+    place.to = to;
+    place.from = from;
+    place.url = url;
+    place.status_callback = tlcf->outbound_status_callback;
+    place.timeout = timeout;
+    place.amd = amd;
 
-    cb = tlcf->outbound_status_callback;
-
-    len = sizeof("To=&From=&Url=&Method=POST") - 1
-          + 3 * (to.len + from.len + url.len)
-          + sizeof("&StatusCallback=&StatusCallbackMethod=POST") - 1
-          + 3 * cb.len
-          + 4 * sizeof("&StatusCallbackEvent=completed") - 1
-          + sizeof("&Timeout=600") - 1
-          + sizeof("&MachineDetection=") - 1 + amd.len;
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        json_decref(req);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    form.data = p;
-
-    p = ngx_http_twirt_form_add(p, "To=", to.data, to.len);
-    p = ngx_http_twirt_form_add(p, "&From=", from.data, from.len);
-    p = ngx_http_twirt_form_add(p, "&Url=", url.data, url.len);
-    p = ngx_cpymem(p, "&Method=POST", sizeof("&Method=POST") - 1);
-
-    if (cb.len) {
-        p = ngx_http_twirt_form_add(p, "&StatusCallback=", cb.data, cb.len);
-        p = ngx_cpymem(p, "&StatusCallbackMethod=POST"
-                          "&StatusCallbackEvent=initiated"
-                          "&StatusCallbackEvent=ringing"
-                          "&StatusCallbackEvent=answered"
-                          "&StatusCallbackEvent=completed",
-                       sizeof("&StatusCallbackMethod=POST"
-                              "&StatusCallbackEvent=initiated"
-                              "&StatusCallbackEvent=ringing"
-                              "&StatusCallbackEvent=answered"
-                              "&StatusCallbackEvent=completed") - 1);
-    }
-
-    if (timeout) {
-        p = ngx_sprintf(p, "&Timeout=%i", timeout);
-    }
-
-    if (amd.len) {
-        p = ngx_http_twirt_form_add(p, "&MachineDetection=", amd.data,
-                                    amd.len);
-    }
-
-    form.len = p - form.data;
+    rc = ngx_http_twirt_outbound_form(r->pool, &place, &form);
 
     json_decref(req);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     /* Twilio's REST API */
 
@@ -262,25 +222,16 @@ ngx_http_twirt_outbound_place(ngx_http_request_t *r, ngx_str_t *body)
     ctx->request = r;
     ctx->to = to;
 
-    h = ngx_http_twirt_http_create(r->connection->log);
+    h = ngx_http_twirt_twilio_request(tlcf,
+                                      ngx_http_get_module_loc_conf(r,
+                                                      ngx_http_core_module),
+                                      r->connection->log, "POST",
+                                      &tlcf->twilio_calls_uri, &form);
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
     h->log->action = "placing a call through Twilio's REST API";
-    h->url = tlcf->twilio_api_url;
-    h->tls = &tlcf->twilio_tls;
-    h->resolver = clcf->resolver;
-    h->resolver_timeout = clcf->resolver_timeout;
-    h->timeout = tlcf->twilio_timeout;
-    h->max_response = 65536;
-    h->peer = "Twilio API";
-    ngx_str_set(&h->method, "POST");
-    h->uri = tlcf->twilio_calls_uri;
-    h->headers = tlcf->twilio_headers;
-    h->body = form;
     h->data = ctx;
     h->handler = ngx_http_twirt_outbound_done;
 
@@ -367,7 +318,8 @@ ngx_http_twirt_outbound_url(ngx_http_request_t *r, json_t *req,
     ngx_str_t *url, ngx_int_t *rc)
 {
     u_char                     *p, sep;
-    size_t                      len, n;
+    size_t                      len;
+    char                        text[256];
     json_t                     *agent, *vars, *v;
     ngx_str_t                   name;
     const char                 *key;
@@ -395,59 +347,19 @@ ngx_http_twirt_outbound_url(ngx_http_request_t *r, json_t *req,
 
     vars = json_object_get(req, "variables");
 
-    if (vars && (!json_is_object(vars)
-                 || json_object_size(vars) > NGX_HTTP_TWIRT_OUTBOUND_VARS))
+    if (vars && ngx_http_twirt_outbound_vars(vars, text, sizeof(text))
+                != NGX_OK)
     {
         *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "invalid_request",
-                                            "\"variables\" must be an "
-                                            "object of at most %d strings",
-                                            NGX_HTTP_TWIRT_OUTBOUND_VARS);
+                                            "invalid_request", "%s", text);
         return NGX_ERROR;
     }
 
     len = tlcf->outbound_url.len + sizeof("?agent=") - 1 + 64;
 
     json_object_foreach(vars, key, v) {
-        name.data = (u_char *) key;
-        name.len = ngx_strlen(key);
-
-        if (name.len == 0 || name.len > 64
-            || ngx_http_twirt_sid_valid(&name) != NGX_OK
-            || ngx_strchr(key, '-'))
-        {
-            *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "invalid_request",
-                                                "variable names are of "
-                                                "letters, digits and '_', "
-                                                "at most 64");
-            return NGX_ERROR;
-        }
-
-        if (!json_is_string(v)) {
-            *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "invalid_request",
-                                                "variable \"%s\" must be "
-                                                "a string", key);
-            return NGX_ERROR;
-        }
-
-        n = name.len + ngx_http_twirt_utf8_length(
-                           (u_char *) json_string_value(v),
-                           json_string_length(v));
-
-        if (n >= NGX_HTTP_TWIRT_PARAM_MAX) {
-            *rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "invalid_request",
-                                                "variable \"%s\" is %uz "
-                                                "characters with its name, "
-                                                "Twilio allows less than "
-                                                "%d", key, n,
-                                                NGX_HTTP_TWIRT_PARAM_MAX);
-            return NGX_ERROR;
-        }
-
-        len += sizeof("&var.=") - 1 + name.len + 3 * json_string_length(v);
+        len += sizeof("&var.=") - 1 + ngx_strlen(key)
+               + 3 * json_string_length(v);
     }
 
     p = ngx_pnalloc(r->pool, len);
@@ -484,76 +396,154 @@ ngx_http_twirt_outbound_url(ngx_http_request_t *r, json_t *req,
 }
 
 
+/*
+ * The variables of a call, each a <Parameter> of the stream: an object of
+ * at most 16 strings, named with letters, digits and '_' (at most 64),
+ * each under Twilio's bound with its name.  NGX_ERROR: the error's words
+ * in error (NUL-terminated).
+ */
+
+ngx_int_t
+ngx_http_twirt_outbound_vars(json_t *vars, char *error, size_t size)
+{
+    size_t       n;
+    json_t      *v;
+    ngx_str_t    name;
+    const char  *key;
+
+    if (!json_is_object(vars)
+        || json_object_size(vars) > NGX_HTTP_TWIRT_OUTBOUND_VARS)
+    {
+        ngx_snprintf((u_char *) error, size, "\"variables\" must be an "
+                     "object of at most %d strings%Z",
+                     NGX_HTTP_TWIRT_OUTBOUND_VARS);
+        return NGX_ERROR;
+    }
+
+    json_object_foreach(vars, key, v) {
+        name.data = (u_char *) key;
+        name.len = ngx_strlen(key);
+
+        if (name.len == 0 || name.len > 64
+            || ngx_http_twirt_sid_valid(&name) != NGX_OK
+            || ngx_strchr(key, '-'))
+        {
+            ngx_snprintf((u_char *) error, size, "variable names are of "
+                         "letters, digits and '_', at most 64%Z");
+            return NGX_ERROR;
+        }
+
+        if (!json_is_string(v)) {
+            ngx_snprintf((u_char *) error, size, "variable \"%s\" must be "
+                         "a string%Z", key);
+            return NGX_ERROR;
+        }
+
+        n = name.len + ngx_http_twirt_utf8_length(
+                           (u_char *) json_string_value(v),
+                           json_string_length(v));
+
+        if (n >= NGX_HTTP_TWIRT_PARAM_MAX) {
+            ngx_snprintf((u_char *) error, size, "variable \"%s\" is %uz "
+                         "characters with its name, Twilio allows less "
+                         "than %d%Z", key, n, NGX_HTTP_TWIRT_PARAM_MAX);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_twirt_outbound_done(ngx_http_twirt_http_t *h)
 {
     ngx_http_twirt_outbound_ctx_t *ctx = h->data;
 
-    json_t              *json, *sid, *status;
-    ngx_int_t            rc;
-    json_error_t         err;
-    ngx_http_request_t  *r;
+    json_t                          *sid, *status, *v;
+    ngx_int_t                        rc;
+    ngx_table_elt_t                 *header;
+    ngx_http_request_t              *r;
+    ngx_http_twirt_twilio_answer_t   a;
 
     r = ctx->request;
     ctx->http = NULL;
 
-    switch (h->error) {
+    ngx_http_twirt_twilio_answer(h, &a);
 
-    case NGX_HTTP_TWIRT_HTTP_OK:
+    switch (a.kind) {
+
+    case NGX_HTTP_TWIRT_TWILIO_OK:
         break;
 
-    case NGX_HTTP_TWIRT_HTTP_TIMEOUT:
+    case NGX_HTTP_TWIRT_TWILIO_TIMEOUT:
         rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                           "twilio_timeout",
-                                           "the Twilio API did not answer in "
-                                           "time");
-        ngx_http_finalize_request(r, rc);
-        return;
+                                           a.name, "%s", a.words);
+        goto done;
 
-    case NGX_HTTP_TWIRT_HTTP_TLS:
-        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           "twilio_tls",
-                                           "TLS with the Twilio API failed: "
-                                           "%s", h->reason);
-        ngx_http_finalize_request(r, rc);
-        return;
+    case NGX_HTTP_TWIRT_TWILIO_RATE_LIMITED:
+        header = ngx_list_push(&r->headers_out.headers);
+        if (header == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
+        }
 
-    case NGX_HTTP_TWIRT_HTTP_RESOLVE:
-    case NGX_HTTP_TWIRT_HTTP_CONNECT:
-        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           "twilio_connect",
-                                           "could not connect to the "
-                                           "Twilio API: %s", h->reason);
-        ngx_http_finalize_request(r, rc);
-        return;
+        header->hash = 1;
+        ngx_str_set(&header->key, "Retry-After");
+        header->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (header->value.data == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
+        }
+
+        header->value.len = ngx_sprintf(header->value.data, "%ui",
+                                        a.retry_after)
+                            - header->value.data;
+
+        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                           a.name, "%s (%ui): retry later",
+                                           a.words, a.code);
+        goto done;
+
+    case NGX_HTTP_TWIRT_TWILIO_INVALID:
+    case NGX_HTTP_TWIRT_TWILIO_REFUSED:
+        v = json_pack("{s:{s:s,s:i,s:s,s:s}}", "error",
+                      "kind", a.name,
+                      "code", (json_int_t) a.code,
+                      "message", a.words,
+                      "twilio_message", a.message);
+        rc = ngx_http_twirt_outbound_answer(r, NGX_HTTP_BAD_REQUEST, v);
+        goto done;
+
+    case NGX_HTTP_TWIRT_TWILIO_AUTH:
+        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY, a.name,
+                                           "%s (%ui)", a.words, a.code);
+        goto done;
 
     default:
-        rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           "twilio_protocol",
-                                           "the Twilio API's answer was not "
-                                           "understood: %s", h->reason);
-        ngx_http_finalize_request(r, rc);
-        return;
+        if (a.status) {
+            rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                               a.name, "the Twilio API "
+                                               "answered %ui (%ui)",
+                                               a.status, a.code);
+        } else {
+            rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
+                                               a.name, "the Twilio API "
+                                               "failed: %s", a.words);
+        }
+
+        goto done;
     }
 
-    if (h->status != 200 && h->status != 201) {
-        rc = ngx_http_twirt_outbound_twilio_error(r, h);
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
-    json = json_loadb((char *) h->body_in.data, h->body_in.len, 0, &err);
-    sid = json_object_get(json, "sid");
-    status = json_object_get(json, "status");
+    sid = json_object_get(a.json, "sid");
+    status = json_object_get(a.json, "status");
 
     if (!json_is_string(sid) || !json_is_string(status)) {
-        json_decref(json);
         rc = ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
                                            "twilio_protocol",
                                            "the Twilio API answered %ui "
                                            "without a call", h->status);
-        ngx_http_finalize_request(r, rc);
-        return;
+        goto done;
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -567,124 +557,263 @@ ngx_http_twirt_outbound_done(ngx_http_twirt_http_t *h)
                                                   "status", status,
                                                   "to", ctx->to.data,
                                                   ctx->to.len));
-    json_decref(json);
+
+done:
+
+    json_decref(a.json);
 
     ngx_http_finalize_request(r, rc);
 }
 
 
-/* Twilio said no: by its code, else by the HTTP status */
+/*
+ * What Twilio's answer means, by kind: the transport's failure, else its
+ * code, else its HTTP status.  a->json is the body (when JSON), for the
+ * caller to json_decref(); a->words are static.  Refusals are logged.
+ */
 
-static ngx_int_t
-ngx_http_twirt_outbound_twilio_error(ngx_http_request_t *r,
-    ngx_http_twirt_http_t *h)
+void
+ngx_http_twirt_twilio_answer(ngx_http_twirt_http_t *h,
+    ngx_http_twirt_twilio_answer_t *a)
 {
-    json_t                     *json, *v;
+    json_t                     *v;
     ngx_str_t                   retry;
-    ngx_uint_t                  code, i, level;
-    const char                 *message;
+    ngx_int_t                   n;
+    ngx_uint_t                  i, level;
     json_error_t                err;
-    ngx_table_elt_t            *header;
     ngx_http_twirt_log_text_t   t;
 
-    json = json_loadb((char *) h->body_in.data, h->body_in.len, 0, &err);
+    ngx_memzero(a, sizeof(ngx_http_twirt_twilio_answer_t));
+    a->message = "";
 
-    v = json_object_get(json, "code");
-    code = json_is_integer(v) ? (ngx_uint_t) json_integer_value(v) : 0;
+    switch (h->error) {
 
-    v = json_object_get(json, "message");
-    message = json_is_string(v) ? json_string_value(v) : "";
+    case NGX_HTTP_TWIRT_HTTP_OK:
+        break;
 
-    /* a number or a caller ID refused is the API user's to fix */
-    level = (h->status == 400) ? NGX_LOG_INFO : NGX_LOG_ERR;
+    case NGX_HTTP_TWIRT_HTTP_TIMEOUT:
+        a->kind = NGX_HTTP_TWIRT_TWILIO_TIMEOUT;
+        a->name = "twilio_timeout";
+        a->words = "the Twilio API did not answer in time";
+        return;
 
-    ngx_log_error(level, r->connection->log, 0,
-                  "twirt: the Twilio API refused the call with %ui, code "
-                  "%ui: \"%V\"", h->status, code,
-                  ngx_http_twirt_log_text(&t, (u_char *) message,
-                                          ngx_strlen(message)));
+    case NGX_HTTP_TWIRT_HTTP_TLS:
+        a->kind = NGX_HTTP_TWIRT_TWILIO_NETWORK;
+        a->name = "twilio_tls";
+        a->words = h->reason;
+        return;
 
-    if (code == 20003 || h->status == 401) {
-        json_decref(json);
-        return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
-                                             "twilio_auth",
-                                             "Twilio refused the "
-                                             "credentials (%ui)", code);
+    case NGX_HTTP_TWIRT_HTTP_RESOLVE:
+    case NGX_HTTP_TWIRT_HTTP_CONNECT:
+        a->kind = NGX_HTTP_TWIRT_TWILIO_NETWORK;
+        a->name = "twilio_connect";
+        a->words = h->reason;
+        return;
+
+    default:
+        a->kind = NGX_HTTP_TWIRT_TWILIO_NETWORK;
+        a->name = "twilio_protocol";
+        a->words = h->reason;
+        return;
     }
 
-    if (code == 20429 || h->status == 429) {
-        json_decref(json);
+    a->status = h->status;
+    a->json = json_loadb((char *) h->body_in.data, h->body_in.len, 0, &err);
+
+    if (h->status == 200 || h->status == 201) {
+        a->kind = NGX_HTTP_TWIRT_TWILIO_OK;
+        return;
+    }
+
+    v = json_object_get(a->json, "code");
+    a->code = json_is_integer(v) && json_integer_value(v) > 0
+              ? (ngx_uint_t) json_integer_value(v) : 0;
+
+    v = json_object_get(a->json, "message");
+    a->message = json_is_string(v) ? json_string_value(v) : "";
+
+    /* a number or a caller ID refused is the API user's to fix */
+    level = (h->status == 400 || h->status == 404) ? NGX_LOG_INFO
+                                                   : NGX_LOG_ERR;
+
+    ngx_log_error(level, h->log, 0,
+                  "twirt: the Twilio API refused the request with %ui, "
+                  "code %ui: \"%V\"", h->status, a->code,
+                  ngx_http_twirt_log_text(&t, (u_char *) a->message,
+                                          ngx_strlen(a->message)));
+
+    if (a->code == 20003 || h->status == 401) {
+        a->kind = NGX_HTTP_TWIRT_TWILIO_AUTH;
+        a->name = "twilio_auth";
+        a->words = "Twilio refused the credentials";
+        return;
+    }
+
+    if (a->code == 20429 || h->status == 429) {
+        a->kind = NGX_HTTP_TWIRT_TWILIO_RATE_LIMITED;
+        a->name = "rate_limited";
+        a->words = "Twilio is rate limiting requests";
+        a->retry_after = 1;
 
         if (ngx_http_twirt_http_header(&h->headers_in, "Retry-After",
                                        &retry)
-            != NGX_OK
-            || retry.len == 0 || retry.len > 8
-            || ngx_atoi(retry.data, retry.len) == NGX_ERROR)
+            == NGX_OK && retry.len && retry.len <= 4)
         {
-            ngx_str_set(&retry, "1");
+            n = ngx_atoi(retry.data, retry.len);
+
+            if (n > 0) {
+                a->retry_after = n;
+            }
         }
 
-        header = ngx_list_push(&r->headers_out.headers);
-        if (header == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        header->hash = 1;
-        ngx_str_set(&header->key, "Retry-After");
-        header->value.data = ngx_pstrdup(r->pool, &retry);
-        header->value.len = retry.len;
-
-        if (header->value.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_twirt_outbound_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
-                                             "rate_limited",
-                                             "Twilio is rate limiting "
-                                             "requests (%ui): retry later",
-                                             code);
+        return;
     }
 
     if (h->status >= 500) {
-        json_decref(json);
-        return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
-                                             "twilio_unavailable",
-                                             "the Twilio API answered %ui "
-                                             "(%ui)", h->status, code);
+        a->kind = NGX_HTTP_TWIRT_TWILIO_UNAVAILABLE;
+        a->name = "twilio_unavailable";
+        a->words = "the Twilio API failed";
+        return;
     }
 
-    for (i = 0; ngx_http_twirt_twilio_codes[i].code; i++) {
-        if (ngx_http_twirt_twilio_codes[i].code == code) {
-            break;
-        }
-    }
-
-    if (h->status == 400 && ngx_http_twirt_twilio_codes[i].code) {
-        v = json_pack("{s:{s:s,s:i,s:s,s:s}}", "error",
-                      "kind", ngx_http_twirt_twilio_codes[i].kind,
-                      "code", (json_int_t) code,
-                      "message", ngx_http_twirt_twilio_codes[i].words,
-                      "twilio_message", message);
-        json_decref(json);
-        return ngx_http_twirt_outbound_answer(r, NGX_HTTP_BAD_REQUEST, v);
+    if (h->status == 404) {
+        a->kind = NGX_HTTP_TWIRT_TWILIO_NOT_FOUND;
+        a->name = "twilio_not_found";
+        a->words = "the Twilio API does not know it";
+        return;
     }
 
     if (h->status == 400) {
-        v = json_pack("{s:{s:s,s:i,s:s,s:s}}", "error",
-                      "kind", "twilio_refused",
-                      "code", (json_int_t) code,
-                      "message", "Twilio refused the request",
-                      "twilio_message", message);
-        json_decref(json);
-        return ngx_http_twirt_outbound_answer(r, NGX_HTTP_BAD_REQUEST, v);
+        for (i = 0; ngx_http_twirt_twilio_codes[i].code; i++) {
+            if (ngx_http_twirt_twilio_codes[i].code == a->code) {
+                a->kind = NGX_HTTP_TWIRT_TWILIO_INVALID;
+                a->name = ngx_http_twirt_twilio_codes[i].kind;
+                a->words = ngx_http_twirt_twilio_codes[i].words;
+                return;
+            }
+        }
+
+        a->kind = NGX_HTTP_TWIRT_TWILIO_REFUSED;
+        a->name = "twilio_refused";
+        a->words = "Twilio refused the request";
+        return;
     }
 
-    json_decref(json);
+    a->kind = NGX_HTTP_TWIRT_TWILIO_ERROR;
+    a->name = "twilio_error";
+    a->words = "the Twilio API answered an unexpected status";
+}
 
-    return ngx_http_twirt_outbound_error(r, NGX_HTTP_BAD_GATEWAY,
-                                         "twilio_error",
-                                         "the Twilio API answered %ui (%ui)",
-                                         h->status, code);
+
+/*
+ * The form of a call to place: every value escaped; three times the
+ * values for the escapes.
+ */
+
+ngx_int_t
+ngx_http_twirt_outbound_form(ngx_pool_t *pool, ngx_http_twirt_place_t *pl,
+    ngx_str_t *form)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = sizeof("To=&From=&Url=&Method=POST") - 1
+          + 3 * (pl->to.len + pl->from.len + pl->url.len)
+          + sizeof("&StatusCallback=&StatusCallbackMethod=POST") - 1
+          + 3 * pl->status_callback.len
+          + 4 * sizeof("&StatusCallbackEvent=completed") - 1
+          + sizeof("&Timeout=600") - 1
+          + sizeof("&MachineDetection=") - 1 + 3 * pl->amd.len
+          + sizeof("&AsyncAmd=true&AsyncAmdStatusCallback="
+                   "&AsyncAmdStatusCallbackMethod=POST") - 1
+          + 3 * pl->amd_callback.len;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    form->data = p;
+
+    p = ngx_http_twirt_form_add(p, "To=", pl->to.data, pl->to.len);
+    p = ngx_http_twirt_form_add(p, "&From=", pl->from.data, pl->from.len);
+    p = ngx_http_twirt_form_add(p, "&Url=", pl->url.data, pl->url.len);
+    p = ngx_cpymem(p, "&Method=POST", sizeof("&Method=POST") - 1);
+
+    if (pl->status_callback.len) {
+        p = ngx_http_twirt_form_add(p, "&StatusCallback=",
+                                    pl->status_callback.data,
+                                    pl->status_callback.len);
+        p = ngx_cpymem(p, "&StatusCallbackMethod=POST"
+                          "&StatusCallbackEvent=initiated"
+                          "&StatusCallbackEvent=ringing"
+                          "&StatusCallbackEvent=answered"
+                          "&StatusCallbackEvent=completed",
+                       sizeof("&StatusCallbackMethod=POST"
+                              "&StatusCallbackEvent=initiated"
+                              "&StatusCallbackEvent=ringing"
+                              "&StatusCallbackEvent=answered"
+                              "&StatusCallbackEvent=completed") - 1);
+    }
+
+    if (pl->timeout) {
+        p = ngx_sprintf(p, "&Timeout=%i", pl->timeout);
+    }
+
+    if (pl->amd.len) {
+        p = ngx_http_twirt_form_add(p, "&MachineDetection=", pl->amd.data,
+                                    pl->amd.len);
+    }
+
+    if (pl->amd_callback.len) {
+        p = ngx_http_twirt_form_add(p, "&AsyncAmd=true"
+                                       "&AsyncAmdStatusCallbackMethod=POST"
+                                       "&AsyncAmdStatusCallback=",
+                                    pl->amd_callback.data,
+                                    pl->amd_callback.len);
+    }
+
+    form->len = p - form->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A request to Twilio's REST API, ready to start: the caller sets its
+ * handler and data.  uri is the path (and query); body, for a POST, the
+ * form.
+ */
+
+ngx_http_twirt_http_t *
+ngx_http_twirt_twilio_request(ngx_http_twirt_loc_conf_t *tlcf,
+    ngx_http_core_loc_conf_t *clcf, ngx_log_t *log, const char *method,
+    ngx_str_t *uri, ngx_str_t *body)
+{
+    ngx_http_twirt_http_t  *h;
+
+    h = ngx_http_twirt_http_create(log);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->url = tlcf->twilio_api_url;
+    h->tls = &tlcf->twilio_tls;
+    h->resolver = clcf->resolver;
+    h->resolver_timeout = clcf->resolver_timeout;
+    h->timeout = tlcf->twilio_timeout;
+    h->max_response = 65536;
+    h->peer = "Twilio API";
+    h->method.data = (u_char *) method;
+    h->method.len = ngx_strlen(method);
+    h->uri = *uri;
+    h->headers = tlcf->twilio_headers;
+
+    if (body) {
+        h->body = *body;
+    }
+
+    return h;
 }
 
 

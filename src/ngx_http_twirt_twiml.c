@@ -226,7 +226,7 @@ ngx_http_twirt_twiml_body_handler(ngx_http_request_t *r)
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_module);
 
-    rc = ngx_http_twirt_read_body(r, tlcf, &body);
+    rc = ngx_http_twirt_read_body(r, tlcf->max_body_size, &body);
 
     if (rc == NGX_OK) {
         rc = ngx_http_twirt_twiml_process(r, ctx, &body);
@@ -239,8 +239,8 @@ ngx_http_twirt_twiml_body_handler(ngx_http_request_t *r)
 /* the body in one piece, from memory or from the temporary file */
 
 ngx_int_t
-ngx_http_twirt_read_body(ngx_http_request_t *r,
-    ngx_http_twirt_loc_conf_t *tlcf, ngx_str_t *body)
+ngx_http_twirt_read_body(ngx_http_request_t *r, size_t max,
+    ngx_str_t *body)
 {
     u_char       *p;
     size_t        len, size;
@@ -262,11 +262,10 @@ ngx_http_twirt_read_body(ngx_http_request_t *r,
                           : (size_t) (b->last - b->pos);
     }
 
-    if (len > tlcf->max_body_size) {
+    if (len > max) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "twirt: request body of %uz bytes is larger than "
-                      "twirt_twiml_max_body_size %uz",
-                      len, tlcf->max_body_size);
+                      "%uz", len, max);
         return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 

@@ -336,7 +336,7 @@ ok($seen{429}, 'rate limited') or diag(Test::More::explain(\%seen));
 is($r->{error}{kind}, 'rate_limited');
 like($raw, qr/\r\nRetry-After: \d+\r\n/, 'with Retry-After');
 --- error_log eval
-[qr/the Twilio API refused the call with 401, code 20003/, qr/refused the call with 429, code 20429/]
+[qr/the Twilio API refused the request with 401, code 20003/, qr/refused the request with 429, code 20429/]
 
 
 
