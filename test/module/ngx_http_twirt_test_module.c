@@ -3,8 +3,8 @@
  * twirt: the test module, built into the .so only when the build is
  * configured with TWIRT_TEST_BUILD=1 (make test, util/test).  Its
  * content handlers drive the Redis module's API from HTTP so that
- * t/redis.t needs nothing else of twirt; production builds have neither
- * the directive nor the code.
+ * t/redis.t needs nothing else of twirt, and the CSV reader for t/csv.t;
+ * production builds have neither the directives nor the code.
  */
 
 
@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_twirt_csv.h"
 #include "ngx_http_twirt_redis.h"
 #include "ngx_http_twirt_redis_test.h"
 
@@ -36,6 +37,12 @@ static ngx_int_t ngx_http_twirt_redis_test_build(ngx_http_request_t *r);
 static ngx_int_t ngx_http_twirt_redis_test_send(ngx_http_request_t *r,
     ngx_str_t *text);
 static ngx_str_t *ngx_http_twirt_redis_test_word(ngx_int_t rc);
+static char *ngx_http_twirt_csv_test(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_twirt_csv_test_handler(ngx_http_request_t *r);
+static void ngx_http_twirt_csv_test_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_twirt_test_body(ngx_http_request_t *r,
+    ngx_str_t *body);
 
 
 static ngx_command_t  ngx_http_twirt_test_commands[] = {
@@ -43,6 +50,13 @@ static ngx_command_t  ngx_http_twirt_test_commands[] = {
     { ngx_string("twirt_redis_test"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_twirt_redis_test,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_csv_test"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_twirt_csv_test,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -249,36 +263,18 @@ ngx_http_twirt_redis_test_body(ngx_http_request_t *r)
     u_char       *p, *last, *eol, *body;
     size_t        len;
     ngx_int_t     rc;
-    ngx_str_t     out, *arg, *word;
-    ngx_buf_t    *b;
+    ngx_str_t     out, in, *arg, *word;
     ngx_array_t   args;
-    ngx_chain_t  *cl;
 
-    if (r->request_body == NULL || r->request_body->temp_file) {
-        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE);
+    rc = ngx_http_twirt_test_body(r, &in);
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
         return;
     }
 
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    body = ngx_pnalloc(r->pool, len + 1);
-    if (body == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    p = body;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
-    }
-
-    last = p;
+    body = in.data;
+    len = in.len;
+    last = body + len;
 
     /* at most one word and a newline per line of the body */
 
@@ -668,4 +664,134 @@ ngx_http_twirt_redis_test_word(ngx_int_t rc)
     default:
         return &refused;
     }
+}
+
+
+/*
+ * twirt_csv_test: POST a CSV upload, get back the rows as compact JSON
+ * and a newline, or "error: " and the message.
+ */
+
+static char *
+ngx_http_twirt_csv_test(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate";
+    }
+
+    clcf->handler = ngx_http_twirt_csv_test_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_csv_test_handler(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    if (r->method != NGX_HTTP_POST) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_twirt_csv_test_body);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_twirt_csv_test_body(ngx_http_request_t *r)
+{
+    char       *json;
+    json_t     *rows;
+    ngx_int_t   rc;
+    ngx_str_t   body, error, out;
+
+    rc = ngx_http_twirt_test_body(r, &body);
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (ngx_http_twirt_csv_rows(r->pool, body.data, body.len, &rows, &error)
+        != NGX_OK)
+    {
+        out.data = ngx_pnalloc(r->pool, sizeof("error: \n") + error.len);
+        if (out.data == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        out.len = ngx_sprintf(out.data, "error: %V\n", &error) - out.data;
+
+        ngx_http_finalize_request(r, ngx_http_twirt_redis_test_send(r, &out));
+        return;
+    }
+
+    json = json_dumps(rows, JSON_COMPACT);
+    json_decref(rows);
+
+    if (json == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    out.len = ngx_strlen(json);
+    out.data = ngx_pnalloc(r->pool, out.len + 1);
+
+    if (out.data == NULL) {
+        free(json);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    *ngx_cpymem(out.data, json, out.len) = '\n';
+    out.len++;
+    free(json);
+
+    ngx_http_finalize_request(r, ngx_http_twirt_redis_test_send(r, &out));
+}
+
+
+/* the request body in one piece of memory */
+
+static ngx_int_t
+ngx_http_twirt_test_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL || r->request_body->temp_file) {
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    body->data = ngx_pnalloc(r->pool, len + 1);
+    if (body->data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = body->data;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
 }
