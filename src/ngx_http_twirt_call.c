@@ -122,6 +122,10 @@ static void ngx_http_twirt_call_delta_event(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
     ngx_str_t *audio, ngx_str_t *response, ngx_str_t *item_name);
+static void ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call,
+    const char *why, ngx_uint_t barge_in);
+static void ngx_http_twirt_call_machine(ngx_http_twirt_call_t *call,
+    ngx_str_t *message);
 static void ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_committed(ngx_http_twirt_call_t *call,
@@ -257,6 +261,12 @@ static const char  *ngx_http_twirt_call_phases[] = {
 static ngx_str_t  ngx_http_twirt_none = ngx_string("-");
 
 
+/* this worker's started calls, for control messages (by CallSid) */
+static ngx_queue_t  ngx_http_twirt_calls = {
+    &ngx_http_twirt_calls, &ngx_http_twirt_calls
+};
+
+
 ngx_http_twirt_call_t *
 ngx_http_twirt_call_create(ngx_http_request_t *r)
 {
@@ -285,6 +295,7 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->pool = pool;
     call->conf = tlcf;
     call->phase = NGX_HTTP_TWIRT_CALL_SETUP;
+    call->after_end = NGX_HTTP_TWIRT_END_END_CALL;
     call->waiting = NGX_HTTP_TWIRT_CALL_WAIT_START
                     | NGX_HTTP_TWIRT_CALL_WAIT_UPSTREAM;
     call->upgraded = ngx_current_msec;
@@ -597,6 +608,8 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     call->record.parameters = call->parameters;
 
     ngx_http_twirt_record_start(&call->record);
+
+    ngx_queue_insert_tail(&ngx_http_twirt_calls, &call->queue);
 
     ngx_http_twirt_call_event(call, "state",
                               json_pack("{s:s}", "status", "connecting"));
@@ -1408,21 +1421,35 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
 static void
 ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
 {
+    if (!call->conf->vad.interrupt_response) {
+        /* interrupt_response off: the model talks on, and so does Twilio */
+        return;
+    }
+
+    ngx_http_twirt_call_interrupt(call, "barge-in", 1);
+}
+
+
+/*
+ * What is being said stops: its late deltas are dropped, Twilio's buffer
+ * is cleared and the item truncated to what was heard (a barge-in: the
+ * server cancels the response; a control message: twirt does).
+ */
+
+static void
+ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call, const char *why,
+    ngx_uint_t barge_in)
+{
     json_t                     *ev;
     uint64_t                    ms;
     ngx_str_t                   parts[3];
     ngx_http_twirt_item_t      *item;
     ngx_http_twirt_log_text_t   t;
 
-    if (!call->conf->vad.interrupt_response) {
-        /* interrupt_response off: the model talks on, and so does Twilio */
-        return;
-    }
-
     if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
         && call->response_id_len)
     {
-        /* the server cancels it (interrupt_response): drop what is late */
+        /* cancelled (by the server or by twirt): drop what is late */
         ngx_memcpy(call->dropped_id, call->response_id,
                    call->response_id_len);
         call->dropped_id_len = call->response_id_len;
@@ -1440,7 +1467,10 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
     (void) ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
                                         parts, 3);
     call->clears++;
-    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_BARGE_INS, 1);
+
+    if (barge_in) {
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_BARGE_INS, 1);
+    }
 
     item = &call->items[call->marks[call->mark_head].item];
 
@@ -1450,8 +1480,8 @@ ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
     ms = ngx_min(item->played, item->received) / 8;
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                  "twirt: barge-in: item \"%V\" played %uL ms of %uL ms",
-                  ngx_http_twirt_log_text(&t, item->id, item->id_len),
+                  "twirt: %s: item \"%V\" played %uL ms of %uL ms",
+                  why, ngx_http_twirt_log_text(&t, item->id, item->id_len),
                   item->played / 8,
                   item->received / 8);
 
@@ -2308,7 +2338,7 @@ ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
     switch (call->after) {
 
     case NGX_HTTP_TWIRT_AFTER_HANG_UP:
-        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_END_CALL, NULL,
+        ngx_http_twirt_call_end(call, call->after_end, NULL,
                                 NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
         break;
 
@@ -2374,6 +2404,174 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, ngx_http_twirt_end_e end,
 }
 
 
+/*
+ * A control message from Redis (ngx_http_twirt_control.c), for a call of
+ * this worker: a live one is preferred to one still ending with the same
+ * CallSid (a caller back from a transfer).
+ */
+
+ngx_int_t
+ngx_http_twirt_call_control(ngx_str_t *call_sid, ngx_str_t *action,
+    ngx_str_t *message)
+{
+    json_t                     *ev;
+    ngx_queue_t                *q;
+    ngx_http_twirt_call_t      *call, *found;
+    ngx_http_twirt_log_text_t   t, t2;
+
+    found = NULL;
+
+    for (q = ngx_queue_head(&ngx_http_twirt_calls);
+         q != ngx_queue_sentinel(&ngx_http_twirt_calls);
+         q = ngx_queue_next(q))
+    {
+        call = ngx_queue_data(q, ngx_http_twirt_call_t, queue);
+
+        if (call->call_sid.len != call_sid->len
+            || ngx_strncmp(call->call_sid.data, call_sid->data,
+                           call_sid->len)
+               != 0)
+        {
+            continue;
+        }
+
+        found = call;
+
+        if (call->phase < NGX_HTTP_TWIRT_CALL_ENDING) {
+            break;
+        }
+    }
+
+    if (found == NULL) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "twirt: control \"%V\" for call \"%V\": not a call "
+                      "of this worker",
+                      ngx_http_twirt_log_str(&t, action),
+                      ngx_http_twirt_log_str(&t2, call_sid));
+        return NGX_DECLINED;
+    }
+
+    call = found;
+
+    if (!(action->len == sizeof("hangup") - 1
+          && ngx_strncmp(action->data, "hangup", action->len) == 0)
+        && !(action->len == sizeof("machine") - 1
+             && ngx_strncmp(action->data, "machine", action->len) == 0))
+    {
+        return NGX_ERROR;
+    }
+
+    ev = json_pack("{s:s%}", "action", action->data, action->len);
+
+    if (ev && message && message->len) {
+        json_object_set_new(ev, "message",
+                            json_stringn((char *) message->data,
+                                         message->len));
+    }
+
+    ngx_http_twirt_call_event(call, "control", ev);
+
+    if (call->phase >= NGX_HTTP_TWIRT_CALL_ENDING) {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: control \"%V\": the call is already ending",
+                      ngx_http_twirt_log_str(&t, action));
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, call->log, 0, "twirt: control \"%V\"%s",
+                  ngx_http_twirt_log_str(&t, action),
+                  message && message->len ? " with a message" : "");
+
+    if (action->data[0] == 'h') {
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_HANGUP, NULL,
+                                NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+        return NGX_OK;
+    }
+
+    ngx_http_twirt_call_machine(call, message);
+
+    return NGX_OK;
+}
+
+
+/*
+ * An answering machine answered (asynchronous AMD, after the beep): what
+ * is being said is cancelled and cut as a barge-in would, the agent
+ * leaves the message, and the call ends once it was heard, as after
+ * end_call.  Without a message, or before the session can speak, the
+ * call ends at once.
+ */
+
+static void
+ngx_http_twirt_call_machine(ngx_http_twirt_call_t *call, ngx_str_t *message)
+{
+    json_t     *ev;
+    ngx_str_t   say;
+
+    static ngx_str_t  words = ngx_string(
+        "An answering machine answered: leave this message word for word "
+        "and say nothing else. Say exactly: ");
+
+    call->after_end = NGX_HTTP_TWIRT_END_MACHINE;
+
+    if (message == NULL || message->len == 0
+        || call->phase < NGX_HTTP_TWIRT_CALL_CONFIGURED
+        || call->after == NGX_HTTP_TWIRT_AFTER_TRANSFER)
+    {
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_MACHINE, NULL,
+                                NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+        return;
+    }
+
+    /* kept in the pool: a queued response.create points to it */
+
+    say.len = words.len + message->len;
+    say.data = ngx_pnalloc(call->pool, say.len);
+
+    if (say.data == NULL) {
+        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_MACHINE, NULL,
+                                NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+        return;
+    }
+
+    ngx_memcpy(ngx_cpymem(say.data, words.data, words.len), message->data,
+               message->len);
+
+    /* a goodbye pending is said by the message instead; no tool answer */
+    call->after = NGX_HTTP_TWIRT_AFTER_NOTHING;
+    call->tool_answer = 0;
+
+    if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE) {
+        if (call->response_id_len) {
+            ev = json_pack("{s:s,s:s%}", "type", "response.cancel",
+                           "response_id", call->response_id,
+                           call->response_id_len);
+
+        } else {
+            ev = json_pack("{s:s}", "type", "response.cancel");
+        }
+
+        if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                          "twirt: the response in progress could not be "
+                          "cancelled for the answering machine");
+        }
+
+        json_decref(ev);
+    }
+
+    ngx_http_twirt_call_interrupt(call, "answering machine", 0);
+
+    /* after the cancelled response's response.done, if there is one */
+    ngx_http_twirt_call_response_create(call, &say);
+
+    call->after = NGX_HTTP_TWIRT_AFTER_HANG_UP;
+
+    /* nothing could be asked for: the call ends now */
+    ngx_http_twirt_call_heard(call);
+}
+
+
 static void
 ngx_http_twirt_call_duration(ngx_event_t *ev)
 {
@@ -2431,6 +2629,11 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
                   "cost_usd", cost));
 
     ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_DONE);
+
+    if (call->queue.next) {
+        ngx_queue_remove(&call->queue);
+        call->queue.next = NULL;
+    }
 
     ngx_http_twirt_call_record_end(call);
 

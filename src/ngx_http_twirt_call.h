@@ -96,6 +96,12 @@ struct ngx_http_twirt_call_s {
     ngx_uint_t                  waiting;       /* NGX_HTTP_TWIRT_CALL_WAIT_* */
     ngx_http_twirt_response_e   response;
     ngx_http_twirt_after_e      after;
+    ngx_http_twirt_end_e        after_end;     /* the kind AFTER_HANG_UP
+                                                  ends with: end_call,
+                                                  machine */
+
+    ngx_queue_t                 queue;         /* in the worker's started
+                                                  calls, until finished */
 
     ngx_http_twirt_ws_t        *twilio;
     ngx_http_twirt_upstream_t  *upstream;      /* while connecting */
@@ -200,6 +206,18 @@ void ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
     ngx_str_t *instructions);
 void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
     json_t *fields);
+
+/*
+ * A control message for a call (ngx_http_twirt_control.c): "hangup" ends
+ * it now (end kind "hangup"); "machine", an answering machine answered:
+ * what is being said is cancelled as a barge-in would, the agent says
+ * message (when given, not empty) and the call ends once it was heard,
+ * or at once without one (end kind "machine").  message is copied.
+ * NGX_OK: applied (or the call is already ending); NGX_DECLINED: no such
+ * call on this worker; NGX_ERROR: an unknown action.
+ */
+ngx_int_t ngx_http_twirt_call_control(ngx_str_t *call_sid, ngx_str_t *action,
+    ngx_str_t *message);
 
 
 #endif /* _NGX_HTTP_TWIRT_CALL_H_INCLUDED_ */

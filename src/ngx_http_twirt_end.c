@@ -60,7 +60,11 @@ ngx_http_twirt_end_kind_t  ngx_http_twirt_end_kinds[] = {
     ngx_http_twirt_end("invalid_api_key", "invalid api key", SETUP_FAILED,
                        REALTIME_ERROR, 1),
     ngx_http_twirt_end("session_expired", "session expired",
-                       SESSION_EXPIRED, NONE, 0)
+                       SESSION_EXPIRED, NONE, 0),
+    ngx_http_twirt_end("hangup", "hung up through the control API", HANGUP,
+                       NONE, 0),
+    ngx_http_twirt_end("machine", "an answering machine answered", MACHINE,
+                       NONE, 0)
 };
 
 
@@ -73,6 +77,8 @@ const char  *ngx_http_twirt_ended_labels[] = {
     "idle_timeout",
     "max_duration",
     "session_expired",
+    "hangup",
+    "machine",
     "upstream_failed",
     "setup_failed",
     "protocol_error",

@@ -25,6 +25,8 @@ typedef enum {
     NGX_HTTP_TWIRT_ENDED_IDLE_TIMEOUT,
     NGX_HTTP_TWIRT_ENDED_MAX_DURATION,
     NGX_HTTP_TWIRT_ENDED_SESSION_EXPIRED,
+    NGX_HTTP_TWIRT_ENDED_HANGUP,
+    NGX_HTTP_TWIRT_ENDED_MACHINE,
     NGX_HTTP_TWIRT_ENDED_UPSTREAM_FAILED,
     NGX_HTTP_TWIRT_ENDED_SETUP_FAILED,
     NGX_HTTP_TWIRT_ENDED_PROTOCOL_ERROR,
@@ -84,6 +86,10 @@ typedef enum {
     NGX_HTTP_TWIRT_END_SESSION_REJECTED,       /* session.update refused */
     NGX_HTTP_TWIRT_END_INVALID_API_KEY,
     NGX_HTTP_TWIRT_END_SESSION_EXPIRED,
+    NGX_HTTP_TWIRT_END_HANGUP,                 /* hung up through the
+                                                  control API */
+    NGX_HTTP_TWIRT_END_MACHINE,                /* an answering machine:
+                                                  the message was left */
     NGX_HTTP_TWIRT_END_LAST
 } ngx_http_twirt_end_e;
 

@@ -701,6 +701,16 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
     p = ngx_slprintf(p, end, "twirt_tool_fillers_total %uL\n",
                      c[NGX_HTTP_TWIRT_M_TOOL_FILLERS]);
 
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_control_total",
+            "counter", "Call control messages taken from Redis, by result.");
+    p = ngx_slprintf(p, end,
+                     "twirt_control_total{result=\"applied\"} %uL\n"
+                     "twirt_control_total{result=\"unknown_call\"} %uL\n"
+                     "twirt_control_total{result=\"invalid\"} %uL\n",
+                     c[NGX_HTTP_TWIRT_M_CONTROL_APPLIED],
+                     c[NGX_HTTP_TWIRT_M_CONTROL_UNKNOWN_CALL],
+                     c[NGX_HTTP_TWIRT_M_CONTROL_INVALID]);
+
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");
 

@@ -50,6 +50,10 @@ typedef enum {
                                               result_e, in its order */
     NGX_HTTP_TWIRT_M_TOOL_FAILED = NGX_HTTP_TWIRT_M_TOOL_OK + 9,
     NGX_HTTP_TWIRT_M_TOOL_FILLERS,         /* fillers said while tools ran */
+    NGX_HTTP_TWIRT_M_CONTROL_APPLIED,      /* control messages, by result:
+                                              applied to a call here */
+    NGX_HTTP_TWIRT_M_CONTROL_UNKNOWN_CALL, /* no such live call here */
+    NGX_HTTP_TWIRT_M_CONTROL_INVALID,      /* not a control message */
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 

@@ -6,7 +6,7 @@
  *                                   direction, started_at, answered_at,
  *                                   ended_at, end_reason, end_detail,
  *                                   openai_session_id,
- *                                   tokens, cost_usd, node
+ *                                   tokens, cost_usd, node, worker
  *                                   transfer_target, transfer_number,
  *                                   transfer_caller_id, transfer_timeout,
  *                                   transfer_summary, transfer_result
@@ -26,6 +26,7 @@
 #include "ngx_http_twirt_record.h"
 #include "ngx_http_twirt_redis.h"
 #include "ngx_http_twirt_profile.h"
+#include "ngx_http_twirt_control.h"
 
 
 /* a profile read in flight: what the caller gave */
@@ -130,6 +131,8 @@ ngx_http_twirt_record_start(ngx_http_twirt_record_t *rec)
     ngx_http_twirt_redis_args_now(&args);
     ngx_http_twirt_redis_args_cstr(&args, "node");
     ngx_http_twirt_redis_args_str(&args, ngx_http_twirt_redis_node());
+    ngx_http_twirt_redis_args_cstr(&args, "worker");
+    ngx_http_twirt_redis_args_str(&args, ngx_http_twirt_control_worker());
     (void) ngx_http_twirt_redis_args_send(&args);
 
     ngx_http_twirt_record_command(&args, rec, "SADD");

@@ -457,6 +457,7 @@ sub families {
         twirt_transfers_total => 'counter',
         twirt_tool_calls_total => 'counter',
         twirt_tool_fillers_total => 'counter',
+        twirt_control_total => 'counter',
         twirt_redis_queued => 'gauge',
         twirt_redis_connected => 'gauge',
         twirt_redis_dropped_total => 'counter',
@@ -552,7 +553,7 @@ is(main::v('twirt_workers'), 1, 'one worker, counting');
 my @nonzero = grep { $_ ne 'twirt_workers' && $m->{$_} } sort keys %$m;
 is("@nonzero", '', 'everything else is zero');
 for my $r (qw(stop end_call transfer twilio_closed twilio_lost idle_timeout
-              max_duration session_expired upstream_failed setup_failed protocol_error other)) {
+              max_duration session_expired hangup machine upstream_failed setup_failed protocol_error other)) {
     ok(exists $m->{"twirt_calls_ended_total{reason=\"$r\"}"}, "reason $r listed");
 }
 for my $k (qw(requested refused answered no-answer busy failed canceled
