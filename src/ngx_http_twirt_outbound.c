@@ -38,8 +38,6 @@ static ngx_int_t ngx_http_twirt_outbound_answer(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
 static ngx_int_t ngx_http_twirt_outbound_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *kind, const char *fmt, ...);
-static u_char *ngx_http_twirt_form_add(u_char *p, const char *name,
-    u_char *value, size_t len);
 static size_t ngx_http_twirt_form_escape(u_char *dst, u_char *src,
     size_t len);
 
@@ -907,7 +905,7 @@ ngx_http_twirt_outbound_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static u_char *
+u_char *
 ngx_http_twirt_form_add(u_char *p, const char *name, u_char *value,
     size_t len)
 {

@@ -65,6 +65,9 @@ ngx_http_twirt_http_t *ngx_http_twirt_twilio_request(
     ngx_log_t *log, const char *method, ngx_str_t *uri, ngx_str_t *body);
 void ngx_http_twirt_twilio_answer(ngx_http_twirt_http_t *h,
     ngx_http_twirt_twilio_answer_t *a);
+/* name, then value in application/x-www-form-urlencoded: 3 * len room */
+u_char *ngx_http_twirt_form_add(u_char *p, const char *name, u_char *value,
+    size_t len);
 ngx_int_t ngx_http_twirt_outbound_vars(json_t *vars, char *error,
     size_t size);
 ngx_int_t ngx_http_twirt_outbound_init_conf(ngx_conf_t *cf,

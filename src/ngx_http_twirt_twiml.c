@@ -7,6 +7,7 @@
 
 #include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_twiml.h"
+#include "ngx_http_twirt_campaign.h"
 #include "ngx_http_twirt_form.h"
 #include "ngx_http_twirt_escape.h"
 #include "ngx_http_twirt_signature.h"
@@ -1248,6 +1249,19 @@ ngx_http_twirt_stream_status(ngx_http_request_t *r,
     };
 
     field_t  *fields;
+    ngx_str_t  amd;
+
+    /* a campaign's call: its row learns how it goes */
+
+    if (ctx->call_status
+        && ngx_http_twirt_campaign_callback(r, ctx->pairs) == NGX_OK
+        && ngx_http_arg(r, (u_char *) "amd", 3, &amd) == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "twirt: a campaign call's answering machine "
+                      "detection");
+        return NGX_HTTP_NO_CONTENT;
+    }
 
     fields = ctx->call_status ? call_fields : stream_fields;
 
