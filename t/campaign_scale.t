@@ -10,7 +10,8 @@
 # retry of a busy, no-answer or failed call, never while an earlier call of
 # it is live, never more than 1 + retries times), every row final with the
 # outcome the stand-in's last call of it had, the results and their CSV.
-# Ports: the server port (node A), and + 18 for node B.
+# Ports: the server port (node A) and + 1 (its wss server for streams),
+# + 18 and + 19 for node B.
 
 use strict;
 use warnings;
@@ -109,20 +110,26 @@ sub row_vars {
 
 # -- the peers -----------------------------------------------------------------
 
+our $Certs = tempdir(CLEANUP => 1);
+system("$FindBin::Bin/../util/certs", $Certs) == 0 or die "util/certs failed";
+
 $ENV{TEST_NGINX_REDIS_SOCKET} = redis_start_aof();
 our $Sim = sim_start();
 our $Rest = twilio_rest_start('--account-sid', $Sid, '--auth-token', $Token,
                               '--caller-id', $From, '--cps', '50',
+                              '--ca-file', "$Certs/ca.crt",
                               '--script', $ENV{TWIRT_SCALE_SCRIPT},
                               '--ring-ms', '200', '--call-ms', '1500',
                               '--amd-ms', '300', '--scenario', 'silence');
 our $PortA = server_port();
 our $PortB = $PortA + 18;
 
-# what both nodes have: each is its own public URL
+# what both nodes have: each is its own public URL (streams over wss on
+# the port + 1)
 sub node_http {
     my ($port) = @_;
-    return <<"CONF";
+    my $tls = $port + 1;
+    my $conf = <<"CONF";
     twirt_openai_url ws://127.0.0.1:$Sim->{port}/v1/realtime?model=gpt-realtime;
     twirt_openai_api_key sk-test;
     twirt_redis unix:$ENV{TEST_NGINX_REDIS_SOCKET};
@@ -134,10 +141,19 @@ sub node_http {
     twirt_twilio_api_url http://127.0.0.1:$Rest->{port};
     twirt_outbound_url http://127.0.0.1:$port/twilio/voice;
     twirt_outbound_status_callback http://127.0.0.1:$port/twilio/call-status;
-    twirt_stream_url ws://127.0.0.1:$port/twilio/media;
+    twirt_stream_url wss://127.0.0.1:$tls/twilio/media;
     twirt_campaign_cps $CPS;
     twirt_campaign_lease 3s;
+
+    server {
+        listen 127.0.0.1:$tls ssl;
+        ssl_certificate $Certs/localhost.crt;
+        ssl_certificate_key $Certs/localhost.key;
+        location = /twilio/media { twirt_stream; }
+    }
 CONF
+    utf8::encode($conf);
+    return $conf;
 }
 
 our $NodeServer = <<'CONF';
@@ -183,13 +199,13 @@ CONF2
     close $fh;
     my $from = length node_b_log();
     system("$nginx -p $NodeB/ -c $NodeB/nginx.conf") == 0
-        or BAIL_OUT("node B did not start: " . node_b_log());
+        or Test::More::BAIL_OUT("node B did not start: " . node_b_log());
     wait_until(10, sub { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$PortB") })
-        or BAIL_OUT("node B does not listen");
+        or Test::More::BAIL_OUT("node B does not listen");
     # both workers have their Redis connection
     wait_until(10, sub {
         my @c = substr(node_b_log(), $from) =~ /twirt: redis "[^"]*" connected/g;
-        @c >= 2 }) or BAIL_OUT("node B did not connect to Redis: " . node_b_log());
+        @c >= 2 }) or Test::More::BAIL_OUT("node B did not connect to Redis: " . node_b_log());
 }
 
 sub node_b_pids {
@@ -285,20 +301,28 @@ sub create_campaign {
         concurrency => $Concurrency, retries => $Retries, retry_delay => $RetryDelay,
         timeout => 20, machine_detection => 'hangup',
         variables => { clinic => 'さくら歯科' }, %extra });
-    is($status, 201, "$s: the campaign is created") or diag(explain($r));
+    is($status, 201, "$s: the campaign is created") or diag(Test::More::explain($r));
     like($r->{id} // '', qr/^c\S+$/, "$s: with its id");
     return $r->{id} // 'none';
 }
 
-# the rows as JSON, to node B
-sub upload_json {
-    my ($s, $id) = @_;
-    my @rows = map { { to => (e164($s, $_) =~ s/^\+81/0/r), variables => row_vars($s, $_) } }
-               1 .. $Size{$s};
-    my ($status, $r) = api($PortB, 'POST', "/campaigns/$id/rows", { rows => \@rows });
-    is($status, 200, "$s: rows uploaded to node B") or diag(explain($r));
-    is($r->{accepted}, $Size{$s}, "$s: all $Size{$s} accepted") or diag(explain($r));
-    return $r;
+# the rows as JSON (domestic numbers)
+sub json_rows {
+    my ($s) = @_;
+    return [ map { { to => (e164($s, $_) =~ s/^\+81/0/r), variables => row_vars($s, $_) } }
+             1 .. $Size{$s} ];
+}
+
+# a paused campaign, its rows uploaded to node B, resumed on node A
+sub start_campaign {
+    my ($s) = @_;
+    my $id = create_campaign($PortA, $s, paused => JSON::PP::true);
+    my ($status, $r) = api($PortB, 'POST', "/campaigns/$id/rows", json_rows($s));
+    is($status, 200, "$s: rows uploaded to node B") or diag(Test::More::explain($r));
+    is($r->{accepted}, $Size{$s}, "$s: all $Size{$s} accepted") or diag(Test::More::explain($r));
+    ($status, $r) = api($PortA, 'POST', "/campaigns/$id/resume");
+    is($status, 200, "$s: resumed on node A") or diag(Test::More::explain($r));
+    return $id;
 }
 
 sub status_of {
@@ -314,7 +338,7 @@ sub wait_finished {
         $last = status_of($PortA, $id);
         $last && ($last->{status} // '') eq 'finished' });
     ok($ok, "campaign $id finishes within ${secs}s")
-        or diag(explain($last));
+        or diag(Test::More::explain($last));
     return $last;
 }
 
@@ -341,7 +365,7 @@ sub check_campaign {
     ok(!@mixed, "$s: one row per number") or diag("@mixed");
     my @strangers = grep { !$want{ $_->{to} // '' } } @$att;
     ok(!@strangers, "$s: only the campaign's numbers were called")
-        or diag(explain([ map { $_->{to} } @strangers ]));
+        or diag(Test::More::explain([ map { $_->{to} } @strangers ]));
     my @bad_url = grep {
         my $q = url_query($_->{url});
         my $v = row_vars($s, $want{ $_->{to} // '' } // 0);
@@ -349,7 +373,7 @@ sub check_campaign {
             || !defined $q->{attempt} || ($_->{callback} !~ /[?&]row=\Q$_->{row}\E(?:&|$)/)
     } grep { $want{ $_->{to} // '' } } @$att;
     ok(!@bad_url, "$s: each create carries the row's variables (Japanese intact), "
-                  . "its row and attempt") or diag(explain($bad_url[0]));
+                  . "its row and attempt") or diag(Test::More::explain($bad_url[0]));
     my $overlap = max_overlap(map { [$_->{t}, $_->{t_done}] } grep { $_->{sid} } @$att);
     ok($overlap <= $Concurrency, "$s: at most $Concurrency calls live at once ($overlap)");
     my @times = map { $_->{t} } @$att;
@@ -376,7 +400,7 @@ sub check_campaign {
     is($st->{queued}, 0, "$s: nothing queued");
     is($st->{in_progress}, 0, "$s: nothing in progress");
     ok(defined $st->{cost_usd} && $st->{cost_usd} =~ /^[0-9.eE+-]+$/,
-       "$s: the campaign's cost_usd") or diag(explain($st));
+       "$s: the campaign's cost_usd") or diag(Test::More::explain($st));
 
     # -- the results, from both nodes
     my ($code, $res) = api($PortA, 'GET', "/campaigns/$id/results");
@@ -391,12 +415,12 @@ sub check_campaign {
     # the upload's invalid numbers, if results keep them, are invalid, never dialed
     my @bad_other = grep { ($_->{outcome} // '') ne 'invalid' || ($_->{attempts} // 0) != 0 } @others;
     ok(!@bad_other, "$s: no other rows but the upload's invalid ones")
-        or diag(explain(\@bad_other));
+        or diag(Test::More::explain(\@bad_other));
     my %final = map { $_ => 1 } qw(completed voicemail busy no_answer failed invalid dnc cancelled);
     my @unfinished = grep { !$final{ $_->{outcome} // '' } } @rows;
-    ok(!@unfinished, "$s: every row in a final state") or diag(explain($unfinished[0]));
+    ok(!@unfinished, "$s: every row in a final state") or diag(Test::More::explain($unfinished[0]));
     is($sum, scalar @rows, "$s: the status' outcomes add up to the rows")
-        or diag(explain($st->{outcomes}));
+        or diag(Test::More::explain($st->{outcomes}));
     my %count;
     $count{ $_->{outcome} // '?' }++ for @rows;
     my %st_count = map { $_ => $st->{outcomes}{$_} } grep { $st->{outcomes}{$_} } keys %{ $st->{outcomes} // {} };
@@ -557,7 +581,7 @@ for my $i (1 .. 200) {
 }
 my $csv = "\x{FEFF}" . join("\r\n", @lines) . "\r\n";
 my ($code, $up) = main::api($main::PortB, 'POST', "/campaigns/$id/rows", $csv, 'text/csv; charset=utf-8');
-is($code, 200, 'main: the CSV is uploaded to node B') or diag(explain($up));
+is($code, 200, 'main: the CSV is uploaded to node B') or diag(Test::More::explain($up));
 is($up->{accepted}, 200, 'main: 200 rows accepted');
 is_deeply({ map { ($_->{to} // '') => $_->{line} } @{ $up->{duplicates} // [] } }, \%dup_line,
           'main: the duplicates, by line');
@@ -574,7 +598,7 @@ my $att = main::check_campaign('main', $id, $st, strict => 1, pace => 1);
 my %by_node;
 $by_node{ $_->{callback_port} // '?' }++ for @$att;
 ok($by_node{$main::PortA} && $by_node{$main::PortB}, 'main: both nodes placed calls')
-    or diag(explain(\%by_node));
+    or diag(Test::More::explain(\%by_node));
 ok(!main::log_crashes(error_log_text() . main::node_b_log()), 'no crash, alert or emerg')
     or diag(join "\n", main::log_crashes(error_log_text() . main::node_b_log()));
 
@@ -582,15 +606,14 @@ ok(!main::log_crashes(error_log_text() . main::node_b_log()), 'no crash, alert o
 
 === TEST 2: node B killed (SIGKILL, master and workers) mid-campaign: the survivor recovers its rows, none dialed twice
 --- check
-my $id = main::create_campaign($main::PortA, 'kill');
-main::upload_json('kill', $id);
+my $id = main::start_campaign('kill');
 # B has calls in flight, and enough of the campaign is dialed
 my $killed_at;
 my $inflight = main::wait_until(60, sub {
     my $att = rest_attempts($main::Rest, $id);
     my @live = grep { $_->{sid} && !defined $_->{t_done} && ($_->{callback_port} // 0) == $main::PortB } @$att;
     @$att >= 15 && @live >= 2 ? \@live : undef });
-ok($inflight, 'kill: node B has calls in flight') or diag(explain(rest_attempts($main::Rest, $id)));
+ok($inflight, 'kill: node B has calls in flight') or diag(Test::More::explain(rest_attempts($main::Rest, $id)));
 my @pids = main::node_b_pids();
 ok(@pids >= 3, 'kill: node B\'s master and two workers') or diag("@pids");
 $killed_at = time;
@@ -605,7 +628,7 @@ my ($code, $res) = main::api($main::PortA, 'GET', "/campaigns/$id/results");
 my @recovered = grep { $orphan{ $_->{row} } } @{ $res->{rows} // [] };
 is(scalar @recovered, scalar keys %orphan, 'kill: the rows node B had in flight are in the results');
 ok(!grep({ ($_->{outcome} // '') !~ /^(completed|voicemail|busy|no_answer|failed|invalid)$/ } @recovered),
-   'kill: and final') or diag(explain(\@recovered));
+   'kill: and final') or diag(Test::More::explain(\@recovered));
 ok(!main::log_crashes(error_log_text()), 'kill: node A did not crash');
 # node B again, for what follows
 main::node_b_start();
@@ -614,8 +637,7 @@ main::node_b_start();
 
 === TEST 3: Redis restarted mid-campaign (append-only file): every row final, none dialed twice
 --- check
-my $id = main::create_campaign($main::PortA, 'redis');
-main::upload_json('redis', $id);
+my $id = main::start_campaign('redis');
 ok(main::wait_until(60, sub { @{ rest_attempts($main::Rest, $id) } >= 20 }), 'redis: 20 calls placed');
 my $from_a = length error_log_text();
 my $from_b = length main::node_b_log();
@@ -650,19 +672,20 @@ my $hms = sub { sprintf '%02d:%02d:%02d', int($_[0] / 3600), int($_[0] / 60) % 6
 my $end = $sod + 3600 > 86400 ? '24:00' : $hms->($sod + 3600);
 my $window = 'daily ' . $hms->($sod) . "-$end Asia/Tokyo";
 diag("window: $window");
-my $id = main::create_campaign($main::PortA, 'window', window => $window);
-main::upload_json('window', $id);
+# the rows with the campaign, on node A
+my $id = main::create_campaign($main::PortA, 'window', window => $window,
+                               rows => main::json_rows('window'));
 my $st = main::status_of($main::PortB, $id);
-ok($st && !$st->{window_open}, 'window: closed at first') or diag(explain($st));
+ok($st && !$st->{window_open}, 'window: closed at first') or diag(Test::More::explain($st));
 is($st->{queued}, 40, 'window: every row queued');
 ok(time < $open_at - 1, 'window: (still closed while checked)');
 # nothing is dialed until it opens
 main::wait_until(10, sub { time >= $open_at });
 my $early = [ grep { $_->{t} < $open_at } @{ rest_attempts($main::Rest, $id) } ];
-ok(!@$early, 'window: nothing dialed while closed') or diag(explain($early));
+ok(!@$early, 'window: nothing dialed while closed') or diag(Test::More::explain($early));
 my $first = main::wait_until(10, sub { my $a = rest_attempts($main::Rest, $id); @$a ? $a->[0] : undef });
 ok($first && $first->{t} < $open_at + 2.5, 'window: dialing starts once it opens')
-    or diag(explain($first));
+    or diag(Test::More::explain($first));
 $st = main::status_of($main::PortA, $id);
 ok($st && $st->{window_open}, 'window: open now');
 $st = main::wait_finished($id, 90);
