@@ -303,7 +303,11 @@ sub create_campaign {
         variables => { clinic => 'さくら歯科' }, %extra });
     is($status, 201, "$s: the campaign is created") or diag(Test::More::explain($r));
     like($r->{id} // '', qr/^c\S+$/, "$s: with its id");
-    return $r->{id} // 'none';
+    is($r->{upload}{accepted}, scalar @{ $extra{rows} }, "$s: its rows accepted")
+        if $extra{rows};
+    # nothing else can be checked without it
+    die "$s: no campaign\n" unless $status == 201 && $r->{id};
+    return $r->{id};
 }
 
 # the rows as JSON (domestic numbers)
