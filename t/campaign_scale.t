@@ -633,6 +633,15 @@ my @recovered = grep { $orphan{ $_->{row} } } @{ $res->{rows} // [] };
 is(scalar @recovered, scalar keys %orphan, 'kill: the rows node B had in flight are in the results');
 ok(!grep({ ($_->{outcome} // '') !~ /^(completed|voicemail|busy|no_answer|failed|invalid)$/ } @recovered),
    'kill: and final') or diag(Test::More::explain(\@recovered));
+# their callbacks went to the dead node: the survivor must have asked
+# Twilio (the call list by number, or the call itself) after the kill
+my @asked = grep { ($_->{kind} // '') eq 'api' && $_->{method} eq 'GET' && $_->{t} > $killed_at
+                   && ($_->{status} // 0) == 200 } @{ sim_records($main::Rest) };
+my @unasked = grep { my $o = $_;
+                     !grep { (url_query('?' . ($_->{query} // ''))->{To} // '') eq $o->{to}
+                             || $_->{path} =~ /\Q$o->{sid}\E\.json$/ } @asked } values %orphan;
+ok(!@unasked, 'kill: Twilio was asked about each call node B left (list by To, or the call)')
+    or diag(Test::More::explain([ map { "$_->{to} $_->{sid}" } @unasked ]));
 ok(!main::log_crashes(error_log_text()), 'kill: node A did not crash');
 # node B again, for what follows
 main::node_b_start();
