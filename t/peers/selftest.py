@@ -1674,6 +1674,7 @@ CALLER_ID = "+81312345678"
 N_HUMAN, N_BUSY, N_NOANS, N_MACHINE, N_HOLD, N_BLOCKED, N_VOICEMAIL = (
     "+81312340001", "+81312340002", "+81312340003", "+81312340004",
     "+81312340005", "+81312340006", "+81312340007")
+N_RETRY = "+81312340008"
 
 
 def independent_signature(token, url, params):
@@ -2105,7 +2106,10 @@ async def test_twilio_rest(tap, procs, tmp):
     script = os.path.join(tmp, "rest-script.json")
     with open(script, "w") as f:
         json.dump({"*": {"outcome": "busy"},
-                   N_BLOCKED: {"error": 21216}}, f)
+                   N_BLOCKED: {"error": 21216},
+                   N_RETRY: {"ring_ms": 10, "attempts": [
+                       {"error": 21217}, {"outcome": "no-answer"},
+                       {"outcome": "completed", "call_ms": 100}]}}, f)
     proc2, info2, log2 = await start_rest(
         procs, "rest-rl", "--rate-limit", "3", "--cps", "2",
         "--fail-next", "1:500", "--script", script, "--ring-ms", "50")
@@ -2153,6 +2157,25 @@ async def test_twilio_rest(tap, procs, tmp):
                f"{N_BLOCKED}", "more_info":
                "https://www.twilio.com/docs/errors/21216", "status": 400},
            "a scripted number refused with 21216", b)
+    tries = []
+    for _ in range(4):
+        tries.append(await wait_for_async(
+            lambda: api2("POST", calls_path(), dict(mk, To=N_RETRY),
+                         auth=auth), lambda r: r[0] != 429, 3))
+    ends = []
+    for r in tries[1:]:
+        end = await wait_for_async(
+            lambda: api2("GET", calls_path(sid=r[2].get("sid", "CA0")),
+                         auth=auth),
+            lambda g: g[0] != 200 or g[2]["status"] not in (
+                "queued", "initiated", "ringing", "in-progress"), 10)
+        ends.append(end and end[2].get("status"))
+    tap.ok(tries[0][0] == 400 and tries[0][2].get("code") == 21217
+           and [t[0] for t in tries[1:]] == [201] * 3
+           and ends == ["no-answer", "completed", "completed"],
+           "script attempts: successive creates to a number play its "
+           "entries in turn, the last one repeats",
+           ([t[:3:2] for t in tries], ends))
     rec2 = None
     proc2.terminate()
     await asyncio.wait_for(proc2.wait(), 5)
@@ -2160,7 +2183,7 @@ async def test_twilio_rest(tap, procs, tmp):
         for line in f:
             if line.startswith("twilio_rest: summary "):
                 rec2 = json.loads(line[len("twilio_rest: summary "):])
-    tap.ok(rec2 is not None and rec2["calls_created"] == 4
+    tap.ok(rec2 is not None and rec2["calls_created"] == 7
            and rec2["create_peak_per_s"] >= 3
            and rec2["error_codes"].get("20429", 0) >= 2,
            "SIGTERM prints the summary (calls created, the create rate "

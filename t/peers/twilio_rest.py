@@ -241,10 +241,18 @@ class StandIn:
         for number, outcome in opts.outcome:
             self.script.setdefault(number, {})["outcome"] = outcome
         for number, entry in self.script.items():
-            if not isinstance(entry, dict) or entry.get(
-                    "outcome", "completed") not in OUTCOMES:
-                raise ValueError(f"{number}: outcome must be one of "
-                                 f"{', '.join(OUTCOMES)}")
+            attempts = entry.get("attempts", []) \
+                if isinstance(entry, dict) else None
+            if not isinstance(attempts, list) or not all(
+                    isinstance(a, dict) and "attempts" not in a
+                    for a in attempts):
+                raise ValueError(f"{number}: attempts must be a list of "
+                                 "entries (without attempts of their own)")
+            for e in [entry] + attempts:
+                if e.get("outcome", "completed") not in OUTCOMES:
+                    raise ValueError(f"{number}: outcome must be one of "
+                                     f"{', '.join(OUTCOMES)}")
+        self.creates_to = collections.Counter()  # create requests per To
         self.loop = asyncio.new_event_loop()
         self.queue = None
         self.next_dial = 0.0
@@ -272,6 +280,15 @@ class StandIn:
                 "scenario": o.scenario, "answered_by": None, "error": None}
         plan.update(self.script.get("*", {}))
         plan.update(self.script.get(to, {}))
+        # "attempts": the n-th create request to the number plays the
+        # n-th entry (the last one once the list is used up)
+        attempts = plan.pop("attempts", None)
+        with self.lock:
+            n = self.creates_to[to]
+            self.creates_to[to] += 1
+        if attempts:
+            plan.update(attempts[min(n, len(attempts) - 1)])
+        plan["attempt"] = n + 1
         return plan
 
     # -- API ------------------------------------------------------------------

@@ -2,6 +2,9 @@ package Twirt::Redis;
 
 # A private redis-server for a test file, on a unix socket in a temporary
 # directory: start, stop, restart on the same socket, pause, redis-cli.
+# It keeps nothing on disk (--save '' --appendonly no) unless started
+# with redis_start_aof(): then every write is in the append-only file
+# before it is answered, and a restart (TERM, start again) finds the data.
 
 use strict;
 use warnings;
@@ -9,8 +12,9 @@ use Exporter 'import';
 use File::Temp qw(tempdir);
 use Time::HiRes qw(sleep time);
 
-our @EXPORT = qw(redis_start redis_stop redis_restart redis_pause
-                 redis_resume redis_cli redis_wait redis_stream_entries);
+our @EXPORT = qw(redis_start redis_start_aof redis_stop redis_restart
+                 redis_pause redis_resume redis_cli redis_wait
+                 redis_stream_entries);
 
 my %server;
 
@@ -33,7 +37,18 @@ sub redis_start {
         sleep 0.02;
     }
     $server{pid} = _slurp("$dir/redis.pid");
+    # the data set is loaded (a restart with an append-only file)
+    $deadline = time + 10;
+    until ((((redis_cli('PING'))[0]) // '') eq 'PONG') {
+        die "redis-server does not answer PING" if time > $deadline;
+        sleep 0.02;
+    }
     return "$dir/redis.sock";
+}
+
+# persistent: the options given after the defaults win
+sub redis_start_aof {
+    return redis_start('--appendonly', 'yes', '--appendfsync', 'always', @_);
 }
 
 sub redis_stop {
