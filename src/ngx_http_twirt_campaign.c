@@ -597,7 +597,8 @@ static ngx_str_t  ngx_http_twirt_lua_claim = ngx_string(
 /*
  * What became of a claimed dial.  ARGV[3] row, ARGV[4] attempt, ARGV[5]
  * the kind: ok (ARGV[6] the CallSid), invalid, failed, pause,
- * rate_limited (ARGV[7] seconds), retry, unknown (ask Twilio), lost
+ * rate_limited (ARGV[7] seconds), retry, unknown (ask Twilio once a
+ * lease is over: a request Twilio took late makes its call late), lost
  * (Twilio has no such call: dial again); ARGV[8] the words; ARGV[9] the
  * lease (ms).  An attempt not placed does not count.
  */
@@ -620,7 +621,7 @@ static ngx_str_t  ngx_http_twirt_lua_report = ngx_string(
       "return {'result', 'calling'} "
     "end "
     "if k == 'unknown' then "
-      "redis.call('ZADD', c .. ':live', now, n) "
+      "redis.call('ZADD', c .. ':live', now + tonumber(ARGV[9]), n) "
       "return {'result', 'unknown'} "
     "end "
     "redis.call('HINCRBY', rowkey(n), 'attempts', -1) "
@@ -893,7 +894,9 @@ ngx_http_twirt_campaign_handler(ngx_http_request_t *r)
         ctx->id.data = seg[1];
         ctx->id.len = len[1];
 
-        if (ngx_http_twirt_sid_valid(&ctx->id) != NGX_OK) {
+        if (ctx->id.len < 3 || ngx_strncmp(ctx->id.data, "CA", 2) != 0
+            || ngx_http_twirt_sid_valid(&ctx->id) != NGX_OK)
+        {
             return ngx_http_twirt_campaign_error(r, NGX_HTTP_BAD_REQUEST,
                                                  "invalid_request", "not a "
                                                  "CallSid");
@@ -1094,7 +1097,7 @@ ngx_http_twirt_campaign_create(ngx_http_request_t *r, ngx_str_t *body)
     json_t                               *req, *v, *set, *rows;
     double                                cps;
     uint32_t                              rnd[2];
-    ngx_int_t                             conc, retries, delay, timeout;
+    ngx_int_t                             rc, conc, retries, delay, timeout;
     ngx_str_t                             argv[1], agent, id;
     const char                           *error, *amd;
     json_error_t                          err;
@@ -1121,12 +1124,15 @@ ngx_http_twirt_campaign_create(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the answer is made before the request's JSON is freed */
+
 #define twirt_bad(...)                                                        \
     do {                                                                      \
+        rc = ngx_http_twirt_campaign_error(r, NGX_HTTP_BAD_REQUEST,           \
+                                           "invalid_request", __VA_ARGS__);   \
         json_decref(req);                                                     \
         json_decref(set);                                                     \
-        return ngx_http_twirt_campaign_error(r, NGX_HTTP_BAD_REQUEST,         \
-                                             "invalid_request", __VA_ARGS__); \
+        return rc;                                                            \
     } while (0)
 
     v = json_object_get(req, "name");

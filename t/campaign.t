@@ -53,8 +53,8 @@ my $script = "$certs/script.json";
     open my $fh, '>', $script or die;
     print $fh JSON::PP->new->encode({
         '+81310000002' => { outcome => 'busy' },
-        '+81310000003' => { outcome => 'busy',
-                            attempts => [{ outcome => 'completed' }] },
+        '+81310000003' => { attempts => [{ outcome => 'busy' },
+                                          { outcome => 'completed' }] },
         '+81310000004' => { outcome => 'no-answer' },
         '+81310000005' => { error => 21217 },
         '+81310000006' => { outcome => 'machine', amd_ms => 1500,
@@ -67,7 +67,7 @@ my $script = "$certs/script.json";
 
 our $Rest = twilio_rest_start(@account, '--script', $script);
 our $Limited = twilio_rest_start(@account, '--rate-limit', '1');
-our $Slow = twilio_rest_start(@account, '--api-delay-ms', '2500');
+our $Slow = twilio_rest_start(@account, '--create-delay-ms', '2500');
 $ENV{TEST_NGINX_REST_PORT} = $Rest->{port};
 $ENV{TEST_NGINX_LIMITED_PORT} = $Limited->{port};
 $ENV{TEST_NGINX_SLOW_PORT} = $Slow->{port};
@@ -141,6 +141,7 @@ add_block_preprocessor(sub {
     twirt_instructions "[scenario:{{scenario}}] [calltag:{{calltag}}] お客様は{{name}}様、ご予約は{{date}}です。";
     twirt_greeting "{{name}}様、さくら歯科です。{{date}}のご予約の確認です。";
     twirt_twilio_account_sid \$TEST_NGINX_ACCOUNT_SID;
+    twirt_twilio_auth_token \$TEST_NGINX_TOKEN;
     twirt_twilio_api_url http://127.0.0.1:$api;
     twirt_outbound_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/twilio/voice;
     twirt_outbound_status_callback http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/twilio/call-status;
@@ -267,15 +268,13 @@ is($r->{'+81310000008'}{outcome}, 'dnc', 'row 7: do not call');
 is($r->{'12345'}{outcome}, 'invalid', 'the invalid number is a row');
 
 # the agent spoke first, with the customer's name
-my $deadline = time + 10;
-my ($greet);
-while (!$greet && time < $deadline) {
-    ($greet) = grep { ($_->{type} // '') eq 'session.update'
-                      && ($_->{session}{instructions} // '') =~ /山田太郎様、ご予約は12月1日/ }
-               map { $_->{received} ? @{ $_->{received} } : () } @{ sim_records($main::Sim) };
-    sleep 0.2 unless $greet;
-}
-ok($greet, 'the agent\'s instructions name the customer and the date');
+my $conn = Twirt::Peers::_sim_conn([$main::Sim], $r->{'+81310000001'}{call_sid});
+my ($update) = grep { ($_->{event}{type} // '') eq 'session.update' } @$conn;
+like($update->{event}{session}{instructions}, qr/お客様は山田太郎様、ご予約は12月1日です/,
+     'the instructions name the customer and the date');
+my ($create) = grep { ($_->{event}{type} // '') eq 'response.create' } @$conn;
+like(JSON::PP->new->encode($create->{event}), qr/山田太郎様、さくら歯科です。12月1日のご予約の確認です/,
+     'the agent speaks first, greeting the customer by name');
 
 my $t = $r->{'+81310000001'}{transcript} // [];
 ok(scalar(@$t), 'the completed call\'s transcript is in the results');
@@ -400,8 +399,8 @@ my ($st, $c) = api('POST', '/campaigns/', { name => 'rows', from => $main::From,
 is($st, 201, 'rows with faults: created');
 is($c->{upload}{accepted}, 1, 'the good row kept');
 is_deeply([map { $_->{row} } @{ $c->{upload}{invalid} }], [2, 3, 4, 5], 'each bad one reported by row');
-like($c->{upload}{invalid}[3]{error}, qr/must be a string/, 'a variable that is not a string');
-like($c->{upload}{invalid}[4]{error}, qr/characters/, 'a variable too long for Twilio');
+like($c->{upload}{invalid}[2]{error}, qr/must be a string/, 'a variable that is not a string');
+like($c->{upload}{invalid}[3]{error}, qr/characters/, 'a variable too long for Twilio');
 
 
 
@@ -476,7 +475,7 @@ like(results($id)->{'+81310000202'}{detail} // '', qr/dial time/, 'the outcome s
 my ($st, $c) = api('POST', '/campaigns/', { name => 'auth', from => $main::From,
     rows => [{ to => '03-1000-0301' }, { to => '03-1000-0302' }] });
 my $id = $c->{id};
-my $s = status_until($id, sub { $_[0]{status} eq 'paused' });
+my $s = status_until($id, sub { $_[0]{status} eq 'paused' && $_[0]{queued} == 2 });
 is($s->{status}, 'paused', 'paused');
 like($s->{error} // '', qr/credentials.*20003/, 'the error says why');
 is($s->{queued}, 2, 'both rows still queued');
@@ -531,7 +530,7 @@ like($r->{call_sid}, qr/^CA/, 'its call adopted');
 my $port = $main::Rest->{port};
 my $sock = IO::Socket::INET->new("127.0.0.1:$port") or die;
 print $sock "POST /_stand_in/fail?count=2&status=503 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-local $/; my $ans = <$sock>;
+my $ans = do { local $/; <$sock> };
 like($ans, qr/^HTTP\/1\.[01] 2/, 'the stand-in will fail twice');
 my ($st, $c) = api('POST', '/campaigns/', { name => '503', from => $main::From,
     rows => [{ to => '03-1000-0601' }] });
@@ -563,14 +562,9 @@ like($api->{callback}, qr/campaign=$id/, 'the callbacks carry the row');
 my $r = results($id)->{'+81310000006'};
 like($r->{answered_by}, qr/^machine/, 'answered by a machine');
 is($r->{end_reason}, 'machine', 'the call ended for the machine');
-my $deadline = time + 10;
-my $said;
-while (!$said && time < $deadline) {
-    ($said) = grep { ($_->{type} // '') eq 'response.create'
-                     && $json->encode($_) =~ /折り返しお願いします/ }
-              map { $_->{received} ? @{ $_->{received} } : () } @{ sim_records($main::Sim) };
-    sleep 0.2 unless $said;
-}
+my $conn = Twirt::Peers::_sim_conn([$main::Sim], $r->{call_sid});
+my ($said) = grep { ($_->{event}{type} // '') eq 'response.create'
+                    && JSON::PP->new->encode($_->{event}) =~ /折り返しお願いします/ } @$conn;
 ok($said, 'the agent was asked to leave the message');
 
 
@@ -585,7 +579,8 @@ my $sid;
 while (!$sid && time < $deadline) {
     my $r = results($id)->{'+81310000007'};
     $sid = $r->{call_sid} if $r && ($r->{state} // '') eq 'calling'
-        && ($r->{end_reason} // '') eq '' && redis_cli('HGET', "twirt:call:$r->{call_sid}", 'worker') =~ /\S/;
+        && ($r->{end_reason} // '') eq ''
+        && ((redis_cli('--raw', 'HGET', "twirt:call:$r->{call_sid}", 'worker'))[0] // '') =~ /:\d+$/;
     sleep 0.1 unless $sid;
 }
 ok($sid, 'the call is live');

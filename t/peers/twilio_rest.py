@@ -931,6 +931,9 @@ class Handler(BaseHTTPRequestHandler):
         o = si.opts
         if o.api_delay_ms:
             time.sleep(o.api_delay_ms / 1000)
+        if o.create_delay_ms and method == "POST" \
+                and path.endswith("/Calls.json"):
+            time.sleep(o.create_delay_ms / 1000)
         with si.lock:
             if si.fail_next[0] > 0:
                 si.fail_next[0] -= 1
@@ -1051,6 +1054,9 @@ def build_parser():
                    help="more than N API requests at once: 429 / 20429")
     p.add_argument("--api-delay-ms", type=int, default=0,
                    help="every API request takes this long")
+    p.add_argument("--create-delay-ms", type=int, default=0,
+                   help="create requests (POST Calls.json) take this long "
+                   "more: a client that gives up first still made the call")
     p.add_argument("--fail-next", type=parse_fail, metavar="K[:STATUS]",
                    help="answer the next K API requests with 500 or 503")
     p.add_argument("--script", metavar="FILE.json",
