@@ -605,11 +605,15 @@ static ngx_str_t  ngx_http_twirt_lua_claim = ngx_string(
 static ngx_str_t  ngx_http_twirt_lua_report = ngx_string(
     NGX_HTTP_TWIRT_LUA_HEAD
     "local n = ARGV[3] "
-    "local r = redis.call('HMGET', rowkey(n), 'state', 'attempts') "
+    "local k = ARGV[5] "
+    "local r = redis.call('HMGET', rowkey(n), 'state', 'attempts', 'sid') "
+    "if k == 'ok' and r[2] == ARGV[4] and r[3] == ARGV[6] then "
+      /* a callback of the call came first */
+      "return {'result', 'known'} "
+    "end "
     "if r[1] ~= 'dialing' or r[2] ~= ARGV[4] then "
       "return {'result', 'stale'} "
     "end "
-    "local k = ARGV[5] "
     "if k == 'ok' then "
       "redis.call('HSET', rowkey(n), 'state', 'calling', 'sid', ARGV[6]) "
       "redis.call('ZADD', c .. ':live', now + tonumber(ARGV[9]), n) "

@@ -157,6 +157,7 @@ add_block_preprocessor(sub {
     }
 CONF
     my $token = $block->token // '$TEST_NGINX_TOKEN';
+    my $extra = $block->campaign_conf // '';
     $block->set_value('config', <<"CONF" . ($block->config // ''));
     location = /ping { return 200 'ok'; }
     location /campaigns/ {
@@ -165,6 +166,7 @@ CONF
         client_max_body_size 8m;
         twirt_campaigns;
         twirt_twilio_auth_token $token;
+        $extra
     }
     location = /twilio/voice {
         twirt_twiml;
@@ -506,10 +508,12 @@ ok(log_wait(qr/not placed, rate_limited/), 'the back-off is logged');
 
 
 
-=== TEST 8: Twilio's server errors are retried with back-off; an answer that never came is asked about before the row is dialed again
+=== TEST 8: an answer that never came (and callbacks that never come): Twilio's list of calls is asked before the row is dialed again, then the call itself
 --- api_port: $TEST_NGINX_SLOW_PORT
 --- http_config
     twirt_twilio_timeout 1s;
+--- campaign_conf
+twirt_outbound_status_callback http://127.0.0.1:9/lost;
 --- check
 my ($st, $c) = api('POST', '/campaigns/', { name => 'slow', from => $main::From,
     rows => [{ to => '03-1000-0501' }] });
@@ -522,6 +526,7 @@ ok(log_wait(qr/its dial's answer was lost, Twilio has call CA/), 'found in Twili
 my $r = results($id)->{'+81310000501'};
 is($r->{attempts}, 1, 'one attempt');
 like($r->{call_sid}, qr/^CA/, 'its call adopted');
+ok(log_wait(qr/Twilio says call CA\w+ is completed/), 'its end learned from Twilio');
 
 
 
