@@ -1904,7 +1904,6 @@ ngx_http_twirt_campaign_arrays(json_t *obj)
 {
     size_t       i;
     json_t      *v, *row;
-    const char  *key;
 
     static const char  *arrays[] = {
         "duplicates", "invalid", "dnc", "rows", "campaigns", "numbers", NULL
@@ -1924,11 +1923,8 @@ ngx_http_twirt_campaign_arrays(json_t *obj)
         json_array_foreach(v, i, row) {
             ngx_http_twirt_campaign_times(row);
 
-            json_object_foreach(row, key, v) {
-                if (ngx_strcmp(key, "variables") == 0 && json_is_array(v)) {
-                    json_object_set_new(row, key, json_object());
-                    break;
-                }
+            if (json_is_array(json_object_get(row, "variables"))) {
+                json_object_set_new(row, "variables", json_object());
             }
         }
     }
