@@ -2425,16 +2425,19 @@ static ngx_int_t
 ngx_http_twirt_campaign_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *kind, const char *fmt, ...)
 {
-    u_char   *p, text[512];
-    va_list   args;
+    u_char                     *p, text[512];
+    va_list                     args;
+    ngx_http_twirt_log_text_t   t;
 
     va_start(args, fmt);
     p = ngx_vslprintf(text, text + sizeof(text), fmt, args);
     va_end(args);
 
+    /* the words may quote the request (a CSV's column): escaped */
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "twirt: campaign request refused with %ui, %s: %*s",
-                  status, kind, p - text, text);
+                  "twirt: campaign request refused with %ui, %s: %V",
+                  status, kind, ngx_http_twirt_log_text(&t, text, p - text));
 
     if (r->headers_in.content_length_n > 0 && !r->request_body
         && ngx_http_discard_request_body(r) != NGX_OK)
@@ -4087,8 +4090,6 @@ ngx_http_twirt_campaigns(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_twirt_campaign_init_process(ngx_cycle_t *cycle)
 {
-    u_char                               *p;
-    ngx_str_t                            *node;
     ngx_http_twirt_dispatcher_t          *d;
     ngx_http_twirt_campaign_main_conf_t  *cmcf;
 
@@ -4121,15 +4122,7 @@ ngx_http_twirt_campaign_init_process(ngx_cycle_t *cycle)
     d->cmcf = cmcf;
     d->log = cycle->log;
 
-    node = ngx_http_twirt_redis_node();
-
-    p = ngx_pnalloc(cycle->pool, node->len + 1 + NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    d->worker.data = p;
-    d->worker.len = ngx_sprintf(p, "%V:%P", node, ngx_pid) - p;
+    d->worker = *ngx_http_twirt_control_worker();
 
     d->timer.handler = ngx_http_twirt_dispatch_tick;
     d->timer.data = d;
