@@ -33,6 +33,7 @@
 #include "ngx_http_twirt_escape.h"
 #include "ngx_http_twirt_phone.h"
 #include "ngx_http_twirt_redis.h"
+#include "ngx_http_twirt_metrics.h"
 #include "ngx_http_twirt_twiml.h"
 #include "ngx_http_twirt_twilio.h"
 #include "ngx_http_twirt_outbound.h"
@@ -3360,6 +3361,8 @@ ngx_http_twirt_job_dialed(ngx_http_twirt_http_t *h)
                       "twirt: campaign %V row %V attempt %V: call %V "
                       "placed", &job->id, &job->row, &job->attempt, &s);
 
+        ngx_http_twirt_metrics_dial("ok");
+
         ngx_http_twirt_job_report(job, "ok", &s, 0, "");
         json_decref(a.json);
         return;
@@ -3422,6 +3425,8 @@ ngx_http_twirt_job_dialed(ngx_http_twirt_http_t *h)
     ngx_log_error(NGX_LOG_WARN, job->log, 0,
                   "twirt: campaign %V row %V attempt %V not placed, %s: %s",
                   &job->id, &job->row, &job->attempt, kind, words);
+
+    ngx_http_twirt_metrics_dial(kind);
 
     ngx_http_twirt_job_report(job, kind, NULL, a.retry_after,
                               (char *) words);

@@ -423,6 +423,28 @@ ngx_http_twirt_metrics_transfer(ngx_http_twirt_transfer_result_e result)
 }
 
 
+/* the report kinds of ngx_http_twirt_campaign.c, as the label's values */
+static const char  *ngx_http_twirt_dial_results[] = {
+    "ok", "invalid", "failed", "pause", "rate_limited", "retry", "unknown"
+};
+
+
+void
+ngx_http_twirt_metrics_dial(const char *kind)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i <= NGX_HTTP_TWIRT_M_DIAL_LAST - NGX_HTTP_TWIRT_M_DIAL_OK;
+         i++)
+    {
+        if (ngx_strcmp(ngx_http_twirt_dial_results[i], kind) == 0) {
+            ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_DIAL_OK + i, 1);
+            return;
+        }
+    }
+}
+
+
 void
 ngx_http_twirt_metrics_error(ngx_http_twirt_error_e kind)
 {
@@ -710,6 +732,19 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
                      c[NGX_HTTP_TWIRT_M_CONTROL_APPLIED],
                      c[NGX_HTTP_TWIRT_M_CONTROL_UNKNOWN_CALL],
                      c[NGX_HTTP_TWIRT_M_CONTROL_INVALID]);
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_campaign_dials_total",
+            "counter", "Campaigns' dials, by what Twilio's REST API "
+            "answered.");
+
+    for (i = 0; i <= NGX_HTTP_TWIRT_M_DIAL_LAST - NGX_HTTP_TWIRT_M_DIAL_OK;
+         i++)
+    {
+        p = ngx_slprintf(p, end,
+                         "twirt_campaign_dials_total{result=\"%s\"} %uL\n",
+                         ngx_http_twirt_dial_results[i],
+                         c[NGX_HTTP_TWIRT_M_DIAL_OK + i]);
+    }
 
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");

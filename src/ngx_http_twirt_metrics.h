@@ -54,6 +54,11 @@ typedef enum {
                                               applied to a call here */
     NGX_HTTP_TWIRT_M_CONTROL_UNKNOWN_CALL, /* no such live call here */
     NGX_HTTP_TWIRT_M_CONTROL_INVALID,      /* not a control message */
+    NGX_HTTP_TWIRT_M_DIAL_OK,              /* campaigns' dials, by what
+                                              Twilio answered: one per
+                                              ngx_http_twirt_dial_results,
+                                              in its order */
+    NGX_HTTP_TWIRT_M_DIAL_LAST = NGX_HTTP_TWIRT_M_DIAL_OK + 6,
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 
@@ -87,6 +92,9 @@ void ngx_http_twirt_metrics_transfer(ngx_http_twirt_transfer_result_e result);
 
 /* an error of this kind happened; NGX_HTTP_TWIRT_ERR_NONE counts nothing */
 void ngx_http_twirt_metrics_error(ngx_http_twirt_error_e kind);
+
+/* a campaign's dial, by its kind ("ok", "invalid", ...) */
+void ngx_http_twirt_metrics_dial(const char *kind);
 
 /* the location content handler of "twirt_status" */
 ngx_int_t ngx_http_twirt_metrics_handler(ngx_http_request_t *r);

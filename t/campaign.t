@@ -174,6 +174,7 @@ CONF
         twirt_parameter calltag \$twirt_param_CallSid;
     }
     location = /twilio/call-status { twirt_call_status; }
+    location = /status { twirt_status; }
 CONF
 });
 
@@ -505,6 +506,11 @@ is(scalar @placed, 6, 'each row placed once');
 my %to = map { $_->{to} => 1 } @placed;
 is(scalar keys %to, 6, 'six numbers');
 ok(log_wait(qr/not placed, rate_limited/), 'the back-off is logged');
+my (undef, $m) = http_get_text('/status');
+my ($ok) = $m =~ /^twirt_campaign_dials_total\{result="ok"\} (\d+)$/m;
+my ($rl) = $m =~ /^twirt_campaign_dials_total\{result="rate_limited"\} (\d+)$/m;
+is($ok, 6, 'the dials counted by result: placed');
+is($rl, scalar @refused, 'and rate limited');
 
 
 
