@@ -51,7 +51,9 @@ ngx_http_twirt_http_create(ngx_log_t *log)
         return NULL;
     }
 
+    /* the owner's log may go with the owner, inside the handler */
     *h->log = *log;
+    pool->log = h->log;
     h->pool = pool;
     h->peer = "HTTP peer";
     h->timeout = 10000;
