@@ -40,6 +40,7 @@ static ngx_int_t ngx_http_twirt_outbound_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *kind, const char *fmt, ...);
 static size_t ngx_http_twirt_form_escape(u_char *dst, u_char *src,
     size_t len);
+static void ngx_http_twirt_outbound_env(ngx_str_t *value, const char *name);
 
 
 /* Twilio's codes, by what they mean for the API's user */
@@ -945,6 +946,20 @@ ngx_http_twirt_form_escape(u_char *dst, u_char *src, size_t len)
 }
 
 
+/* a variable of the environment nginx was started with; "": none */
+
+static void
+ngx_http_twirt_outbound_env(ngx_str_t *value, const char *name)
+{
+    char  *v;
+
+    v = getenv(name);
+
+    value->data = (u_char *) v;
+    value->len = v ? ngx_strlen(v) : 0;
+}
+
+
 /*
  * Configuration time, for a twirt_calls location: what a call needs, the
  * TLS context, the path of Calls.json and the headers with the
@@ -957,16 +972,34 @@ ngx_http_twirt_outbound_init_conf(ngx_conf_t *cf,
 {
     u_char      *p;
     size_t       len;
-    ngx_str_t    user, pass, plain, basic, base;
+    ngx_str_t    user, pass, plain, basic, base, env_key, env_secret,
+                 env_token;
 
     static const char  *directives[2] = {
         "twirt_twilio_api_url", "twirt_twilio_ssl_verify"
     };
 
+    /*
+     * What the configuration does not say may come from nginx's own
+     * environment, as Twilio's tools name it: TWILIO_ACCOUNT_SID, then
+     * TWILIO_API_KEY and TWILIO_API_SECRET, or TWILIO_AUTH_TOKEN
+     */
+
+    if (conf->account_sid.len == 0) {
+        ngx_http_twirt_outbound_env(&conf->account_sid, "TWILIO_ACCOUNT_SID");
+    }
+
     if (conf->account_sid.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"twirt_calls\" needs \"twirt_twilio_account_sid\"");
+                           "\"twirt_calls\" needs \"twirt_twilio_account_sid\" "
+                           "(or TWILIO_ACCOUNT_SID in the environment)");
         return NGX_ERROR;
+    }
+
+    if (conf->twilio_key.len == 0 && conf->auth_token.len == 0) {
+        ngx_http_twirt_outbound_env(&env_key, "TWILIO_API_KEY");
+        ngx_http_twirt_outbound_env(&env_secret, "TWILIO_API_SECRET");
+        ngx_http_twirt_outbound_env(&env_token, "TWILIO_AUTH_TOKEN");
     }
 
     if (conf->twilio_key.len) {
@@ -977,11 +1010,21 @@ ngx_http_twirt_outbound_init_conf(ngx_conf_t *cf,
         user = conf->account_sid;
         pass = conf->auth_token;
 
+    } else if (env_key.len && env_secret.len) {
+        user = env_key;
+        pass = env_secret;
+
+    } else if (env_token.len) {
+        user = conf->account_sid;
+        pass = env_token;
+
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"twirt_calls\" needs credentials: "
                            "\"twirt_twilio_auth_token\" (or its \"_file\"), "
-                           "or \"twirt_twilio_api_key\" (or its \"_file\")");
+                           "or \"twirt_twilio_api_key\" (or its \"_file\"), "
+                           "or TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and "
+                           "TWILIO_API_SECRET) in the environment");
         return NGX_ERROR;
     }
 

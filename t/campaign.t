@@ -36,6 +36,9 @@ our $From = '+81300000000';
 $ENV{TEST_NGINX_ACCOUNT_SID} = $Sid;
 $ENV{TEST_NGINX_TOKEN} = $Token;
 $ENV{TEST_NGINX_TLS_PORT} = server_port() + 1;
+# what a block without credentials in its configuration gets (TEST 12)
+$ENV{TWILIO_ACCOUNT_SID} = $Sid;
+$ENV{TWILIO_AUTH_TOKEN} = $Token;
 
 $ENV{TEST_NGINX_REDIS_SOCKET} = redis_start();
 
@@ -133,6 +136,10 @@ add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value('request', "GET /ping\n") unless defined $block->request;
     my $api = $block->api_port // '$TEST_NGINX_REST_PORT';
+    my $creds = defined $block->env_credentials ? '' : <<'CREDS';
+    twirt_twilio_account_sid $TEST_NGINX_ACCOUNT_SID;
+    twirt_twilio_auth_token $TEST_NGINX_TOKEN;
+CREDS
     $block->set_value('http_config', <<"CONF" . ($block->http_config // ''));
     twirt_openai_url ws://127.0.0.1:\$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime;
     twirt_openai_api_key sk-test;
@@ -140,8 +147,7 @@ add_block_preprocessor(sub {
     twirt_redis_timeout 10s;            # nginx may run under valgrind
     twirt_instructions "[scenario:{{scenario}}] [calltag:{{calltag}}] お客様は{{name}}様、ご予約は{{date}}です。";
     twirt_greeting "{{name}}様、さくら歯科です。{{date}}のご予約の確認です。";
-    twirt_twilio_account_sid \$TEST_NGINX_ACCOUNT_SID;
-    twirt_twilio_auth_token \$TEST_NGINX_TOKEN;
+$creds
     twirt_twilio_api_url http://127.0.0.1:$api;
     twirt_outbound_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/twilio/voice;
     twirt_outbound_status_callback http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/twilio/call-status;
@@ -157,6 +163,8 @@ add_block_preprocessor(sub {
     }
 CONF
     my $token = $block->token // '$TEST_NGINX_TOKEN';
+    my $token_line = defined $block->env_credentials ? ''
+                   : "twirt_twilio_auth_token $token;";
     my $extra = $block->campaign_conf // '';
     $block->set_value('config', <<"CONF" . ($block->config // ''));
     location = /ping { return 200 'ok'; }
@@ -165,7 +173,7 @@ CONF
         deny all;
         client_max_body_size 8m;
         twirt_campaigns;
-        twirt_twilio_auth_token $token;
+        $token_line
         $extra
     }
     location = /twilio/voice {
@@ -603,3 +611,17 @@ is($s->{outcomes}{completed}, 1, 'the call ended, completed');
 is(results($id)->{'+81310000007'}{end_reason}, 'hangup', 'hung up by the API');
 my ($again) = api('POST', "/campaigns/calls/$sid/hangup");
 is($again, 409, 'an ended call: 409');
+
+
+
+=== TEST 12: the credentials from nginx's environment (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN) when the configuration has none; never logged
+--- env_credentials
+--- check
+my ($st, $c) = api('POST', '/campaigns/', { name => 'env', from => $main::From,
+    rows => [{ to => '03-1000-0901' }] });
+my $id = $c->{id};
+my $s = finished($id, 30);
+is($s->{outcomes}{completed}, 1, 'dialed with the environment\'s credentials');
+my ($a) = @{ rest_attempts($main::Rest, $id) };
+is($a->{http}, 201, 'Twilio took them');
+unlike(error_log_text(), qr/\Q$main::Token\E/, 'the token is never logged');
