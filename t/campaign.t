@@ -25,6 +25,8 @@ use Twirt::StandIn;
 use Test::Nginx::Socket 'no_plan';
 
 log_level('info');
+master_on();
+workers(2);             # any worker dispatches; Redis coordinates them
 
 my $certs = tempdir(CLEANUP => 1);
 system("$FindBin::Bin/../util/certs", $certs) == 0 or die "util/certs failed";
@@ -625,3 +627,23 @@ is($s->{outcomes}{completed}, 1, 'dialed with the environment\'s credentials');
 my ($a) = @{ rest_attempts($main::Rest, $id) };
 is($a->{http}, 201, 'Twilio took them');
 unlike(error_log_text(), qr/\Q$main::Token\E/, 'the token is never logged');
+
+
+
+=== TEST 13: a reload mid-campaign changes nothing: every row dialed once, every row final
+--- check
+my @rows = map { { to => sprintf('+8131000%04d', 700 + $_) } } 1 .. 12;
+my ($st, $c) = api('POST', '/campaigns/', { name => 'reload', from => $main::From,
+    cps => 4, concurrency => 4, rows => \@rows });
+my $id = $c->{id};
+status_until($id, sub { $_[0]{dialed} >= 3 });
+my $root = $ENV{TEST_NGINX_SERVROOT} || "$FindBin::Bin/servroot";
+open my $fh, '<', "$root/logs/nginx.pid" or die "no pid file: $!";
+chomp(my $pid = <$fh>);
+kill 'HUP', $pid or die "kill HUP $pid: $!";
+ok(log_wait(qr/signal 1 \(SIGHUP\) received/), 'nginx reloads');
+my $s = finished($id, 60);
+is($s->{outcomes}{completed}, 12, 'every row completed');
+my $by = attempts_by_row(rest_attempts($main::Rest, $id));
+is_deeply([dial_problems($by, 0, [1 .. 12])], [], 'each row dialed once');
+is(scalar(map { @$_ } values %$by), 12, 'twelve calls');
