@@ -445,7 +445,12 @@ ngx_http_twirt_redis_cancel(void *handle)
 
     rd = handle;
 
-    if (rd == NULL) {
+    /*
+     * The worker exits: the connection is gone and every read was freed
+     * with it (modules after this one cancel theirs from their own exit)
+     */
+
+    if (rd == NULL || ngx_http_twirt_redis_worker.exiting) {
         return;
     }
 

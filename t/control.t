@@ -28,6 +28,7 @@ add_block_preprocessor(sub {
     twirt_openai_api_key sk-test;
     twirt_instructions "[scenario:{{scenario}}] [calltag:{{calltag}}]";
     twirt_redis unix:$TEST_NGINX_REDIS_SOCKET;
+    twirt_redis_timeout 10s;            # nginx may run under valgrind
 CONF
     $block->set_value('config', <<'CONF' . ($block->config // ''));
     location = /ping { return 200 'ok'; }
