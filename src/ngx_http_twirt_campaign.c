@@ -115,6 +115,14 @@ typedef struct {
     ngx_str_t                      rows;      /* the script's argument */
     ngx_uint_t                     cleanup;   /* its handler is set */
     ngx_uint_t                     control;   /* read is a control's */
+
+    /* while Redis is not connected: the script, tried again */
+    ngx_event_t                    retry;
+    ngx_uint_t                     tries;
+    ngx_str_t                     *script;
+    ngx_str_t                      script_id;
+    ngx_uint_t                     argc;
+    ngx_str_t                     *argv;
     json_t                        *created;   /* the create's answer */
 } ngx_http_twirt_campaign_ctx_t;
 
@@ -152,15 +160,12 @@ static void ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
 static ngx_int_t ngx_http_twirt_campaign_csv(ngx_http_request_t *r,
     json_t *res);
 static void ngx_http_twirt_campaign_times(json_t *obj);
-static ngx_int_t ngx_http_twirt_campaign_send(ngx_http_request_t *r,
-    ngx_uint_t status, const char *type, u_char *data, size_t len);
-static ngx_int_t ngx_http_twirt_campaign_json(ngx_http_request_t *r,
-    ngx_uint_t status, json_t *json);
 static ngx_int_t ngx_http_twirt_campaign_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *kind, const char *fmt, ...);
 static ngx_int_t ngx_http_twirt_campaign_hold(ngx_http_request_t *r,
     ngx_http_twirt_campaign_ctx_t *ctx);
 static void ngx_http_twirt_campaign_cleanup(void *data);
+static void ngx_http_twirt_campaign_retry(ngx_event_t *ev);
 static void ngx_http_twirt_campaign_controlled(void *data,
     ngx_http_twirt_control_result_e result);
 
@@ -195,6 +200,9 @@ static void ngx_http_twirt_job_finish(ngx_http_twirt_job_t *job,
 static void ngx_http_twirt_job_reported(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
 static void ngx_http_twirt_job_hangup(ngx_http_twirt_job_t *job);
+static ngx_int_t ngx_http_twirt_job_request(ngx_http_twirt_job_t *job,
+    const char *method, ngx_str_t *uri, ngx_str_t *body,
+    ngx_http_twirt_http_pt handler);
 static void ngx_http_twirt_job_hung_up(ngx_http_twirt_http_t *h);
 static ngx_int_t ngx_http_twirt_job_url(ngx_http_twirt_job_t *job,
     ngx_str_t *base, ngx_uint_t vars, ngx_uint_t amd, ngx_str_t *url);
@@ -1779,6 +1787,41 @@ ngx_http_twirt_campaign_run(ngx_http_request_t *r, ngx_str_t *script,
                                       ngx_http_twirt_campaign_answered, ctx,
                                       &ctx->read);
 
+    if (rc == NGX_DECLINED && ctx->tries < 20) {
+
+        /*
+         * Redis is not connected (yet: a worker just started, or it is
+         * reconnecting): the request waits for it, 2 s at most
+         */
+
+        if (script != ctx->script || argv != ctx->argv) {
+            /* not a retry: kept for the retries */
+            ctx->script = script;
+            ctx->script_id = *id;
+            ctx->argc = argc;
+
+            ctx->argv = ngx_palloc(r->pool, (argc + 1) * sizeof(ngx_str_t));
+            if (ctx->argv == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_memcpy(ctx->argv, argv, argc * sizeof(ngx_str_t));
+        }
+
+        ctx->tries++;
+        ctx->retry.handler = ngx_http_twirt_campaign_retry;
+        ctx->retry.data = ctx;
+        ctx->retry.log = r->connection->log;
+
+        ngx_add_timer(&ctx->retry, 100);
+
+        if (ngx_http_twirt_campaign_hold(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_DONE;
+    }
+
     if (rc == NGX_DECLINED) {
         return ngx_http_twirt_campaign_error(r,
                                              NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -1829,12 +1872,42 @@ ngx_http_twirt_campaign_hold(ngx_http_request_t *r,
 
 
 static void
+ngx_http_twirt_campaign_retry(ngx_event_t *ev)
+{
+    ngx_http_twirt_campaign_ctx_t *ctx = ev->data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    rc = ngx_http_twirt_campaign_run(r, ctx->script, &ctx->script_id,
+                                     ctx->argc, ctx->argv, ctx->what);
+
+    if (rc == NGX_DONE) {
+        /* still the one reference of the first try */
+        r->main->count--;
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
 ngx_http_twirt_campaign_cleanup(void *data)
 {
     ngx_http_twirt_campaign_ctx_t *ctx = data;
 
     json_decref(ctx->created);
     ctx->created = NULL;
+
+    if (ctx->retry.timer_set) {
+        ngx_del_timer(&ctx->retry);
+    }
 
     if (ctx->read) {
         if (ctx->control) {
@@ -1868,7 +1941,7 @@ ngx_http_twirt_campaign_controlled(void *data,
     switch (result) {
 
     case NGX_HTTP_TWIRT_CONTROL_QUEUED:
-        rc = ngx_http_twirt_campaign_json(r, NGX_HTTP_ACCEPTED,
+        rc = ngx_http_twirt_send_json(r, NGX_HTTP_ACCEPTED,
                                           json_pack("{s:s%,s:s}", "call_sid",
                                                     ctx->id.data,
                                                     ctx->id.len, "result",
@@ -2072,7 +2145,7 @@ ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
     case NGX_HTTP_TWIRT_API_CREATE:
 
         if (ctx->rows.len == 0) {
-            rc = ngx_http_twirt_campaign_json(r, NGX_HTTP_CREATED, json);
+            rc = ngx_http_twirt_send_json(r, NGX_HTTP_CREATED, json);
             break;
         }
 
@@ -2096,7 +2169,7 @@ ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
         json_object_set_new(ctx->created, "upload", json);
         json = ctx->created;
         ctx->created = NULL;
-        rc = ngx_http_twirt_campaign_json(r, NGX_HTTP_CREATED, json);
+        rc = ngx_http_twirt_send_json(r, NGX_HTTP_CREATED, json);
         break;
 
     case NGX_HTTP_TWIRT_API_CSV:
@@ -2105,7 +2178,7 @@ ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
         break;
 
     default:
-        rc = ngx_http_twirt_campaign_json(r, NGX_HTTP_OK, json);
+        rc = ngx_http_twirt_send_json(r, NGX_HTTP_OK, json);
     }
 
 done:
@@ -2341,84 +2414,7 @@ ngx_http_twirt_campaign_csv(ngx_http_request_t *r, json_t *res)
     r->headers_out.content_type_len = sizeof("text/csv; charset=utf-8") - 1;
     ngx_str_set(&r->headers_out.content_type, "text/csv; charset=utf-8");
 
-    return ngx_http_twirt_campaign_send(r, NGX_HTTP_OK, NULL, buf, size);
-}
-
-
-/* type NULL: set by the caller */
-
-static ngx_int_t
-ngx_http_twirt_campaign_send(ngx_http_request_t *r, ngx_uint_t status,
-    const char *type, u_char *data, size_t len)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = data;
-    b->last = data + len;
-    b->memory = 1;
-    b->last_buf = (r == r->main);
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-
-    if (type) {
-        r->headers_out.content_type.data = (u_char *) type;
-        r->headers_out.content_type.len = ngx_strlen(type);
-        r->headers_out.content_type_len = r->headers_out.content_type.len;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-/* json: taken (NULL: out of memory) */
-
-static ngx_int_t
-ngx_http_twirt_campaign_json(ngx_http_request_t *r, ngx_uint_t status,
-    json_t *json)
-{
-    char    *text;
-    u_char  *p;
-    size_t   len;
-
-    text = json ? json_dumps(json, JSON_COMPACT|JSON_SORT_KEYS) : NULL;
-    json_decref(json);
-
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = ngx_strlen(text);
-
-    p = ngx_pnalloc(r->pool, len + 1);
-    if (p == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(p, text, len);
-    p[len] = LF;
-    free(text);
-
-    return ngx_http_twirt_campaign_send(r, status, "application/json", p,
-                                        len + 1);
+    return ngx_http_twirt_send(r, NGX_HTTP_OK, NULL, buf, size);
 }
 
 
@@ -2446,7 +2442,7 @@ ngx_http_twirt_campaign_error(ngx_http_request_t *r, ngx_uint_t status,
         r->keepalive = 0;
     }
 
-    return ngx_http_twirt_campaign_json(r, status,
+    return ngx_http_twirt_send_json(r, status,
                json_pack("{s:{s:s,s:s%}}", "error", "kind", kind,
                          "message", text, (size_t) (p - text)));
 }
@@ -3245,7 +3241,6 @@ ngx_http_twirt_job_dial(ngx_event_t *ev)
     ngx_http_twirt_job_t *job = ev->data;
 
     ngx_str_t                             form, *amd, *timeout;
-    ngx_http_twirt_http_t                *h;
     ngx_http_twirt_place_t                pl;
     ngx_http_twirt_loc_conf_t            *tlcf;
     ngx_http_twirt_campaign_main_conf_t  *cmcf;
@@ -3293,25 +3288,14 @@ ngx_http_twirt_job_dial(ngx_event_t *ev)
         goto failed;
     }
 
-    h = ngx_http_twirt_twilio_request(tlcf, cmcf->clcf, job->log, "POST",
-                                      &tlcf->twilio_calls_uri, &form);
-    if (h == NULL) {
-        goto failed;
-    }
-
-    h->log->action = "placing a campaign's call through Twilio's REST API";
-    h->data = job;
-    h->handler = ngx_http_twirt_job_dialed;
-
-    job->http = h;
-
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, job->log, 0,
                    "twirt: campaign %V row %V attempt %V: dialing",
                    &job->id, &job->row, &job->attempt);
 
-    if (ngx_http_twirt_http_start(h) != NGX_OK) {
-        ngx_http_twirt_http_cancel(h);
-        job->http = NULL;
+    if (ngx_http_twirt_job_request(job, "POST", &tlcf->twilio_calls_uri,
+                                   &form, ngx_http_twirt_job_dialed)
+        != NGX_OK)
+    {
         ngx_http_twirt_job_report(job, "retry", NULL, 0,
                                   "could not start a request to the Twilio "
                                   "API");
@@ -3582,48 +3566,72 @@ ngx_http_twirt_job_reported(void *data, ngx_int_t rc, ngx_array_t *pairs)
 static void
 ngx_http_twirt_job_hangup(ngx_http_twirt_job_t *job)
 {
+    ngx_str_t  form;
+
+    ngx_str_set(&form, "Status=completed");
+
+    job->kind = NGX_HTTP_TWIRT_JOB_HANGUP;
+
+    if (ngx_http_twirt_job_request(job, "POST", NULL, &form,
+                                   ngx_http_twirt_job_hung_up)
+        != NGX_OK)
+    {
+        ngx_http_twirt_job_free(job);
+    }
+}
+
+
+/*
+ * A job's request to Twilio's REST API, started; uri NULL: the job's
+ * call, .../Calls/{CallSid}.json.  NGX_ERROR: nothing started.
+ */
+
+static ngx_int_t
+ngx_http_twirt_job_request(ngx_http_twirt_job_t *job, const char *method,
+    ngx_str_t *uri, ngx_str_t *body, ngx_http_twirt_http_pt handler)
+{
     u_char                               *p;
-    ngx_str_t                             uri, form, *calls;
+    ngx_str_t                             call, *calls;
     ngx_http_twirt_http_t                *h;
     ngx_http_twirt_campaign_main_conf_t  *cmcf;
 
     cmcf = ngx_http_twirt_dispatcher.cmcf;
-    calls = &cmcf->tlcf->twilio_calls_uri;
 
-    p = ngx_pnalloc(job->pool, calls->len + 1 + job->sid.len);
-    if (p == NULL) {
-        ngx_http_twirt_job_free(job);
-        return;
+    if (uri == NULL) {
+        calls = &cmcf->tlcf->twilio_calls_uri;
+
+        p = ngx_pnalloc(job->pool, calls->len + 1 + job->sid.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        call.data = p;
+        p = ngx_cpymem(p, calls->data, calls->len - sizeof(".json") + 1);
+        *p++ = '/';
+        p = ngx_cpymem(p, job->sid.data, job->sid.len);
+        p = ngx_cpymem(p, ".json", sizeof(".json") - 1);
+        call.len = p - call.data;
+
+        uri = &call;
     }
 
-    /* .../Calls.json -> .../Calls/{CallSid}.json */
-
-    uri.data = p;
-    p = ngx_cpymem(p, calls->data, calls->len - 5);
-    *p++ = '/';
-    p = ngx_cpymem(p, job->sid.data, job->sid.len);
-    p = ngx_cpymem(p, ".json", 5);
-    uri.len = p - uri.data;
-
-    ngx_str_set(&form, "Status=completed");
-
     h = ngx_http_twirt_twilio_request(cmcf->tlcf, cmcf->clcf, job->log,
-                                      "POST", &uri, &form);
+                                      method, uri, body);
     if (h == NULL) {
-        ngx_http_twirt_job_free(job);
-        return;
+        return NGX_ERROR;
     }
 
     h->data = job;
-    h->handler = ngx_http_twirt_job_hung_up;
-    job->kind = NGX_HTTP_TWIRT_JOB_HANGUP;
+    h->handler = handler;
     job->http = h;
 
     if (ngx_http_twirt_http_start(h) != NGX_OK) {
         ngx_http_twirt_http_cancel(h);
         job->http = NULL;
-        ngx_http_twirt_job_free(job);
+        return NGX_ERROR;
     }
+
+    return NGX_OK;
 }
 
 
@@ -3652,13 +3660,8 @@ ngx_http_twirt_job_hung_up(ngx_http_twirt_http_t *h)
 static void
 ngx_http_twirt_job_check(ngx_http_twirt_job_t *job)
 {
-    u_char                               *p;
-    ngx_str_t                             uri, *calls, *state;
-    ngx_http_twirt_http_t                *h;
-    ngx_http_twirt_campaign_main_conf_t  *cmcf;
-
-    cmcf = ngx_http_twirt_dispatcher.cmcf;
-    calls = &cmcf->tlcf->twilio_calls_uri;
+    u_char     *p;
+    ngx_str_t   list, *calls, *state;
 
     state = ngx_http_twirt_json_str(job->pool, job->json, "state");
 
@@ -3670,7 +3673,20 @@ ngx_http_twirt_job_check(ngx_http_twirt_job_t *job)
         return;
     }
 
-    p = ngx_pnalloc(job->pool, calls->len + 1 + job->sid.len
+    if (job->sid.len) {
+        if (ngx_http_twirt_job_request(job, "GET", NULL, NULL,
+                                       ngx_http_twirt_job_checked)
+            != NGX_OK)
+        {
+            ngx_http_twirt_job_free(job);
+        }
+
+        return;
+    }
+
+    calls = &ngx_http_twirt_dispatcher.cmcf->tlcf->twilio_calls_uri;
+
+    p = ngx_pnalloc(job->pool, calls->len
                                + sizeof("?To=&From=&PageSize=20") - 1
                                + 3 * (job->to.len + job->from.len));
     if (p == NULL) {
@@ -3678,39 +3694,17 @@ ngx_http_twirt_job_check(ngx_http_twirt_job_t *job)
         return;
     }
 
-    uri.data = p;
+    list.data = p;
+    p = ngx_cpymem(p, calls->data, calls->len);
+    p = ngx_http_twirt_form_add(p, "?To=", job->to.data, job->to.len);
+    p = ngx_http_twirt_form_add(p, "&From=", job->from.data, job->from.len);
+    p = ngx_cpymem(p, "&PageSize=20", sizeof("&PageSize=20") - 1);
+    list.len = p - list.data;
 
-    if (job->sid.len) {
-        p = ngx_cpymem(p, calls->data, calls->len - 5);
-        *p++ = '/';
-        p = ngx_cpymem(p, job->sid.data, job->sid.len);
-        p = ngx_cpymem(p, ".json", 5);
-
-    } else {
-        p = ngx_cpymem(p, calls->data, calls->len);
-        p = ngx_http_twirt_form_add(p, "?To=", job->to.data, job->to.len);
-        p = ngx_http_twirt_form_add(p, "&From=", job->from.data,
-                                    job->from.len);
-        p = ngx_cpymem(p, "&PageSize=20", sizeof("&PageSize=20") - 1);
-    }
-
-    uri.len = p - uri.data;
-
-    h = ngx_http_twirt_twilio_request(cmcf->tlcf, cmcf->clcf, job->log,
-                                      "GET", &uri, NULL);
-    if (h == NULL) {
-        ngx_http_twirt_job_free(job);
-        return;
-    }
-
-    h->log->action = "asking Twilio's REST API about a campaign's call";
-    h->data = job;
-    h->handler = ngx_http_twirt_job_checked;
-    job->http = h;
-
-    if (ngx_http_twirt_http_start(h) != NGX_OK) {
-        ngx_http_twirt_http_cancel(h);
-        job->http = NULL;
+    if (ngx_http_twirt_job_request(job, "GET", &list, NULL,
+                                   ngx_http_twirt_job_checked)
+        != NGX_OK)
+    {
         ngx_http_twirt_job_free(job);
     }
 }

@@ -34,8 +34,6 @@ static ngx_int_t ngx_http_twirt_outbound_url(ngx_http_request_t *r,
     json_t *req, ngx_str_t *url, ngx_int_t *rc);
 static void ngx_http_twirt_outbound_done(ngx_http_twirt_http_t *h);
 static void ngx_http_twirt_outbound_cleanup(void *data);
-static ngx_int_t ngx_http_twirt_outbound_answer(ngx_http_request_t *r,
-    ngx_uint_t status, json_t *json);
 static ngx_int_t ngx_http_twirt_outbound_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *kind, const char *fmt, ...);
 static size_t ngx_http_twirt_form_escape(u_char *dst, u_char *src,
@@ -511,7 +509,7 @@ ngx_http_twirt_outbound_done(ngx_http_twirt_http_t *h)
                       "code", (json_int_t) a.code,
                       "message", a.words,
                       "twilio_message", a.message);
-        rc = ngx_http_twirt_outbound_answer(r, NGX_HTTP_BAD_REQUEST, v);
+        rc = ngx_http_twirt_send_json(r, NGX_HTTP_BAD_REQUEST, v);
         goto done;
 
     case NGX_HTTP_TWIRT_TWILIO_AUTH:
@@ -550,7 +548,7 @@ ngx_http_twirt_outbound_done(ngx_http_twirt_http_t *h)
                   json_string_value(sid), &ctx->to,
                   json_string_value(status));
 
-    rc = ngx_http_twirt_outbound_answer(r, NGX_HTTP_CREATED,
+    rc = ngx_http_twirt_send_json(r, NGX_HTTP_CREATED,
                                         json_pack("{s:O,s:O,s:s%}",
                                                   "call_sid", sid,
                                                   "status", status,
@@ -833,54 +831,6 @@ ngx_http_twirt_outbound_cleanup(void *data)
 }
 
 
-/* json: taken (NULL: out of memory) */
-
-static ngx_int_t
-ngx_http_twirt_outbound_answer(ngx_http_request_t *r, ngx_uint_t status,
-    json_t *json)
-{
-    char         *text;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    text = json ? json_dumps(json, JSON_COMPACT|JSON_SORT_KEYS) : NULL;
-    json_decref(json);
-
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b = ngx_create_temp_buf(r->pool, ngx_strlen(text) + 1);
-    if (b == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->last = ngx_cpymem(b->pos, text, ngx_strlen(text));
-    *b->last++ = LF;
-    b->last_buf = (r == r->main);
-    b->last_in_chain = 1;
-    free(text);
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
 static ngx_int_t
 ngx_http_twirt_outbound_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *kind, const char *fmt, ...)
@@ -900,7 +850,7 @@ ngx_http_twirt_outbound_error(ngx_http_request_t *r, ngx_uint_t status,
         r->keepalive = 0;
     }
 
-    return ngx_http_twirt_outbound_answer(r, status,
+    return ngx_http_twirt_send_json(r, status,
                json_pack("{s:{s:s,s:s%}}", "error", "kind", kind,
                          "message", text, (size_t) (p - text)));
 }

@@ -1451,34 +1451,59 @@ ngx_http_twirt_twiml_stream_url(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_twirt_twiml_send(ngx_http_request_t *r, ngx_http_twirt_twiml_t *t)
 {
-    u_char       *p;
-    ngx_int_t     rc;
-    ngx_str_t    *part;
-    ngx_buf_t    *b;
-    ngx_uint_t    i;
-    ngx_chain_t   out;
+    u_char      *p, *data;
+    ngx_str_t   *part;
+    ngx_uint_t   i;
 
-    b = ngx_create_temp_buf(r->pool, t->len);
-    if (b == NULL) {
+    data = ngx_pnalloc(r->pool, t->len);
+    if (data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = b->last;
+    p = data;
     part = t->parts.elts;
 
     for (i = 0; i < t->parts.nelts; i++) {
         p = ngx_cpymem(p, part[i].data, part[i].len);
     }
 
-    b->last = p;
+    return ngx_http_twirt_send(r, NGX_HTTP_OK, "text/xml", data, p - data);
+}
+
+
+/*
+ * An answer of twirt's own, whole: data stays the caller's (the pool's)
+ * until sent.  type NULL: the caller set it.
+ */
+
+ngx_int_t
+ngx_http_twirt_send(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, u_char *data, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = data;
+    b->last = data + len;
+    b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = t->len;
-    ngx_str_set(&r->headers_out.content_type, "text/xml");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    if (type) {
+        r->headers_out.content_type.data = (u_char *) type;
+        r->headers_out.content_type.len = ngx_strlen(type);
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+        r->headers_out.content_type_lowcase = NULL;
+    }
 
     rc = ngx_http_send_header(r);
 
@@ -1490,6 +1515,39 @@ ngx_http_twirt_twiml_send(ngx_http_request_t *r, ngx_http_twirt_twiml_t *t)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* a JSON answer, a line; json is taken (NULL: out of memory) */
+
+ngx_int_t
+ngx_http_twirt_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *json)
+{
+    char    *text;
+    u_char  *p;
+    size_t   len;
+
+    text = json ? json_dumps(json, JSON_COMPACT|JSON_SORT_KEYS) : NULL;
+    json_decref(json);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, text, len);
+    p[len] = LF;
+    free(text);
+
+    return ngx_http_twirt_send(r, status, "application/json", p, len + 1);
 }
 
 

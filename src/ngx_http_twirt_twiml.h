@@ -18,6 +18,10 @@ ngx_int_t ngx_http_twirt_stream_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_twirt_call_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_twirt_read_body(ngx_http_request_t *r, size_t max,
     ngx_str_t *body);
+ngx_int_t ngx_http_twirt_send(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, u_char *data, size_t len);
+ngx_int_t ngx_http_twirt_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *json);
 ngx_int_t ngx_http_twirt_call_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_http_twirt_param_variable(ngx_http_request_t *r,

@@ -137,6 +137,9 @@ sub log_wait {
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value('request', "GET /ping\n") unless defined $block->request;
+    # no block may crash a worker
+    $block->set_value('no_error_log', "exited on signal\n[emerg]\n")
+        unless defined $block->no_error_log;
     my $api = $block->api_port // '$TEST_NGINX_REST_PORT';
     my $creds = defined $block->env_credentials ? '' : <<'CREDS';
     twirt_twilio_account_sid $TEST_NGINX_ACCOUNT_SID;
@@ -647,3 +650,24 @@ is($s->{outcomes}{completed}, 12, 'every row completed');
 my $by = attempts_by_row(rest_attempts($main::Rest, $id));
 is_deeply([dial_problems($by, 0, [1 .. 12])], [], 'each row dialed once');
 is(scalar(map { @$_ } values %$by), 12, 'twelve calls');
+
+
+
+=== TEST 14: Redis away: the API waits for it a moment, then answers 503 and does nothing; back, it answers again
+--- check
+my ($st0) = api('GET', '/campaigns/');
+is($st0, 200, 'Redis is there');
+redis_stop();
+my $t0 = time;
+my ($st, $e) = api('POST', '/campaigns/', { name => 'x', from => $main::From });
+is($st, 503, 'no Redis: 503');
+is($e->{error}{kind}, 'redis_unavailable', 'says why');
+ok(time - $t0 >= 1.5, 'after waiting for it a moment');
+redis_start();
+my $deadline = time + 10;
+my $back;
+while (!$back && time < $deadline) {
+    ($back) = api('GET', '/campaigns/');
+    $back = 0 unless $back == 200;
+}
+is($back, 200, 'Redis back: the API answers');
