@@ -79,7 +79,8 @@ call:
 test: deps all test-build
 	@util/test
 
-# the load tool against nginx with one worker at 100, 500, 1000 calls
+# the load tool against nginx with one worker at 100, 500, 1000 calls,
+# then 100 calls without and with a 10,000-row campaign being dialed
 bench: deps all
 	@bench/run $(BENCH_ARGS)
 

@@ -115,6 +115,185 @@ def gateway_setup(work, calls):
     return out
 
 
+SCRIPT_COMMANDS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall",
+                   "fcall_ro")
+
+
+def redis_info(path):
+    """INFO commandstats and cpu: ({command: calls}, cpu seconds)."""
+    calls = {}
+    cpu = 0.0
+    try:
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line)
+                if m:
+                    calls[m.group(1)] = int(m.group(2))
+                m = re.match(r"used_cpu_(user|sys):([0-9.]+)", line)
+                if m:
+                    cpu += float(m.group(2))
+    except OSError:
+        return None
+    return calls, cpu
+
+
+def median(values):
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
+
+
+def campaign_phase(w, label):
+    c = load(os.path.join(w, label + ".campaign.json"))
+    lj = load(os.path.join(w, label + ".load.json"))
+    if c is None:
+        return None
+    dt = c["t"][1] - c["t"][0]
+    clk = c["clk_tck"]
+    p = {"label": label, "kind": c["kind"], "calls": c["calls"],
+         "seconds": dt, "load": lj, "samples": c,
+         "worker_cpu_ms_per_s": (c["worker_ticks"][1] - c["worker_ticks"][0])
+         * 1000.0 / clk / dt,
+         "standin_cpu_ms_per_s": (c["rest_ticks"][1] - c["rest_ticks"][0])
+         * 1000.0 / clk / dt,
+         "dials_per_s": (c["dialed"][1] - c["dialed"][0]) / dt,
+         "dialed": c["dialed"]}
+    r0 = redis_info(os.path.join(w, label + ".redis0"))
+    r1 = redis_info(os.path.join(w, label + ".redis1"))
+    if r0 and r1:
+        # the two INFO calls of the sample itself are left out
+        cmds = {k: v - r0[0].get(k, 0) for k, v in r1[0].items()}
+        cmds["info"] = max(0, cmds.get("info", 0) - 2)
+        p["redis_commands_per_s"] = sum(cmds.values()) / dt
+        p["redis_by_command_per_s"] = {k: v / dt for k, v in sorted(
+            cmds.items()) if v}
+        p["redis_cpu_ms_per_s"] = (r1[1] - r0[1]) * 1000.0 / dt
+    else:
+        p["redis_commands_per_s"] = None
+        p["redis_by_command_per_s"] = {}
+        p["redis_cpu_ms_per_s"] = None
+    if lj:
+        p["rtt_us"] = lj["rtt_us"]
+        p["lost"] = lj["frames"]["lost"]
+        cc = lj["calls"]
+        p["calls_ok"] = (not cc["failed"] and not cc["dropped"]
+                         and cc["established"] == cc["requested"])
+    return p
+
+
+def campaign_section(w, labels, note, say):
+    """The campaign phase: the audio path without and with a campaign
+    being dialed, phase by phase, then the medians and their ratio."""
+    info = load(os.path.join(w, "campaign.json"))
+    phases = [p for p in (campaign_phase(w, l) for l in labels.split()) if p]
+
+    if not phases:
+        if note:
+            say("")
+            say("campaign phase not run: " + note)
+        return {"note": note} if note else None
+
+    say("")
+    say("campaign phase: {} calls x {} s per phase through one nginx with "
+        "Redis; phases alternate without / with a campaign of {} rows ({} "
+        "in Redis) dialing at cps {}, concurrency {}, every call busy "
+        "(Twilio stand-in over TLS)".format(
+            phases[0]["calls"], info["duration"] if info else "?",
+            info["rows"] if info else "?", info["redis_rows"] if info
+            else "?", info["cps"] if info else "?",
+            info["concurrency"] if info else "?"))
+    say("")
+    row = ("{:>10} {:>20} {:>5} {:>8} {:>8} {:>11} {:>8} {:>11} {:>11} "
+           "{:>9}").format
+    head = row("phase", "rtt p50/p99/max us", "lost", "worker", "redis",
+               "redis cmd/s", "dials/s", "dialed", "busy", "stand-in")
+    say(head)
+    say(row("", "", "", "ms/s", "ms/s", "", "", "", "", "ms/s"))
+    say("-" * len(head))
+
+    for p in phases:
+        r = p.get("rtt_us")
+        say(row(
+            "{} {}".format(p["kind"], p["label"].rsplit("-", 1)[-1]),
+            "{}/{}/{}".format(r["p50"], r["p99"], r["max"]) if r else "-",
+            p.get("lost", "-"), fmt(p["worker_cpu_ms_per_s"], "{:.1f}"),
+            fmt(p["redis_cpu_ms_per_s"], "{:.1f}"),
+            fmt(p["redis_commands_per_s"], "{:.0f}"),
+            fmt(p["dials_per_s"], "{:.2f}"),
+            "{}->{}".format(*p["dialed"]),
+            "{}->{}".format(*p["samples"]["busy"]),
+            fmt(p["standin_cpu_ms_per_s"], "{:.1f}")))
+        if p.get("load") and not p.get("calls_ok"):
+            say("{:>10} WARNING: not every call was set up and kept".format(
+                ""))
+
+    def med(kind, f):
+        return median(f(p) for p in phases if p["kind"] == kind)
+
+    out = {"phases": phases, "campaign": info}
+    summary = {}
+    for kind in ("without", "with"):
+        summary[kind] = {
+            "rtt_p50_us": med(kind, lambda p: p.get("rtt_us", {}).get("p50")),
+            "rtt_p99_us": med(kind, lambda p: p.get("rtt_us", {}).get("p99")),
+            "worker_cpu_ms_per_s": med(kind,
+                                       lambda p: p["worker_cpu_ms_per_s"]),
+            "redis_cpu_ms_per_s": med(kind, lambda p: p["redis_cpu_ms_per_s"]),
+            "redis_commands_per_s": med(
+                kind, lambda p: p["redis_commands_per_s"]),
+            "scripts_per_s": med(kind, lambda p: sum(
+                v for k, v in p["redis_by_command_per_s"].items()
+                if k.split("|")[0] in SCRIPT_COMMANDS)),
+            "dials_per_s": med(kind, lambda p: p["dials_per_s"]),
+            "standin_cpu_ms_per_s": med(
+                kind, lambda p: p["standin_cpu_ms_per_s"]),
+        }
+    a, b = summary["without"], summary["with"]
+
+    def ratio(k):
+        if a[k] and b[k] is not None:
+            return b[k] / float(a[k])
+        return None
+
+    summary["ratio_p50"] = ratio("rtt_p50_us")
+    summary["ratio_p99"] = ratio("rtt_p99_us")
+    out["summary"] = summary
+
+    def d(k):
+        if a[k] is None or b[k] is None:
+            return None
+        return b[k] - a[k]
+
+    n = sum(1 for p in phases if p["kind"] == "with")
+    say("")
+    say("  medians of the phases: without the campaign rtt p50 {} us, p99 {} "
+        "us; with it p50 {} us, p99 {} us; with/without: p50 {}, p99 {}"
+        .format(fmt(a["rtt_p50_us"]), fmt(a["rtt_p99_us"]),
+                fmt(b["rtt_p50_us"]), fmt(b["rtt_p99_us"]),
+                fmt(summary["ratio_p50"], "{:.2f}"),
+                fmt(summary["ratio_p99"], "{:.2f}")))
+    say("  the dispatcher: {} dials/s (median of {} phases; {} dialed in "
+        "all of {} rows), nginx worker {} ms/s more CPU ({} of a core), "
+        "Redis {} commands/s more ({} scripts/s; their own commands "
+        "included) and {} ms/s more CPU"
+        .format(fmt(b["dials_per_s"], "{:.2f}"), n,
+                info["dialed_total"] if info else "?",
+                info["rows"] if info else "?",
+                fmt(d("worker_cpu_ms_per_s"), "{:+.1f}"),
+                fmt(d("worker_cpu_ms_per_s") and
+                    d("worker_cpu_ms_per_s") / 10.0, "{:+.1f}%"),
+                fmt(d("redis_commands_per_s"), "{:+.0f}"),
+                fmt(b["scripts_per_s"], "{:.1f}"),
+                fmt(d("redis_cpu_ms_per_s"), "{:+.1f}")))
+    if info and (info.get("log_errors") or info.get("worker_died")):
+        say("  nginx error log: {} lines at [error] or worse{}".format(
+            info.get("log_errors"), "; the worker DIED"
+            if info.get("worker_died") else ""))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -125,6 +304,8 @@ def main():
     ap.add_argument("--mode", default="full")
     ap.add_argument("--duration", default="")
     ap.add_argument("--marks", default="immediate")
+    ap.add_argument("--campaign", default="")
+    ap.add_argument("--campaign-note", default="")
     ap.add_argument("--json", required=True)
     ap.add_argument("--text", required=True)
     a = ap.parse_args()
@@ -250,6 +431,9 @@ def main():
     if a.bridge != "1":
         say("")
         say("gateway bridge not available yet: " + a.bridge_note)
+
+    result["campaign"] = campaign_section(w, a.campaign, a.campaign_note,
+                                          say)
 
     if verdicts and a.mode != "tiny":
         say("")
