@@ -348,7 +348,7 @@ sub wait_finished {
 
 # every check of a finished campaign against the stand-in's record; returns
 # the attempts.  %o: strict (scripted outcomes and attempts exactly), pace
-# (the rate measured), invalid (the upload's invalid rows: to => raw)
+# (the rate measured)
 sub check_campaign {
     my ($s, $id, $st, %o) = @_;
     my $att = rest_attempts($Rest, $id);
@@ -378,6 +378,15 @@ sub check_campaign {
     } grep { $want{ $_->{to} // '' } } @$att;
     ok(!@bad_url, "$s: each create carries the row's variables (Japanese intact), "
                   . "its row and attempt") or diag(Test::More::explain($bad_url[0]));
+    my @bad_params = grep {
+        my $p = $_->{params};
+        join(' ', map { split /[ ,]+/ } @{ $p->{StatusCallbackEvent} // [] }) ne 'initiated ringing answered completed'
+            || ($p->{Timeout}[0] // '') ne '20' || ($p->{From}[0] // '') ne $From
+            || ($p->{MachineDetection}[0] // '') ne 'DetectMessageEnd' || ($p->{AsyncAmd}[0] // '') ne 'true'
+            || ($p->{AsyncAmdStatusCallback}[0] // '') !~ /[?&]amd=1(?:&|$)/
+    } @$att;
+    ok(!@bad_params, "$s: each create asks for every progress event, the ring timeout, "
+                     . "asynchronous AMD") or diag(Test::More::explain($bad_params[0]{params}));
     my $overlap = max_overlap(map { [$_->{t}, $_->{t_done}] } grep { $_->{sid} } @$att);
     ok($overlap <= $Concurrency, "$s: at most $Concurrency calls live at once ($overlap)");
     my @times = map { $_->{t} } @$att;
