@@ -169,6 +169,7 @@ static void ngx_http_twirt_campaign_retry(ngx_event_t *ev);
 static void ngx_http_twirt_campaign_controlled(void *data,
     ngx_http_twirt_control_result_e result);
 
+static void ngx_http_twirt_campaign_window_open(json_t *status);
 static ngx_int_t ngx_http_twirt_window_parse(u_char *p, size_t len,
     ngx_http_twirt_window_t *w, const char **error);
 static ngx_int_t ngx_http_twirt_window_open(ngx_http_twirt_window_t *w,
@@ -395,7 +396,9 @@ static ngx_str_t  ngx_http_twirt_lua_rows = ngx_string(
             "table.insert(res.dnc, {row = r.row, line = r.line, to = r.to}) "
           "else "
             "redis.call('HSET', rowkey(n), 'state', 'queued') "
-            "redis.call('ZADD', c .. ':queue', now, n) "
+            /* equal scores go in the members' order, "10" before "2":
+             * a row is due n ms after the upload, rows go in order */
+            "redis.call('ZADD', c .. ':queue', now + n, n) "
             "res.accepted = res.accepted + 1 "
           "end "
         "end "
@@ -488,7 +491,7 @@ static ngx_str_t  ngx_http_twirt_lua_results = ngx_string(
           "if #lines > 0 then r.transcript = lines end "
         "end "
       "end "
-      "r.cost_usd = tonumber(r.cost_usd) "
+      "r.cost_usd = tonumber(r.cost_usd) or 0 "
       "r.call_sid = r.sid r.sid = nil "
       "table.insert(out, r) "
     "end "
@@ -1971,6 +1974,34 @@ ngx_http_twirt_campaign_controlled(void *data,
 }
 
 
+/* a status says whether its window is open now (no window: always) */
+
+static void
+ngx_http_twirt_campaign_window_open(json_t *status)
+{
+    json_t                   *w;
+    ngx_int_t                 open;
+    const char               *error;
+    ngx_http_twirt_window_t   win;
+
+    if (!json_is_object(status) || json_object_get(status, "id") == NULL) {
+        return;
+    }
+
+    w = json_object_get(status, "window");
+    open = 1;
+
+    if (json_is_string(w) && json_string_length(w)) {
+        open = ngx_http_twirt_window_parse((u_char *) json_string_value(w),
+                                           json_string_length(w), &win,
+                                           &error) == NGX_OK
+               && ngx_http_twirt_window_open(&win, ngx_time());
+    }
+
+    json_object_set_new(status, "window_open", json_boolean(open));
+}
+
+
 /* Lua's cjson makes an empty array an object: these are arrays */
 
 static void
@@ -2175,6 +2206,12 @@ ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
     case NGX_HTTP_TWIRT_API_CSV:
         rc = ngx_http_twirt_campaign_csv(r, json);
         json_decref(json);
+        break;
+
+    case NGX_HTTP_TWIRT_API_STATUS:
+    case NGX_HTTP_TWIRT_API_ACTION:
+        ngx_http_twirt_campaign_window_open(json);
+        rc = ngx_http_twirt_campaign_json(r, NGX_HTTP_OK, json);
         break;
 
     default:
@@ -2812,7 +2849,16 @@ ngx_http_twirt_dispatch_tick(ngx_event_t *ev)
         return;
     }
 
-    ngx_add_timer(&d->timer, NGX_HTTP_TWIRT_CAMPAIGN_TICK);
+    /*
+     * Jittered: slots come every 1000 / cps ms, and with a fixed period
+     * the worker whose phase comes first after a slot would claim every
+     * one of them, on every node, for ever (at 5 cps, one worker dialed
+     * all of them).
+     */
+
+    ngx_add_timer(&d->timer, NGX_HTTP_TWIRT_CAMPAIGN_TICK * 3 / 4
+                             + ngx_random() % (NGX_HTTP_TWIRT_CAMPAIGN_TICK
+                                               / 2));
 
     if (d->pending) {
         /* the last tick's scripts are still out */

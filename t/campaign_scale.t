@@ -50,8 +50,8 @@ our $json = JSON::PP->new->utf8->canonical;
 # the callee does: 0-13 answers (70 %), 14 busy, 15 no answer, 16 failed,
 # 17 an answering machine, 18 busy then answers the retry, 19 no answer
 # then answers the retry.  Two rows of the main campaign are numbers
-# Twilio refuses (21217).  Each retry goes to the stand-in's next
-# "attempts" entry of the number.
+# Twilio refuses (21217).  The stand-in's "attempts" entries of a number
+# are its successive calls.
 
 our %Prefix = (main => '5000', kill => '6000', redis => '7000', window => '8000');
 our %Size = (main => 200, kill => 60, redis => 60, window => 40);
@@ -230,6 +230,15 @@ sub node_b_stop {
 node_b_start();
 END { node_b_stop() }
 
+# TWIRT_SCALE_KEEP=DIR keeps the stand-in's record and node B's log there
+END {
+    if (my $keep = $ENV{TWIRT_SCALE_KEEP}) {
+        mkdir $keep;
+        system('cp', $Rest->{record}, "$keep/twilio_rest.jsonl");
+        system('cp', "$NodeB/logs/error.log", "$keep/node_b.log");
+    }
+}
+
 # -- HTTP to either node ----------------------------------------------------------
 
 # (status, { lowercase header => value }, body bytes)
@@ -348,7 +357,7 @@ sub wait_finished {
 
 # every check of a finished campaign against the stand-in's record; returns
 # the attempts.  %o: strict (scripted outcomes and attempts exactly), pace
-# (the rate measured), invalid (the upload's invalid rows: to => raw)
+# (the rate measured)
 sub check_campaign {
     my ($s, $id, $st, %o) = @_;
     my $att = rest_attempts($Rest, $id);
@@ -378,12 +387,29 @@ sub check_campaign {
     } grep { $want{ $_->{to} // '' } } @$att;
     ok(!@bad_url, "$s: each create carries the row's variables (Japanese intact), "
                   . "its row and attempt") or diag(Test::More::explain($bad_url[0]));
+    my @bad_params = grep {
+        my $p = $_->{params};
+        join(' ', map { split /[ ,]+/ } @{ $p->{StatusCallbackEvent} // [] }) ne 'initiated ringing answered completed'
+            || ($p->{Timeout}[0] // '') ne '20' || ($p->{From}[0] // '') ne $From
+            || ($p->{MachineDetection}[0] // '') ne 'DetectMessageEnd' || ($p->{AsyncAmd}[0] // '') ne 'true'
+            || ($p->{AsyncAmdStatusCallback}[0] // '') !~ /[?&]amd=1(?:&|$)/
+    } @$att;
+    ok(!@bad_params, "$s: each create asks for every progress event, the ring timeout, "
+                     . "asynchronous AMD") or diag(Test::More::explain($bad_params[0]{params}));
     my $overlap = max_overlap(map { [$_->{t}, $_->{t_done}] } grep { $_->{sid} } @$att);
     ok($overlap <= $Concurrency, "$s: at most $Concurrency calls live at once ($overlap)");
     my @times = map { $_->{t} } @$att;
-    my $peak = peak_in(2, @times);
-    ok($peak <= int(2 * $CPS * 1.1), "$s: never more than 10 % over $CPS/s in any 2 s "
+    # (5 s: the record's times are when the stand-in answered, a little
+    # jittered; a single late one can make 11 in 2 s of a perfect 5/s)
+    my $peak = peak_in(5, @times);
+    ok($peak <= int(5 * $CPS * 1.1), "$s: never more than 10 % over $CPS/s in any 5 s "
        . "(peak $peak)");
+
+    if ($o{strict}) {
+        my @first = map { $_->{row} } grep { ($_->{attempt} // '') eq '1' } @$att;
+        my @inv = grep { $first[$_] < $first[$_ - 1] } 1 .. $#first;
+        ok(!@inv, "$s: rows dialed in their order") or diag("@first[0 .. ($#first > 40 ? 40 : $#first)]");
+    }
 
     if ($o{pace}) {
         # the steady part: until the last first attempt, when rows wait
@@ -453,9 +479,10 @@ sub check_campaign {
                 unless grep { $_ eq ($r->{outcome} // '') } @$ok;
             push @why, "call_sid " . ($r->{call_sid} // 'null') . ", the last call was $last->{sid}"
                 if $last->{sid} && ($r->{call_sid} // '') ne $last->{sid};
-            my $n = @$list;
+            # a create Twilio refused placed no call: no attempt
+            my $n = grep { $_->{sid} } @$list;
             my $a = $r->{attempts} // -1;
-            push @why, "attempts $a, the stand-in saw $n"
+            push @why, "attempts $a, the stand-in saw $n calls"
                 if $o{strict} ? $a != $n : ($a < $n || $a > 1 + $Retries);
             push @why, "answered_by " . ($r->{answered_by} // 'null')
                 if ($r->{outcome} // '') eq 'voicemail' && ($r->{answered_by} // '') !~ /^machine/;
@@ -465,8 +492,7 @@ sub check_campaign {
         next unless $o{strict};
         my $k = kind_of($s, $i);
         if ($k eq 'refused') {
-            my $ok = (($r->{outcome} // '') eq 'invalid' && @$list == 1)
-                     || (($r->{outcome} // '') eq 'failed' && @$list == 1 + $Retries);
+            my $ok = ($r->{outcome} // '') eq 'invalid' && @$list == 1;
             push @wrong_strict, "$to refused by Twilio: $r->{outcome} after " . @$list
                 unless $ok;
         } else {
@@ -617,7 +643,9 @@ my $inflight = main::wait_until(60, sub {
     my $att = rest_attempts($main::Rest, $id);
     my @live = grep { $_->{sid} && !defined $_->{t_done} && ($_->{callback_port} // 0) == $main::PortB } @$att;
     @$att >= 15 && @live >= 2 ? \@live : undef });
-ok($inflight, 'kill: node B has calls in flight') or diag(Test::More::explain(rest_attempts($main::Rest, $id)));
+ok($inflight, 'kill: node B has calls in flight')
+    or diag(join "\n", map { "$_->{to} $_->{sid} port $_->{callback_port} "
+                             . ($_->{final} // 'live') } @{ rest_attempts($main::Rest, $id) });
 my @pids = main::node_b_pids();
 ok(@pids >= 3, 'kill: node B\'s master and two workers') or diag("@pids");
 $killed_at = time;

@@ -63,7 +63,7 @@ sub _dial_records {
 # order they were answered:
 #   { t, http, code, sid, to, url, campaign, row, attempt, callback,
 #     callback_port, plan, t_done, final, answered_by, duration,
-#     webhook_error }
+#     webhook_error, params }
 # (t_done, when the call took its final status, and final are undef while
 # the call is live; a refused create has http 4xx, its code, and no sid)
 sub rest_attempts {
@@ -108,7 +108,7 @@ sub rest_attempts {
             final => $d ? $d->{status} : undef,
             answered_by => $d ? $d->{answered_by} : undef,
             duration => $d ? $d->{duration} : undef,
-            webhook_error => $werr ? $werr->{error} : undef,
+            webhook_error => $werr ? $werr->{error} : undef, params => $p,
         };
     }
 
@@ -151,6 +151,10 @@ sub dial_problems {
                 push @p, sprintf "row %s: retried %.2f s after %s ended, "
                     . "sooner than the retry delay (%s s)", $row,
                     $cur->{t} - $prev->{t_done}, $prev->{sid}, $delay;
+            }
+            if (($cur->{attempt} // 0) <= ($prev->{attempt} // 0)) {
+                push @p, sprintf "row %s: attempt %s after attempt %s", $row,
+                    $cur->{attempt} // 'none', $prev->{attempt} // 'none';
             }
             if (!$retryable{ $prev->{final} // '' }) {
                 push @p, sprintf "row %s: dialed again (%s) after %s ended "
