@@ -2211,7 +2211,7 @@ ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
     case NGX_HTTP_TWIRT_API_STATUS:
     case NGX_HTTP_TWIRT_API_ACTION:
         ngx_http_twirt_campaign_window_open(json);
-        rc = ngx_http_twirt_campaign_json(r, NGX_HTTP_OK, json);
+        rc = ngx_http_twirt_send_json(r, NGX_HTTP_OK, json);
         break;
 
     default:
