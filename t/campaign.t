@@ -191,21 +191,8 @@ CONF
 CONF
 });
 
-add_response_body_check(sub {
-    my ($block, $body, $req_idx, $repeated, $dry_run) = @_;
-    return if $dry_run || !defined $block->check;
-    my $code = "package main; use utf8; no strict 'vars'; " . $block->check;
-    my $check = eval "sub { $code }";
-    if (!$check) {
-        fail($block->name . " - check compiles");
-        diag($@);
-        return;
-    }
-    if (!eval { $check->(); 1 }) {
-        fail($block->name . " - check runs");
-        diag($@);
-    }
-});
+# --- check: Perl run once nginx is up (after the /ping request)
+check_sections();
 
 no_shuffle();
 run_tests();

@@ -36,7 +36,7 @@ $ENV{TEST_NGINX_TLS_PORT} = server_port() + 1;
 
 $ENV{TEST_NGINX_REDIS_SOCKET} = redis_start();
 
-my $sim = sim_start();
+our $sim = sim_start();      # the checks use it
 $ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
 
 my @account = ('--account-sid', $Sid, '--auth-token', $Token,
@@ -140,21 +140,7 @@ CONF
 });
 
 # --- check: Perl run once nginx is up (after the /ping request)
-add_response_body_check(sub {
-    my ($block, $body, $req_idx, $repeated, $dry_run) = @_;
-    return if $dry_run || !defined $block->check;
-    my $code = "package main; use utf8; no strict 'vars'; " . $block->check;
-    my $check = eval "sub { $code }";
-    if (!$check) {
-        fail($block->name . " - check compiles");
-        diag($@);
-        return;
-    }
-    if (!eval { $check->(); 1 }) {
-        fail($block->name . " - check runs");
-        diag($@);
-    }
-});
+check_sections();
 
 no_shuffle();
 run_tests();

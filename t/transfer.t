@@ -88,18 +88,8 @@ Test::Nginx::Socket::add_response_body_check(sub {
     my $sid = sprintf "CA%032d", $$ * 100 + ++$main::Seq;
     my ($r, $rec) = run_call("--call-sid $sid $args");
     my $sims = sim_conns($sid, $block->sessions // 1);
-    my $code = "package main; use utf8; no strict 'vars'; "
-               . "my (\$r, \$rec, \$sims, \$sid) = \@_;\n" . $block->check;
-    my $check = eval "sub { $code }";
-    if (!$check) {
-        fail($block->name . " - check compiles");
-        diag($@);
-        return;
-    }
-    if (!eval { $check->($r, $rec, $sims, $sid); 1 }) {
-        fail($block->name . " - check runs");
-        diag($@);
-    }
+    run_check($block, 'my ($r, $rec, $sims, $sid) = @_;', $r, $rec, $sims,
+              $sid);
 });
 
 # nginx -t refuses what cannot be dialed, saying why
