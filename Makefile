@@ -84,7 +84,7 @@ test: deps all test-build
 bench: deps all
 	@bench/run $(BENCH_ARGS)
 
-# the stream, upstream, bridge and tools suites with nginx under valgrind
+# the stream, upstream, bridge, tools, control and campaign suites under valgrind
 valgrind: deps all
 	@util/valgrind
 
