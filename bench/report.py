@@ -145,35 +145,53 @@ def median(values):
     return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
 
 
+KINDS = (("A", "no campaign running"),
+         ("B", "a campaign dialing"),
+         ("C", "a campaign running, its window closed"))
+
+
+def redis_window(w, label, a, b, dt):
+    """Redis between two samples: commands/s by command, CPU ms/s."""
+    r0 = redis_info(os.path.join(w, label + "." + a))
+    r1 = redis_info(os.path.join(w, label + "." + b))
+    if not r0 or not r1 or dt <= 0:
+        return {"redis_commands_per_s": None, "redis_by_command_per_s": {},
+                "redis_cpu_ms_per_s": None, "scripts_per_s": None}
+    # the two INFO calls of the sample itself are left out
+    cmds = {k: v - r0[0].get(k, 0) for k, v in r1[0].items()}
+    cmds["info"] = max(0, cmds.get("info", 0) - 2)
+    return {"redis_commands_per_s": sum(cmds.values()) / dt,
+            "redis_by_command_per_s": {k: v / dt for k, v in sorted(
+                cmds.items()) if v},
+            "redis_cpu_ms_per_s": (r1[1] - r0[1]) * 1000.0 / dt,
+            "scripts_per_s": sum(v for k, v in cmds.items()
+                                 if k.split("|")[0] in SCRIPT_COMMANDS) / dt}
+
+
 def campaign_phase(w, label):
     c = load(os.path.join(w, label + ".campaign.json"))
     lj = load(os.path.join(w, label + ".load.json"))
     if c is None:
         return None
-    dt = c["t"][1] - c["t"][0]
+    t0, tq, t1 = c["t"]
+    dq, dt = tq - t0, t1 - tq
     clk = c["clk_tck"]
+    m0, mq, m1 = c["worker_ms"]
+    dial = c["dial"]
     p = {"label": label, "kind": c["kind"], "calls": c["calls"],
-         "seconds": dt, "load": lj, "samples": c,
-         "worker_cpu_ms_per_s": (c["worker_ticks"][1] - c["worker_ticks"][0])
+         "seconds": dt, "quiet_seconds": dq, "load": lj, "samples": c,
+         # the worker's CPU: the scheduler's runtime, to the microsecond
+         "worker_cpu_ms_per_s": (m1 - mq) / dt,
+         "quiet": {"worker_cpu_ms_per_s": (mq - m0) / dq if dq > 0 else None,
+                   "dials_per_s": None},
+         "standin_cpu_ms_per_s": (c["rest_ticks"][2] - c["rest_ticks"][1])
          * 1000.0 / clk / dt,
-         "standin_cpu_ms_per_s": (c["rest_ticks"][1] - c["rest_ticks"][0])
-         * 1000.0 / clk / dt,
-         "dials_per_s": (c["dialed"][1] - c["dialed"][0]) / dt,
-         "dialed": c["dialed"]}
-    r0 = redis_info(os.path.join(w, label + ".redis0"))
-    r1 = redis_info(os.path.join(w, label + ".redis1"))
-    if r0 and r1:
-        # the two INFO calls of the sample itself are left out
-        cmds = {k: v - r0[0].get(k, 0) for k, v in r1[0].items()}
-        cmds["info"] = max(0, cmds.get("info", 0) - 2)
-        p["redis_commands_per_s"] = sum(cmds.values()) / dt
-        p["redis_by_command_per_s"] = {k: v / dt for k, v in sorted(
-            cmds.items()) if v}
-        p["redis_cpu_ms_per_s"] = (r1[1] - r0[1]) * 1000.0 / dt
-    else:
-        p["redis_commands_per_s"] = None
-        p["redis_by_command_per_s"] = {}
-        p["redis_cpu_ms_per_s"] = None
+         "dials_per_s": (dial["dialed"][1] - dial["dialed"][0])
+         / (t1 - t0),
+         "dialed": dial["dialed"], "busy": dial["busy"],
+         "closed": c["closed"], "loadavg": c.get("loadavg")}
+    p.update(redis_window(w, label, "redisq", "redis1", dt))
+    p["quiet"].update(redis_window(w, label, "redis0", "redisq", dq))
     if lj:
         p["rtt_us"] = lj["rtt_us"]
         p["lost"] = lj["frames"]["lost"]
@@ -184,8 +202,9 @@ def campaign_phase(w, label):
 
 
 def campaign_section(w, labels, note, say):
-    """The campaign phase: the audio path without and with a campaign
-    being dialed, phase by phase, then the medians and their ratio."""
+    """The campaign phase: the audio path with no campaign running (A), a
+    campaign dialing (B), a campaign running with its window closed (C),
+    phase by phase, then the medians of each kind and their ratios."""
     info = load(os.path.join(w, "campaign.json"))
     phases = [p for p in (campaign_phase(w, l) for l in labels.split()) if p]
 
@@ -196,97 +215,133 @@ def campaign_section(w, labels, note, say):
         return {"note": note} if note else None
 
     say("")
-    say("campaign phase: {} calls x {} s per phase through one nginx with "
-        "Redis; phases alternate without / with a campaign of {} rows ({} "
-        "in Redis) dialing at cps {}, concurrency {}, every call busy "
-        "(Twilio stand-in over TLS)".format(
+    say("campaign phase: {} calls x {} s per phase (after {} s with no call) "
+        "through one nginx with Redis and two campaigns of {} rows ({} and "
+        "{} in Redis), cps {}, concurrency {}, every call busy (Twilio "
+        "stand-in over TLS): A none running, B one dialing, C the other "
+        "running with its window closed ({})".format(
             phases[0]["calls"], info["duration"] if info else "?",
+            info["quiet"] if info else "?",
             info["rows"] if info else "?", info["redis_rows"] if info
-            else "?", info["cps"] if info else "?",
-            info["concurrency"] if info else "?"))
+            else "?", info["closed_redis_rows"] if info else "?",
+            info["cps"] if info else "?",
+            info["concurrency"] if info else "?",
+            info["window"] if info else "?"))
     say("")
-    row = ("{:>10} {:>20} {:>5} {:>8} {:>8} {:>11} {:>8} {:>11} {:>11} "
-           "{:>9}").format
-    head = row("phase", "rtt p50/p99/max us", "lost", "worker", "redis",
-               "redis cmd/s", "dials/s", "dialed", "busy", "stand-in")
+    row = ("{:>6} {:>20} {:>4} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>6} "
+           "{:>11} {:>8} {:>7}").format
+    head = row("phase", "rtt p50/p99/max us", "lost", "worker", "quiet",
+               "redis", "cmd/s", "eval/s", "claim/s", "dial/s", "dialed",
+               "closed", "load")
     say(head)
-    say(row("", "", "", "ms/s", "ms/s", "", "", "", "", "ms/s"))
+    say(row("", "", "", "ms/s", "ms/s", "ms/s", "", "", "", "", "", "dialed",
+            "avg"))
     say("-" * len(head))
 
     for p in phases:
         r = p.get("rtt_us")
+        bc = p["redis_by_command_per_s"]
         say(row(
             "{} {}".format(p["kind"], p["label"].rsplit("-", 1)[-1]),
             "{}/{}/{}".format(r["p50"], r["p99"], r["max"]) if r else "-",
             p.get("lost", "-"), fmt(p["worker_cpu_ms_per_s"], "{:.1f}"),
+            fmt(p["quiet"]["worker_cpu_ms_per_s"], "{:.1f}"),
             fmt(p["redis_cpu_ms_per_s"], "{:.1f}"),
             fmt(p["redis_commands_per_s"], "{:.0f}"),
+            fmt(p["scripts_per_s"], "{:.1f}"),
+            fmt(bc.get("zrangebyscore", 0), "{:.1f}"),
             fmt(p["dials_per_s"], "{:.2f}"),
             "{}->{}".format(*p["dialed"]),
-            "{}->{}".format(*p["samples"]["busy"]),
-            fmt(p["standin_cpu_ms_per_s"], "{:.1f}")))
+            "{}->{}".format(*p["closed"]["dialed"]),
+            (p["loadavg"] or ["-"])[0].split(" ")[0]))
         if p.get("load") and not p.get("calls_ok"):
-            say("{:>10} WARNING: not every call was set up and kept".format(
-                ""))
+            say("{:>6} WARNING: not every call was set up and kept".format(""))
 
     def med(kind, f):
         return median(f(p) for p in phases if p["kind"] == kind)
 
     out = {"phases": phases, "campaign": info}
     summary = {}
-    for kind in ("without", "with"):
+    for kind, _ in KINDS:
         summary[kind] = {
+            "phases": sum(1 for p in phases if p["kind"] == kind),
             "rtt_p50_us": med(kind, lambda p: p.get("rtt_us", {}).get("p50")),
             "rtt_p99_us": med(kind, lambda p: p.get("rtt_us", {}).get("p99")),
             "worker_cpu_ms_per_s": med(kind,
                                        lambda p: p["worker_cpu_ms_per_s"]),
+            "quiet_worker_cpu_ms_per_s": med(
+                kind, lambda p: p["quiet"]["worker_cpu_ms_per_s"]),
             "redis_cpu_ms_per_s": med(kind, lambda p: p["redis_cpu_ms_per_s"]),
+            "quiet_redis_cpu_ms_per_s": med(
+                kind, lambda p: p["quiet"]["redis_cpu_ms_per_s"]),
             "redis_commands_per_s": med(
                 kind, lambda p: p["redis_commands_per_s"]),
-            "scripts_per_s": med(kind, lambda p: sum(
-                v for k, v in p["redis_by_command_per_s"].items()
-                if k.split("|")[0] in SCRIPT_COMMANDS)),
+            "scripts_per_s": med(kind, lambda p: p["scripts_per_s"]),
+            "zrangebyscore_per_s": med(kind, lambda p: p[
+                "redis_by_command_per_s"].get("zrangebyscore", 0)),
             "dials_per_s": med(kind, lambda p: p["dials_per_s"]),
             "standin_cpu_ms_per_s": med(
                 kind, lambda p: p["standin_cpu_ms_per_s"]),
         }
-    a, b = summary["without"], summary["with"]
+    a = summary["A"]
 
-    def ratio(k):
-        if a[k] and b[k] is not None:
-            return b[k] / float(a[k])
+    def ratio(kind, k):
+        if a[k] and summary[kind][k] is not None:
+            return summary[kind][k] / float(a[k])
         return None
 
-    summary["ratio_p50"] = ratio("rtt_p50_us")
-    summary["ratio_p99"] = ratio("rtt_p99_us")
+    def d(kind, k, base="A"):
+        x, y = summary[kind][k], summary[base][k]
+        if x is None or y is None:
+            return None
+        return x - y
+
+    for kind in ("B", "C"):
+        summary["ratio_{}_p50".format(kind)] = ratio(kind, "rtt_p50_us")
+        summary["ratio_{}_p99".format(kind)] = ratio(kind, "rtt_p99_us")
     out["summary"] = summary
 
-    def d(k):
-        if a[k] is None or b[k] is None:
-            return None
-        return b[k] - a[k]
-
-    n = sum(1 for p in phases if p["kind"] == "with")
     say("")
-    say("  medians of the phases: without the campaign rtt p50 {} us, p99 {} "
-        "us; with it p50 {} us, p99 {} us; with/without: p50 {}, p99 {}"
-        .format(fmt(a["rtt_p50_us"]), fmt(a["rtt_p99_us"]),
-                fmt(b["rtt_p50_us"]), fmt(b["rtt_p99_us"]),
-                fmt(summary["ratio_p50"], "{:.2f}"),
-                fmt(summary["ratio_p99"], "{:.2f}")))
-    say("  the dispatcher: {} dials/s (median of {} phases; {} dialed in "
-        "all of {} rows), nginx worker {} ms/s more CPU ({} of a core), "
-        "Redis {} commands/s more ({} scripts/s; their own commands "
-        "included) and {} ms/s more CPU"
-        .format(fmt(b["dials_per_s"], "{:.2f}"), n,
-                info["dialed_total"] if info else "?",
-                info["rows"] if info else "?",
-                fmt(d("worker_cpu_ms_per_s"), "{:+.1f}"),
-                fmt(d("worker_cpu_ms_per_s") and
-                    d("worker_cpu_ms_per_s") / 10.0, "{:+.1f}%"),
-                fmt(d("redis_commands_per_s"), "{:+.0f}"),
-                fmt(b["scripts_per_s"], "{:.1f}"),
-                fmt(d("redis_cpu_ms_per_s"), "{:+.1f}")))
+    say("  medians of each kind's phases (rtt p50 / p99 us; worker CPU ms/s "
+        "with the calls, and in the {} s before them with no call):".format(
+            info["quiet"] if info else "?"))
+    for kind, words in KINDS:
+        s = summary[kind]
+        say("    {} {:<38} {:>6} / {:>6}   worker {:>6} ms/s, quiet {:>5} "
+            "ms/s   Redis {:>5} ms/s, {:>4} cmd/s, {:>4} scripts/s".format(
+                kind, words + " ({})".format(s["phases"]),
+                fmt(s["rtt_p50_us"]), fmt(s["rtt_p99_us"]),
+                fmt(s["worker_cpu_ms_per_s"], "{:.1f}"),
+                fmt(s["quiet_worker_cpu_ms_per_s"], "{:.2f}"),
+                fmt(s["redis_cpu_ms_per_s"], "{:.1f}"),
+                fmt(s["redis_commands_per_s"], "{:.0f}"),
+                fmt(s["scripts_per_s"], "{:.1f}")))
+    say("  C/A (the dispatcher's own cost): p50 {}, p99 {}; worker {} ms/s "
+        "with the calls, {} ms/s with no call; Redis {} ms/s, {} commands/s; "
+        "{} claim scripts/s".format(
+            fmt(summary["ratio_C_p50"], "{:.2f}"),
+            fmt(summary["ratio_C_p99"], "{:.2f}"),
+            fmt(d("C", "worker_cpu_ms_per_s"), "{:+.1f}"),
+            fmt(d("C", "quiet_worker_cpu_ms_per_s"), "{:+.2f}"),
+            fmt(d("C", "redis_cpu_ms_per_s"), "{:+.1f}"),
+            fmt(d("C", "redis_commands_per_s"), "{:+.0f}"),
+            fmt(summary["C"]["zrangebyscore_per_s"], "{:.1f}")))
+    say("  B/A (dialing): p50 {}, p99 {}; worker {} ms/s with the calls, {} "
+        "ms/s with no call ({} over C); Redis {} ms/s, {} commands/s; {} "
+        "dials/s ({} dialed in all of {} rows)".format(
+            fmt(summary["ratio_B_p50"], "{:.2f}"),
+            fmt(summary["ratio_B_p99"], "{:.2f}"),
+            fmt(d("B", "worker_cpu_ms_per_s"), "{:+.1f}"),
+            fmt(d("B", "quiet_worker_cpu_ms_per_s"), "{:+.1f}"),
+            fmt(d("B", "quiet_worker_cpu_ms_per_s", "C"), "{:+.1f}"),
+            fmt(d("B", "redis_cpu_ms_per_s"), "{:+.1f}"),
+            fmt(d("B", "redis_commands_per_s"), "{:+.0f}"),
+            fmt(summary["B"]["dials_per_s"], "{:.2f}"),
+            info["dialed_total"] if info else "?",
+            info["rows"] if info else "?"))
+    if info and info.get("loadavg"):
+        say("  load average (1, 5, 15 min) before the phase {}, after it "
+            "{}".format(*info["loadavg"]))
     if info and (info.get("log_errors") or info.get("worker_died")):
         say("  nginx error log: {} lines at [error] or worse{}".format(
             info.get("log_errors"), "; the worker DIED"
