@@ -100,6 +100,7 @@ typedef struct {
     ngx_log_t                     *log;
     ngx_event_t                    timer;
     ngx_uint_t                     pending;   /* scripts of this tick */
+    ngx_msec_t                     claimed_at; /* when they were sent */
     void                          *read;      /* the list's */
     ngx_queue_t                    jobs;
     ngx_str_t                      worker;
@@ -2892,6 +2893,7 @@ ngx_http_twirt_dispatch_listed(void *data, ngx_int_t rc, ngx_array_t *pairs)
     u_char                   *p;
     void                     *handle;
     ngx_str_t                 argv[6];
+    ngx_msec_t                lease;
     ngx_uint_t                i, open;
     ngx_pool_t               *pool;
     const char               *error;
@@ -2922,8 +2924,15 @@ ngx_http_twirt_dispatch_listed(void *data, ngx_int_t rc, ngx_array_t *pairs)
     argv[2].len = ngx_sprintf(p, "%d", NGX_HTTP_TWIRT_CAMPAIGN_HORIZON) - p;
     p += argv[2].len;
 
+    /*
+     * A dial's lease outlasts the request to Twilio: its worker has the
+     * answer, or has given up, before another asks what became of it
+     */
+
+    lease = ngx_max(d->cmcf->lease, d->cmcf->tlcf->twilio_timeout + 2000);
+
     argv[3].data = p;
-    argv[3].len = ngx_sprintf(p, "%M", d->cmcf->lease) - p;
+    argv[3].len = ngx_sprintf(p, "%M", lease) - p;
     p += argv[3].len;
 
     argv[4].data = p;
@@ -2971,6 +2980,8 @@ ngx_http_twirt_dispatch_listed(void *data, ngx_int_t rc, ngx_array_t *pairs)
         }
     }
 
+    d->claimed_at = ngx_current_msec;
+
     ngx_destroy_pool(pool);
 }
 
@@ -3004,6 +3015,25 @@ ngx_http_twirt_dispatch_claimed(void *data, ngx_int_t rc,
             job = ngx_http_twirt_job_create(&id, &kv[i].value,
                                             NGX_HTTP_TWIRT_JOB_DIAL);
             if (job == NULL) {
+                continue;
+            }
+
+            /*
+             * The claim came back after its slots had passed (Redis was
+             * slow or away): dialing now would bunch the calls; the row
+             * goes back, its attempt not counted
+             */
+
+            if (ngx_current_msec - d->claimed_at
+                > NGX_HTTP_TWIRT_CAMPAIGN_HORIZON)
+            {
+                ngx_log_error(NGX_LOG_INFO, job->log, 0,
+                              "twirt: campaign %V row %V: its claim came "
+                              "back %M ms late, its slot has passed: "
+                              "queued again", &job->id, &job->row,
+                              ngx_current_msec - d->claimed_at);
+                ngx_http_twirt_job_report(job, "lost", NULL, 0,
+                                          "the claim came back late");
                 continue;
             }
 

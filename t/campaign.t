@@ -20,6 +20,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 use Twirt::Peers;
+use Twirt::Check;
 use Twirt::Redis;
 use Twirt::StandIn;
 use Test::Nginx::Socket 'no_plan';
@@ -63,7 +64,7 @@ my $script = "$certs/script.json";
         '+81310000004' => { outcome => 'no-answer' },
         '+81310000005' => { error => 21217 },
         '+81310000006' => { outcome => 'machine', amd_ms => 1500,
-                            call_ms => 8000 },
+                            call_ms => 30000 },
         '+81310000007' => { outcome => 'completed', call_ms => 20000 },
         '*' => { outcome => 'completed', scenario => 'ja-booking' },
     });

@@ -15,6 +15,7 @@ use JSON::PP;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Peers;
+use Twirt::Check;
 use Twirt::Redis;
 use Twirt::Conf qw(nginx_t http_conf);
 use Test::Nginx::Socket 'no_plan';

@@ -29,7 +29,7 @@ use Test::More;
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
                  tool_backend_start twilio_rest_start
                  place_calls_from_blocks twirt_events error_log_text
-                 http_post http_get_text run_check check_sections);
+                 http_post http_get_text);
 
 my $top = "$ENV{PWD}";
 my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
@@ -222,34 +222,6 @@ sub place_calls_from_blocks {
             fail($block->name . " - check runs");
             diag($@);
         }
-    });
-}
-
-# a block's "--- check" Perl, compiled in package main after $params
-# (e.g. 'my ($r, $sid) = @_;') and run with @args; a check that does not
-# compile or dies fails the block, saying why
-sub run_check {
-    my ($block, $params, @args) = @_;
-    my $code = "package main; use utf8; no strict 'vars'; $params\n"
-               . $block->check;
-    my $check = eval "sub { $code }";
-    if (!$check) {
-        Test::More::fail($block->name . " - check compiles");
-        Test::More::diag($@);
-        return;
-    }
-    if (!eval { $check->(@args); 1 }) {
-        Test::More::fail($block->name . " - check runs");
-        Test::More::diag($@);
-    }
-}
-
-# "--- check": Perl run once nginx is up, after the block's request
-sub check_sections {
-    Test::Nginx::Socket::add_response_body_check(sub {
-        my ($block, $body, $req_idx, $repeated, $dry_run) = @_;
-        return if $dry_run || !defined $block->check;
-        run_check($block, '');
     });
 }
 
