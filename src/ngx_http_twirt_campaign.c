@@ -47,6 +47,8 @@
 #define NGX_HTTP_TWIRT_CAMPAIGN_CLAIMS   16
 #define NGX_HTTP_TWIRT_CAMPAIGN_ERRORS_STR  "5"
 #define NGX_HTTP_TWIRT_CAMPAIGN_ROWS     100000
+/* numbers added at once: a script's arguments after its own ten, "add" */
+#define NGX_HTTP_TWIRT_CAMPAIGN_DNC      (NGX_HTTP_TWIRT_REDIS_ARGS - 11)
 
 
 typedef struct {
@@ -408,6 +410,7 @@ static ngx_str_t  ngx_http_twirt_lua_rows = ngx_string(
     "redis.call('HSET', c, 'rows', n) "
     "if res.accepted > 0 and st == 'finished' then "
       "redis.call('HSET', c, 'status', 'running') "
+      "redis.call('HDEL', c, 'finished_at') "
       "redis.call('SADD', KEYS[2], ARGV[1]) "
     "end "
     "res.rows = n "
@@ -429,8 +432,8 @@ static ngx_str_t  ngx_http_twirt_lua_action = ngx_string(
     "local a = ARGV[3] "
     "if a == 'pause' then "
       "if st ~= 'running' then return {'error', 'conflict:' .. st} end "
+      /* the dispatcher still looks after its calls' leases */
       "redis.call('HSET', c, 'status', 'paused') "
-      "redis.call('SREM', KEYS[2], ARGV[1]) "
     "elseif a == 'resume' then "
       "if st ~= 'paused' then return {'error', 'conflict:' .. st} end "
       "redis.call('HSET', c, 'status', 'running', 'cps_now', "
@@ -442,7 +445,6 @@ static ngx_str_t  ngx_http_twirt_lua_action = ngx_string(
       "if st == 'cancelled' or st == 'finished' then "
         "return {'error', 'conflict:' .. st} end "
       "redis.call('HSET', c, 'status', 'cancelled', 'finished_at', now) "
-      "redis.call('SREM', KEYS[2], ARGV[1]) "
       "for _, n in ipairs(redis.call('ZRANGE', c .. ':queue', 0, -1)) do "
         "done(n, 'cancelled') "
       "end "
@@ -533,9 +535,9 @@ static ngx_str_t  ngx_http_twirt_lua_list = ngx_string(
 static ngx_str_t  ngx_http_twirt_lua_claim = ngx_string(
     NGX_HTTP_TWIRT_LUA_HEAD
     "local st = redis.call('HGET', c, 'status') "
-    "if st ~= 'running' then "
+    "if not st then "
       "redis.call('SREM', KEYS[2], ARGV[1]) "
-      "return {'status', st or 'gone'} "
+      "return {'status', 'gone'} "
     "end "
     "local out = {} "
     "local lease = tonumber(ARGV[6]) "
@@ -553,6 +555,14 @@ static ngx_str_t  ngx_http_twirt_lua_claim = ngx_string(
                                    "to = r[3], "
                                    "claimed_at = tonumber(r[4]), "
                                    "attempt = r[5], from = cf[5]}) "
+    "end "
+    /* paused or cancelled: its calls' leases are still looked after */
+    "if st ~= 'running' then "
+      "if redis.call('ZCARD', c .. ':live') == 0 then "
+        "redis.call('SREM', KEYS[2], ARGV[1]) "
+      "end "
+      "out[#out + 1] = 'status' out[#out + 1] = st "
+      "return out "
     "end "
     "if ARGV[4] == '1' then "
       "local room = tonumber(cf[1]) - redis.call('ZCARD', c .. ':live') "
@@ -624,11 +634,19 @@ static ngx_str_t  ngx_http_twirt_lua_report = ngx_string(
       /* a callback of the call came first */
       "return {'result', 'known'} "
     "end "
+    "if k == 'lost' and r[1] == 'calling' and r[2] == ARGV[4] "
+       "and r[3] == ARGV[6] then "
+      /* Twilio does not know the row's call */
+      "done(n, 'failed', ARGV[8]) "
+      "finished() "
+      "return {'result', 'failed'} "
+    "end "
     "if r[1] ~= 'dialing' or r[2] ~= ARGV[4] then "
       "return {'result', 'stale'} "
     "end "
     "if k == 'ok' then "
       "redis.call('HSET', rowkey(n), 'state', 'calling', 'sid', ARGV[6]) "
+      "redis.call('HDEL', rowkey(n), 'errors', 'detail') "
       "redis.call('ZADD', c .. ':live', now + tonumber(ARGV[9]), n) "
       "local cf = redis.call('HMGET', c, 'cps', 'cps_now') "
       "if tonumber(cf[2]) < tonumber(cf[1]) then "
@@ -656,7 +674,6 @@ static ngx_str_t  ngx_http_twirt_lua_report = ngx_string(
       "requeue(n, now) "
       "if redis.call('HGET', c, 'status') == 'running' then "
         "redis.call('HSET', c, 'status', 'paused', 'error', ARGV[8]) "
-        "redis.call('SREM', KEYS[2], ARGV[1]) "
       "end "
     "elseif k == 'lost' then "
       "requeue(n, now) "
@@ -1199,10 +1216,10 @@ ngx_http_twirt_campaign_create(ngx_http_request_t *r, ngx_str_t *body)
     v = json_object_get(req, "cps");
 
     if (v) {
-        if (!json_is_number(v) || json_number_value(v) <= 0
+        if (!json_is_number(v) || json_number_value(v) < 0.1
             || json_number_value(v) > 1000)
         {
-            twirt_bad("\"cps\" must be the calls per second, above 0");
+            twirt_bad("\"cps\" must be the calls per second, 0.1 to 1000");
         }
 
         cps = ngx_min(json_number_value(v), (double) cmcf->cps);
@@ -1605,7 +1622,7 @@ ngx_http_twirt_campaign_dnc(ngx_http_request_t *r, ngx_str_t *number,
     u_char        *p;
     size_t         i, len;
     json_t        *req, *nums, *v;
-    ngx_str_t      argv[NGX_HTTP_TWIRT_REDIS_ARGS - 7], id;
+    ngx_str_t      argv[NGX_HTTP_TWIRT_CAMPAIGN_DNC + 1], id;
     ngx_uint_t     argc;
     const char    *error;
     json_error_t   err;
@@ -1668,14 +1685,14 @@ ngx_http_twirt_campaign_dnc(ngx_http_request_t *r, ngx_str_t *number,
     nums = json_object_get(req, "numbers");
 
     if (!json_is_array(nums) || json_array_size(nums) == 0
-        || json_array_size(nums) > NGX_HTTP_TWIRT_REDIS_ARGS - 8)
+        || json_array_size(nums) > NGX_HTTP_TWIRT_CAMPAIGN_DNC)
     {
         json_decref(req);
         return ngx_http_twirt_campaign_error(r, NGX_HTTP_BAD_REQUEST,
                                              "invalid_request", "the body "
                                              "must be {\"numbers\": [...]}, "
                                              "1 to %d numbers",
-                                             NGX_HTTP_TWIRT_REDIS_ARGS - 8);
+                                             NGX_HTTP_TWIRT_CAMPAIGN_DNC);
     }
 
     ngx_str_set(&argv[0], "add");
@@ -2414,7 +2431,12 @@ ngx_http_twirt_campaign_csv(ngx_http_request_t *r, json_t *res)
 
                 text = malloc(tl + 1);
 
-                if (text) {
+                if (text == NULL) {
+                    json_decref(names);
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+
+                {
                     u_char  *t = (u_char *) text;
 
                     json_array_foreach(tr, j, line) {
@@ -2496,7 +2518,7 @@ ngx_http_twirt_campaign_eval(ngx_str_t *script, ngx_str_t *id,
     ngx_str_t   av[NGX_HTTP_TWIRT_REDIS_ARGS], prefix;
     ngx_uint_t  i;
 
-    if (argc + 9 > NGX_HTTP_TWIRT_REDIS_ARGS) {
+    if (10 + argc > NGX_HTTP_TWIRT_REDIS_ARGS) {
         return NGX_ERROR;
     }
 
@@ -2769,8 +2791,9 @@ ngx_http_twirt_window_open(ngx_http_twirt_window_t *w, time_t now)
 static ngx_int_t
 ngx_http_twirt_tz_offset(u_char *tz, time_t now, ngx_int_t *offset)
 {
-    char        *saved, path[sizeof("/usr/share/zoneinfo/") + 64];
-    struct tm    tm;
+    char             *saved, path[sizeof("/usr/share/zoneinfo/") + 64];
+    struct tm         tm;
+    ngx_file_info_t   fi;
     ngx_uint_t   i;
 
     static struct {
@@ -2795,7 +2818,10 @@ ngx_http_twirt_tz_offset(u_char *tz, time_t now, ngx_int_t *offset)
 
     (void) ngx_sprintf((u_char *) path, "/usr/share/zoneinfo/%s%Z", tz);
 
-    if (access(path, R_OK) != 0) {
+    /* a zone's file: "Asia" is a directory, which the C library takes
+     * for UTC without a word */
+
+    if (ngx_file_info(path, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
         return NGX_ERROR;
     }
 
@@ -3341,15 +3367,24 @@ ngx_http_twirt_job_dial(ngx_event_t *ev)
     }
 
     if (ngx_http_twirt_job_url(job, &tlcf->outbound_url, 1, 0, &pl.url)
-           != NGX_OK
-        || ngx_http_twirt_job_url(job, &tlcf->outbound_status_callback, 0, 0,
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    /* without a callback URL, outcomes come from asking Twilio */
+
+    if (tlcf->outbound_status_callback.len
+        && ngx_http_twirt_job_url(job, &tlcf->outbound_status_callback, 0, 0,
                                   &pl.status_callback)
            != NGX_OK)
     {
         goto failed;
     }
 
-    if (amd && amd->len && ngx_strcmp(amd->data, "off") != 0) {
+    if (amd && amd->len && ngx_strcmp(amd->data, "off") != 0
+        && tlcf->outbound_status_callback.len)
+    {
         ngx_str_set(&pl.amd, "DetectMessageEnd");
 
         if (ngx_http_twirt_job_url(job, &tlcf->outbound_status_callback, 0,
@@ -3394,6 +3429,7 @@ ngx_http_twirt_job_dialed(ngx_http_twirt_http_t *h)
     json_t                          *sid;
     ngx_str_t                        s;
     const char                      *kind;
+    ngx_http_twirt_log_text_t        t;
     ngx_http_twirt_twilio_answer_t   a;
 
     job->http = NULL;
@@ -3482,9 +3518,12 @@ ngx_http_twirt_job_dialed(ngx_http_twirt_http_t *h)
 
     *p = '\0';
 
+    /* Twilio's words are not ours: escaped */
+
     ngx_log_error(NGX_LOG_WARN, job->log, 0,
-                  "twirt: campaign %V row %V attempt %V not placed, %s: %s",
-                  &job->id, &job->row, &job->attempt, kind, words);
+                  "twirt: campaign %V row %V attempt %V not placed, %s: %V",
+                  &job->id, &job->row, &job->attempt, kind,
+                  ngx_http_twirt_log_text(&t, words, p - words));
 
     ngx_http_twirt_metrics_dial(kind);
 
@@ -3803,7 +3842,7 @@ ngx_http_twirt_job_checked(ngx_http_twirt_http_t *h)
 
     if (a.kind == NGX_HTTP_TWIRT_TWILIO_NOT_FOUND && job->sid.len) {
         json_decref(a.json);
-        ngx_http_twirt_job_report(job, "lost", NULL, 0,
+        ngx_http_twirt_job_report(job, "lost", &job->sid, 0,
                                   "Twilio does not know the call");
         return;
     }
@@ -3966,6 +4005,7 @@ ngx_http_twirt_campaign_callback(ngx_http_request_t *r, ngx_array_t *pairs)
     ngx_str_t                       id, row, attempt, v, argv[6];
     ngx_uint_t                      i, amd;
     ngx_http_twirt_pair_t          *p;
+    ngx_http_twirt_loc_conf_t      *tlcf;
     ngx_http_twirt_redis_hash_pt    handler;
     ngx_http_twirt_campaign_amd_t  *ctx;
 
@@ -3973,6 +4013,17 @@ ngx_http_twirt_campaign_callback(ngx_http_request_t *r, ngx_array_t *pairs)
         || ngx_http_arg(r, (u_char *) "row", 3, &row) != NGX_OK
         || ngx_http_arg(r, (u_char *) "attempt", 7, &attempt) != NGX_OK)
     {
+        return NGX_DECLINED;
+    }
+
+    /* only a signed callback may write a row's outcome or hang up */
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_module);
+
+    if (tlcf->auth_token.len == 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "twirt: a campaign's callback ignored: its signature "
+                      "cannot be checked without \"twirt_twilio_auth_token\"");
         return NGX_DECLINED;
     }
 

@@ -362,6 +362,8 @@ my @bad = (
     ['POST', '/campaigns/', { name => 'x' }, 400, 'invalid_request', qr/"from"/],
     ['POST', '/campaigns/', { name => 'x', from => 'abc' }, 400, 'invalid_request', qr/"from"/],
     ['POST', '/campaigns/', { name => 'x', from => $main::From, cps => 0 }, 400, 'invalid_request', qr/"cps"/],
+    ['POST', '/campaigns/', { name => 'x', from => $main::From, cps => 0.0004 }, 400, 'invalid_request', qr/"cps".*0\.1/],
+    ['POST', '/campaigns/dnc', { numbers => [map { sprintf('+8131000%04d', 9000 + $_) } 1 .. 22] }, 400, 'invalid_request', qr/1 to 21 numbers/],
     ['POST', '/campaigns/', { name => 'x', from => $main::From, concurrency => 0 }, 400, 'invalid_request', qr/concurrency/],
     ['POST', '/campaigns/', { name => 'x', from => $main::From, retries => 11 }, 400, 'invalid_request', qr/retries/],
     ['POST', '/campaigns/', { name => 'x', from => $main::From, window => 'mon-fri 20:00-09:00 Asia/Tokyo' }, 400, 'invalid_request', qr/window.*after/],
@@ -393,6 +395,11 @@ for my $b (@bad) {
     is($e->{error}{kind}, $kind, "$what: $kind") or diag($text);
     like($e->{error}{message}, $re, "$what: says what") if $re;
 }
+
+my ($ds, $d) = api('POST', '/campaigns/dnc', { numbers => [map { sprintf('+8131000%04d', 9000 + $_) } 1 .. 21] });
+is($ds, 200, 'the most numbers at once: 21');
+is($d->{changed}, 21, 'all added');
+api('DELETE', sprintf('/campaigns/dnc/+8131000%04d', 9000 + $_)) for 1 .. 21;
 
 # a row's own fault is the row's: reported, the others kept
 my ($st, $c) = api('POST', '/campaigns/', { name => 'rows', from => $main::From,
