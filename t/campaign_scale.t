@@ -591,6 +591,7 @@ ok(main::wait_until(10, sub { my @c = error_log_text() =~ /twirt: redis "[^"]*" 
 my $id = main::create_campaign($main::PortA, 'main', paused => JSON::PP::true);
 my $st = main::status_of($main::PortB, $id);
 is($st->{status}, 'paused', 'created paused, as node B sees it');
+ok($st->{window_open}, 'no window: always open');
 my (undef, undef, $list) = main::http_req($main::PortB, 'GET', '/campaigns/');
 like($list, qr/"\Q$id\E"/, 'listed');
 
@@ -717,7 +718,8 @@ diag("window: $window");
 my $id = main::create_campaign($main::PortA, 'window', window => $window,
                                rows => main::json_rows('window'));
 my $st = main::status_of($main::PortB, $id);
-ok($st && !$st->{window_open}, 'window: closed at first') or diag(Test::More::explain($st));
+ok($st && defined $st->{window_open} && !$st->{window_open}, 'window: closed at first')
+    or diag(Test::More::explain($st));
 is($st->{queued}, 40, 'window: every row queued');
 ok(time < $open_at - 1, 'window: (still closed while checked)');
 # nothing is dialed until it opens
