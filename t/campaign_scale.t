@@ -24,6 +24,7 @@ use JSON::PP;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Peers;
+use Twirt::Check;
 use Twirt::Redis;
 use Twirt::StandIn;
 use Test::Nginx::Socket 'no_plan';
@@ -562,21 +563,7 @@ add_block_preprocessor(sub {
 });
 
 # --- check: Perl run once nginx is up (after the /ping request)
-add_response_body_check(sub {
-    my ($block, $body, $req_idx, $repeated, $dry_run) = @_;
-    return if $dry_run || !defined $block->check;
-    my $code = "package main; use utf8; no strict 'vars'; " . $block->check;
-    my $check = eval "sub { $code }";
-    if (!$check) {
-        fail($block->name . " - check compiles");
-        diag($@);
-        return;
-    }
-    if (!eval { $check->(); 1 }) {
-        fail($block->name . " - check runs");
-        diag($@);
-    }
-});
+check_sections();
 
 no_shuffle();
 run_tests();
