@@ -904,6 +904,12 @@ ngx_http_twirt_campaign_handler(ngx_http_request_t *r)
         return ngx_http_twirt_campaign_dnc(r, &ctx->id, NULL);
     }
 
+    if (len[0] == 5 && ngx_strncmp(seg[0], "calls", 5) == 0 && n == 1) {
+        /* one call, as twirt_calls places it (the board, scripts) */
+        ngx_http_set_ctx(r, NULL, ngx_http_twirt_campaign_module);
+        return ngx_http_twirt_calls_handler(r);
+    }
+
     if (len[0] == 5 && ngx_strncmp(seg[0], "calls", 5) == 0) {
 
         if (n != 3 || len[2] != 6 || ngx_strncmp(seg[2], "hangup", 6) != 0)

@@ -125,16 +125,6 @@ sub results {
     return { map { $_->{to} => $_ } @{ $r->{rows} // [] } };
 }
 
-sub log_wait {
-    my ($re, $secs) = @_;
-    my $deadline = time + ($secs // 10);
-    until (error_log_text() =~ $re) {
-        return 0 if time > $deadline;
-        sleep 0.05;
-    }
-    return 1;
-}
-
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value('request', "GET /ping\n") unless defined $block->request;
@@ -666,3 +656,16 @@ while (!$back && time < $deadline) {
     $back = 0 unless $back == 200;
 }
 is($back, 200, 'Redis back: the API answers');
+
+
+
+=== TEST 15: one call through the same API, as twirt_calls places it
+--- check
+my ($st, $c) = api('POST', '/campaigns/calls', { to => '03-1000-0951', from => $main::From,
+    variables => { name => '単発' } });
+is($st, 201, 'placed');
+like($c->{call_sid} // '', qr/^CA[0-9a-f]{32}$/, 'its CallSid');
+is($c->{to}, '+81310000951', 'the number in E.164');
+my ($bad, $e) = api('POST', '/campaigns/calls', { to => 'abc', from => $main::From });
+is($bad, 400, 'a bad number: 400');
+is($e->{error}{kind}, 'invalid_number', 'says so');

@@ -94,16 +94,6 @@ sub rest_wait {
     }
 }
 
-sub log_wait {
-    my ($re, $secs) = @_;
-    my $deadline = time + ($secs // 10);
-    until (error_log_text() =~ $re) {
-        return 0 if time > $deadline;
-        sleep 0.05;
-    }
-    return 1;
-}
-
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value('request', "GET /ping\n") unless defined $block->request;

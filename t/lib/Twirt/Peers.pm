@@ -29,7 +29,7 @@ use Test::More;
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
                  tool_backend_start twilio_rest_start
                  place_calls_from_blocks twirt_events error_log_text
-                 http_post http_get_text);
+                 http_post http_get_text log_wait);
 
 my $top = "$ENV{PWD}";
 my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
@@ -259,6 +259,17 @@ sub _http {
 sub error_log_text {
     my $root = $ENV{TEST_NGINX_SERVROOT} || "$top/t/servroot";
     return _slurp("$root/logs/error.log");
+}
+
+# waits (bounded, $secs, 10 by default) until the error log matches $re
+sub log_wait {
+    my ($re, $secs) = @_;
+    my $deadline = Time::HiRes::time() + ($secs // 10);
+    until (error_log_text() =~ $re) {
+        return 0 if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.05);
+    }
+    return 1;
 }
 
 # the call events twirt logged ("twirt: event {...}"), decoded, in order
