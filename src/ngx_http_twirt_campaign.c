@@ -182,15 +182,14 @@ static ngx_int_t ngx_http_twirt_tz_offset(u_char *tz, time_t now,
 
 static ngx_int_t ngx_http_twirt_campaign_eval(ngx_str_t *script,
     ngx_str_t *id, ngx_uint_t argc, ngx_str_t *argv, ngx_pool_t *pool,
-    ngx_log_t *log, ngx_http_twirt_redis_hash_pt handler, void *data,
-    void **handle);
+    ngx_http_twirt_redis_hash_pt handler, void *data, void **handle);
 static void ngx_http_twirt_dispatch_tick(ngx_event_t *ev);
 static void ngx_http_twirt_dispatch_listed(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
 static void ngx_http_twirt_dispatch_claimed(void *data, ngx_int_t rc,
     ngx_array_t *pairs);
-static ngx_http_twirt_job_t *ngx_http_twirt_job_create(ngx_str_t *id,
-    ngx_str_t *value, ngx_http_twirt_job_e kind);
+static ngx_http_twirt_job_t *ngx_http_twirt_job_create(ngx_str_t *value,
+    ngx_http_twirt_job_e kind);
 static void ngx_http_twirt_job_free(ngx_http_twirt_job_t *job);
 static void ngx_http_twirt_job_dial(ngx_event_t *ev);
 static void ngx_http_twirt_job_dialed(ngx_http_twirt_http_t *h);
@@ -1810,7 +1809,6 @@ ngx_http_twirt_campaign_run(ngx_http_request_t *r, ngx_str_t *script,
     ctx->what = what;
 
     rc = ngx_http_twirt_campaign_eval(script, id, argc, argv, r->pool,
-                                      r->connection->log,
                                       ngx_http_twirt_campaign_answered, ctx,
                                       &ctx->read);
 
@@ -2051,10 +2049,6 @@ ngx_http_twirt_campaign_arrays(json_t *obj)
     if (json_is_array(v)) {
         json_array_foreach(v, i, row) {
             ngx_http_twirt_campaign_times(row);
-
-            if (json_is_array(json_object_get(row, "variables"))) {
-                json_object_set_new(row, "variables", json_object());
-            }
         }
     }
 
@@ -2164,10 +2158,10 @@ ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
                    && ngx_strncmp(value->data, "too_many", 8) == 0)
         {
             rc = ngx_http_twirt_campaign_error(r,
-                                               NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                               "too_many_rows", "a campaign "
-                                               "has at most %d rows",
-                                               NGX_HTTP_TWIRT_CAMPAIGN_ROWS);
+                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "too_many_rows", "a campaign has at "
+                                       "most %d rows",
+                                       NGX_HTTP_TWIRT_CAMPAIGN_ROWS);
 
         } else if (value->len > 9
                    && ngx_strncmp(value->data, "conflict:", 9) == 0)
@@ -2307,7 +2301,7 @@ static ngx_int_t
 ngx_http_twirt_campaign_csv(ngx_http_request_t *r, json_t *res)
 {
     u_char      *buf, *p;
-    char        *text, num[64];
+    char         num[64];
     size_t       size, i, j, k, pass, len;
     json_t      *rows, *row, *names, *vars, *v, *tr, *line;
     const char  *key, *s;
@@ -2338,6 +2332,47 @@ ngx_http_twirt_campaign_csv(ngx_http_request_t *r, json_t *res)
                 json_array_append_new(names, json_string(key));
             }
         }
+    }
+
+    /* a transcript is one cell: "agent: ...\ncaller: ..." */
+
+    json_array_foreach(rows, i, row) {
+        tr = json_object_get(row, "transcript");
+
+        if (!json_is_array(tr)) {
+            continue;
+        }
+
+        len = 0;
+
+        json_array_foreach(tr, j, line) {
+            len += json_string_length(json_object_get(line, "role")) + 2
+                   + json_string_length(json_object_get(line, "text")) + 1;
+        }
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            json_decref(names);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        buf = p;
+
+        json_array_foreach(tr, j, line) {
+            if (j) {
+                *p++ = LF;
+            }
+
+            v = json_object_get(line, "role");
+            p = ngx_cpymem(p, json_string_value(v), json_string_length(v));
+            *p++ = ':';
+            *p++ = ' ';
+            v = json_object_get(line, "text");
+            p = ngx_cpymem(p, json_string_value(v), json_string_length(v));
+        }
+
+        json_object_set_new(row, "transcript",
+                            json_stringn((char *) buf, p - buf));
     }
 
     /* pass 0 measures, pass 1 writes */
@@ -2420,49 +2455,10 @@ ngx_http_twirt_campaign_csv(ngx_http_request_t *r, json_t *res)
                 twirt_sep(',');
             }
 
-            /* "agent: ...\ncaller: ..." in one cell */
+            v = json_object_get(row, "transcript");
 
-            tr = json_object_get(row, "transcript");
-            text = NULL;
-
-            if (json_is_array(tr)) {
-                size_t  tl = 0;
-
-                json_array_foreach(tr, j, line) {
-                    tl += json_string_length(json_object_get(line, "role"))
-                          + 2
-                          + json_string_length(json_object_get(line, "text"))
-                          + 1;
-                }
-
-                text = malloc(tl + 1);
-
-                if (text == NULL) {
-                    json_decref(names);
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
-
-                {
-                    u_char  *t = (u_char *) text;
-
-                    json_array_foreach(tr, j, line) {
-                        if (j) {
-                            *t++ = LF;
-                        }
-
-                        v = json_object_get(line, "role");
-                        t = ngx_cpymem(t, json_string_value(v) ? json_string_value(v) : "",
-                                       json_string_length(v));
-                        *t++ = ':';
-                        *t++ = ' ';
-                        v = json_object_get(line, "text");
-                        t = ngx_cpymem(t, json_string_value(v) ? json_string_value(v) : "",
-                                       json_string_length(v));
-                    }
-
-                    twirt_cell(text, (char *) t - text);
-                    free(text);
-                }
+            if (json_is_string(v)) {
+                twirt_cell(json_string_value(v), json_string_length(v));
             }
 
             twirt_sep(CR);
@@ -2518,7 +2514,7 @@ ngx_http_twirt_campaign_error(ngx_http_request_t *r, ngx_uint_t status,
 
 static ngx_int_t
 ngx_http_twirt_campaign_eval(ngx_str_t *script, ngx_str_t *id,
-    ngx_uint_t argc, ngx_str_t *argv, ngx_pool_t *pool, ngx_log_t *log,
+    ngx_uint_t argc, ngx_str_t *argv, ngx_pool_t *pool,
     ngx_http_twirt_redis_hash_pt handler, void *data, void **handle)
 {
     ngx_str_t   av[NGX_HTTP_TWIRT_REDIS_ARGS], prefix;
@@ -2554,8 +2550,6 @@ ngx_http_twirt_campaign_eval(ngx_str_t *script, ngx_str_t *id,
     for (i = 0; i < argc; i++) {
         av[10 + i] = argv[i];
     }
-
-    (void) log;
 
     return ngx_http_twirt_redis_read(10 + argc, av, 0, handler, data,
                                      handle);
@@ -2906,7 +2900,7 @@ ngx_http_twirt_dispatch_tick(ngx_event_t *ev)
     ngx_str_set(&id, "");
 
     rc = ngx_http_twirt_campaign_eval(&ngx_http_twirt_lua_list_running, &id,
-                                      0, NULL, pool, d->log,
+                                      0, NULL, pool,
                                       ngx_http_twirt_dispatch_listed, d,
                                       &d->read);
     ngx_destroy_pool(pool);
@@ -3003,7 +2997,7 @@ ngx_http_twirt_dispatch_listed(void *data, ngx_int_t rc, ngx_array_t *pairs)
         }
 
         if (ngx_http_twirt_campaign_eval(&ngx_http_twirt_lua_claim,
-                                         &kv[i].key, 6, argv, pool, d->log,
+                                         &kv[i].key, 6, argv, pool,
                                          ngx_http_twirt_dispatch_claimed, d,
                                          &handle)
             == NGX_OK)
@@ -3025,7 +3019,6 @@ ngx_http_twirt_dispatch_claimed(void *data, ngx_int_t rc,
     ngx_http_twirt_dispatcher_t *d = data;
 
     json_t                 *delay;
-    ngx_str_t               id;
     ngx_uint_t              i;
     ngx_keyval_t           *kv;
     ngx_http_twirt_job_t   *job;
@@ -3037,14 +3030,13 @@ ngx_http_twirt_dispatch_claimed(void *data, ngx_int_t rc,
     }
 
     kv = pairs->elts;
-    ngx_str_null(&id);
 
     for (i = 0; i < pairs->nelts; i++) {
 
         if (kv[i].key.len == 4
             && ngx_strncmp(kv[i].key.data, "dial", 4) == 0)
         {
-            job = ngx_http_twirt_job_create(&id, &kv[i].value,
+            job = ngx_http_twirt_job_create(&kv[i].value,
                                             NGX_HTTP_TWIRT_JOB_DIAL);
             if (job == NULL) {
                 continue;
@@ -3087,7 +3079,7 @@ ngx_http_twirt_dispatch_claimed(void *data, ngx_int_t rc,
         if (kv[i].key.len == 5
             && ngx_strncmp(kv[i].key.data, "check", 5) == 0)
         {
-            job = ngx_http_twirt_job_create(&id, &kv[i].value,
+            job = ngx_http_twirt_job_create(&kv[i].value,
                                             NGX_HTTP_TWIRT_JOB_CHECK);
             if (job) {
                 ngx_http_twirt_job_check(job);
@@ -3098,16 +3090,29 @@ ngx_http_twirt_dispatch_claimed(void *data, ngx_int_t rc,
 
 
 static ngx_http_twirt_job_t *
-ngx_http_twirt_job_create(ngx_str_t *id, ngx_str_t *value,
-    ngx_http_twirt_job_e kind)
+ngx_http_twirt_job_create(ngx_str_t *value, ngx_http_twirt_job_e kind)
 {
     json_t                *json, *v;
+    ngx_str_t             *s;
     ngx_log_t             *log;
+    ngx_uint_t             i;
     ngx_pool_t            *pool;
     json_error_t           err;
     ngx_http_twirt_job_t  *job;
 
-    (void) id;
+    /* the claim's strings the job keeps */
+    static struct {
+        const char  *name;
+        size_t       offset;
+    } fields[] = {
+        { "campaign", offsetof(ngx_http_twirt_job_t, id) },
+        { "row", offsetof(ngx_http_twirt_job_t, row) },
+        { "attempt", offsetof(ngx_http_twirt_job_t, attempt) },
+        { "to", offsetof(ngx_http_twirt_job_t, to) },
+        { "from", offsetof(ngx_http_twirt_job_t, from) },
+        { "sid", offsetof(ngx_http_twirt_job_t, sid) },
+        { NULL, 0 }
+    };
 
     json = json_loadb((char *) value->data, value->len, 0, &err);
 
@@ -3139,18 +3144,13 @@ ngx_http_twirt_job_create(ngx_str_t *id, ngx_str_t *value,
     job->kind = kind;
     job->json = json;
 
-#define twirt_field(field, name)                                              \
-    v = (void *) ngx_http_twirt_json_str(pool, json, name);                   \
-    if (v) { job->field = *(ngx_str_t *) v; }
+    for (i = 0; fields[i].name; i++) {
+        s = ngx_http_twirt_json_str(pool, json, fields[i].name);
 
-    twirt_field(id, "campaign");
-    twirt_field(row, "row");
-    twirt_field(attempt, "attempt");
-    twirt_field(to, "to");
-    twirt_field(from, "from");
-    twirt_field(sid, "sid");
-
-#undef twirt_field
+        if (s) {
+            *(ngx_str_t *) ((u_char *) job + fields[i].offset) = *s;
+        }
+    }
 
     v = json_object_get(json, "claimed_at");
     job->claimed = json_is_number(v) ? (time_t) (json_number_value(v) / 1000)
@@ -3579,7 +3579,7 @@ ngx_http_twirt_job_report(ngx_http_twirt_job_t *job, const char *kind,
     job->kind = NGX_HTTP_TWIRT_JOB_DIAL;
 
     if (ngx_http_twirt_campaign_eval(&ngx_http_twirt_lua_report, &job->id,
-                                     7, argv, job->pool, job->log,
+                                     7, argv, job->pool,
                                      ngx_http_twirt_job_reported, job,
                                      &job->read)
         != NGX_OK)
@@ -3641,7 +3641,7 @@ ngx_http_twirt_job_finish(ngx_http_twirt_job_t *job, json_t *call)
     job->kind = NGX_HTTP_TWIRT_JOB_CHECK;
 
     if (ngx_http_twirt_campaign_eval(&ngx_http_twirt_lua_finish, &job->id, 6,
-                                     argv, job->pool, job->log,
+                                     argv, job->pool,
                                      ngx_http_twirt_job_reported, job,
                                      &job->read)
         != NGX_OK)
@@ -4098,8 +4098,7 @@ ngx_http_twirt_campaign_callback(ngx_http_request_t *r, ngx_array_t *pairs)
         }
 
         if (ngx_http_twirt_campaign_eval(&ngx_http_twirt_lua_progress, &id,
-                                         5, argv, r->pool,
-                                         r->connection->log, handler, ctx,
+                                         5, argv, r->pool, handler, ctx,
                                          &handle)
             != NGX_OK && ctx)
         {
@@ -4134,7 +4133,6 @@ ngx_http_twirt_campaign_callback(ngx_http_request_t *r, ngx_array_t *pairs)
 
         (void) ngx_http_twirt_campaign_eval(&ngx_http_twirt_lua_finish, &id,
                                             6, argv, r->pool,
-                                            r->connection->log,
                                             handler, NULL, &handle);
         return NGX_OK;
     }
@@ -4142,8 +4140,7 @@ ngx_http_twirt_campaign_callback(ngx_http_request_t *r, ngx_array_t *pairs)
     argv[4] = argv[5];
 
     (void) ngx_http_twirt_campaign_eval(&ngx_http_twirt_lua_progress, &id, 5,
-                                        argv, r->pool, r->connection->log,
-                                        handler, NULL, &handle);
+                                        argv, r->pool, handler, NULL, &handle);
     return NGX_OK;
 }
 
