@@ -25,6 +25,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Peers;
 use Twirt::Check;
+use Twirt::Conf qw(http_conf);
 use Twirt::Redis;
 use Twirt::StandIn;
 use Test::Nginx::Socket 'no_plan';
@@ -174,29 +175,14 @@ sub node_b_log { return _slurp("$NodeB/logs/error.log") }
 
 sub node_b_start {
     mkdir "$NodeB/logs";
-    my $module = $ENV{TEST_NGINX_LOAD_MODULES} or die "TEST_NGINX_LOAD_MODULES is not set";
-    my $user = $> == 0 ? 'user root;' : '';
     open my $fh, '>', "$NodeB/nginx.conf" or die $!;
-    print $fh <<"CONF" . node_http($PortB) . <<"CONF2" . $NodeServer . "    }\n}\n";
-load_module $module;
-worker_processes 2;
-daemon on;
-master_process on;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-$user
-events { worker_connections 1024; }
-http {
-    client_body_temp_path logs/body;
-    proxy_temp_path logs/proxy;
-    fastcgi_temp_path logs/fastcgi;
-    uwsgi_temp_path logs/uwsgi;
-    scgi_temp_path logs/scgi;
-    access_log off;
-CONF
+    my $main = "worker_processes 2; daemon on; master_process on; "
+               . "error_log logs/error.log info;" . ($> == 0 ? " user root;" : "");
+    print $fh http_conf(node_http($PortB) . <<"CONF", $main);
     server {
         listen 127.0.0.1:$PortB;
-CONF2
+$NodeServer    }
+CONF
     close $fh;
     my $from = length node_b_log();
     system("$nginx -p $NodeB/ -c $NodeB/nginx.conf") == 0

@@ -33,7 +33,7 @@ load_module $module;
 error_log logs/error.log;
 pid logs/nginx.pid;
 $main
-events { worker_connections 64; }
+events { worker_connections 1024; }
 http {
     client_body_temp_path logs/body;
     proxy_temp_path logs/proxy;
