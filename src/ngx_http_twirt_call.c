@@ -547,9 +547,14 @@ static void
 ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
     ngx_http_twirt_twilio_msg_t *m)
 {
-    json_t                     *agent;
+    json_t                     *agent, *ev, *v;
     ngx_str_t                   name;
+    ngx_uint_t                  i;
     ngx_http_twirt_log_text_t   t;
+
+    static const char  *shown[] = {
+        "agent", "from", "to", "direction", "campaign", "row", NULL
+    };
 
     if (ngx_http_twirt_call_started(call)) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
@@ -611,8 +616,20 @@ ngx_http_twirt_call_start(ngx_http_twirt_call_t *call,
 
     ngx_queue_insert_tail(&ngx_http_twirt_calls, &call->queue);
 
-    ngx_http_twirt_call_event(call, "state",
-                              json_pack("{s:s}", "status", "connecting"));
+    /* what the board shows of a new call */
+    ev = json_pack("{s:s}", "status", "connecting");
+
+    if (ev) {
+        for (i = 0; shown[i]; i++) {
+            v = json_object_get(call->parameters, shown[i]);
+
+            if (json_is_string(v)) {
+                json_object_set(ev, shown[i], v);
+            }
+        }
+    }
+
+    ngx_http_twirt_call_event(call, "state", ev);
 
     agent = json_object_get(call->parameters, "agent");
 
@@ -1485,6 +1502,13 @@ ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call, const char *why,
                   item->played / 8,
                   item->received / 8);
 
+    if (barge_in) {
+        ngx_http_twirt_call_event(call, "barge_in",
+            json_pack("{s:s%,s:I,s:I}", "item_id", item->id, item->id_len,
+                      "heard_ms", (json_int_t) ms,
+                      "audio_ms", (json_int_t) (item->received / 8)));
+    }
+
     if (item->played >= item->received || item->id_len == 0) {
         ngx_http_twirt_call_heard(call);
         return;
@@ -2037,6 +2061,12 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
     {
         ngx_http_twirt_call_bad_usage(call);
     }
+
+    /* the cost so far, for the board */
+    ngx_http_twirt_call_event(call, "cost",
+        json_pack("{s:I,s:f}", "tokens", (json_int_t) call->usage.total,
+                  "cost_usd", ngx_http_twirt_realtime_cost(call->conf->prices,
+                                                           &call->usage)));
 
     was = call->response;
 
@@ -2620,13 +2650,15 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
                   cost, call->dropped_deltas);
 
     ngx_http_twirt_call_event(call, "state",
-        json_pack("{s:s,s:s,s:s,s:I,s:f}",
+        json_pack("{s:s,s:s,s:s,s:I,s:f,s:I}",
                   "status", ngx_http_twirt_call_failed(call)
                             ? "failed" : "ended",
                   "reason", ngx_http_twirt_end_kind(call->end)->name.data,
                   "detail", call->end_detail,
                   "tokens", (json_int_t) call->usage.total,
-                  "cost_usd", cost));
+                  "cost_usd", cost,
+                  "duration_ms",
+                  (json_int_t) (ngx_current_msec - call->upgraded)));
 
     ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_DONE);
 

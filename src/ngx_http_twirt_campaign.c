@@ -139,7 +139,8 @@ enum {
     NGX_HTTP_TWIRT_API_ACTION,
     NGX_HTTP_TWIRT_API_RESULTS,
     NGX_HTTP_TWIRT_API_CSV,
-    NGX_HTTP_TWIRT_API_DNC
+    NGX_HTTP_TWIRT_API_DNC,
+    NGX_HTTP_TWIRT_API_BOARD
 };
 
 
@@ -169,6 +170,8 @@ static ngx_int_t ngx_http_twirt_campaign_hold(ngx_http_request_t *r,
     ngx_http_twirt_campaign_ctx_t *ctx);
 static void ngx_http_twirt_campaign_cleanup(void *data);
 static void ngx_http_twirt_campaign_retry(ngx_event_t *ev);
+static ngx_http_twirt_campaign_ctx_t *ngx_http_twirt_campaign_request(
+    ngx_http_request_t *r);
 static void ngx_http_twirt_campaign_controlled(void *data,
     ngx_http_twirt_control_result_e result);
 
@@ -933,37 +936,7 @@ ngx_http_twirt_campaign_handler(ngx_http_request_t *r)
         ctx->id.data = seg[1];
         ctx->id.len = len[1];
 
-        if (ctx->id.len < 3 || ngx_strncmp(ctx->id.data, "CA", 2) != 0
-            || ngx_http_twirt_sid_valid(&ctx->id) != NGX_OK)
-        {
-            return ngx_http_twirt_campaign_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "invalid_request", "not a "
-                                                 "CallSid");
-        }
-
-        rc = ngx_http_twirt_control_send(r->pool, r->connection->log,
-                                         &ctx->id, "hangup", NULL,
-                                         ngx_http_twirt_campaign_controlled,
-                                         ctx, &ctx->read);
-        if (rc == NGX_DECLINED) {
-            return ngx_http_twirt_campaign_error(r,
-                                                 NGX_HTTP_SERVICE_UNAVAILABLE,
-                                                 "redis_unavailable", "Redis "
-                                                 "is not connected: nothing "
-                                                 "was done, try again");
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->control = 1;
-
-        if (ngx_http_twirt_campaign_hold(r, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return NGX_DONE;
+        return ngx_http_twirt_campaign_hangup(r, &ctx->id);
     }
 
     /* a campaign */
@@ -1896,6 +1869,97 @@ ngx_http_twirt_campaign_hold(ngx_http_request_t *r,
 }
 
 
+/*
+ * The board (ngx_http_twirt_board.c) answers through the same runner: a
+ * script answering {"json", text}, sent as it is, or {"error",
+ * "not_found"}; and hangs a call up as POST calls/{CallSid}/hangup does.
+ */
+
+ngx_int_t
+ngx_http_twirt_campaign_api(ngx_http_request_t *r, ngx_str_t *script,
+    ngx_str_t *id, ngx_uint_t argc, ngx_str_t *argv)
+{
+    ngx_http_twirt_campaign_ctx_t  *ctx;
+
+    ctx = ngx_http_twirt_campaign_request(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->id = *id;
+
+    return ngx_http_twirt_campaign_run(r, script, id, argc, argv,
+                                       NGX_HTTP_TWIRT_API_BOARD);
+}
+
+
+ngx_int_t
+ngx_http_twirt_campaign_hangup(ngx_http_request_t *r, ngx_str_t *sid)
+{
+    ngx_int_t                       rc;
+    ngx_http_twirt_campaign_ctx_t  *ctx;
+
+    ctx = ngx_http_twirt_campaign_request(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->id = *sid;
+
+    if (ctx->id.len < 3 || ngx_strncmp(ctx->id.data, "CA", 2) != 0
+        || ngx_http_twirt_sid_valid(&ctx->id) != NGX_OK)
+    {
+        return ngx_http_twirt_campaign_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_request", "not a "
+                                             "CallSid");
+    }
+
+    rc = ngx_http_twirt_control_send(r->pool, r->connection->log,
+                                     &ctx->id, "hangup", NULL,
+                                     ngx_http_twirt_campaign_controlled,
+                                     ctx, &ctx->read);
+    if (rc == NGX_DECLINED) {
+        return ngx_http_twirt_campaign_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "redis_unavailable", "Redis "
+                                             "is not connected: nothing "
+                                             "was done, try again");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->control = 1;
+
+    if (ngx_http_twirt_campaign_hold(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_http_twirt_campaign_ctx_t *
+ngx_http_twirt_campaign_request(ngx_http_request_t *r)
+{
+    ngx_http_twirt_campaign_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_twirt_campaign_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_twirt_campaign_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ctx->request = r;
+        ngx_http_set_ctx(r, ctx, ngx_http_twirt_campaign_module);
+    }
+
+    return ctx;
+}
+
+
 static void
 ngx_http_twirt_campaign_retry(ngx_event_t *ev)
 {
@@ -2151,8 +2215,11 @@ ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
         if (value->len == 9 && ngx_strncmp(value->data, "not_found", 9) == 0)
         {
             rc = ngx_http_twirt_campaign_error(r, NGX_HTTP_NOT_FOUND,
-                                               "not_found", "no campaign "
-                                               "\"%V\"", &ctx->id);
+                                               "not_found", "no %s \"%V\"",
+                                               ctx->what
+                                               == NGX_HTTP_TWIRT_API_BOARD
+                                               ? "record of a call"
+                                               : "campaign", &ctx->id);
 
         } else if (value->len == 8
                    && ngx_strncmp(value->data, "too_many", 8) == 0)
@@ -2177,6 +2244,13 @@ ngx_http_twirt_campaign_answered(void *data, ngx_int_t rc,
                                                "is %V", value);
         }
 
+        goto done;
+    }
+
+    if (ctx->what == NGX_HTTP_TWIRT_API_BOARD) {
+        /* the board's scripts answer JSON as it is sent */
+        rc = ngx_http_twirt_send(r, NGX_HTTP_OK, "application/json",
+                                 value->data, value->len);
         goto done;
     }
 
@@ -4215,6 +4289,18 @@ ngx_http_twirt_campaigns(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
+
+
+ngx_str_t *
+ngx_http_twirt_campaign_location(void)
+{
+    ngx_http_twirt_campaign_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_twirt_campaign_module);
+
+    return (cmcf && cmcf->clcf) ? &cmcf->clcf->name : NULL;
+}
 
 static ngx_int_t
 ngx_http_twirt_campaign_init_process(ngx_cycle_t *cycle)

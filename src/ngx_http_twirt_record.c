@@ -12,8 +12,15 @@
  *                                   transfer_summary, transfer_result
  *   {prefix}call:{CallSid}:events   stream: transcript lines, state changes,
  *                                   tool calls, transfers, errors
- *   PUBLISH {prefix}events          the same events as JSON
+ *   {prefix}events:stream           every call's events as JSON (field
+ *                                   "j"), capped: the board's feed
+ *   PUBLISH {prefix}events          the same JSON
  *   {prefix}calls:active            set of the calls in progress
+ *   {prefix}calls:history           sorted set of the calls by start,
+ *   {prefix}calls:number:{E.164}    and by number and by agent (the
+ *   {prefix}calls:agent:{name}      board's search), trimmed to the TTL
+ *   {prefix}stats:{hour}            hash: calls started per minute, cost,
+ *                                   durations of the calls that ended
  *   {prefix}agent:{name}            hash: an agent profile, read at start
  *
  * Commands are argument vectors built by the Redis module's builder: a
@@ -57,7 +64,8 @@ static ngx_str_t  ngx_http_twirt_record_takeover = ngx_string(
     "if o and o ~= ARGV[1] then "
     "if redis.call('HGET', KEYS[1], 'end_reason') ~= 'transfer' "
     "then return 0 end "
-    "redis.call('HDEL', KEYS[1], 'end_reason', 'end_detail', 'ended_at') "
+    "redis.call('HDEL', KEYS[1], 'end_reason', 'end_detail', 'ended_at', "
+    "'board_hour', 'board_bucket', 'board_cost') "
     "end "
     "return redis.call(unpack(ARGV, 2))");
 
@@ -66,6 +74,105 @@ static ngx_str_t  ngx_http_twirt_record_takeover = ngx_string(
  * The last transcript lines of a call's events, oldest first, as pairs
  * (role, text): ARGV[1] entries scanned, ARGV[2] lines, ARGV[3] bytes.
  */
+
+/*
+ * An event: an entry of the call's stream (its scalar fields), the same
+ * JSON with the entry's id in the board's feed and published, and the
+ * counters the board lists calls with.  KEYS: the hash, the call's
+ * stream, the feed; ARGV: 1 to check the owner (0: a call-level
+ * event), the owner's StreamSid, the channel, the feed's length, the
+ * JSON, then the fields.
+ */
+
+static ngx_str_t  ngx_http_twirt_record_event_script = ngx_string(
+    "local h = KEYS[1] "
+    "if ARGV[1] == '1' then "
+      "local o = redis.call('HGET', h, 'stream_sid') "
+      "if o and o ~= ARGV[2] then return 0 end "
+    "end "
+    "local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6)) "
+    "local j = '{\"event_id\":\"' .. id .. '\",' .. string.sub(ARGV[5], 2) "
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'j', j) "
+    "redis.call('PUBLISH', ARGV[3], j) "
+    "local f = {} "
+    "for i = 6, #ARGV - 1, 2 do f[ARGV[i]] = ARGV[i + 1] end "
+    "if f.type == 'barge_in' then "
+      "redis.call('HINCRBY', h, 'barge_ins', 1) "
+    "elseif f.type == 'tool' then "
+      "redis.call('HINCRBY', h, 'tools_running', 1) "
+    "elseif f.type == 'tool_result' then "
+      "if tonumber(redis.call('HGET', h, 'tools_running') or '0') > 0 then "
+        "redis.call('HINCRBY', h, 'tools_running', -1) "
+      "end "
+    "elseif f.type == 'cost' then "
+      "redis.call('HSET', h, 'cost_usd', f.cost_usd, 'tokens', f.tokens) "
+    "end "
+    "return 1");
+
+
+/*
+ * A call started: it is found by time, by number and by agent, and
+ * counted in its minute.  KEYS: the history; ARGV: the prefix, the
+ * CallSid, the time (s), the TTL, from, to, the agent.
+ */
+
+static ngx_str_t  ngx_http_twirt_record_index_script = ngx_string(
+    "local p, sid = ARGV[1], ARGV[2] "
+    "local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]) "
+    "local function add(k) "
+      "redis.call('ZADD', k, now, sid) "
+      "redis.call('ZREMRANGEBYSCORE', k, '-inf', now - ttl) "
+      "redis.call('EXPIRE', k, ttl) "
+    "end "
+    "add(KEYS[1]) "
+    "for i = 5, 6 do "
+      "local n = ARGV[i] "
+      "if #n <= 24 and string.match(n, '^%+?[0-9]+$') "
+         "and not (i == 6 and n == ARGV[5]) then "
+        "add(p .. 'calls:number:' .. n) "
+      "end "
+    "end "
+    "if #ARGV[7] <= 64 and string.match(ARGV[7], '^[%w_%-]+$') then "
+      "add(p .. 'calls:agent:' .. ARGV[7]) "
+    "end "
+    "local s = p .. 'stats:' .. math.floor(now / 3600) "
+    "redis.call('HINCRBY', s, 'calls', 1) "
+    "redis.call('HINCRBY', s, 'm' .. math.floor(now / 60), 1) "
+    "redis.call('EXPIRE', s, 172800) "
+    "return 1");
+
+
+/*
+ * A call ended: its cost in its hour, its duration in the histogram.  The
+ * end is recorded twice (when decided, and with the last usage when the
+ * stream closes): the call's hash keeps what was counted, and the second
+ * time only the difference is.  KEYS: the hash; ARGV: the prefix, the time
+ * (s), the duration (ms), the cost.
+ */
+
+static ngx_str_t  ngx_http_twirt_record_stats_script = ngx_string(
+    "local h = KEYS[1] "
+    "local d = tonumber(ARGV[3]) / 1000 "
+    "local b = '+' "
+    "for _, le in ipairs({15, 30, 60, 120, 300, 600}) do "
+      "if d <= le then b = tostring(le) break end "
+    "end "
+    "local was = redis.call('HMGET', h, 'board_hour', 'board_bucket', "
+                           "'board_cost') "
+    "local hour = was[1] or tostring(math.floor(tonumber(ARGV[2]) / 3600)) "
+    "local s = ARGV[1] .. 'stats:' .. hour "
+    "local cost = tonumber(ARGV[4]) - tonumber(was[3] or '0') "
+    "if cost ~= 0 then redis.call('HINCRBYFLOAT', s, 'cost', cost) end "
+    "if was[2] ~= b then "
+      "if was[2] then redis.call('HINCRBY', s, 'd' .. was[2], -1) "
+      "else redis.call('HINCRBY', s, 'ended', 1) end "
+      "redis.call('HINCRBY', s, 'd' .. b, 1) "
+    "end "
+    "redis.call('EXPIRE', s, 172800) "
+    "redis.call('HSET', h, 'board_hour', hour, 'board_bucket', b, "
+               "'board_cost', ARGV[4]) "
+    "return 1");
+
 
 static ngx_str_t  ngx_http_twirt_record_history_script = ngx_string(
     "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1]) "
@@ -88,6 +195,9 @@ static ngx_str_t  ngx_http_twirt_record_history_script = ngx_string(
 
 static void ngx_http_twirt_record_command(ngx_http_twirt_redis_args_t *args,
     ngx_http_twirt_record_t *rec, const char *name);
+static void ngx_http_twirt_record_value(ngx_http_twirt_redis_args_t *args,
+    ngx_http_twirt_record_t *rec, const char *param);
+static void ngx_http_twirt_record_time(ngx_http_twirt_redis_args_t *args);
 static void ngx_http_twirt_record_param(ngx_http_twirt_redis_args_t *args,
     ngx_http_twirt_record_t *rec, const char *field, const char *param);
 static void ngx_http_twirt_record_profile_read(void *data, ngx_int_t rc,
@@ -99,6 +209,7 @@ static void ngx_http_twirt_record_history_read(void *data, ngx_int_t rc,
 void
 ngx_http_twirt_record_start(ngx_http_twirt_record_t *rec)
 {
+    ngx_uint_t                   takeover;
     ngx_http_twirt_redis_args_t  args;
 
     if (rec->call_sid.len == 0) {
@@ -112,7 +223,9 @@ ngx_http_twirt_record_start(ngx_http_twirt_record_t *rec)
      * takes the record over: the first stream's end is over (end_reason
      * "transfer"); the transfer_* fields stay, the end fields go.
      */
-    if (json_object_get(rec->parameters, "twirt_transfer")) {
+    takeover = (json_object_get(rec->parameters, "twirt_transfer") != NULL);
+
+    if (takeover) {
         args.argv[1] = ngx_http_twirt_record_takeover;
     }
 
@@ -127,6 +240,8 @@ ngx_http_twirt_record_start(ngx_http_twirt_record_t *rec)
     ngx_http_twirt_record_param(&args, rec, "from", "from");
     ngx_http_twirt_record_param(&args, rec, "to", "to");
     ngx_http_twirt_record_param(&args, rec, "direction", "direction");
+    ngx_http_twirt_record_param(&args, rec, "campaign", "campaign");
+    ngx_http_twirt_record_param(&args, rec, "row", "row");
     ngx_http_twirt_redis_args_cstr(&args, "started_at");
     ngx_http_twirt_redis_args_now(&args);
     ngx_http_twirt_redis_args_cstr(&args, "node");
@@ -138,6 +253,24 @@ ngx_http_twirt_record_start(ngx_http_twirt_record_t *rec)
     ngx_http_twirt_record_command(&args, rec, "SADD");
     ngx_http_twirt_redis_args_key(&args, "calls:active", NULL, NULL);
     ngx_http_twirt_redis_args_str(&args, &rec->call_sid);
+    (void) ngx_http_twirt_redis_args_send(&args);
+
+    if (takeover) {
+        /* found and counted when its first stream started */
+        return;
+    }
+
+    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "EVAL");
+    ngx_http_twirt_redis_args_str(&args, &ngx_http_twirt_record_index_script);
+    ngx_http_twirt_redis_args_cstr(&args, "1");
+    ngx_http_twirt_redis_args_key(&args, "calls:history", NULL, NULL);
+    ngx_http_twirt_redis_args_key(&args, "", NULL, NULL);
+    ngx_http_twirt_redis_args_str(&args, &rec->call_sid);
+    ngx_http_twirt_record_time(&args);
+    ngx_http_twirt_redis_args_num(&args, "%T", ngx_http_twirt_redis_ttl());
+    ngx_http_twirt_record_value(&args, rec, "from");
+    ngx_http_twirt_record_value(&args, rec, "to");
+    ngx_http_twirt_record_value(&args, rec, "agent");
     (void) ngx_http_twirt_redis_args_send(&args);
 }
 
@@ -160,9 +293,17 @@ ngx_http_twirt_record_event(ngx_http_twirt_record_t *rec, json_t *ev,
         return;
     }
 
-    ngx_http_twirt_record_command(&args, rec, "XADD");
+    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "EVAL");
+    ngx_http_twirt_redis_args_str(&args, &ngx_http_twirt_record_event_script);
+    ngx_http_twirt_redis_args_cstr(&args, "3");
+    ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
     ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, ":events");
-    ngx_http_twirt_redis_args_cstr(&args, "*");
+    ngx_http_twirt_redis_args_key(&args, "events:stream", NULL, NULL);
+    ngx_http_twirt_redis_args_cstr(&args, rec->call_level ? "0" : "1");
+    ngx_http_twirt_redis_args_str(&args, &rec->stream_sid);
+    ngx_http_twirt_redis_args_key(&args, "events", NULL, NULL);
+    ngx_http_twirt_redis_args_num(&args, "%d", NGX_HTTP_TWIRT_RECORD_FEED);
+    ngx_http_twirt_redis_args_cstr(&args, text);
 
     json_object_foreach(ev, name, v) {
         if (json_is_string(v)) {
@@ -182,11 +323,6 @@ ngx_http_twirt_record_event(ngx_http_twirt_record_t *rec, json_t *ev,
         }
     }
 
-    (void) ngx_http_twirt_redis_args_send(&args);
-
-    ngx_http_twirt_record_command(&args, rec, "PUBLISH");
-    ngx_http_twirt_redis_args_key(&args, "events", NULL, NULL);
-    ngx_http_twirt_redis_args_cstr(&args, text);
     (void) ngx_http_twirt_redis_args_send(&args);
 
     status = json_string_value(json_object_get(ev, "status"));
@@ -242,6 +378,16 @@ ngx_http_twirt_record_end(ngx_http_twirt_record_t *rec,
     ngx_http_twirt_record_command(&args, rec, "SREM");
     ngx_http_twirt_redis_args_key(&args, "calls:active", NULL, NULL);
     ngx_http_twirt_redis_args_str(&args, &rec->call_sid);
+    (void) ngx_http_twirt_redis_args_send(&args);
+
+    ngx_http_twirt_redis_args_init(&args, rec->pool, rec->log, "EVAL");
+    ngx_http_twirt_redis_args_str(&args, &ngx_http_twirt_record_stats_script);
+    ngx_http_twirt_redis_args_cstr(&args, "1");
+    ngx_http_twirt_redis_args_key(&args, "call", &rec->call_sid, NULL);
+    ngx_http_twirt_redis_args_key(&args, "", NULL, NULL);
+    ngx_http_twirt_record_time(&args);
+    ngx_http_twirt_redis_args_num(&args, "%M", end->duration);
+    ngx_http_twirt_redis_args_num(&args, "%.6f", end->cost);
     (void) ngx_http_twirt_redis_args_send(&args);
 
     ngx_http_twirt_record_expire(rec);
@@ -315,6 +461,37 @@ ngx_http_twirt_record_param(ngx_http_twirt_redis_args_t *args,
                                   json_string_length(v));
 }
 
+
+
+/* a parameter's value, or an empty argument */
+
+static void
+ngx_http_twirt_record_value(ngx_http_twirt_redis_args_t *args,
+    ngx_http_twirt_record_t *rec, const char *param)
+{
+    json_t  *v;
+
+    v = json_object_get(rec->parameters, param);
+
+    ngx_http_twirt_redis_args_add(args,
+                                  (u_char *) (json_is_string(v)
+                                              ? json_string_value(v) : ""),
+                                  json_is_string(v) ? json_string_length(v)
+                                                    : 0);
+}
+
+
+/* now, in seconds with milliseconds: the scores of the indexes */
+
+static void
+ngx_http_twirt_record_time(ngx_http_twirt_redis_args_t *args)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    ngx_http_twirt_redis_args_num(args, "%T.%03M", tp->sec, tp->msec);
+}
 
 ngx_int_t
 ngx_http_twirt_record_profile(ngx_http_twirt_record_t *rec, ngx_str_t *agent,

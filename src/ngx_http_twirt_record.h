@@ -20,6 +20,10 @@
 #include "ngx_http_twirt_transfer.h"
 
 
+/* the board's feed ({prefix}events:stream) keeps about this many events */
+#define NGX_HTTP_TWIRT_RECORD_FEED  100000
+
+
 /* embedded in the call (call->record), owned by it */
 typedef struct {
     ngx_pool_t                 *pool;

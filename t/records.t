@@ -111,14 +111,20 @@ is_deeply(\@kinds, [
     'state: connecting',
     'state: active',
     'agent: お電話ありがとうございます。さくら歯科です。ご用件をどうぞ。',
+    'cost: ',
     'caller: 予約を変更したいのですが',
     'agent: かしこまりました。ご予約番号をお願いします。',
+    'cost: ',
     'state: ended',
 ], 'the stream: state changes and transcript lines in order, Japanese intact') or diag join "\n", @kinds;
 ok((grep { defined $_->{ms} } @$e) == @$e, 'each with its offset in the call');
 my @published = main::subscribe_stop();
 my @types = map { $_->{type} . ($_->{role} ? ":$_->{role}" : '') } @published;
-is_deeply(\@types, [ 'state', 'state', 'transcript:agent', 'transcript:caller', 'transcript:agent', 'state' ], 'the same events published live') or diag join ' ', @types;
+is_deeply(\@types, [ 'state', 'state', 'transcript:agent', 'cost', 'transcript:caller', 'transcript:agent', 'cost', 'state' ], 'the same events published live') or diag join ' ', @types;
+is_deeply([ map { $_->{event_id} } @published ], [ map { $_->{id} } @$e ], "each published with its entry's id in the call's stream");
+my @costs = map { $_->{cost_usd} } grep { $_->{type} eq 'cost' } @published;
+ok(@costs == 2 && $costs[0] > 0 && $costs[1] > $costs[0], "the cost so far after each response (@costs)");
+is($published[-1]{cost_usd}, $costs[-1], 'the last is the total');
 --- error_log
 agent profile read, 0 fields
 
@@ -141,7 +147,7 @@ my $key = 'twirt:call:CA000000000000000000000000000restart';
 ok(redis_wait(10, sub { (redis_cli('--raw', 'HGET', $key, 'status'))[0] eq 'ended' }), 'the record completed after the reconnect');
 my $e = redis_stream_entries("$key:events");
 my @types = map { $_->{type} } @$e;
-is_deeply(\@types, [ qw(state state transcript transcript transcript state) ], 'no event lost, in order') or diag "@types";
+is_deeply(\@types, [ qw(state state transcript cost transcript transcript cost state) ], 'no event lost, in order') or diag "@types";
 --- error_log eval
 [qr/twirt: redis .*(lost|closed)/i, qr/reconnected after \d+ attempts?, flushed \d+ queued commands/]
 

@@ -95,12 +95,12 @@ sub redis_wait {
 sub redis_stream_entries {
     my ($key) = @_;
     my (@entries, $cur);
-    # --raw prints: id, then field and value lines
+    # --raw prints: id, then field and value lines; the id is kept as "id"
     for my $line (redis_cli('--raw', 'XRANGE', $key, '-', '+')) {
-        if ($line =~ /^\d+-\d+$/) { push @entries, $cur = { _f => [] }; next }
+        if ($line =~ /^\d+-\d+$/) { push @entries, $cur = { _f => [], _id => $line }; next }
         push @{ $cur->{_f} }, $line;
     }
-    for my $e (@entries) { my %h = @{ delete $e->{_f} }; %$e = %h }
+    for my $e (@entries) { my %h = @{ $e->{_f} }; $h{id} = $e->{_id}; %$e = %h }
     return \@entries;
 }
 
