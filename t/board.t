@@ -402,6 +402,7 @@ is_deeply($b->dialogs, [], 'no dialog');
 my $rec = main::record($sid);
 my $cost = sprintf '$%.4f', $rec->{cost_usd};
 $b->wait_ok("document.querySelector('#call-summary').textContent.includes('$cost')", 5, "the cost in the summary ($cost)");
+main::shot($b, 'call-ended');
 $b->wait_ok("!document.querySelector('$row')", 5, 'the call left the live table');
 $b->eval("location.hash = '#/history'");
 my $hrow = qq{#history-calls tr.call[data-call-sid="$sid"]};
