@@ -32,8 +32,10 @@
 
 #include "ngx_http_twirt_board.h"
 #include "ngx_http_twirt_campaign.h"
+#include "ngx_http_twirt_metrics.h"
 #include "ngx_http_twirt_phone.h"
 #include "ngx_http_twirt_redis.h"
+#include "ngx_http_twirt_signature.h"
 #include "ngx_http_twirt_twilio.h"
 #include "ngx_http_twirt_twiml.h"
 
@@ -79,6 +81,7 @@ typedef struct {
 typedef struct {
     ngx_queue_t                     clients;
     ngx_uint_t                      n;
+    ngx_uint_t                      joined;    /* of them, taking events */
     ngx_event_t                     timer;
     void                           *read;      /* in flight */
     ngx_uint_t                      read_gen;  /* the read's generation */
@@ -320,57 +323,17 @@ static ngx_str_t  ngx_http_twirt_board_stats_script = ngx_string(
 static ngx_int_t
 ngx_http_twirt_board_handler(ngx_http_request_t *r)
 {
-    u_char                    *p, *end, *seg[3];
-    size_t                     len[3];
-    ngx_int_t                  rc;
-    ngx_str_t                  tail, argv[1];
-    ngx_uint_t                 n;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    u_char      *seg[3];
+    size_t       len[3];
+    ngx_int_t    rc;
+    ngx_str_t    tail, argv[1];
+    ngx_uint_t   n;
 
     /* the path after the location's prefix: at most three segments */
 
-    tail = r->uri;
-
-    if (!clcf->exact_match && !clcf->regex && tail.len >= clcf->name.len
-        && ngx_strncmp(tail.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        tail.data += clcf->name.len;
-        tail.len -= clcf->name.len;
-    }
-
-    if (tail.len && tail.data[0] == '/') {
-        tail.data++;
-        tail.len--;
-    }
-
-    ngx_memzero(seg, sizeof(seg));
-    ngx_memzero(len, sizeof(len));
-
-    p = tail.data;
-    end = tail.data + tail.len;
-    n = 0;
-
-    while (p < end) {
-        if (n == 3) {
-            return ngx_http_twirt_board_error(r, NGX_HTTP_NOT_FOUND,
-                                              "not_found", "no such "
-                                              "resource");
-        }
-
-        seg[n] = p;
-
-        while (p < end && *p != '/') {
-            p++;
-        }
-
-        len[n] = p - seg[n];
-        n++;
-
-        if (p < end) {
-            p++;
-        }
+    if (ngx_http_twirt_api_path(r, seg, len, 3, &n) != NGX_OK) {
+        return ngx_http_twirt_board_error(r, NGX_HTTP_NOT_FOUND,
+                                          "not_found", "no such resource");
     }
 
 #define twirt_seg(i, s)                                                       \
@@ -726,6 +689,7 @@ ngx_http_twirt_board_events(ngx_http_request_t *r)
     bc->gone = 0;
     ngx_queue_insert_tail(&ngx_http_twirt_board_feed.clients, &bc->queue);
     ngx_http_twirt_board_feed.n++;
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_BOARD_CLIENTS, 1);
 
     bc->ping.handler = ngx_http_twirt_board_ping;
     bc->ping.data = bc;
@@ -774,32 +738,8 @@ ngx_http_twirt_board_events(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_twirt_board_last_event_id(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Last-Event-ID") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Last-Event-ID",
-                               sizeof("Last-Event-ID") - 1) == 0)
-        {
-            *id = h[i].value;
-            return id->len ? NGX_OK : NGX_ERROR;
-        }
+    if (ngx_http_twirt_header_in(r, "Last-Event-ID", id) == NGX_OK) {
+        return id->len ? NGX_OK : NGX_ERROR;
     }
 
     if (ngx_http_arg(r, (u_char *) "last", 4, id) == NGX_OK && id->len) {
@@ -934,29 +874,17 @@ ngx_http_twirt_board_reset(ngx_http_twirt_board_client_t *bc)
 static void
 ngx_http_twirt_board_join(ngx_http_twirt_board_client_t *bc)
 {
-    ngx_queue_t                    *q;
-    ngx_http_twirt_board_feed_t    *feed;
-    ngx_http_twirt_board_client_t  *other;
+    ngx_http_twirt_board_feed_t  *feed;
 
     feed = &ngx_http_twirt_board_feed;
 
-    for (q = ngx_queue_head(&feed->clients);
-         q != ngx_queue_sentinel(&feed->clients);
-         q = ngx_queue_next(q))
-    {
-        other = ngx_queue_data(q, ngx_http_twirt_board_client_t, queue);
-
-        if (other->joined) {
-            break;
-        }
-    }
-
-    if (q == ngx_queue_sentinel(&feed->clients)) {
+    if (feed->joined == 0) {
         /* the first: the feed starts where it is, earlier reads are old */
         feed->last = bc->last;
         feed->gen++;
     }
 
+    feed->joined++;
     bc->joined = 1;
     bc->reads = 0;
 }
@@ -993,22 +921,7 @@ ngx_http_twirt_board_tick(ngx_event_t *ev)
 
     ngx_add_timer(&feed->timer, NGX_HTTP_TWIRT_BOARD_PERIOD);
 
-    if (feed->read) {
-        return;
-    }
-
-    for (q = ngx_queue_head(&feed->clients);
-         q != ngx_queue_sentinel(&feed->clients);
-         q = ngx_queue_next(q))
-    {
-        bc = ngx_queue_data(q, ngx_http_twirt_board_client_t, queue);
-
-        if (bc->joined) {
-            break;
-        }
-    }
-
-    if (q == ngx_queue_sentinel(&feed->clients)) {
+    if (feed->read || feed->joined == 0) {
         return;
     }
 
@@ -1189,11 +1102,14 @@ ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
         queued += ngx_buf_size(cl->buf);
     }
 
-    if (queued + size > bc->limit) {
+    /* one event larger than the bound still goes, alone */
+
+    if (queued && queued + size > bc->limit) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "twirt: board: a browser is not reading, %uz bytes "
                       "unsent (twirt_board_queue %uz): closed",
                       queued + size, bc->limit);
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_BOARD_SLOW, 1);
         return NGX_ERROR;
     }
 
@@ -1347,6 +1263,11 @@ ngx_http_twirt_board_forget(void *data)
 
     ngx_queue_remove(&bc->queue);
     ngx_http_twirt_board_feed.n--;
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_BOARD_CLIENTS, -1);
+
+    if (bc->joined) {
+        ngx_http_twirt_board_feed.joined--;
+    }
 
     if (bc->read) {
         ngx_http_twirt_redis_cancel(bc->read);

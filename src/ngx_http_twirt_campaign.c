@@ -790,15 +790,12 @@ static ngx_str_t  ngx_http_twirt_lua_dnc = ngx_string(
 static ngx_int_t
 ngx_http_twirt_campaign_handler(ngx_http_request_t *r)
 {
-    u_char                         *p, *end, *seg[3];
+    u_char                         *seg[3];
     size_t                          len[3];
     ngx_int_t                       rc;
-    ngx_str_t                       tail, id, argv[1];
+    ngx_str_t                       id, argv[1];
     ngx_uint_t                      n, i;
-    ngx_http_core_loc_conf_t       *clcf;
     ngx_http_twirt_campaign_ctx_t  *ctx;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     if (!ngx_http_twirt_redis_configured()) {
         return ngx_http_twirt_campaign_error(r,
@@ -809,46 +806,10 @@ ngx_http_twirt_campaign_handler(ngx_http_request_t *r)
 
     /* the path after the location's prefix: at most three segments */
 
-    tail = r->uri;
-
-    if (!clcf->exact_match && !clcf->regex && tail.len >= clcf->name.len
-        && ngx_strncmp(tail.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        tail.data += clcf->name.len;
-        tail.len -= clcf->name.len;
-    }
-
-    if (tail.len && tail.data[0] == '/') {
-        tail.data++;
-        tail.len--;
-    }
-
-    ngx_memzero(seg, sizeof(seg));
-    ngx_memzero(len, sizeof(len));
-
-    p = tail.data;
-    end = tail.data + tail.len;
-    n = 0;
-
-    while (p < end) {
-        if (n == 3) {
-            return ngx_http_twirt_campaign_error(r, NGX_HTTP_NOT_FOUND,
+    if (ngx_http_twirt_api_path(r, seg, len, 3, &n) != NGX_OK) {
+        return ngx_http_twirt_campaign_error(r, NGX_HTTP_NOT_FOUND,
                                                  "not_found", "no such "
                                                  "resource");
-        }
-
-        seg[n] = p;
-
-        while (p < end && *p != '/') {
-            p++;
-        }
-
-        len[n] = p - seg[n];
-        n++;
-
-        if (p < end) {
-            p++;
-        }
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_twirt_campaign_ctx_t));

@@ -746,6 +746,16 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
                          c[NGX_HTTP_TWIRT_M_DIAL_OK + i]);
     }
 
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_board_clients",
+            "gauge", "The call board's browsers on the feed.");
+    p = ngx_slprintf(p, end, "twirt_board_clients %L\n",
+                     (int64_t) c[NGX_HTTP_TWIRT_M_BOARD_CLIENTS]);
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_board_slow_total",
+            "counter", "Board browsers closed because they stopped reading.");
+    p = ngx_slprintf(p, end, "twirt_board_slow_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_BOARD_SLOW]);
+
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");
 

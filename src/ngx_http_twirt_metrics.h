@@ -59,6 +59,8 @@ typedef enum {
                                               ngx_http_twirt_dial_results,
                                               in its order */
     NGX_HTTP_TWIRT_M_DIAL_LAST = NGX_HTTP_TWIRT_M_DIAL_OK + 6,
+    NGX_HTTP_TWIRT_M_BOARD_CLIENTS,        /* gauge: the board's browsers */
+    NGX_HTTP_TWIRT_M_BOARD_SLOW,           /* browsers closed: not reading */
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 

@@ -1476,6 +1476,65 @@ ngx_http_twirt_twiml_send(ngx_http_request_t *r, ngx_http_twirt_twiml_t *t)
  * until sent.  type NULL: the caller set it.
  */
 
+/*
+ * An API location's path after its prefix, split at '/' into at most max
+ * segments; NGX_DECLINED: more than max.
+ */
+
+ngx_int_t
+ngx_http_twirt_api_path(ngx_http_request_t *r, u_char **seg, size_t *len,
+    ngx_uint_t max, ngx_uint_t *n)
+{
+    u_char                    *p, *end;
+    ngx_str_t                  tail;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    tail = r->uri;
+
+    if (!clcf->exact_match && !clcf->regex && tail.len >= clcf->name.len
+        && ngx_strncmp(tail.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        tail.data += clcf->name.len;
+        tail.len -= clcf->name.len;
+    }
+
+    if (tail.len && tail.data[0] == '/') {
+        tail.data++;
+        tail.len--;
+    }
+
+    ngx_memzero(seg, max * sizeof(u_char *));
+    ngx_memzero(len, max * sizeof(size_t));
+
+    p = tail.data;
+    end = tail.data + tail.len;
+    *n = 0;
+
+    while (p < end) {
+        if (*n == max) {
+            return NGX_DECLINED;
+        }
+
+        seg[*n] = p;
+
+        while (p < end && *p != '/') {
+            p++;
+        }
+
+        len[*n] = p - seg[*n];
+        (*n)++;
+
+        if (p < end) {
+            p++;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_twirt_send(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, u_char *data, size_t len)

@@ -132,7 +132,19 @@ sub twirt_server {
         twirt_twilio_auth_token $Token;
     }
     location = /ping { return 200 'ok'; }
+    location = /status { twirt_status; }
 CONF
+}
+
+# a metric of this node, polled until $want says so (bounded)
+sub metric {
+    my ($name, $want) = @_;
+    my $v;
+    until_ok(10, sub {
+        my (undef, $text) = http_get_text('/status');
+        $v = $text =~ /^\Q$name\E (-?\d+)$/m ? $1 : undef;
+        defined $v && (!$want || $want->($v)) });
+    return $v;
 }
 
 # -- node B: another nginx, the same Redis -------------------------------------
@@ -190,22 +202,7 @@ sub until_ok {
 # a request: (status, decoded JSON or undef, raw body, raw response)
 sub api {
     my ($method, $path, $body, %o) = @_;
-    my $port = $o{port} // $Port;
-    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                     Timeout => 20) or return (0, undef, '');
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\n"
-              . "Connection: close\r\n";
-    $req .= "$_: $o{headers}{$_}\r\n" for sort keys %{ $o{headers} // {} };
-    $body = $json->encode($body) if ref $body;
-    $req .= "Content-Type: application/json\r\nContent-Length: "
-            . length($body) . "\r\n" if defined $body;
-    print $sock $req . "\r\n" . ($body // '');
-    local $/;
-    my $resp = <$sock> // '';
-    my ($status) = $resp =~ m{^HTTP/1\.1 (\d+)};
-    my ($text) = $resp =~ m{\r\n\r\n(.*)$}s;
-    my $decoded = eval { $json->decode($text // '') };
-    return ($status // 0, $decoded, $text // '', $resp);
+    return http_json($method, $path, $body, port => $Port, %o);
 }
 
 # the SSE feed read raw for $secs (or until $until says so on the text)
@@ -509,6 +506,13 @@ is($json->decode($m[0]{data})->{n}, 3, 'as they were written');
 $text = main::sse_read(last => '1-0', secs => 3, until => sub { $_[0] =~ /event: hello/ });
 @m = main::sse_messages($text);
 is_deeply([map { $_->{event} // 'data' } @m[1, 2]], ['reset', 'hello'], 'an id no longer in the stream: reset, then the feed from now') or diag $text;
+# one event larger than twirt_board_queue (256k) still goes, whole
+my $big = 'x' x (300 * 1024);
+my ($bid) = redis_cli('--raw', 'XADD', $key, '*', 'j', qq({"type":"note","call_sid":"CAx","n":6,"pad":"$big"}));
+$text = main::sse_read(last => $ids[4], secs => 10, until => sub { $_[0] =~ /"n":6,"pad":"x+"\}\n\n/ });
+@m = grep { $_->{id} } main::sse_messages($text);
+is(scalar @m, 1, 'an event over the queue\'s bound');
+is(length($json->decode($m[0]{data} // '{}')->{pad} // ''), 300 * 1024, 'arrives whole');
 for my $garbage ('1-0; DROP', '-1', '12', 'x' x 300) {
     $text = main::sse_read(last => $garbage, secs => 3, until => sub { $_[0] =~ /event: hello/ });
     @m = main::sse_messages($text);
@@ -548,6 +552,7 @@ for my $i (1 .. 10) {
     push @readers, $fh;
 }
 ok(main::until_ok(10, sub { my @r = glob "$ready/*"; @r == 10 }), 'ten clients on the feed');
+is(main::metric('twirt_board_clients', sub { $_[0] == 11 }), 11, 'twirt_board_clients counts them and the one that reads nothing');
 my $pad = 'あ' x 1000;
 utf8::encode($pad);
 for my $n (1 .. 300) {
@@ -559,6 +564,8 @@ ok(main::until_ok(10, sub { error_log_text() =~ /twirt: board: a browser is not 
 IO::Handle::blocking($stuck, 0);
 my $eof = main::until_ok(10, sub { my $n = sysread($stuck, my $buf, 1 << 20); defined $n && $n == 0 });
 ok($eof, 'its connection is closed');
+is(main::metric('twirt_board_slow_total'), 1, 'twirt_board_slow_total counts it');
+is(main::metric('twirt_board_clients', sub { $_[0] == 0 }), 0, 'no client left on the feed');
 --- no_error_log
 [alert]
 [emerg]

@@ -85,23 +85,7 @@ binmode(Test::More->builder->$_, ':encoding(UTF-8)')
 # a request to the API: (status, decoded JSON or undef, raw body)
 sub api {
     my ($method, $path, $body, $type) = @_;
-    $body = $json->encode($body) if ref $body;
-    utf8::encode($body) if defined $body && utf8::is_utf8($body);
-    my $port = server_port();
-    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                     Timeout => 20) or return (0, undef, '');
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    if (defined $body) {
-        $req .= "Content-Type: " . ($type // 'application/json') . "\r\n"
-              . "Content-Length: " . length($body) . "\r\n";
-    }
-    print $sock $req . "\r\n" . ($body // '');
-    local $/;
-    my $resp = <$sock> // '';
-    my ($status) = $resp =~ m{^HTTP/1\.1 (\d+)};
-    my ($text) = $resp =~ m{\r\n\r\n(.*)$}s;
-    my $decoded = eval { $json->decode($text // '') };
-    return ($status // 0, $decoded, $text // '', $resp);
+    return http_json($method, $path, $body, type => $type, port => server_port());
 }
 
 # polls the campaign's status until $until says so (bounded)

@@ -459,6 +459,8 @@ sub families {
         twirt_tool_fillers_total => 'counter',
         twirt_control_total => 'counter',
         twirt_campaign_dials_total => 'counter',
+        twirt_board_clients => 'gauge',
+        twirt_board_slow_total => 'counter',
         twirt_redis_queued => 'gauge',
         twirt_redis_connected => 'gauge',
         twirt_redis_dropped_total => 'counter',

@@ -29,7 +29,7 @@ use Test::More;
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
                  tool_backend_start twilio_rest_start
                  place_calls_from_blocks twirt_events error_log_text
-                 http_post http_get_text log_wait);
+                 http_post http_get_text http_json log_wait);
 
 my $top = "$ENV{PWD}";
 my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
@@ -226,6 +226,33 @@ sub place_calls_from_blocks {
 }
 
 # a form POST to the test nginx, as Twilio makes them: (status, body)
+# a JSON API request (a reference body is sent as JSON, a string as it is,
+# with $o{type}; $o{port}, $o{headers}): (status, decoded JSON or undef,
+# raw body, raw response)
+sub http_json {
+    my ($method, $path, $body, %o) = @_;
+    require IO::Socket::INET;
+    my $port = $o{port} || $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT}
+               || 1984;
+    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                     Timeout => 20) or return (0, undef, '');
+    $body = $json->encode($body) if ref $body;
+    utf8::encode($body) if defined $body && utf8::is_utf8($body);
+    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    $req .= "$_: $o{headers}{$_}\r\n" for sort keys %{ $o{headers} // {} };
+    if (defined $body) {
+        $req .= "Content-Type: " . ($o{type} // 'application/json') . "\r\n"
+              . "Content-Length: " . length($body) . "\r\n";
+    }
+    print $sock $req . "\r\n" . ($body // '');
+    local $/;
+    my $resp = <$sock> // '';
+    my ($status) = $resp =~ m{^HTTP/1\.1 (\d+)};
+    my ($text) = $resp =~ m{\r\n\r\n(.*)$}s;
+    my $decoded = eval { $json->decode($text // '') };
+    return ($status // 0, $decoded, $text // '', $resp);
+}
+
 sub http_post {
     my ($path, $form) = @_;
     return _http("POST $path HTTP/1.1\r\nHost: localhost\r\n"
