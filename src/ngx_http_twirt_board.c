@@ -50,7 +50,7 @@
 
 
 typedef struct {
-    size_t                          queue;
+    size_t                          queue_size;
 } ngx_http_twirt_board_loc_conf_t;
 
 
@@ -148,7 +148,7 @@ static ngx_command_t  ngx_http_twirt_board_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_twirt_board_loc_conf_t, queue),
+      offsetof(ngx_http_twirt_board_loc_conf_t, queue_size),
       NULL },
 
       ngx_null_command
@@ -645,7 +645,7 @@ ngx_http_twirt_board_events(ngx_http_request_t *r)
     }
 
     bc->request = r;
-    bc->limit = blcf->queue;
+    bc->limit = blcf->queue_size;
     bc->gone = 1;
 
     cln->handler = ngx_http_twirt_board_forget;
@@ -1410,7 +1410,7 @@ ngx_http_twirt_board_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    conf->queue = NGX_CONF_UNSET_SIZE;
+    conf->queue_size = NGX_CONF_UNSET_SIZE;
 
     return conf;
 }
@@ -1423,9 +1423,10 @@ ngx_http_twirt_board_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_twirt_board_loc_conf_t *prev = parent;
     ngx_http_twirt_board_loc_conf_t *conf = child;
 
-    ngx_conf_merge_size_value(conf->queue, prev->queue, 256 * 1024);
+    ngx_conf_merge_size_value(conf->queue_size, prev->queue_size,
+                              256 * 1024);
 
-    if (conf->queue < NGX_HTTP_TWIRT_BOARD_BUF) {
+    if (conf->queue_size < NGX_HTTP_TWIRT_BOARD_BUF) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"twirt_board_queue\" must be at least %d",
                            NGX_HTTP_TWIRT_BOARD_BUF);

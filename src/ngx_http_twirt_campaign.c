@@ -47,8 +47,9 @@
 #define NGX_HTTP_TWIRT_CAMPAIGN_CLAIMS   16
 #define NGX_HTTP_TWIRT_CAMPAIGN_ERRORS_STR  "5"
 #define NGX_HTTP_TWIRT_CAMPAIGN_ROWS     100000
-/* numbers added at once: a script's arguments after its own ten, "add" */
-#define NGX_HTTP_TWIRT_CAMPAIGN_DNC      (NGX_HTTP_TWIRT_REDIS_ARGS - 11)
+/* numbers added at once: a script's arguments after its own ten and
+ * "add" (at most NGX_HTTP_TWIRT_REDIS_ARGS - 11) */
+#define NGX_HTTP_TWIRT_CAMPAIGN_DNC      21
 
 
 typedef struct {
@@ -4260,7 +4261,13 @@ ngx_http_twirt_campaign_location(void)
     cmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_twirt_campaign_module);
 
-    return (cmcf && cmcf->clcf) ? &cmcf->clcf->name : NULL;
+    /* a prefix the page can put its paths after; a regex is no address */
+
+    if (cmcf == NULL || cmcf->clcf == NULL || cmcf->clcf->regex) {
+        return NULL;
+    }
+
+    return &cmcf->clcf->name;
 }
 
 static ngx_int_t

@@ -18,7 +18,7 @@
 #include <ngx_core.h>
 
 
-#define NGX_HTTP_TWIRT_REDIS_ARGS  32
+#define NGX_HTTP_TWIRT_REDIS_ARGS  64
 
 
 /*

@@ -636,3 +636,23 @@ for my $bad (['GET', '/ui/board/calls?q=%3Cscript%3E', 400, qr/phone number, a C
     is($s, $want, "$method $path: $want");
     like($j->{error}{message} // '', $re, "  saying what is wrong");
 }
+
+
+
+=== TEST 7: nginx -t: a queue too small for one buffer, twirt_board with an argument or on a location that has a handler already
+--- check
+for my $case (["twirt_board_queue 1k;", qr/"twirt_board_queue" must be at least 4096/],
+              ["twirt_board_queue lots;", qr/"twirt_board_queue" directive invalid value/],
+              ["twirt_board on;", qr/invalid number of arguments in "twirt_board"/],
+              ["twirt_stream;", qr/"twirt_board" is duplicate or conflicts with another content handler/]) {
+    my ($extra, $re) = @$case;
+    my ($rc, $out) = Twirt::Conf::nginx_t(Twirt::Conf::http_conf(<<"CONF"));
+    twirt_redis unix:/nonexistent/redis.sock;
+    server {
+        listen 127.0.0.1:1;
+        location /board/ { $extra twirt_board; }
+    }
+CONF
+    isnt($rc, 0, "$extra: refused");
+    like($out, $re, '  saying why');
+}
