@@ -7,6 +7,10 @@
  * session.updated, and answers every input_audio_buffer.append at once
  * with a response.output_audio.delta that carries the same base64 audio.
  * Everything else is counted and ignored.  Client frames must be masked.
+ * With --transcripts MS, each connection also gets, every MS milliseconds,
+ * what ends a spoken answer: response.output_audio_transcript.done (a
+ * Japanese line) and response.done with its usage, so that the gateway
+ * has transcript and cost events to record (the board bench).
  *
  *   realtime_echo --listen 127.0.0.1:0 --ready-file /tmp/echo.port
  *
@@ -49,6 +53,8 @@ typedef struct {
     unsigned            want_out:1;
     unsigned            close_sent:1;
     unsigned long       id;
+    unsigned long       answers;         /* --transcripts: answers sent */
+    uint64_t            next_answer;     /* when the next one is due, ns */
 } echo_conn_t;
 
 
@@ -66,6 +72,8 @@ typedef struct {
     unsigned long       deltas_out;
     unsigned long       session_updates;
     unsigned long       ignored;
+    unsigned long       transcripts_out;
+    unsigned long       responses_done;
     unsigned long       bad_json;
     unsigned long       binary;
     unsigned long       pings;
@@ -81,6 +89,9 @@ static int echo_handshake(echo_conn_t *c);
 static int echo_refuse(echo_conn_t *c, const char *status, const char *why);
 static int echo_message(echo_conn_t *c, bench_ws_msg_t *m);
 static int echo_text(echo_conn_t *c, const unsigned char *p, size_t len);
+static int echo_answer(echo_conn_t *c);
+static int echo_send_text(echo_conn_t *c, const char *buf, size_t n,
+    size_t size);
 static int echo_close(echo_conn_t *c, unsigned code, const char *reason);
 static int echo_out(echo_conn_t *c, size_t need);
 static void echo_io(echo_conn_t *c);
@@ -95,6 +106,7 @@ static int                   echo_lfd;
 static int                   echo_quiet;
 static unsigned long         echo_max_conns = 10000;
 static unsigned long         echo_next_id;
+static uint64_t              echo_answer_every;     /* ns, 0: never */
 static const char           *echo_json;
 static echo_stats_t          echo_stats;
 static volatile sig_atomic_t echo_stop;
@@ -145,6 +157,13 @@ main(int argc, char **argv)
             if (bench_number(argv[++i], 1, 86400, &max_time) != 0) {
                 echo_usage();
             }
+
+        } else if (strcmp(argv[i], "--transcripts") == 0 && i + 1 < argc) {
+            if (bench_number(argv[++i], 1, 3600000, &v) != 0) {
+                echo_usage();
+            }
+
+            echo_answer_every = (uint64_t) (v * 1e6);
 
         } else if (strcmp(argv[i], "--quiet") == 0) {
             echo_quiet = 1;
@@ -488,6 +507,7 @@ echo_handshake(echo_conn_t *c)
     }
 
     c->state = ECHO_OPEN;
+    c->next_answer = bench_now() + echo_answer_every;
     echo_stats.upgraded++;
 
     snprintf(buf, sizeof(buf),
@@ -636,7 +656,17 @@ echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
         echo_stats.deltas_out++;
         echo_stats.audio_bytes += v.len;
 
-        return bench_ws_commit(&c->ws, NGX_HTTP_TWIRT_WS_TEXT, n);
+        if (bench_ws_commit(&c->ws, NGX_HTTP_TWIRT_WS_TEXT, n) != 0) {
+            return -1;
+        }
+
+        /* appends come every 20 ms: they are the clock of the answers */
+
+        if (echo_answer_every && bench_now() >= c->next_answer) {
+            return echo_answer(c);
+        }
+
+        return 0;
     }
 
     if (bench_json_is(&type, "session.update")) {
@@ -670,6 +700,99 @@ echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
     echo_stats.ignored++;
 
     return 0;
+}
+
+
+/*
+ * The end of a spoken answer, as the GA Realtime API sends it: the
+ * transcript of the audio, then response.done with the response's usage
+ * (a conversation that grows: more input tokens each turn, part cached).
+ */
+
+static int
+echo_answer(echo_conn_t *c)
+{
+    char           buf[2048];
+    size_t         n;
+    unsigned long  k, in_text, in_audio;
+    const char    *line;
+
+    static const char  *lines[] = {
+        "お電話ありがとうございます。ご用件をお伺いします。",
+        "かしこまりました。ご予約の日時を確認いたします。",
+        "12月3日の午後2時でよろしいでしょうか。",
+        "少々お待ちください。担当者の空き状況を確認しております。",
+        "ご予約を承りました。確認のメールをお送りします。",
+        "ほかにご不明な点はございますか。"
+    };
+
+    k = ++c->answers;
+    line = lines[k % (sizeof(lines) / sizeof(lines[0]))];
+
+    c->next_answer += echo_answer_every;
+
+    if (c->next_answer < bench_now()) {
+        c->next_answer = bench_now() + echo_answer_every;
+    }
+
+    n = (size_t) snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.output_audio_transcript.done\","
+        "\"event_id\":\"event_%lu_t%lu\",\"response_id\":\"resp_%lu_%lu\","
+        "\"item_id\":\"item_%lu_%lu\",\"output_index\":0,"
+        "\"content_index\":0,\"transcript\":\"%s\"}",
+        c->id, k, c->id, k, c->id, k, line);
+
+    if (echo_send_text(c, buf, n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    echo_stats.transcripts_out++;
+
+    in_text = 420 + 18 * k;
+    in_audio = 160 * k;
+
+    n = (size_t) snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.done\",\"event_id\":\"event_%lu_d%lu\","
+        "\"response\":{\"object\":\"realtime.response\","
+        "\"id\":\"resp_%lu_%lu\",\"status\":\"completed\","
+        "\"status_details\":null,\"output\":[{\"id\":\"item_%lu_%lu\","
+        "\"type\":\"message\",\"object\":\"realtime.item\","
+        "\"status\":\"completed\",\"role\":\"assistant\",\"content\":"
+        "[{\"type\":\"output_audio\",\"transcript\":\"%s\"}]}],"
+        "\"conversation_id\":\"conv_bench_%lu\",\"output_modalities\":"
+        "[\"audio\"],\"max_output_tokens\":\"inf\",\"audio\":{\"output\":"
+        "{\"format\":{\"type\":\"audio/pcmu\"},\"voice\":\"alloy\"}},"
+        "\"usage\":{\"total_tokens\":%lu,\"input_tokens\":%lu,"
+        "\"output_tokens\":%lu,\"input_token_details\":{\"text_tokens\":%lu,"
+        "\"audio_tokens\":%lu,\"image_tokens\":0,\"cached_tokens\":%lu,"
+        "\"cached_tokens_details\":{\"text_tokens\":%lu,"
+        "\"audio_tokens\":%lu,\"image_tokens\":0}},"
+        "\"output_token_details\":{\"text_tokens\":32,"
+        "\"audio_tokens\":100}},\"metadata\":null}}",
+        c->id, k, c->id, k, c->id, k, line, c->id,
+        in_text + in_audio + 132, in_text + in_audio, 132UL, in_text,
+        in_audio, 384 + (in_audio - 160), 384UL, in_audio - 160);
+
+    if (echo_send_text(c, buf, n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    echo_stats.responses_done++;
+
+    return 0;
+}
+
+
+/* a text message snprintf()ed into a buffer of size bytes: n of them */
+
+static int
+echo_send_text(echo_conn_t *c, const char *buf, size_t n, size_t size)
+{
+    if (n >= size || echo_out(c, n) != 0) {
+        return -1;
+    }
+
+    return bench_ws_send(&c->ws, NGX_HTTP_TWIRT_WS_TEXT, buf, n);
 }
 
 
@@ -773,14 +896,16 @@ echo_report(void)
             "realtime_echo: %.1f s, connections %lu (max %lu at once, "
             "%lu refused, %lu bad handshakes, %lu unauthorized), "
             "appends %lu, deltas %lu, session.update %lu, ignored %lu, "
-            "bad json %lu, protocol errors %lu, overflows %lu; "
+            "transcripts %lu, response.done %lu, bad json %lu, "
+            "protocol errors %lu, overflows %lu; "
             "cpu user %.0f ms sys %.0f ms (%.1f%% of a core), "
             "maxrss %ld KiB\n",
             wall, echo_stats.upgraded, echo_stats.active_max,
             echo_stats.refused, echo_stats.bad_handshake,
             echo_stats.unauthorized, echo_stats.appends,
             echo_stats.deltas_out, echo_stats.session_updates,
-            echo_stats.ignored, echo_stats.bad_json,
+            echo_stats.ignored, echo_stats.transcripts_out,
+            echo_stats.responses_done, echo_stats.bad_json,
             echo_stats.protocol_errors, echo_stats.overflows,
             cpu.user_ms, cpu.sys_ms,
             wall > 0 ? (cpu.user_ms + cpu.sys_ms) / (wall * 10) : 0.0,
@@ -801,7 +926,9 @@ echo_report(void)
             "\"accepted\":%lu,\"refused\":%lu,\"upgraded\":%lu,"
             "\"bad_handshake\":%lu,\"unauthorized\":%lu,\"active_max\":%lu,"
             "\"messages_in\":%lu,\"appends\":%lu,\"deltas_out\":%lu,"
-            "\"session_updates\":%lu,\"ignored\":%lu,\"bad_json\":%lu,"
+            "\"session_updates\":%lu,\"ignored\":%lu,"
+            "\"transcripts_out\":%lu,\"responses_done\":%lu,"
+            "\"bad_json\":%lu,"
             "\"binary\":%lu,\"pings\":%lu,\"protocol_errors\":%lu,"
             "\"overflows\":%lu,\"audio_base64_bytes\":%llu,"
             "\"cpu_user_ms\":%.1f,\"cpu_sys_ms\":%.1f,\"cpu_ms\":%.1f,"
@@ -811,7 +938,8 @@ echo_report(void)
             echo_stats.unauthorized, echo_stats.active_max,
             echo_stats.messages_in, echo_stats.appends,
             echo_stats.deltas_out, echo_stats.session_updates,
-            echo_stats.ignored, echo_stats.bad_json, echo_stats.binary,
+            echo_stats.ignored, echo_stats.transcripts_out,
+            echo_stats.responses_done, echo_stats.bad_json, echo_stats.binary,
             echo_stats.pings, echo_stats.protocol_errors,
             echo_stats.overflows, echo_stats.audio_bytes, cpu.user_ms,
             cpu.sys_ms, cpu.user_ms + cpu.sys_ms, cpu.maxrss_kib);
@@ -835,13 +963,17 @@ echo_usage(void)
     fprintf(stderr,
             "usage: realtime_echo [--listen HOST:PORT] [--ready-file FILE]\n"
             "                     [--json FILE] [--max-conns N]"
-            " [--max-time S] [--quiet]\n"
+            " [--max-time S]\n"
+            "                     [--transcripts MS] [--quiet]\n"
             "  --listen      loopback address to listen on"
             " (default 127.0.0.1:0: a free port)\n"
             "  --ready-file  written with the port once listening\n"
             "  --json        counters and own CPU time at exit\n"
             "  --max-conns   connections at once (default 10000)\n"
             "  --max-time    exits by itself after S seconds"
-            " (default 3600)\n");
+            " (default 3600)\n"
+            "  --transcripts every MS ms per connection, a transcript"
+            " and a response.done\n"
+            "                with usage (default: never)\n");
     exit(2);
 }

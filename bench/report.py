@@ -6,9 +6,11 @@ samples) and writes the table to stdout and to --text, everything to
 (the same path without nginx), percentile by percentile."""
 
 import argparse
+import collections
 import json
 import os
 import re
+import string
 import platform
 import subprocess
 import sys
@@ -120,9 +122,11 @@ SCRIPT_COMMANDS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall",
 
 
 def redis_info(path):
-    """INFO commandstats and cpu: ({command: calls}, cpu seconds)."""
+    """INFO commandstats and cpu, and the feed's entries-added: ({command:
+    calls}, cpu seconds, events added to the feed)."""
     calls = {}
     cpu = 0.0
+    feed = 0
     try:
         with open(path) as f:
             for line in f:
@@ -132,9 +136,12 @@ def redis_info(path):
                 m = re.match(r"used_cpu_(user|sys):([0-9.]+)", line)
                 if m:
                     cpu += float(m.group(2))
+                m = re.match(r"feed_entries_added:(\d+)", line)
+                if m:
+                    feed = int(m.group(1))
     except OSError:
         return None
-    return calls, cpu
+    return calls, cpu, feed
 
 
 def median(values):
@@ -145,51 +152,52 @@ def median(values):
     return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
 
 
-KINDS = (("A", "no campaign running"),
-         ("B", "a campaign dialing"),
-         ("C", "a campaign running, its window closed"))
-
-
 def redis_window(w, label, a, b, dt):
-    """Redis between two samples: commands/s by command, CPU ms/s."""
+    """Redis between two samples: commands/s by command, CPU ms/s, events
+    written to the board's feed."""
     r0 = redis_info(os.path.join(w, label + "." + a))
     r1 = redis_info(os.path.join(w, label + "." + b))
     if not r0 or not r1 or dt <= 0:
         return {"redis_commands_per_s": None, "redis_by_command_per_s": {},
-                "redis_cpu_ms_per_s": None, "scripts_per_s": None}
-    # the two INFO calls of the sample itself are left out
+                "redis_cpu_ms_per_s": None, "scripts_per_s": None,
+                "feed_events": None, "feed_events_per_s": None}
+    # the sample's own commands are left out: two INFO and one XINFO
     cmds = {k: v - r0[0].get(k, 0) for k, v in r1[0].items()}
     cmds["info"] = max(0, cmds.get("info", 0) - 2)
+    cmds["xinfo|stream"] = max(0, cmds.get("xinfo|stream", 0) - 1)
     return {"redis_commands_per_s": sum(cmds.values()) / dt,
             "redis_by_command_per_s": {k: v / dt for k, v in sorted(
                 cmds.items()) if v},
             "redis_cpu_ms_per_s": (r1[1] - r0[1]) * 1000.0 / dt,
             "scripts_per_s": sum(v for k, v in cmds.items()
-                                 if k.split("|")[0] in SCRIPT_COMMANDS) / dt}
+                                 if k.split("|")[0] in SCRIPT_COMMANDS) / dt,
+            "feed_events": r1[2] - r0[2],
+            "feed_events_per_s": (r1[2] - r0[2]) / dt}
 
 
-def campaign_phase(w, label):
-    c = load(os.path.join(w, label + ".campaign.json"))
+def phase_numbers(w, label, floor, family):
+    """What bench/run's phase_measure left for one phase: the quiet time
+    with no call, then the calls; the audio path's round trips (and what
+    they add to the floor's), the worker's CPU, Redis, the peer's CPU; and
+    as p[family] what the family's own function wrote."""
+    c = load(os.path.join(w, label + ".phase.json"))
+    own = load(os.path.join(w, "{}.{}.json".format(label, family)))
     lj = load(os.path.join(w, label + ".load.json"))
-    if c is None:
+    if c is None or own is None:
         return None
     t0, tq, t1 = c["t"]
     dq, dt = tq - t0, t1 - tq
     clk = c["clk_tck"]
     m0, mq, m1 = c["worker_ms"]
-    dial = c["dial"]
     p = {"label": label, "kind": c["kind"], "calls": c["calls"],
          "seconds": dt, "quiet_seconds": dq, "load": lj, "samples": c,
          # the worker's CPU: the scheduler's runtime, to the microsecond
          "worker_cpu_ms_per_s": (m1 - mq) / dt,
-         "quiet": {"worker_cpu_ms_per_s": (mq - m0) / dq if dq > 0 else None,
-                   "dials_per_s": None},
-         "standin_cpu_ms_per_s": (c["rest_ticks"][2] - c["rest_ticks"][1])
+         "worker_cpu_ms_per_call_s": None,
+         "quiet": {"worker_cpu_ms_per_s": (mq - m0) / dq if dq > 0 else None},
+         "peer_cpu_ms_per_s": (c["peer_ticks"][2] - c["peer_ticks"][1])
          * 1000.0 / clk / dt,
-         "dials_per_s": (dial["dialed"][1] - dial["dialed"][0])
-         / (t1 - t0),
-         "dialed": dial["dialed"], "busy": dial["busy"],
-         "closed": c["closed"], "loadavg": c.get("loadavg")}
+         "loadavg": c.get("loadavg"), family: own}
     p.update(redis_window(w, label, "redisq", "redis1", dt))
     p["quiet"].update(redis_window(w, label, "redis0", "redisq", dq))
     if lj:
@@ -198,108 +206,170 @@ def campaign_phase(w, label):
         cc = lj["calls"]
         p["calls_ok"] = (not cc["failed"] and not cc["dropped"]
                          and cc["established"] == cc["requested"])
+        if lj.get("call_seconds"):
+            p["worker_cpu_ms_per_call_s"] = (m1 - mq) / lj["call_seconds"]
+        if floor:
+            p["added_us"] = {k: lj["rtt_us"][k] - floor["rtt_us"][k]
+                             for k in ("p50", "p90", "p99", "p999", "max")}
     return p
 
 
-def campaign_section(w, labels, note, say):
+def rtt_cell(p):
+    r = p.get("rtt_us")
+    return "{}/{}/{}".format(r["p50"], r["p99"], r["max"]) if r else "-"
+
+
+# what the summaries of every phase family give for each kind: medians
+PHASE_MEDIANS = {
+    "rtt_p50_us": lambda p: p.get("rtt_us", {}).get("p50"),
+    "rtt_p99_us": lambda p: p.get("rtt_us", {}).get("p99"),
+    "added_p50_us": lambda p: p.get("added_us", {}).get("p50"),
+    "added_p99_us": lambda p: p.get("added_us", {}).get("p99"),
+    "worker_cpu_ms_per_s": lambda p: p["worker_cpu_ms_per_s"],
+    "worker_cpu_ms_per_call_s": lambda p: p["worker_cpu_ms_per_call_s"],
+    "quiet_worker_cpu_ms_per_s": lambda p: p["quiet"]["worker_cpu_ms_per_s"],
+    "redis_cpu_ms_per_s": lambda p: p["redis_cpu_ms_per_s"],
+    "quiet_redis_cpu_ms_per_s": lambda p: p["quiet"]["redis_cpu_ms_per_s"],
+    "redis_commands_per_s": lambda p: p["redis_commands_per_s"],
+    "scripts_per_s": lambda p: p["scripts_per_s"],
+    "feed_events_per_s": lambda p: p["feed_events_per_s"],
+    "peer_cpu_ms_per_s": lambda p: p["peer_cpu_ms_per_s"],
+}
+
+
+def phase_summary(phases, kinds, base, extra=None):
+    """Per kind: the medians of its phases (PHASE_MEDIANS and extra), the
+    frames lost in all; per other kind: its ratios to base's round trips,
+    what they add to the floor's, and CPU per call-second."""
+    fields = dict(PHASE_MEDIANS, **(extra or {}))
+    summary = {}
+    for kind in kinds:
+        ps = [p for p in phases if p["kind"] == kind]
+        summary[kind] = {k: median(f(p) for p in ps)
+                         for k, f in fields.items()}
+        summary[kind]["phases"] = len(ps)
+        summary[kind]["lost"] = sum(p.get("lost") or 0 for p in ps)
+    b = summary[base]
+    for kind in kinds:
+        if kind == base:
+            continue
+        for name, k in (("p50", "rtt_p50_us"), ("p99", "rtt_p99_us"),
+                        ("added_p50", "added_p50_us"),
+                        ("added_p99", "added_p99_us"),
+                        ("cpu", "worker_cpu_ms_per_call_s")):
+            summary["ratio_{}_{}".format(kind, name)] = (
+                summary[kind][k] / float(b[k])
+                if b[k] and summary[kind][k] is not None else None)
+    return summary
+
+
+def phase_diff(summary, kind, base, k):
+    x, y = summary[kind][k], summary[base][k]
+    return None if x is None or y is None else x - y
+
+
+def known_format(text, info, *args):
+    """text.format(*args, **info), "?" for what info does not have."""
+    return string.Formatter().vformat(
+        text, args, collections.defaultdict(lambda: "?", info or {}))
+
+
+def phase_family(w, name, labels, note, extend, floor, say):
+    """A family's summary file ($name.json) and its phases, each read by
+    phase_numbers() and given the family's own numbers by extend(w, p);
+    with no phase, says why it did not run."""
+    phases = [extend(w, p) for p in (phase_numbers(w, l, floor, name)
+                                     for l in labels.split()) if p]
+    if not phases and note:
+        say("")
+        say("{} phase not run: {}".format(name, note))
+    return load(os.path.join(w, name + ".json")), phases
+
+
+def phase_table(say, widths, head, units, phases, cells, warn=None):
+    """One line per phase: its kind and round, then cells(p); the
+    warnings of the calls (and warn(p)'s) below it."""
+    row = " ".join("{:>%d}" % n for n in widths).format
+    say(row(*head))
+    say(row(*units))
+    say("-" * len(row(*head)))
+    for p in phases:
+        say(row("{} {}".format(p["kind"], p["label"].rsplit("-", 1)[-1]),
+                *cells(p)))
+        warnings = []
+        if p.get("load") and not p.get("calls_ok"):
+            warnings.append("not every call was set up and kept")
+        warnings += warn(p) if warn else []
+        for text in warnings:
+            say("{:>6} WARNING: {}".format("", text))
+
+
+KINDS = (("A", "no campaign running"),
+         ("B", "a campaign dialing"),
+         ("C", "a campaign running, its window closed"))
+
+
+def campaign_phase(w, p):
+    c = p["campaign"]
+    t0, _, t1 = p["samples"]["t"]
+    dial = c["dial"]
+    p.update({"dials_per_s": (dial["dialed"][1] - dial["dialed"][0])
+              / (t1 - t0),
+              "dialed": dial["dialed"], "busy": dial["busy"],
+              "closed": c["closed"],
+              "standin_cpu_ms_per_s": p["peer_cpu_ms_per_s"]})
+    p["quiet"]["dials_per_s"] = None
+    return p
+
+
+def campaign_section(w, labels, note, floor, say):
     """The campaign phase: the audio path with no campaign running (A), a
     campaign dialing (B), a campaign running with its window closed (C),
     phase by phase, then the medians of each kind and their ratios."""
-    info = load(os.path.join(w, "campaign.json"))
-    phases = [p for p in (campaign_phase(w, l) for l in labels.split()) if p]
-
+    info, phases = phase_family(w, "campaign", labels, note, campaign_phase,
+                                floor, say)
     if not phases:
-        if note:
-            say("")
-            say("campaign phase not run: " + note)
         return {"note": note} if note else None
 
     say("")
-    say("campaign phase: {} calls x {} s per phase (after {} s with no call) "
-        "through one nginx with Redis and two campaigns of {} rows ({} and "
-        "{} in Redis), cps {}, concurrency {}, every call busy (Twilio "
+    say(known_format(
+        "campaign phase: {} calls x {duration} s per phase (after {quiet} s "
+        "with no call) through one nginx with Redis and two campaigns of "
+        "{rows} rows ({redis_rows} and {closed_redis_rows} in Redis), cps "
+        "{cps}, concurrency {concurrency}, every call busy (Twilio "
         "stand-in over TLS): A none running, B one dialing, C the other "
-        "running with its window closed ({})".format(
-            phases[0]["calls"], info["duration"] if info else "?",
-            info["quiet"] if info else "?",
-            info["rows"] if info else "?", info["redis_rows"] if info
-            else "?", info["closed_redis_rows"] if info else "?",
-            info["cps"] if info else "?",
-            info["concurrency"] if info else "?",
-            info["window"] if info else "?"))
+        "running with its window closed ({window})", info,
+        phases[0]["calls"]))
     say("")
-    row = ("{:>6} {:>20} {:>4} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>6} "
-           "{:>11} {:>8} {:>7}").format
-    head = row("phase", "rtt p50/p99/max us", "lost", "worker", "quiet",
-               "redis", "cmd/s", "eval/s", "claim/s", "dial/s", "dialed",
-               "closed", "load")
-    say(head)
-    say(row("", "", "", "ms/s", "ms/s", "ms/s", "", "", "", "", "", "dialed",
-            "avg"))
-    say("-" * len(head))
-
-    for p in phases:
-        r = p.get("rtt_us")
-        bc = p["redis_by_command_per_s"]
-        say(row(
-            "{} {}".format(p["kind"], p["label"].rsplit("-", 1)[-1]),
-            "{}/{}/{}".format(r["p50"], r["p99"], r["max"]) if r else "-",
-            p.get("lost", "-"), fmt(p["worker_cpu_ms_per_s"], "{:.1f}"),
+    phase_table(
+        say, (6, 20, 4, 7, 7, 7, 7, 6, 7, 6, 11, 8, 7),
+        ("phase", "rtt p50/p99/max us", "lost", "worker", "quiet", "redis",
+         "cmd/s", "eval/s", "claim/s", "dial/s", "dialed", "closed", "load"),
+        ("", "", "", "ms/s", "ms/s", "ms/s", "", "", "", "", "", "dialed",
+         "avg"),
+        phases, lambda p: (
+            rtt_cell(p), p.get("lost", "-"),
+            fmt(p["worker_cpu_ms_per_s"], "{:.1f}"),
             fmt(p["quiet"]["worker_cpu_ms_per_s"], "{:.1f}"),
             fmt(p["redis_cpu_ms_per_s"], "{:.1f}"),
             fmt(p["redis_commands_per_s"], "{:.0f}"),
             fmt(p["scripts_per_s"], "{:.1f}"),
-            fmt(bc.get("zrangebyscore", 0), "{:.1f}"),
+            fmt(p["redis_by_command_per_s"].get("zrangebyscore", 0),
+                "{:.1f}"),
             fmt(p["dials_per_s"], "{:.2f}"),
             "{}->{}".format(*p["dialed"]),
             "{}->{}".format(*p["closed"]["dialed"]),
             (p["loadavg"] or ["-"])[0].split(" ")[0]))
-        if p.get("load") and not p.get("calls_ok"):
-            say("{:>6} WARNING: not every call was set up and kept".format(""))
 
-    def med(kind, f):
-        return median(f(p) for p in phases if p["kind"] == kind)
-
-    out = {"phases": phases, "campaign": info}
-    summary = {}
-    for kind, _ in KINDS:
-        summary[kind] = {
-            "phases": sum(1 for p in phases if p["kind"] == kind),
-            "rtt_p50_us": med(kind, lambda p: p.get("rtt_us", {}).get("p50")),
-            "rtt_p99_us": med(kind, lambda p: p.get("rtt_us", {}).get("p99")),
-            "worker_cpu_ms_per_s": med(kind,
-                                       lambda p: p["worker_cpu_ms_per_s"]),
-            "quiet_worker_cpu_ms_per_s": med(
-                kind, lambda p: p["quiet"]["worker_cpu_ms_per_s"]),
-            "redis_cpu_ms_per_s": med(kind, lambda p: p["redis_cpu_ms_per_s"]),
-            "quiet_redis_cpu_ms_per_s": med(
-                kind, lambda p: p["quiet"]["redis_cpu_ms_per_s"]),
-            "redis_commands_per_s": med(
-                kind, lambda p: p["redis_commands_per_s"]),
-            "scripts_per_s": med(kind, lambda p: p["scripts_per_s"]),
-            "zrangebyscore_per_s": med(kind, lambda p: p[
-                "redis_by_command_per_s"].get("zrangebyscore", 0)),
-            "dials_per_s": med(kind, lambda p: p["dials_per_s"]),
-            "standin_cpu_ms_per_s": med(
-                kind, lambda p: p["standin_cpu_ms_per_s"]),
-        }
-    a = summary["A"]
-
-    def ratio(kind, k):
-        if a[k] and summary[kind][k] is not None:
-            return summary[kind][k] / float(a[k])
-        return None
+    summary = phase_summary(phases, [k for k, _ in KINDS], "A", {
+        "zrangebyscore_per_s": lambda p: p[
+            "redis_by_command_per_s"].get("zrangebyscore", 0),
+        "dials_per_s": lambda p: p["dials_per_s"],
+        "standin_cpu_ms_per_s": lambda p: p["standin_cpu_ms_per_s"]})
+    out = {"phases": phases, "campaign": info, "summary": summary}
 
     def d(kind, k, base="A"):
-        x, y = summary[kind][k], summary[base][k]
-        if x is None or y is None:
-            return None
-        return x - y
-
-    for kind in ("B", "C"):
-        summary["ratio_{}_p50".format(kind)] = ratio(kind, "rtt_p50_us")
-        summary["ratio_{}_p99".format(kind)] = ratio(kind, "rtt_p99_us")
-    out["summary"] = summary
+        return phase_diff(summary, kind, base, k)
 
     say("")
     say("  medians of each kind's phases (rtt p50 / p99 us; worker CPU ms/s "
@@ -339,6 +409,12 @@ def campaign_section(w, labels, note, say):
             fmt(summary["B"]["dials_per_s"], "{:.2f}"),
             info["dialed_total"] if info else "?",
             info["rows"] if info else "?"))
+    phase_footer(info, say)
+    return out
+
+
+def phase_footer(info, say):
+    """The load average around a phase family, its nginx's errors."""
     if info and info.get("loadavg"):
         say("  load average (1, 5, 15 min) before the phase {}, after it "
             "{}".format(*info["loadavg"]))
@@ -346,6 +422,118 @@ def campaign_section(w, labels, note, say):
         say("  nginx error log: {} lines at [error] or worse{}".format(
             info.get("log_errors"), "; the worker DIED"
             if info.get("worker_died") else ""))
+
+
+BOARD_KINDS = (("D0", "no browser on the feed"),
+               ("D1", "browsers reading the feed"))
+
+
+def board_phase(w, p):
+    b = p["board"]
+    sse = load(os.path.join(w, p["label"] + ".sse.json"))
+    f0, f1 = b["feed_added"]
+    p.update({"clients": b["clients"], "sse": sse,
+              # while the readers were connected (D1), or the same span
+              "feed_written": f1 - f0,
+              "delivered": sse["events"] if sse else None,
+              "readers_cpu_ms_per_s": (p["peer_cpu_ms_per_s"] if b["clients"]
+                                       else None)})
+    p["delivered_median"] = median(p["delivered"] or [])
+    return p
+
+
+def board_section(w, labels, note, floor, say):
+    """The board phase: the audio path with nobody on the feed (D0) and
+    with N browsers reading it (D1), phase by phase, then the medians of
+    each kind and D1/D0."""
+    info, phases = phase_family(w, "board", labels, note, board_phase, floor,
+                                say)
+    if not phases:
+        return {"note": note} if note else None
+
+    clients = max(p["clients"] for p in phases)
+    say("")
+    say(known_format(
+        "board phase: {} calls x {duration} s per phase (after {quiet} s "
+        "with no call) through one nginx with Redis and twirt_board, each "
+        "call's Realtime stand-in ending an answer every {transcripts_ms} ms "
+        "(a transcript and a cost event on the feed): D0 nobody on the feed, "
+        "D1 {} readers of board/events (under chrt --idle)", info,
+        phases[0]["calls"], clients))
+    say("")
+
+    def cells(p):
+        a, dl = p.get("added_us"), p["delivered"]
+        return (
+            rtt_cell(p), "{}/{}".format(a["p50"], a["p99"]) if a else "-",
+            p.get("lost", "-"), fmt(p["worker_cpu_ms_per_s"], "{:.1f}"),
+            fmt(p["worker_cpu_ms_per_call_s"], "{:.3f}"),
+            fmt(p["quiet"]["worker_cpu_ms_per_s"], "{:.1f}"),
+            fmt(p["redis_cpu_ms_per_s"], "{:.1f}"),
+            fmt(p["feed_events_per_s"], "{:.0f}"), p["feed_written"],
+            "{}/{:.0f}/{}".format(min(dl), p["delivered_median"], max(dl))
+            if dl else "-",
+            fmt(p["readers_cpu_ms_per_s"], "{:.1f}"),
+            (p["loadavg"] or ["-"])[0].split(" ")[0])
+
+    def warn(p):
+        ended = (p["sse"] or {}).get("closed")
+        return ["{} readers ended early: {}".format(len(ended), ended[0])] \
+            if ended else []
+
+    phase_table(
+        say, (6, 20, 11, 4, 7, 7, 7, 7, 6, 7, 13, 7, 6),
+        ("phase", "rtt p50/p99/max us", "added", "lost", "worker", "cpu",
+         "quiet", "redis", "feed", "events", "per reader", "readers", "load"),
+        ("", "", "p50/p99 us", "", "ms/s", "ms/cs", "ms/s", "ms/s", "ev/s",
+         "written", "min/med/max", "ms/s", "avg"),
+        phases, cells, warn)
+
+    summary = phase_summary(phases, [k for k, _ in BOARD_KINDS], "D0", {
+        "feed_written": lambda p: p["feed_written"],
+        "delivered_per_reader": lambda p: p["delivered_median"],
+        "readers_cpu_ms_per_s": lambda p: p["readers_cpu_ms_per_s"]})
+    out = {"phases": phases, "board": info, "summary": summary}
+
+    say("")
+    say("  medians of each kind's phases (rtt and added p50 / p99 us; worker "
+        "CPU per call-second, and ms/s in the {} s before the calls with no "
+        "call; events written to the feed in a phase, and got by each "
+        "reader):".format(info["quiet"] if info else "?"))
+    for kind, words in BOARD_KINDS:
+        s = summary[kind]
+        say("    {:<2} {:<30} rtt {:>5} / {:>5}  added {:>5} / {:>5}   "
+            "cpu {:>5} ms/cs, quiet {:>5} ms/s   lost {}   written {:>6}, "
+            "per reader {}".format(
+                kind, words + " ({})".format(s["phases"]),
+                fmt(s["rtt_p50_us"]), fmt(s["rtt_p99_us"]),
+                fmt(s["added_p50_us"]), fmt(s["added_p99_us"]),
+                fmt(s["worker_cpu_ms_per_call_s"], "{:.3f}"),
+                fmt(s["quiet_worker_cpu_ms_per_s"], "{:.2f}"),
+                s["lost"], fmt(s["feed_written"]),
+                fmt(s["delivered_per_reader"])))
+    say("  D1/D0 (the feed's cost to the audio path): rtt p50 {}, p99 {}; "
+        "added p50 {}, p99 {}; worker CPU per call-second {} ({} ms/s with "
+        "the calls, {} ms/s with no call)".format(
+            fmt(summary["ratio_D1_p50"], "{:.2f}"),
+            fmt(summary["ratio_D1_p99"], "{:.2f}"),
+            fmt(summary["ratio_D1_added_p50"], "{:.2f}"),
+            fmt(summary["ratio_D1_added_p99"], "{:.2f}"),
+            fmt(summary["ratio_D1_cpu"], "{:.2f}"),
+            fmt(phase_diff(summary, "D1", "D0", "worker_cpu_ms_per_s"),
+                "{:+.1f}"),
+            fmt(phase_diff(summary, "D1", "D0", "quiet_worker_cpu_ms_per_s"),
+                "{:+.2f}")))
+    types = {}
+    for p in phases:
+        for t, n in ((p["sse"] or {}).get("first_client_types") or {}).items():
+            types[t] = types.get(t, 0) + n
+    summary["first_reader_types"] = types
+    if types:
+        say("  what one reader got in all the D1 phases, by event type: " +
+            ", ".join("{} {}".format(t, n) for t, n in sorted(
+                types.items(), key=lambda x: -x[1])))
+    phase_footer(info, say)
     return out
 
 
@@ -361,6 +549,8 @@ def main():
     ap.add_argument("--marks", default="immediate")
     ap.add_argument("--campaign", default="")
     ap.add_argument("--campaign-note", default="")
+    ap.add_argument("--board", default="")
+    ap.add_argument("--board-note", default="")
     ap.add_argument("--json", required=True)
     ap.add_argument("--text", required=True)
     a = ap.parse_args()
@@ -488,7 +678,8 @@ def main():
         say("gateway bridge not available yet: " + a.bridge_note)
 
     result["campaign"] = campaign_section(w, a.campaign, a.campaign_note,
-                                          say)
+                                          floor, say)
+    result["board"] = board_section(w, a.board, a.board_note, floor, say)
 
     if verdicts and a.mode != "tiny":
         say("")
