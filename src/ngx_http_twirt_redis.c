@@ -94,6 +94,9 @@ typedef struct {
     ngx_http_twirt_redis_state_e       state;
     ngx_event_t                        connect_timer;
     ngx_event_t                        retry_timer;
+    ngx_event_t                        drain_timer; /* an exiting worker
+                                                       waits for its
+                                                       commands' answers */
     ngx_msec_t                         backoff;
     ngx_msec_t                         ready_since;
     ngx_uint_t                         attempts;   /* in this series */
@@ -131,6 +134,9 @@ static void ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_retry_handler(ngx_event_t *ev);
 static void ngx_http_twirt_redis_closed(void *data, redisAsyncContext *ac);
 
+static void ngx_http_twirt_redis_drain(ngx_http_twirt_redis_worker_t *rw);
+static void ngx_http_twirt_redis_drain_timeout(ngx_event_t *ev);
+static void ngx_http_twirt_redis_drained(ngx_http_twirt_redis_worker_t *rw);
 static ngx_int_t ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_cmd_t *cmd);
 static void ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r,
@@ -352,6 +358,8 @@ ngx_http_twirt_redis_command(ngx_uint_t argc, ngx_str_t *argv)
         p = ngx_cpymem(p, argv[i].data, argv[i].len);
     }
 
+    ngx_http_twirt_redis_drain(rw);
+
     if (rw->state == NGX_HTTP_TWIRT_REDIS_READY
         && ngx_queue_empty(&rw->pending)
         && ngx_http_twirt_redis_send(rw, cmd) == NGX_OK)
@@ -363,6 +371,50 @@ ngx_http_twirt_redis_command(ngx_uint_t argc, ngx_str_t *argv)
     rw->npending++;
 
     return NGX_OK;
+}
+
+
+/*
+ * A worker that is shutting down (a reload, a stop) exits once nothing
+ * holds a timer: the last commands of its last calls (the end of a
+ * record) would go with it.  While they are unanswered a timer holds it,
+ * twirt_redis_timeout at most.
+ */
+
+static void
+ngx_http_twirt_redis_drain(ngx_http_twirt_redis_worker_t *rw)
+{
+    if (!ngx_exiting || rw->drain_timer.timer_set) {
+        return;
+    }
+
+    rw->drain_timer.handler = ngx_http_twirt_redis_drain_timeout;
+    rw->drain_timer.data = rw;
+    rw->drain_timer.log = rw->log;
+
+    ngx_add_timer(&rw->drain_timer, rw->conf->timeout);
+}
+
+
+static void
+ngx_http_twirt_redis_drain_timeout(ngx_event_t *ev)
+{
+    ngx_http_twirt_redis_worker_t *rw = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, rw->log, 0,
+                  "twirt: redis \"%V\" did not answer %ui commands within "
+                  "%M ms of the worker's shutdown",
+                  &rw->conf->name, rw->ninflight + rw->npending,
+                  rw->conf->timeout);
+}
+
+
+static void
+ngx_http_twirt_redis_drained(ngx_http_twirt_redis_worker_t *rw)
+{
+    if (rw->drain_timer.timer_set && rw->ninflight + rw->npending == 0) {
+        ngx_del_timer(&rw->drain_timer);
+    }
 }
 
 
@@ -1289,6 +1341,8 @@ ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     {
         rw->full = 0;
     }
+
+    ngx_http_twirt_redis_drained(rw);
 }
 
 
@@ -1801,6 +1855,10 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
 
     if (rw->connect_timer.timer_set) {
         ngx_del_timer(&rw->connect_timer);
+    }
+
+    if (rw->drain_timer.timer_set) {
+        ngx_del_timer(&rw->drain_timer);
     }
 
     if (rw->resolving) {
