@@ -704,6 +704,9 @@ function callEvent(ev, fromDetail) {
         const st = str(ev.status);
         if (!fromDetail || !isOver(v.call)) v.call.status = st || v.call.status;
         if (st === 'ended' || st === 'failed') {
+            if (!fromDetail && !has(v.call.ended_at)) {
+                v.call.ended_at = new Date().toISOString();
+            }
             merge(v.call, { status: st, end_reason: ev.reason, end_detail: ev.detail,
                             tokens: ev.tokens, cost_usd: ev.cost_usd,
                             duration_ms: ev.duration_ms });
