@@ -623,14 +623,19 @@ ngx_http_twirt_board_events(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
     ngx_str_t                         from;
+    ngx_uint_t                        i;
     ngx_table_elt_t                  *h;
     ngx_pool_cleanup_t               *cln;
     ngx_http_twirt_board_id_t         id;
     ngx_http_twirt_board_client_t    *bc;
     ngx_http_twirt_board_loc_conf_t  *blcf;
 
+    static ngx_keyval_t  headers[] = {
+        { ngx_string("Cache-Control"), ngx_string("no-cache") },
+        { ngx_string("X-Accel-Buffering"), ngx_string("no") }
+    };
+
     static ngx_str_t  retry = ngx_string("retry: 1000\n\n");
-    static ngx_str_t  reset = ngx_string("event: reset\ndata: {}\n\n");
 
     blcf = ngx_http_get_module_loc_conf(r, ngx_http_twirt_board_module);
 
@@ -659,23 +664,18 @@ ngx_http_twirt_board_events(ngx_http_request_t *r)
                 "text/event-stream; charset=utf-8");
     r->headers_out.content_type_len = sizeof("text/event-stream") - 1;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    /* nothing between here and the browser keeps the feed back */
+
+    for (i = 0; i < 2; i++) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = headers[i].key;
+        h->value = headers[i].value;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-cache");
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-Accel-Buffering");
-    ngx_str_set(&h->value, "no");
 
     rc = ngx_http_send_header(r);
 
@@ -718,7 +718,7 @@ ngx_http_twirt_board_events(ngx_http_request_t *r)
         /* an id no stream ever gave: everything is read again */
         from.len = 0;
 
-        if (ngx_http_twirt_board_send(bc, &reset, 1) != NGX_OK) {
+        if (ngx_http_twirt_board_reset(bc) != NGX_OK) {
             ngx_http_twirt_board_close(bc);
             return NGX_DONE;
         }
