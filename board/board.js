@@ -351,7 +351,8 @@ function badge(status) {
 function countEvent(call, ev, type) {
     if (type === 'barge_in') {
         call.barge_ins = (num(call.barge_ins) || 0) + 1;
-    } else if (type === 'tool') {
+    } else if (type === 'tool' && ev.name !== 'end_call' && ev.name !== 'transfer_call') {
+        /* (those two end the call: no result comes) */
         call.tools_running = (num(call.tools_running) || 0) + 1;
     } else if (type === 'tool_result') {
         call.tools_running = Math.max(0, (num(call.tools_running) || 0) - 1);
@@ -472,6 +473,11 @@ function onEvent(ev) {
 
     if (type === 'state') {
         const st = str(ev.status);
+        if (st === 'connecting') {
+            /* a new stream: also the caller back from a transfer nobody
+               answered, on the same CallSid */
+            ended.delete(sid);
+        }
         if (st === 'ended' || st === 'failed') {
             ended.add(sid);
             removeLive(sid);

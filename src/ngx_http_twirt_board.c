@@ -45,7 +45,8 @@
 #define NGX_HTTP_TWIRT_BOARD_BATCH    500       /* events per read */
 #define NGX_HTTP_TWIRT_BOARD_BATCH_S  "500"
 #define NGX_HTTP_TWIRT_BOARD_REPLAY   20        /* reads of a replay */
-#define NGX_HTTP_TWIRT_BOARD_BUF      4096      /* bytes of an output buffer */
+#define NGX_HTTP_TWIRT_BOARD_BUF      1024      /* bytes of an output buffer:
+                                                   most events fit one */
 #define NGX_HTTP_TWIRT_BOARD_ID_LEN   (2 * NGX_INT64_LEN + 1)
 
 
@@ -113,7 +114,7 @@ static ngx_int_t ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
 static ngx_int_t ngx_http_twirt_board_event(
     ngx_http_twirt_board_client_t *bc, ngx_keyval_t *entry);
 static ngx_int_t ngx_http_twirt_board_reset(
-    ngx_http_twirt_board_client_t *bc);
+    ngx_http_twirt_board_client_t *bc, ngx_str_t *id);
 static void ngx_http_twirt_board_writer(ngx_http_request_t *r);
 static void ngx_http_twirt_board_ping(ngx_event_t *ev);
 static void ngx_http_twirt_board_close(ngx_http_twirt_board_client_t *bc);
@@ -246,7 +247,9 @@ static ngx_str_t  ngx_http_twirt_board_active_script = ngx_string(
 
 
 /* ARGV[3] the index (sid, number, agent or the history), ARGV[4] the
- * query, ARGV[5] and ARGV[6] the scores, ARGV[7] the limit */
+ * query, ARGV[5] and ARGV[6] the scores, ARGV[7] the limit, ARGV[8] the
+ * cursor's CallSid (at the time ARGV[6]: newest first, then by CallSid
+ * descending, as ZREVRANGEBYSCORE orders them) */
 
 static ngx_str_t  ngx_http_twirt_board_history_script = ngx_string(
     NGX_HTTP_TWIRT_BOARD_LUA
@@ -260,14 +263,21 @@ static ngx_str_t  ngx_http_twirt_board_history_script = ngx_string(
     "local k = p .. 'calls:history' "
     "if kind == 'number' then k = p .. 'calls:number:' .. q "
     "elseif kind == 'agent' then k = p .. 'calls:agent:' .. q end "
+    "local cur, extra = ARGV[8], 0 "
+    "if cur ~= '' then extra = redis.call('ZCOUNT', k, ARGV[6], ARGV[6]) end "
     "local r = redis.call('ZREVRANGEBYSCORE', k, ARGV[6], ARGV[5], "
-                         "'WITHSCORES', 'LIMIT', 0, limit) "
+                         "'WITHSCORES', 'LIMIT', 0, limit + extra) "
+    "local taken, nx = 0, 'null' "
     "for i = 1, #r, 2 do "
-      "local c = load(r[i]) "
-      "if c then t[#t + 1] = c end "
+      /* the cursor's own time: the calls up to it were on the last page */
+      "if not (cur ~= '' and tonumber(r[i + 1]) == tonumber(ARGV[6]) "
+              "and r[i] >= cur) and taken < limit then "
+        "taken = taken + 1 "
+        "local c = load(r[i]) "
+        "if c then t[#t + 1] = c end "
+        "if taken == limit then nx = cjson.encode(r[i + 1] .. ':' .. r[i]) end "
+      "end "
     "end "
-    "local nx = 'null' "
-    "if #r == 2 * limit then nx = cjson.encode(r[#r]) end "
     "return {'json', '{\"calls\":' .. list(t) .. ',\"next\":' .. nx .. '}'}");
 
 
@@ -446,9 +456,9 @@ ngx_http_twirt_board_calls(ngx_http_request_t *r)
 {
     u_char       *p, e164[NGX_HTTP_TWIRT_E164_LEN + 1];
     size_t        n;
-    ngx_str_t     q, arg, argv[5], id;
+    ngx_str_t     q, arg, argv[6], id;
     ngx_int_t     limit;
-    ngx_uint_t    i;
+    ngx_uint_t    i, dots;
     const char   *error;
 
     static const char  *names[] = { "from", "to", "before" };
@@ -458,6 +468,7 @@ ngx_http_twirt_board_calls(ngx_http_request_t *r)
     ngx_str_set(&argv[2], "-inf");
     ngx_str_set(&argv[3], "+inf");
     ngx_str_set(&argv[4], "50");
+    ngx_str_set(&argv[5], "");
 
     if (ngx_http_arg(r, (u_char *) "q", 1, &arg) == NGX_OK && arg.len) {
 
@@ -523,15 +534,46 @@ ngx_http_twirt_board_calls(ngx_http_request_t *r)
             continue;
         }
 
+        /* before: the last page's "next", its time and CallSid */
+
+        p = ngx_pnalloc(r->pool, arg.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        q.data = p;
+        ngx_unescape_uri(&p, &arg.data, arg.len, NGX_UNESCAPE_URI);
+        arg.data = q.data;
+        arg.len = p - q.data;
+
+        p = (i == 2) ? ngx_strlchr(arg.data, arg.data + arg.len, ':') : NULL;
+
+        if (p) {
+            argv[5].data = p + 1;
+            argv[5].len = arg.data + arg.len - (p + 1);
+            arg.len = p - arg.data;
+
+            if (ngx_http_twirt_sid_valid(&argv[5]) != NGX_OK) {
+                return ngx_http_twirt_board_error(r, NGX_HTTP_BAD_REQUEST,
+                                                  "invalid_request", "before "
+                                                  "is the \"next\" of the "
+                                                  "last page");
+            }
+        }
+
+        dots = 0;
+
         for (n = 0; n < arg.len; n++) {
-            if (!((arg.data[n] >= '0' && arg.data[n] <= '9')
-                  || (arg.data[n] == '.' && n > 0)))
-            {
+            if (arg.data[n] == '.' && n > 0 && dots++ == 0) {
+                continue;
+            }
+
+            if (arg.data[n] < '0' || arg.data[n] > '9') {
                 break;
             }
         }
 
-        if (n < arg.len || arg.len > 20) {
+        if (n < arg.len || arg.len == 0 || arg.len > 20) {
             return ngx_http_twirt_board_error(r, NGX_HTTP_BAD_REQUEST,
                                               "invalid_request", "from, to "
                                               "and before are seconds "
@@ -543,24 +585,20 @@ ngx_http_twirt_board_calls(ngx_http_request_t *r)
             continue;
         }
 
-        if (i == 1 && argv[3].data[0] == '(') {
-            /* before is the tighter bound: it came from an earlier page */
+        if (i == 1 || p) {
+            /* to, or before with its CallSid: the bound itself is in */
+            argv[3] = arg;
             continue;
         }
 
-        if (i == 2) {
-            argv[3].data = ngx_pnalloc(r->pool, arg.len + 1);
-            if (argv[3].data == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            argv[3].data[0] = '(';
-            ngx_memcpy(argv[3].data + 1, arg.data, arg.len);
-            argv[3].len = arg.len + 1;
-            continue;
+        argv[3].data = ngx_pnalloc(r->pool, arg.len + 1);
+        if (argv[3].data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        argv[3] = arg;
+        argv[3].data[0] = '(';
+        ngx_memcpy(argv[3].data + 1, arg.data, arg.len);
+        argv[3].len = arg.len + 1;
     }
 
     if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
@@ -578,7 +616,7 @@ ngx_http_twirt_board_calls(ngx_http_request_t *r)
     ngx_str_set(&id, "");
 
     return ngx_http_twirt_campaign_api(r, &ngx_http_twirt_board_history_script,
-                                       &id, 5, argv);
+                                       &id, 6, argv);
 }
 
 
@@ -718,10 +756,14 @@ ngx_http_twirt_board_events(ngx_http_request_t *r)
         /* an id no stream ever gave: everything is read again */
         from.len = 0;
 
-        if (ngx_http_twirt_board_reset(bc) != NGX_OK) {
+        if (ngx_http_twirt_board_reset(bc, NULL) != NGX_OK) {
             ngx_http_twirt_board_close(bc);
             return NGX_DONE;
         }
+
+    } else if (from.len) {
+        /* what the browser has: nothing up to it is sent again */
+        bc->last = id;
     }
 
     if (ngx_http_twirt_board_replay(bc, from.data, from.len) != NGX_OK) {
@@ -774,7 +816,7 @@ ngx_http_twirt_board_replayed(void *data, ngx_int_t rc, ngx_array_t *pairs)
     ngx_http_twirt_board_client_t *bc = data;
 
     u_char                      buf[NGX_HTTP_TWIRT_BOARD_ID_LEN];
-    ngx_str_t                   parts[3];
+    ngx_str_t                   parts[5];
     ngx_uint_t                  i;
     ngx_keyval_t               *kv;
     ngx_connection_t           *c;
@@ -802,15 +844,20 @@ ngx_http_twirt_board_replayed(void *data, ngx_int_t rc, ngx_array_t *pairs)
          * has (the page reloads what it shows): the feed from now on
          */
 
-        if (kv[0].key.len == 3 && ngx_http_twirt_board_reset(bc) != NGX_OK) {
+        if (kv[0].key.len == 3 && ngx_http_twirt_board_reset(bc, NULL) != NGX_OK)
+        {
             goto close;
         }
 
-        ngx_str_set(&parts[0], "event: hello\ndata: {\"last\":\"");
-        parts[1] = kv[0].value;
-        ngx_str_set(&parts[2], "\"}\n\n");
+        /* with the id: a browser that reconnects says where it was */
 
-        if (ngx_http_twirt_board_send(bc, parts, 3) != NGX_OK) {
+        ngx_str_set(&parts[0], "id: ");
+        parts[1] = kv[0].value;
+        ngx_str_set(&parts[2], "\nevent: hello\ndata: {\"last\":\"");
+        parts[3] = kv[0].value;
+        ngx_str_set(&parts[4], "\"}\n\n");
+
+        if (ngx_http_twirt_board_send(bc, parts, 5) != NGX_OK) {
             goto close;
         }
 
@@ -842,7 +889,7 @@ ngx_http_twirt_board_replayed(void *data, ngx_int_t rc, ngx_array_t *pairs)
 
     /* too much was missed: the page reloads, the feed goes on from now */
 
-    if (ngx_http_twirt_board_reset(bc) != NGX_OK
+    if (ngx_http_twirt_board_reset(bc, NULL) != NGX_OK
         || ngx_http_twirt_board_replay(bc, NULL, 0) != NGX_OK)
     {
         goto close;
@@ -860,12 +907,25 @@ done:
 }
 
 
-static ngx_int_t
-ngx_http_twirt_board_reset(ngx_http_twirt_board_client_t *bc)
-{
-    ngx_str_t  reset = ngx_string("event: reset\ndata: {}\n\n");
+/* the page reloads what it shows; with an id, the feed goes on from it */
 
-    return ngx_http_twirt_board_send(bc, &reset, 1);
+static ngx_int_t
+ngx_http_twirt_board_reset(ngx_http_twirt_board_client_t *bc, ngx_str_t *id)
+{
+    ngx_str_t  parts[3];
+
+    ngx_str_set(&parts[0], "id: ");
+    ngx_str_set(&parts[2], "\nevent: reset\ndata: {}\n\n");
+
+    if (id == NULL) {
+        return ngx_http_twirt_board_send(bc, &parts[2], 1);
+    }
+
+    parts[1] = *id;
+    parts[2].data++;
+    parts[2].len--;
+
+    return ngx_http_twirt_board_send(bc, parts, 3);
 }
 
 
@@ -978,7 +1038,7 @@ ngx_http_twirt_board_fed(void *data, ngx_int_t rc, ngx_array_t *pairs)
 
             bc->last = id;
 
-            if (ngx_http_twirt_board_reset(bc) != NGX_OK) {
+            if (ngx_http_twirt_board_reset(bc, &kv[0].value) != NGX_OK) {
                 ngx_http_twirt_board_drop(bc);
             }
         }
@@ -1049,9 +1109,11 @@ ngx_http_twirt_board_event(ngx_http_twirt_board_client_t *bc,
     }
 
     if (ngx_strlchr(entry->value.data, entry->value.data + entry->value.len,
-                    LF))
+                    LF)
+        || ngx_strlchr(entry->value.data, entry->value.data + entry->value.len,
+                       CR))
     {
-        /* compact JSON has none: one data line */
+        /* compact JSON has neither: one data line, nothing more */
         return NGX_OK;
     }
 
@@ -1096,10 +1158,12 @@ ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
         size += parts[i].len;
     }
 
+    /* what the unsent output holds: its buffers, whole */
+
     queued = 0;
 
     for (cl = bc->busy; cl; cl = cl->next) {
-        queued += ngx_buf_size(cl->buf);
+        queued += cl->buf->end - cl->buf->start;
     }
 
     /* one event larger than the bound still goes, alone */

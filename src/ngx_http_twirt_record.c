@@ -65,7 +65,7 @@ static ngx_str_t  ngx_http_twirt_record_takeover = ngx_string(
     "if redis.call('HGET', KEYS[1], 'end_reason') ~= 'transfer' "
     "then return 0 end "
     "redis.call('HDEL', KEYS[1], 'end_reason', 'end_detail', 'ended_at', "
-    "'board_hour', 'board_bucket', 'board_cost') "
+    "'board_cost') "
     "end "
     "return redis.call(unpack(ARGV, 2))");
 
@@ -98,7 +98,8 @@ static ngx_str_t  ngx_http_twirt_record_event_script = ngx_string(
     "for i = 6, #ARGV - 1, 2 do f[ARGV[i]] = ARGV[i + 1] end "
     "if f.type == 'barge_in' then "
       "redis.call('HINCRBY', h, 'barge_ins', 1) "
-    "elseif f.type == 'tool' then "
+    "elseif f.type == 'tool' and f.name ~= 'end_call' "
+           "and f.name ~= 'transfer_call' then "
       "redis.call('HINCRBY', h, 'tools_running', 1) "
     "elseif f.type == 'tool_result' then "
       "if tonumber(redis.call('HGET', h, 'tools_running') or '0') > 0 then "
@@ -146,7 +147,9 @@ static ngx_str_t  ngx_http_twirt_record_index_script = ngx_string(
  * A call ended: its cost in its hour, its duration in the histogram.  The
  * end is recorded twice (when decided, and with the last usage when the
  * stream closes): the call's hash keeps what was counted, and the second
- * time only the difference is.  KEYS: the hash; ARGV: the prefix, the time
+ * time only the difference is.  A caller back from a transfer nobody
+ * answered is the same call: its second stream's cost is added, its
+ * duration moves the call's bucket.  KEYS: the hash; ARGV: the prefix, the time
  * (s), the duration (ms), the cost.
  */
 
@@ -373,6 +376,8 @@ ngx_http_twirt_record_end(ngx_http_twirt_record_t *rec,
     ngx_http_twirt_redis_args_num(&args, "%uL", end->tokens);
     ngx_http_twirt_redis_args_cstr(&args, "cost_usd");
     ngx_http_twirt_redis_args_num(&args, "%.6f", end->cost);
+    ngx_http_twirt_redis_args_cstr(&args, "tools_running");
+    ngx_http_twirt_redis_args_cstr(&args, "0");
     (void) ngx_http_twirt_redis_args_send(&args);
 
     ngx_http_twirt_record_command(&args, rec, "SREM");

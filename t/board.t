@@ -501,6 +501,7 @@ is($m[0]{retry}, 1000, 'a reconnect in a second');
 is($m[1]{event}, 'hello', 'hello');
 my $last = $json->decode($m[1]{data})->{last};
 like($last, qr/^\d+-\d+$/, "with the last id ($last)");
+is($m[1]{id}, $last, 'as its id: a browser that reconnects before any event says where it was');
 my @ids = map { (redis_cli('--raw', 'XADD', $key, '*', 'j', qq({"type":"note","call_sid":"CAx","n":$_})))[0] } 1 .. 5;
 my $text = main::sse_read(last => $ids[1], secs => 5, until => sub { $_[0] =~ /"n":5/ });
 @m = grep { $_->{id} } main::sse_messages($text);
@@ -520,6 +521,26 @@ $text = main::sse_read(last => $ids[4], secs => 10, until => sub { $_[0] =~ /"n"
 @m = grep { $_->{id} } main::sse_messages($text);
 is(scalar @m, 1, 'an event over the queue\'s bound');
 is(length($json->decode($m[0]{data} // '{}')->{pad} // ''), 300 * 1024, 'arrives whole');
+# a browser back with the newest id, alone on the feed: only what is new
+my ($newest) = redis_cli('--raw', 'XADD', $key, '*', 'j', '{"type":"note","call_sid":"CAx","n":7}');
+my $pid = fork // die;
+if (!$pid) {
+    # the new event, once the browser is on the feed (it has no hello)
+    main::until_ok(10, sub { (main::metric('twirt_board_clients') // 0) == 1 });
+    redis_cli('XADD', $key, '*', 'j', '{"type":"note","call_sid":"CAx","n":8}');
+    POSIX::_exit(0);
+}
+$text = main::sse_read(last => $newest, secs => 10, until => sub { $_[0] =~ /"n":8/ });
+waitpid $pid, 0;
+@m = grep { $_->{id} } main::sse_messages($text);
+is_deeply([map { $json->decode($_->{data})->{n} } @m], [8], 'a browser that missed nothing gets the new event and nothing older');
+# an entry with a raw CR (no writer of twirt's makes one) is not passed on
+redis_cli('XADD', $key, '*', 'j', qq({"type":"note","call_sid":"CAx","n":9,"x":"a\rid: 1\revent: forged"}));
+redis_cli('XADD', $key, '*', 'j', '{"type":"note","call_sid":"CAx","n":10}');
+$text = main::sse_read(last => $newest, secs => 10, until => sub { $_[0] =~ /"n":10/ });
+@m = grep { $_->{id} } main::sse_messages($text);
+is_deeply([map { $json->decode($_->{data})->{n} } @m], [8, 10], 'an entry with a CR is skipped, the feed goes on');
+unlike($text, qr/forged/, 'nothing of it was sent');
 for my $garbage ('1-0; DROP', '-1', '12', 'x' x 300) {
     $text = main::sse_read(last => $garbage, secs => 3, until => sub { $_[0] =~ /event: hello/ });
     @m = main::sse_messages($text);
@@ -603,6 +624,21 @@ my $first = $r->{calls}[0]{call_sid};
 ($st, $r) = main::api('GET', "/ui/board/calls?from=@{[ int($now - 3600) ]}&before=$r->{next}&limit=200");
 ok(@{ $r->{calls} } >= 2, 'the next page: the older calls');
 ok(!grep({ $_->{call_sid} eq $first } @{ $r->{calls} }), 'not the first again');
+# calls that started in the same millisecond: paged one by one, each once
+for my $n (1 .. 3) {
+    redis_cli('HSET', "twirt:call:CA0000000000000000000000000000eq0$n", 'status', 'ended');
+    redis_cli('ZADD', 'twirt:calls:history', '5000.25', "CA0000000000000000000000000000eq0$n");
+}
+my (@paged, $cursor);
+for my $page (1 .. 5) {
+    my $q = '/ui/board/calls?from=4000&to=6000&limit=1' . (defined $cursor ? "&before=$cursor" : '');
+    ($st, $r) = main::api('GET', $q);
+    push @paged, map { $_->{call_sid} } @{ $r->{calls} };
+    $cursor = $r->{next};
+    last unless defined $cursor;
+    $cursor =~ s/:/%3A/;
+}
+is_deeply([sort @paged], [map { "CA0000000000000000000000000000eq0$_" } 1 .. 3], 'three calls of one time, paged one by one: each once') or diag("@paged");
 ($st, $r) = main::api('GET', '/ui/board/calls?from=1&to=1000');
 is_deeply($r->{calls}, [], 'a day with no calls');
 ($st, $r) = main::api('GET', "/ui/board/calls/$a");
@@ -630,6 +666,8 @@ for my $bad (['GET', '/ui/board/calls?q=%3Cscript%3E', 400, qr/phone number, a C
              ['GET', '/ui/board/calls?limit=201', 400, qr/limit/],
              ['GET', '/ui/board/calls?from=yesterday', 400, qr/seconds/],
              ['GET', '/ui/board/calls?before=1e9', 400, qr/seconds/],
+             ['GET', '/ui/board/calls?from=1.2.3', 400, qr/seconds/],
+             ['GET', '/ui/board/calls?before=12:CA%3Cx%3E', 400, qr/"next" of the last page/],
              ['GET', '/ui/board/calls/CA%3Cx%3E', 400, qr/CallSid/],
              ['GET', '/ui/board/calls/CA' . '0' x 32, 404, qr/no record/],
              ['POST', '/ui/board/calls/CA' . '0' x 32 . '/hangup', 404, qr/no record/],
@@ -648,7 +686,7 @@ for my $bad (['GET', '/ui/board/calls?q=%3Cscript%3E', 400, qr/phone number, a C
 
 === TEST 7: nginx -t: a queue too small for one buffer, twirt_board with an argument or on a location that has a handler already
 --- check
-for my $case (["twirt_board_queue 1k;", qr/"twirt_board_queue" must be at least 4096/],
+for my $case (["twirt_board_queue 512;", qr/"twirt_board_queue" must be at least 1024/],
               ["twirt_board_queue lots;", qr/"twirt_board_queue" directive invalid value/],
               ["twirt_board on;", qr/invalid number of arguments in "twirt_board"/],
               ["twirt_stream;", qr/"twirt_board" directive is duplicate or conflicts with another content handler/]) {
