@@ -473,7 +473,8 @@ $b->type('#cf-cps', '1', clear => 1);
 $b->type('#cf-concurrency', '4', clear => 1);
 $b->files('#cf-file', $csv);
 $b->click('#cf-submit');
-$b->wait_ok('document.querySelector("section.campaign")', 10, 'the campaign is listed');
+$b->wait_ok('document.querySelector("section.campaign")', 30, 'the campaign is listed')
+    or diag('the form said: ' . $b->eval('document.querySelector("#cf-result").textContent'));
 my $id = $b->eval('document.querySelector("section.campaign").dataset.campaignId');
 like($id, qr/^c[0-9a-f]{16}$/, "its id ($id)");
 my ($st, $s) = main::api('GET', "/campaigns/$id");
