@@ -192,8 +192,10 @@ static ngx_http_twirt_board_feed_t  ngx_http_twirt_board_feed;
 
 /*
  * The feed's read.  ARGV[1] empty: the last entry's id ({"last", id});
- * else the entries after ARGV[1] ({id, json}...), or {"gap", last} when
- * ARGV[1] is no longer in the stream (trimmed, or another Redis's).
+ * else the entries after ARGV[1] ({id, json}...).  When ARGV[1] is no
+ * longer in the stream, first {"gap", ARGV[1]} (some is lost, what
+ * follows it is there), or only {"gap", last} (nothing follows it: a
+ * stream Redis lost and began again).
  */
 
 static ngx_str_t  ngx_http_twirt_board_feed_script = ngx_string(
@@ -203,11 +205,15 @@ static ngx_str_t  ngx_http_twirt_board_feed_script = ngx_string(
       "return e[1] and e[1][1] or '0-0' "
     "end "
     "if ARGV[1] == '' then return {'last', last()} end "
+    "local out = {} "
     "if ARGV[1] ~= '0-0' "
        "and #redis.call('XRANGE', k, ARGV[1], ARGV[1]) == 0 then "
-      "return {'gap', last()} "
+      /* gone: trimmed (what follows is still there) or another stream */
+      "local after = redis.call('XRANGE', k, '(' .. ARGV[1], '+', "
+                               "'COUNT', 1) "
+      "if not after[1] then return {'gap', last()} end "
+      "out = {'gap', ARGV[1]} "
     "end "
-    "local out = {} "
     "for _, e in ipairs(redis.call('XRANGE', k, '(' .. ARGV[1], '+', "
                                    "'COUNT', ARGV[2])) do "
       "out[#out + 1] = e[1] "
@@ -817,7 +823,7 @@ ngx_http_twirt_board_replayed(void *data, ngx_int_t rc, ngx_array_t *pairs)
 
     u_char                      buf[NGX_HTTP_TWIRT_BOARD_ID_LEN];
     ngx_str_t                   parts[5];
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, first;
     ngx_keyval_t               *kv;
     ngx_connection_t           *c;
     ngx_http_twirt_board_id_t   id;
@@ -866,13 +872,27 @@ ngx_http_twirt_board_replayed(void *data, ngx_int_t rc, ngx_array_t *pairs)
         goto done;
     }
 
-    for (i = 0; i < pairs->nelts; i++) {
+    first = 0;
+
+    if (pairs->nelts > 1 && kv[0].key.len == 3
+        && ngx_strncmp(kv[0].key.data, "gap", 3) == 0)
+    {
+        /* some of what the browser missed is gone: the page reloads */
+
+        if (ngx_http_twirt_board_reset(bc, &kv[0].value) != NGX_OK) {
+            goto close;
+        }
+
+        first = 1;
+    }
+
+    for (i = first; i < pairs->nelts; i++) {
         if (ngx_http_twirt_board_event(bc, &kv[i]) != NGX_OK) {
             goto close;
         }
     }
 
-    if (pairs->nelts < NGX_HTTP_TWIRT_BOARD_BATCH) {
+    if (pairs->nelts - first < NGX_HTTP_TWIRT_BOARD_BATCH) {
         ngx_http_twirt_board_join(bc);
         goto done;
     }
@@ -917,15 +937,15 @@ ngx_http_twirt_board_reset(ngx_http_twirt_board_client_t *bc, ngx_str_t *id)
     ngx_str_set(&parts[0], "id: ");
     ngx_str_set(&parts[2], "\nevent: reset\ndata: {}\n\n");
 
-    if (id == NULL) {
-        return ngx_http_twirt_board_send(bc, &parts[2], 1);
+    if (id) {
+        parts[1] = *id;
+        return ngx_http_twirt_board_send(bc, parts, 3);
     }
 
-    parts[1] = *id;
     parts[2].data++;
     parts[2].len--;
 
-    return ngx_http_twirt_board_send(bc, parts, 3);
+    return ngx_http_twirt_board_send(bc, &parts[2], 1);
 }
 
 
@@ -1001,7 +1021,7 @@ ngx_http_twirt_board_fed(void *data, ngx_int_t rc, ngx_array_t *pairs)
 {
     ngx_http_twirt_board_feed_t *feed = data;
 
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, first;
     ngx_queue_t                    *q, *next;
     ngx_keyval_t                   *kv;
     ngx_http_twirt_board_id_t       id;
@@ -1016,14 +1036,23 @@ ngx_http_twirt_board_fed(void *data, ngx_int_t rc, ngx_array_t *pairs)
     }
 
     kv = pairs->elts;
+    first = 0;
 
-    if (pairs->nelts == 1 && kv[0].key.len == 3
+    if (pairs->nelts && kv[0].key.len == 3
         && ngx_strncmp(kv[0].key.data, "gap", 3) == 0
         && ngx_http_twirt_board_id(&kv[0].value, &id) == NGX_OK)
     {
-        /* the stream is not the one read so far (Redis lost it) */
+        /*
+         * the stream lost what was read last: trimmed (what follows is
+         * sent next), or lost and begun again (the feed goes on from its
+         * end); the pages reload what they show
+         */
 
-        feed->last = id;
+        first = 1;
+
+        if (pairs->nelts == 1) {
+            feed->last = id;
+        }
 
         for (q = ngx_queue_head(&feed->clients);
              q != ngx_queue_sentinel(&feed->clients);
@@ -1036,17 +1065,17 @@ ngx_http_twirt_board_fed(void *data, ngx_int_t rc, ngx_array_t *pairs)
                 continue;
             }
 
-            bc->last = id;
+            if (pairs->nelts == 1) {
+                bc->last = id;
+            }
 
             if (ngx_http_twirt_board_reset(bc, &kv[0].value) != NGX_OK) {
                 ngx_http_twirt_board_drop(bc);
             }
         }
-
-        return;
     }
 
-    for (i = 0; i < pairs->nelts; i++) {
+    for (i = first; i < pairs->nelts; i++) {
 
         if (ngx_http_twirt_board_id(&kv[i].key, &id) != NGX_OK) {
             continue;
@@ -1069,7 +1098,7 @@ ngx_http_twirt_board_fed(void *data, ngx_int_t rc, ngx_array_t *pairs)
         }
     }
 
-    if (pairs->nelts == NGX_HTTP_TWIRT_BOARD_BATCH && feed->n) {
+    if (pairs->nelts - first == NGX_HTTP_TWIRT_BOARD_BATCH && feed->n) {
         /* more is waiting: read on now */
         ngx_http_twirt_board_tick(&feed->timer);
     }

@@ -508,9 +508,34 @@ my $text = main::sse_read(last => $ids[1], secs => 5, until => sub { $_[0] =~ /"
 @m = grep { $_->{id} } main::sse_messages($text);
 is_deeply([map { $_->{id} } @m], [@ids[2 .. 4]], 'Last-Event-ID: the three after it, in order');
 is($json->decode($m[0]{data})->{n}, 3, 'as they were written');
-$text = main::sse_read(last => '1-0', secs => 3, until => sub { $_[0] =~ /event: hello/ });
+# an id the stream no longer has (trimmed): a reset, then what is still there
+$text = main::sse_read(last => '1-0', secs => 5, until => sub { $_[0] =~ /"n":5\b/ });
 @m = main::sse_messages($text);
-is_deeply([map { $_->{event} // 'data' } @m[1, 2]], ['reset', 'hello'], 'an id no longer in the stream: reset, then the feed from now') or diag $text;
+is($m[1]{event}, 'reset', 'an id trimmed from the stream: a reset (the page reloads)') or diag $text;
+is($m[1]{id}, '1-0', '  at that id');
+my @after = map { $_->{id} } grep { !$_->{event} && $_->{id} } @m[2 .. $#m];
+is_deeply(\@after, [sort { my @x = split /-/, $a; my @y = split /-/, $b; $x[0] <=> $y[0] || $x[1] <=> $y[1] } @after], '  then the events still there, in order') or diag "@after";
+ok((grep { ($_->{id} // '') eq $ids[4] } @m), '  up to the newest');
+# an id after everything the stream has (a Redis that lost it and began again)
+$text = main::sse_read(last => '99999999999999-0', secs => 3, until => sub { $_[0] =~ /event: hello/ });
+@m = main::sse_messages($text);
+is_deeply([map { $_->{event} // 'data' } @m[1, 2]], ['reset', 'hello'], 'an id after the whole stream: reset, then the feed from now') or diag $text;
+# Redis loses the stream while a browser is on it: a reset, and the feed goes on
+my $hello = File::Temp::tempdir(CLEANUP => 1) . '/hello';
+my $gone = fork // die;
+if (!$gone) {
+    main::until_ok(10, sub { -e $hello });
+    redis_cli('DEL', $key);
+    redis_cli('XADD', $key, '*', 'j', '{"type":"note","call_sid":"CAx","n":99}');
+    POSIX::_exit(0);
+}
+$text = main::sse_read(secs => 10, until => sub {
+    if ($_[0] =~ /event: hello/ && !-e $hello) { open my $f, '>', $hello; close $f }
+    $_[0] =~ /"n":99/ });
+waitpid $gone, 0;
+@m = main::sse_messages($text);
+is_deeply([map { $_->{event} // 'data' } @m[1 .. $#m]], ['hello', 'reset', 'data'], 'the stream lost under a browser: hello, reset, then the new event') or diag $text;
+@ids = map { (redis_cli('--raw', 'XADD', $key, '*', 'j', qq({"type":"note","call_sid":"CAx","n":$_})))[0] } 1 .. 5;
 # one event larger than twirt_board_queue (256k) still goes, whole
 my $big = 'x' x (300 * 1024);
 # (the value through redis-cli's stdin: too long for an argument)
