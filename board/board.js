@@ -1389,7 +1389,10 @@ async function loadConfig() {
         return;
     }
     camp.base = has(config.campaigns) ? new URL(str(config.campaigns), location.href) : null;
+    board.config = config;
     $('#nav-campaigns').hidden = !camp.base;
+    /* the form can start a campaign once it knows where the campaigns are */
+    $('#cf-submit').disabled = !camp.base;
     $('#live-node').textContent = has(config.node) ? 'node ' + str(config.node) : '';
     if (failures.has('calls/active')) loadActive();
     if (current === 'campaigns' || current === 'charts') current = null;

@@ -42,9 +42,9 @@
 
 #define NGX_HTTP_TWIRT_BOARD_PERIOD   100       /* ms between reads */
 #define NGX_HTTP_TWIRT_BOARD_PING     15000     /* ms between comments */
-#define NGX_HTTP_TWIRT_BOARD_BATCH    500       /* events per read */
-#define NGX_HTTP_TWIRT_BOARD_BATCH_S  "500"
-#define NGX_HTTP_TWIRT_BOARD_REPLAY   20        /* reads of a replay */
+#define NGX_HTTP_TWIRT_BOARD_BATCH    "500"     /* events per read, and */
+#define NGX_HTTP_TWIRT_BOARD_BYTES    "65536"   /* their bytes at most */
+#define NGX_HTTP_TWIRT_BOARD_REPLAY   50        /* reads of a replay */
 #define NGX_HTTP_TWIRT_BOARD_BUF      1024      /* bytes of an output buffer:
                                                    most events fit one */
 #define NGX_HTTP_TWIRT_BOARD_ID_LEN   (2 * NGX_INT64_LEN + 1)
@@ -68,12 +68,16 @@ typedef struct {
     ngx_http_request_t             *request;
     ngx_chain_t                    *free;
     ngx_chain_t                    *busy;
+    ngx_chain_t                    *out;       /* being filled */
+    ngx_chain_t                    *tail;
     size_t                          limit;
     ngx_http_twirt_board_id_t       last;      /* the last event it has */
     void                           *read;      /* its replay in flight */
     ngx_uint_t                      reads;     /* of its replay */
     ngx_event_t                     ping;
     unsigned                        joined:1;  /* takes the feed's events */
+    unsigned                        waiting:1; /* its replay, for the
+                                                  writer */
     unsigned                        gone:1;
 } ngx_http_twirt_board_client_t;
 
@@ -111,11 +115,18 @@ static ngx_int_t ngx_http_twirt_board_read(ngx_str_t *from,
     ngx_http_twirt_redis_hash_pt handler, void *data, void **handle);
 static ngx_int_t ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
     ngx_str_t *parts, ngx_uint_t n);
+static ngx_int_t ngx_http_twirt_board_add(ngx_http_twirt_board_client_t *bc,
+    ngx_str_t *parts, ngx_uint_t n);
+static ngx_int_t ngx_http_twirt_board_flush(
+    ngx_http_twirt_board_client_t *bc);
 static ngx_int_t ngx_http_twirt_board_event(
     ngx_http_twirt_board_client_t *bc, ngx_keyval_t *entry);
 static ngx_int_t ngx_http_twirt_board_reset(
     ngx_http_twirt_board_client_t *bc, ngx_str_t *id);
 static void ngx_http_twirt_board_writer(ngx_http_request_t *r);
+static ngx_int_t ngx_http_twirt_board_replay_on(
+    ngx_http_twirt_board_client_t *bc);
+static ngx_uint_t ngx_http_twirt_board_more(ngx_array_t *pairs);
 static void ngx_http_twirt_board_ping(ngx_event_t *ev);
 static void ngx_http_twirt_board_close(ngx_http_twirt_board_client_t *bc);
 static void ngx_http_twirt_board_drop(ngx_http_twirt_board_client_t *bc);
@@ -192,7 +203,8 @@ static ngx_http_twirt_board_feed_t  ngx_http_twirt_board_feed;
 
 /*
  * The feed's read.  ARGV[1] empty: the last entry's id ({"last", id});
- * else the entries after ARGV[1] ({id, json}...).  When ARGV[1] is no
+ * else the entries after ARGV[1] ({id, json}...), ARGV[2] of them and
+ * ARGV[3] bytes at most, then {"more", ""} if that was not all.  When ARGV[1] is no
  * longer in the stream, first {"gap", ARGV[1]} (some is lost, what
  * follows it is there), or only {"gap", last} (nothing follows it: a
  * stream Redis lost and began again).
@@ -214,11 +226,18 @@ static ngx_str_t  ngx_http_twirt_board_feed_script = ngx_string(
       "if not after[1] then return {'gap', last()} end "
       "out = {'gap', ARGV[1]} "
     "end "
-    "for _, e in ipairs(redis.call('XRANGE', k, '(' .. ARGV[1], '+', "
-                                   "'COUNT', ARGV[2])) do "
+    "local r = redis.call('XRANGE', k, '(' .. ARGV[1], '+', 'COUNT', ARGV[2]) "
+    "local size, more = 0, #r == tonumber(ARGV[2]) "
+    "for _, e in ipairs(r) do "
+      "if size > 0 and size + #e[2][2] > tonumber(ARGV[3]) then "
+        "more = true "
+        "break "
+      "end "
+      "size = size + #e[2][2] "
       "out[#out + 1] = e[1] "
       "out[#out + 1] = e[2][2] "
     "end "
+    "if more then out[#out + 1] = 'more' out[#out + 1] = '' end "
     "return out");
 
 
@@ -821,7 +840,6 @@ ngx_http_twirt_board_replayed(void *data, ngx_int_t rc, ngx_array_t *pairs)
 {
     ngx_http_twirt_board_client_t *bc = data;
 
-    u_char                      buf[NGX_HTTP_TWIRT_BOARD_ID_LEN];
     ngx_str_t                   parts[5];
     ngx_uint_t                  i, first;
     ngx_keyval_t               *kv;
@@ -892,15 +910,25 @@ ngx_http_twirt_board_replayed(void *data, ngx_int_t rc, ngx_array_t *pairs)
         }
     }
 
-    if (pairs->nelts - first < NGX_HTTP_TWIRT_BOARD_BATCH) {
+    if (ngx_http_twirt_board_flush(bc) != NGX_OK) {
+        goto close;
+    }
+
+    if (!ngx_http_twirt_board_more(pairs)) {
         ngx_http_twirt_board_join(bc);
         goto done;
     }
 
     if (bc->reads < NGX_HTTP_TWIRT_BOARD_REPLAY) {
-        i = ngx_sprintf(buf, "%uL-%uL", bc->last.ms, bc->last.seq) - buf;
 
-        if (ngx_http_twirt_board_replay(bc, buf, i) != NGX_OK) {
+        if (bc->busy) {
+            /* the rest once this is sent (the writer): the queue holds
+             * one read, not the whole replay */
+            bc->waiting = 1;
+            goto done;
+        }
+
+        if (ngx_http_twirt_board_replay_on(bc) != NGX_OK) {
             goto close;
         }
 
@@ -1098,7 +1126,21 @@ ngx_http_twirt_board_fed(void *data, ngx_int_t rc, ngx_array_t *pairs)
         }
     }
 
-    if (pairs->nelts - first == NGX_HTTP_TWIRT_BOARD_BATCH && feed->n) {
+    /* each browser's share of this read goes out at once */
+
+    for (q = ngx_queue_head(&feed->clients);
+         q != ngx_queue_sentinel(&feed->clients);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        bc = ngx_queue_data(q, ngx_http_twirt_board_client_t, queue);
+
+        if (bc->joined && ngx_http_twirt_board_flush(bc) != NGX_OK) {
+            ngx_http_twirt_board_drop(bc);
+        }
+    }
+
+    if (ngx_http_twirt_board_more(pairs) && feed->n) {
         /* more is waiting: read on now */
         ngx_http_twirt_board_tick(&feed->timer);
     }
@@ -1109,16 +1151,17 @@ static ngx_int_t
 ngx_http_twirt_board_read(ngx_str_t *from,
     ngx_http_twirt_redis_hash_pt handler, void *data, void **handle)
 {
-    ngx_str_t  argv[6];
+    ngx_str_t  argv[7];
 
     ngx_str_set(&argv[0], "EVAL");
     argv[1] = ngx_http_twirt_board_feed_script;
     ngx_str_set(&argv[2], "1");
     argv[3] = ngx_http_twirt_board_feed.key;
     argv[4] = *from;
-    ngx_str_set(&argv[5], NGX_HTTP_TWIRT_BOARD_BATCH_S);
+    ngx_str_set(&argv[5], NGX_HTTP_TWIRT_BOARD_BATCH);
+    ngx_str_set(&argv[6], NGX_HTTP_TWIRT_BOARD_BYTES);
 
-    return ngx_http_twirt_redis_read(6, argv, 0, handler, data, handle);
+    return ngx_http_twirt_redis_read(7, argv, 0, handler, data, handle);
 }
 
 
@@ -1154,25 +1197,39 @@ ngx_http_twirt_board_event(ngx_http_twirt_board_client_t *bc,
 
     bc->last = id;
 
-    return ngx_http_twirt_board_send(bc, parts, 5);
+    return ngx_http_twirt_board_add(bc, parts, 5);
 }
 
 
 /*
  * Output through the request's filters, in the browser's own buffers,
- * reused once sent: a browser whose unsent output would pass its limit
- * is one that stopped reading.
+ * reused once sent.  Events are added to the buffers being filled (one
+ * read's events share them: what is held is what was written) and go out
+ * on a flush.  A browser whose unsent output would pass its limit is one
+ * that stopped reading.
  */
 
 static ngx_int_t
 ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
     ngx_str_t *parts, ngx_uint_t n)
 {
+    if (ngx_http_twirt_board_add(bc, parts, n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_twirt_board_flush(bc);
+}
+
+
+static ngx_int_t
+ngx_http_twirt_board_add(ngx_http_twirt_board_client_t *bc,
+    ngx_str_t *parts, ngx_uint_t n)
+{
     size_t               size, queued, k, m;
     u_char              *p;
     ngx_buf_t           *b;
     ngx_uint_t           i;
-    ngx_chain_t         *cl, *out, **ll;
+    ngx_chain_t         *cl;
     ngx_http_request_t  *r;
 
     r = bc->request;
@@ -1195,6 +1252,10 @@ ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
         queued += cl->buf->end - cl->buf->start;
     }
 
+    for (cl = bc->out; cl; cl = cl->next) {
+        queued += cl->buf->end - cl->buf->start;
+    }
+
     /* one event larger than the bound still goes, alone */
 
     if (queued && queued + size > bc->limit) {
@@ -1206,9 +1267,7 @@ ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
         return NGX_ERROR;
     }
 
-    out = NULL;
-    ll = &out;
-    b = NULL;
+    b = bc->tail ? bc->tail->buf : NULL;
     i = 0;
     p = parts[0].data;
     k = parts[0].len;
@@ -1237,8 +1296,14 @@ ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
             b->pos = b->start;
             b->last = b->start;
 
-            *ll = cl;
-            ll = &cl->next;
+            if (bc->tail) {
+                bc->tail->next = cl;
+
+            } else {
+                bc->out = cl;
+            }
+
+            bc->tail = cl;
         }
 
         while (k == 0) {
@@ -1254,9 +1319,26 @@ ngx_http_twirt_board_send(ngx_http_twirt_board_client_t *bc,
         size -= m;
     }
 
-    if (b) {
-        b->flush = 1;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_twirt_board_flush(ngx_http_twirt_board_client_t *bc)
+{
+    ngx_chain_t         *out;
+    ngx_http_request_t  *r;
+
+    r = bc->request;
+    out = bc->out;
+
+    if (bc->gone || out == NULL) {
+        return bc->gone ? NGX_ERROR : NGX_OK;
     }
+
+    bc->tail->buf->flush = 1;
+    bc->out = NULL;
+    bc->tail = NULL;
 
     if (ngx_http_output_filter(r, out) == NGX_ERROR) {
         return NGX_ERROR;
@@ -1290,6 +1372,43 @@ ngx_http_twirt_board_writer(ngx_http_request_t *r)
 
     ngx_chain_update_chains(r->pool, &bc->free, &bc->busy, &out,
                             (ngx_buf_tag_t) &ngx_http_twirt_board_module);
+
+    if (bc->waiting && bc->busy == NULL) {
+        bc->waiting = 0;
+
+        if (ngx_http_twirt_board_replay_on(bc) != NGX_OK) {
+            ngx_http_twirt_board_close(bc);
+        }
+    }
+}
+
+
+/* the replay goes on after what the browser has */
+
+static ngx_int_t
+ngx_http_twirt_board_replay_on(ngx_http_twirt_board_client_t *bc)
+{
+    u_char  buf[NGX_HTTP_TWIRT_BOARD_ID_LEN];
+
+    return ngx_http_twirt_board_replay(bc, buf,
+                                       ngx_sprintf(buf, "%uL-%uL",
+                                                   bc->last.ms, bc->last.seq)
+                                       - buf);
+}
+
+
+/* a read that was not all: {"more", ""} last */
+
+static ngx_uint_t
+ngx_http_twirt_board_more(ngx_array_t *pairs)
+{
+    ngx_keyval_t  *kv;
+
+    kv = pairs->elts;
+
+    return pairs->nelts
+           && kv[pairs->nelts - 1].key.len == 4
+           && ngx_strncmp(kv[pairs->nelts - 1].key.data, "more", 4) == 0;
 }
 
 

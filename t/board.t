@@ -24,6 +24,7 @@ use POSIX ();
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IO::Handle;
+use IO::Select;
 use Socket qw(SOL_SOCKET SO_RCVBUF);
 use JSON::PP;
 use Time::HiRes qw(time sleep);
@@ -215,15 +216,19 @@ sub sse_read {
     print $sock "GET $path HTTP/1.1\r\nHost: localhost\r\n$hdr\r\n";
     my $buf = '';
     my $deadline = time + ($o{secs} // 5);
-    $sock->blocking(0);
+    my $sel = IO::Select->new($sock);
     while (time < $deadline) {
-        my $n = sysread($sock, my $chunk, 65536);
-        if (defined $n && $n == 0) { last }
-        # (the condition sees the raw end of what came: one event is one
-        # chunk, and a reader that decodes all it has at each read falls
-        # behind the feed)
-        if ($n) { $buf .= $chunk; last if $o{until} && $o{until}->(substr($buf, -400_000)) }
-        else { sleep 0.02 }
+        # read as soon as something comes, as a browser does
+        next unless $sel->can_read($deadline - time);
+        my $n = sysread($sock, my $chunk, 1 << 20);
+        last unless $n;
+        # (the condition sees the raw end of what came, up to the end of
+        # its last whole message: one event is one chunk, and a reader that
+        # decodes all it has at each read falls behind the feed)
+        $buf .= $chunk;
+        my $end = rindex($buf, "\n\n") + 2;
+        my $from = $end > 400_000 ? $end - 400_000 : 0;
+        last if $o{until} && $end > 1 && $o{until}->(substr($buf, $from, $end - $from));
     }
     close $sock;
     return dechunk($buf);
@@ -459,7 +464,7 @@ ok(exists $sids{'CA' . 'b0a4d1' x 5 . '01'}, 'and node A\'s');
 --- check
 my $b = Twirt::Browser->new;
 $b->goto("${main::Base}#/campaigns");
-$b->wait_ok('document.querySelector("#campaign-form")', 10, 'the campaign form');
+$b->wait_ok('document.querySelector("#campaign-form") && !document.querySelector("#cf-submit").disabled', 10, 'the campaign form, ready once the page knows where the campaigns are');
 my $csv = "$main::Certs/customers.csv";
 {
     open my $fh, '>:raw', $csv or die;
