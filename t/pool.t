@@ -88,6 +88,15 @@ sub idle_is {
     return wait_until(sub { (metric('twirt_upstream_pool_idle') // -1) == $n }, $secs);
 }
 
+# a pool of 1 discarded its connection once, for that reason, and has
+# another one ready
+sub discarded_and_replaced {
+    my ($reason) = @_;
+    my $name = "twirt_upstream_pool_discarded_total{reason=\"$reason\"}";
+    ok(wait_until(sub { (metric($name) // 0) == 1 }), "discarded once: $reason");
+    ok(idle_is(1), 'and replaced');
+}
+
 # the simulator connections of a block ("block=$tag" in the URL): a list
 # of { id, hs, records, at (the handshake's wall clock) }, by id
 sub conns {
@@ -271,8 +280,7 @@ is(main::metric('twirt_upstream_pool_takes_total{result="hit"}'), 1, 'one hit; a
         twirt_openai_pool 1;
     }
 --- before_call
-ok(main::wait_until(sub { (main::metric('twirt_upstream_pool_discarded_total{reason="closed"}') // 0) == 1 }), 'the closed one was discarded');
-ok(main::idle_is(1), 'and replaced');
+main::discarded_and_replaced('closed');
 --- twilio
 --scenario silence --duration-ms 1500
 --- check
@@ -300,8 +308,7 @@ is(main::metric('twirt_upstream_pool_takes_total{result="hit"}'), 1, 'a hit');
         twirt_openai_pool 1;
     }
 --- before_call
-ok(main::wait_until(sub { (main::metric('twirt_upstream_pool_discarded_total{reason="closed"}') // 0) == 1 }), 'the dropped one was discarded');
-ok(main::idle_is(1), 'and replaced');
+main::discarded_and_replaced('closed');
 --- twilio
 --scenario silence --duration-ms 1000
 --- check
@@ -325,8 +332,7 @@ is($call->{close}{by}, 'caller', 'the call went to its end');
         twirt_openai_pool 1;
     }
 --- before_call
-ok(main::wait_until(sub { (main::metric('twirt_upstream_pool_discarded_total{reason="message"}') // 0) == 1 }), 'discarded for its message');
-ok(main::idle_is(1), 'and replaced');
+main::discarded_and_replaced('message');
 --- twilio
 --scenario silence --duration-ms 1000
 --- check
