@@ -21,12 +21,14 @@
 #include "ngx_http_twirt_transfer.h"
 #include "ngx_http_twirt_connect.h"
 #include "ngx_http_twirt_outbound.h"
+#include "ngx_http_twirt_upstream_pool.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_twirt_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_twirt_init_process(ngx_cycle_t *cycle);
 static void ngx_http_twirt_exit_process(ngx_cycle_t *cycle);
+static void *ngx_http_twirt_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_twirt_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_twirt_create_loc_conf(ngx_conf_t *cf);
@@ -61,6 +63,8 @@ static char *ngx_http_twirt_secret_file(ngx_conf_t *cf, ngx_str_t *name,
 static char *ngx_http_twirt_outbound_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_openai_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_voice(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -307,6 +311,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_twirt_loc_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("twirt_openai_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_twirt_openai_pool,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("twirt_model"),
@@ -576,7 +587,7 @@ static ngx_http_module_t  ngx_http_twirt_module_ctx = {
     ngx_http_twirt_add_variables,          /* preconfiguration */
     ngx_http_twirt_init,                   /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_twirt_create_main_conf,       /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -702,14 +713,42 @@ ngx_http_twirt_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_twirt_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_http_twirt_metrics_init_process(cycle);
+    if (ngx_http_twirt_metrics_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_twirt_upstream_pool_init_process(cycle);
 }
 
+
+/* the pools first: their gauge is back to zero before the slot is left */
 
 static void
 ngx_http_twirt_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_twirt_upstream_pool_exit_process(cycle);
     ngx_http_twirt_metrics_exit_process(cycle);
+}
+
+
+static void *
+ngx_http_twirt_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_twirt_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_twirt_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&tmcf->pools, cf->pool, 4,
+                       sizeof(ngx_http_twirt_upstream_pool_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return tmcf;
 }
 
 
@@ -748,6 +787,7 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->openai_url = NGX_CONF_UNSET_PTR;
     conf->ssl_verify = NGX_CONF_UNSET;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->pool_size = NGX_CONF_UNSET_UINT;
     conf->noise_reduction = NGX_CONF_UNSET_UINT;
     conf->max_output_tokens = NGX_CONF_UNSET;
     conf->vad.type = NGX_CONF_UNSET_UINT;
@@ -878,6 +918,17 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              "/etc/ssl/certs/ca-certificates.crt");
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
                               3000);
+
+    /* the size and the age come from one directive; off by default */
+    if (conf->pool_size == NGX_CONF_UNSET_UINT) {
+        conf->pool_size = prev->pool_size;
+        conf->pool_max_age = prev->pool_max_age;
+    }
+
+    if (conf->pool_size == NGX_CONF_UNSET_UINT) {
+        conf->pool_size = 0;
+        conf->pool_max_age = NGX_HTTP_TWIRT_POOL_MAX_AGE;
+    }
 
     ngx_conf_merge_str_value(conf->model, prev->model, "gpt-realtime");
     ngx_conf_merge_str_value(conf->instructions, prev->instructions, "");
@@ -1015,6 +1066,12 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                     &conf->ssl_trusted_certificate,
                                     ngx_http_twirt_openai_directives)
             != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->pool_size
+            && ngx_http_twirt_upstream_pool_add(cf, conf) != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
@@ -1784,6 +1841,78 @@ ngx_http_twirt_outbound_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     *field = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * twirt_openai_pool size [max_age=time] | off: a pooled session must
+ * leave the call most of the Realtime API's 60 minutes.
+ */
+
+static char *
+ngx_http_twirt_openai_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_msec_t   age;
+
+    if (tlcf->pool_size != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    age = NGX_HTTP_TWIRT_POOL_MAX_AGE;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_http_twirt_option(&value[2], "max_age=", &s) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected "
+                               "\"max_age=\" and a time", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        age = ngx_parse_time(&s, 0);
+
+        if (age == (ngx_msec_t) NGX_ERROR || age == 0
+            || age >= NGX_HTTP_TWIRT_SESSION_LIMIT)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"max_age=%V\": a time above 0 and "
+                               "under 60m expected (a Realtime session "
+                               "lasts at most 60 minutes from the upgrade, "
+                               "idle time in the pool included)", &s);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        if (cf->args->nelts == 3) {
+            return "takes no \"max_age=\" with \"off\"";
+        }
+
+        tlcf->pool_size = 0;
+        tlcf->pool_max_age = age;
+
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n < 1 || n > NGX_HTTP_TWIRT_POOL_MAX_SIZE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid pool size \"%V\": a number of "
+                           "connections per worker from 1 to %d, or \"off\", "
+                           "expected", &value[1],
+                           NGX_HTTP_TWIRT_POOL_MAX_SIZE);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->pool_size = n;
+    tlcf->pool_max_age = age;
 
     return NGX_CONF_OK;
 }

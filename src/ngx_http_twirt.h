@@ -56,6 +56,8 @@
 /* opaque here: each is defined by the file that owns it */
 typedef struct ngx_http_twirt_ws_s          ngx_http_twirt_ws_t;
 typedef struct ngx_http_twirt_redis_read_s  ngx_http_twirt_redis_read_t;
+typedef struct ngx_http_twirt_upstream_pool_s
+    ngx_http_twirt_upstream_pool_t;
 
 
 typedef struct {
@@ -190,6 +192,11 @@ typedef struct {
     ngx_msec_t                  connect_timeout;
     ngx_http_twirt_ws_conf_t    upstream_ws;
     ngx_http_twirt_tls_t        openai_tls;
+    ngx_uint_t                  pool_size;        /* twirt_openai_pool: idle
+                                                     connections per worker,
+                                                     0: off */
+    ngx_msec_t                  pool_max_age;
+    ngx_http_twirt_upstream_pool_t  *pool;        /* a stream location's */
 
     /* the Realtime session */
     ngx_str_t                   model;
@@ -244,6 +251,13 @@ typedef struct {
                                                       never logged */
     ngx_flag_t                  calls;             /* twirt_calls here */
 } ngx_http_twirt_loc_conf_t;
+
+
+/* the http block's: the warm pools of its stream locations */
+typedef struct {
+    ngx_array_t                 pools;     /* ngx_http_twirt_upstream_pool_t *
+                                            */
+} ngx_http_twirt_main_conf_t;
 
 
 /* a decoded name=value pair of a form body or a query string */

@@ -45,6 +45,7 @@
 #include "ngx_http_twirt_metrics.h"
 #include "ngx_http_twirt_json_scan.h"
 #include "ngx_http_twirt_log.h"
+#include "ngx_http_twirt_upstream_pool.h"
 
 
 #define ngx_http_twirt_call_in(phase)   (1 << NGX_HTTP_TWIRT_CALL_##phase)
@@ -402,7 +403,12 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_CALLS_STARTED, 1);
     ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_CALLS_ACTIVE, 1);
 
-    if (ngx_http_twirt_upstream_connect(u) != NGX_OK) {
+    /* a warm one from the pool (twirt_openai_pool), else a new one */
+
+    if (ngx_http_twirt_upstream_pool_take(u) == NGX_OK) {
+        ngx_http_twirt_call_upstream_done(u, NGX_OK);
+
+    } else if (ngx_http_twirt_upstream_connect(u) != NGX_OK) {
         ngx_http_twirt_upstream_cancel(u);
         call->upstream = NULL;
         ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_UPSTREAM_CONNECT,
@@ -989,8 +995,12 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
     call->realtime = u->ws;
     call->realtime->connection->log = u->log;
 
-    ngx_http_twirt_metrics_observe(NGX_HTTP_TWIRT_H_UPSTREAM_CONNECT,
-                                   ngx_current_msec - u->started);
+    /* a warm connection's time was observed when the pool made it */
+    if (!u->pooled) {
+        ngx_http_twirt_metrics_observe(NGX_HTTP_TWIRT_H_UPSTREAM_CONNECT,
+                                       ngx_current_msec - u->started);
+    }
+
     u->log->action = "talking to the Realtime API";
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
@@ -1000,6 +1010,14 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
     if (call->phase >= NGX_HTTP_TWIRT_CALL_ENDING) {
         ngx_http_twirt_ws_close(call->realtime, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL,
                                 NULL);
+    }
+
+    /* the session.created a warm connection got while it waited */
+    if (u->created.len) {
+        ngx_http_twirt_call_realtime_message(call->realtime,
+                                             NGX_HTTP_TWIRT_WS_TEXT,
+                                             u->created.data,
+                                             u->created.len);
     }
 
     /* frames that came with the 101, and the events from now on */

@@ -286,6 +286,7 @@ ngx_http_twirt_connect_start(ngx_http_twirt_connect_t *cn)
     ctx->handler = ngx_http_twirt_connect_resolved;
     ctx->data = cn;
     ctx->timeout = cn->resolver_timeout;
+    ctx->cancelable = cn->cancelable;
 
     cn->resolving = ctx;
 

@@ -57,6 +57,8 @@ struct ngx_http_twirt_connect_s {
 
     void                          *data;
     ngx_http_twirt_connect_pt      handler;
+
+    unsigned                       cancelable:1; /* the resolver's timer */
 };
 
 

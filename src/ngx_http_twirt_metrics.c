@@ -10,6 +10,7 @@
 #include "ngx_http_twirt_metrics.h"
 #include "ngx_http_twirt_tool.h"
 #include "ngx_http_twirt_redis.h"
+#include "ngx_http_twirt_upstream_pool.h"
 
 
 #define NGX_HTTP_TWIRT_METRICS_MAGIC    0x7477697274000001ULL
@@ -755,6 +756,37 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
             "counter", "Board browsers closed because they stopped reading.");
     p = ngx_slprintf(p, end, "twirt_board_slow_total %uL\n",
                      c[NGX_HTTP_TWIRT_M_BOARD_SLOW]);
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_upstream_pool_idle",
+            "gauge", "Realtime connections open and idle in the workers' "
+            "warm pools.");
+    p = ngx_slprintf(p, end, "twirt_upstream_pool_idle %L\n",
+                     (int64_t) c[NGX_HTTP_TWIRT_M_POOL_IDLE]);
+
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_upstream_pool_takes_total", "counter",
+            "Calls of a pooled location: a warm connection taken (hit) or "
+            "none ready (miss).");
+    p = ngx_slprintf(p, end,
+                     "twirt_upstream_pool_takes_total{result=\"hit\"} %uL\n"
+                     "twirt_upstream_pool_takes_total{result=\"miss\"} "
+                     "%uL\n",
+                     c[NGX_HTTP_TWIRT_M_POOL_HITS],
+                     c[NGX_HTTP_TWIRT_M_POOL_MISSES]);
+
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_upstream_pool_discarded_total", "counter",
+            "Warm connections closed unused, by reason.");
+
+    for (i = 0; i <= NGX_HTTP_TWIRT_M_POOL_DISCARDED_LAST
+                     - NGX_HTTP_TWIRT_M_POOL_DISCARDED;
+         i++)
+    {
+        p = ngx_slprintf(p, end,
+                         "twirt_upstream_pool_discarded_total{reason=\"%s\"} "
+                         "%uL\n", ngx_http_twirt_pool_discard_labels[i],
+                         c[NGX_HTTP_TWIRT_M_POOL_DISCARDED + i]);
+    }
 
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");

@@ -61,6 +61,15 @@ typedef enum {
     NGX_HTTP_TWIRT_M_DIAL_LAST = NGX_HTTP_TWIRT_M_DIAL_OK + 6,
     NGX_HTTP_TWIRT_M_BOARD_CLIENTS,        /* gauge: the board's browsers */
     NGX_HTTP_TWIRT_M_BOARD_SLOW,           /* browsers closed: not reading */
+    NGX_HTTP_TWIRT_M_POOL_IDLE,            /* gauge: warm Realtime
+                                              connections ready */
+    NGX_HTTP_TWIRT_M_POOL_HITS,            /* calls that took one */
+    NGX_HTTP_TWIRT_M_POOL_MISSES,          /* calls that found none */
+    NGX_HTTP_TWIRT_M_POOL_DISCARDED,       /* discarded, by reason: one per
+                                              ngx_http_twirt_pool_discard_e,
+                                              in its order */
+    NGX_HTTP_TWIRT_M_POOL_DISCARDED_LAST = NGX_HTTP_TWIRT_M_POOL_DISCARDED
+                                           + 2,
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 

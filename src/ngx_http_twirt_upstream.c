@@ -57,6 +57,7 @@ ngx_http_twirt_upstream_connect(ngx_http_twirt_upstream_t *u)
     u->timer.handler = ngx_http_twirt_upstream_timeout;
     u->timer.data = u;
     u->timer.log = u->log;
+    u->timer.cancelable = u->cancelable;
 
     cn = &u->connect;
 
@@ -68,6 +69,7 @@ ngx_http_twirt_upstream_connect(ngx_http_twirt_upstream_t *u)
     cn->resolver_timeout = u->resolver_timeout;
     cn->peer = "upstream";
     cn->action = "upgrading to a WebSocket";
+    cn->cancelable = u->cancelable;
     cn->data = u;
     cn->handler = ngx_http_twirt_upstream_connected;
 
@@ -473,8 +475,7 @@ ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
 
     c->data = ws;
     c->log->action = "talking to the Realtime API";
-    c->read->handler = ngx_http_twirt_upstream_ws_read;
-    c->write->handler = ngx_http_twirt_upstream_ws_write;
+    ngx_http_twirt_upstream_handlers(c);
 
     if (u->timer.timer_set) {
         ngx_del_timer(&u->timer);
@@ -549,6 +550,16 @@ ngx_http_twirt_upstream_cancel(ngx_http_twirt_upstream_t *u)
     }
 
     ngx_http_twirt_connect_cancel(&u->connect);
+}
+
+
+/* an upgraded connection's events go to its WebSocket, c->data */
+
+void
+ngx_http_twirt_upstream_handlers(ngx_connection_t *c)
+{
+    c->read->handler = ngx_http_twirt_upstream_ws_read;
+    c->write->handler = ngx_http_twirt_upstream_ws_write;
 }
 
 

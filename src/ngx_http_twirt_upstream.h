@@ -40,6 +40,9 @@ struct ngx_http_twirt_upstream_s {
 
     /* the result: the connection, or why there is none */
     ngx_http_twirt_ws_t           *ws;
+    ngx_str_t                      created;        /* a session.created
+                                                      that came while the
+                                                      connection was pooled */
     ngx_uint_t                     status;
     ngx_http_twirt_end_e           end;
     const char                    *error;          /* its words */
@@ -50,11 +53,15 @@ struct ngx_http_twirt_upstream_s {
     ngx_http_twirt_ws_closed_pt    on_closed;
 
     unsigned                       done:1;
+    unsigned                       pooled:1;       /* from the warm pool */
+    unsigned                       cancelable:1;   /* its timers do not keep
+                                                      a quitting worker */
 };
 
 
 ngx_int_t ngx_http_twirt_upstream_connect(ngx_http_twirt_upstream_t *u);
 void ngx_http_twirt_upstream_cancel(ngx_http_twirt_upstream_t *u);
+void ngx_http_twirt_upstream_handlers(ngx_connection_t *c);
 
 
 #endif /* _NGX_HTTP_TWIRT_UPSTREAM_H_INCLUDED_ */

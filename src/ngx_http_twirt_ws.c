@@ -760,6 +760,44 @@ ngx_http_twirt_ws_notify(ngx_http_twirt_ws_t *ws)
 }
 
 
+/*
+ * Closes at once, without waiting for the peer's close: a close frame if
+ * the socket takes it now, then ngx_http_twirt_ws_free().  For a
+ * connection nobody is talking on (a pooled one); nothing is called back.
+ */
+
+void
+ngx_http_twirt_ws_drop(ngx_http_twirt_ws_t *ws, ngx_uint_t code)
+{
+    u_char             payload[NGX_HTTP_TWIRT_WS_MAX_CONTROL];
+    size_t             len;
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = ws->connection;
+
+    if (c && !ws->closed && !ws->close_sent) {
+        len = ngx_http_twirt_ws_close_payload(payload, code, NULL, 0);
+
+        if (ngx_http_twirt_ws_send(ws, NGX_HTTP_TWIRT_WS_CLOSE, payload, len)
+            == NGX_OK)
+        {
+            while (ws->out_pos < ws->out_last) {
+                n = c->send(c, ws->out_pos, ws->out_last - ws->out_pos);
+
+                if (n <= 0) {
+                    break;
+                }
+
+                ws->out_pos += n;
+            }
+        }
+    }
+
+    ngx_http_twirt_ws_free(ws);
+}
+
+
 /* closes the connection and releases the buffers; the owner's last call */
 
 void

@@ -89,6 +89,7 @@ void ngx_http_twirt_ws_close(ngx_http_twirt_ws_t *ws, ngx_uint_t code,
     const char *reason);
 void ngx_http_twirt_ws_abort(ngx_http_twirt_ws_t *ws,
     ngx_http_twirt_end_e end, const char *error);
+void ngx_http_twirt_ws_drop(ngx_http_twirt_ws_t *ws, ngx_uint_t code);
 void ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws);
 
 

@@ -309,13 +309,6 @@ sub shot {
     ok($r->{bytes} > 10000, "screenshot $name ($r->{bytes} bytes)");
 }
 
-sub nginx_reload {
-    my $root = $ENV{TEST_NGINX_SERVROOT} || "$FindBin::Bin/servroot";
-    my $pid = _slurp("$root/logs/nginx.pid") // '';
-    chomp $pid;
-    kill 'HUP', $pid or die "no nginx master to reload";
-}
-
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value('request', "GET /ping\n") unless defined $block->request;

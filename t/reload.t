@@ -19,14 +19,6 @@ place_calls_from_blocks($sim);
 no_shuffle();
 run_tests();
 
-sub reload {
-    my $root = $ENV{TEST_NGINX_SERVROOT} || "$FindBin::Bin/servroot";
-    open my $fh, '<', "$root/logs/nginx.pid" or die "no pid file: $!";
-    my $pid = <$fh>;
-    chomp $pid;
-    kill 'HUP', $pid or die "kill HUP $pid: $!";
-}
-
 __DATA__
 
 === TEST 1: a call goes on through a reload
@@ -42,7 +34,7 @@ GET /ping
 --- twilio
 --scenario ja-booking --duration-ms 7000
 --- during
-100: main::reload()
+100: main::nginx_reload()
 --- check
 is($call->{close}{by}, 'caller', 'the caller hung up, not the gateway');
 is($sim_summary->{appended_bytes}, 160 * $call->{media_sent}, 'no caller audio lost');
@@ -69,7 +61,7 @@ GET /ping
 --- twilio
 --scenario ja-booking --duration-ms 5000 --call-sid CA0000000000000000000000000reload2
 --- during
-100: main::reload()
+100: main::nginx_reload()
 --- check
 my $key = 'twirt:call:CA0000000000000000000000000reload2';
 ok(redis_wait(10, sub { (redis_cli('--raw', 'HGET', $key, 'status'))[0] eq 'ended' }), 'the record ended');

@@ -461,6 +461,9 @@ sub families {
         twirt_campaign_dials_total => 'counter',
         twirt_board_clients => 'gauge',
         twirt_board_slow_total => 'counter',
+        twirt_upstream_pool_idle => 'gauge',
+        twirt_upstream_pool_takes_total => 'counter',
+        twirt_upstream_pool_discarded_total => 'counter',
         twirt_redis_queued => 'gauge',
         twirt_redis_connected => 'gauge',
         twirt_redis_dropped_total => 'counter',
@@ -568,6 +571,10 @@ for my $k (qw(twilio_protocol upstream_connect upstream_tls upstream_http
               invalid_json)) {
     ok(exists $m->{"twirt_errors_total{kind=\"$k\"}"}, "kind $k listed");
 }
+is_deeply([ $text =~ /^twirt_upstream_pool_takes_total\{result="([^"]+)"\}/mg ],
+          [qw(hit miss)], 'pool takes: hit and miss');
+is_deeply([ $text =~ /^twirt_upstream_pool_discarded_total\{reason="([^"]+)"\}/mg ],
+          [qw(age closed message)], 'pool discards, by reason');
 is_deeply([ $text =~ /^twirt_upstream_connect_seconds_bucket\{le="([^"]+)"\}/mg ],
           [qw(0.001 0.002 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 +Inf)],
           'connect buckets, in seconds');

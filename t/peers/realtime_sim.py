@@ -68,7 +68,12 @@ FAIL_KINDS = {
     "huge_usage": "ms", "hostile_text": "ms",
     "reject_session_update": None, "insufficient_quota": None,
     "incomplete_responses": None, "transcription_failed": None,
+    "upgrade_delay": "ms", "idle_close": "ms", "idle_eof": "ms",
+    "idle_event": "ms",
 }
+
+# act on a connection the client has sent nothing on since the upgrade
+IDLE_KINDS = ("idle_close", "idle_eof", "idle_event")
 
 _rng = random.Random(os.urandom(16))
 _ALNUM = string.ascii_letters + string.digits
@@ -133,6 +138,7 @@ class Sim:
         self.proc_index = proc_index
         self.procs = procs
         self.conn_counter = 0
+        self.fail_conns = args.fail_conns
 
     def next_conn(self):
         # Unique across --procs workers: worker i numbers i+1, i+1+procs...
@@ -160,6 +166,26 @@ class SimProtocol(WebSocketServerProtocol):
 
     sim = None    # set by serve()
 
+    def data_received(self, data):
+        # the first bytes after the upgrade (a client event or a close),
+        # recorded at once: the moment the connection stopped being idle
+        state = getattr(getattr(self, "state", None), "name", "")
+        if state == "OPEN" and not getattr(self, "first_data", False):
+            self.first_data = True
+            self.sim.recorder.write(self.conn,
+                                    (time.monotonic() - self.t0) * 1000,
+                                    "data", {"bytes": len(data)})
+        return super().data_received(data)
+
+    def eof_received(self):
+        # the client closed its side: recorded at once, before anything
+        # the event loop does next (a new connection's handshake)
+        if hasattr(self, "t0"):
+            self.sim.recorder.write(self.conn,
+                                    (time.monotonic() - self.t0) * 1000,
+                                    "eof", {})
+        return super().eof_received()
+
     async def process_request(self, path, headers):
         sim = self.sim
         self.conn = sim.next_conn()
@@ -169,7 +195,9 @@ class SimProtocol(WebSocketServerProtocol):
         self.query = query
         # Tests may point one gateway location at ?sim_fail=...: failures
         # per URL without a simulator process per failure.
-        self.fails = list(sim.fails)
+        # --fail-conns N: the --fail kinds act on the first N connections
+        self.fails = (list(sim.fails) if sim.fail_conns is None
+                      or self.conn <= sim.fail_conns else [])
         for spec in query.get("sim_fail", []):
             for one in spec.split(","):
                 try:
@@ -185,8 +213,13 @@ class SimProtocol(WebSocketServerProtocol):
                 value = f"Bearer <redacted len={len(key.strip())}>"
             recorded[name] = (recorded[name] + ", " + value
                               if name in recorded else value)
+        # at: the wall clock (epoch seconds), to order events across peers
         sim.recorder.write(self.conn, 0, "handshake",
-                           {"path": path, "headers": recorded})
+                           {"path": path, "headers": recorded,
+                            "at": round(time.time(), 4)})
+        for kind, arg in self.fails:
+            if kind == "upgrade_delay":
+                await asyncio.sleep(arg / 1000)
         if "reset" in kinds:
             sock = self.transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -340,6 +373,7 @@ class Session:
         self.errors_sent = 0
         self.bench_item = f"item_bench{self.conn}"
         self.bench_events = 0
+        self.client_spoke = False     # any message since the upgrade
 
     # -- plumbing ---------------------------------------------------------
 
@@ -401,6 +435,9 @@ class Session:
                 return
             await self.send({"type": "session.created",
                              "session": self.config})
+            for kind, arg in self.fails:
+                if kind in IDLE_KINDS:
+                    self.spawn(self.idle_fail(kind, arg))
             async for message in ws:
                 try:
                     await self.on_message(message)
@@ -461,7 +498,26 @@ class Session:
 
     # -- client events ----------------------------------------------------
 
+    async def idle_fail(self, kind, arg):
+        """MS ms after the upgrade, if the client has said nothing: close
+        (1001), drop the TCP connection (no close frame), or send an
+        event the client did not ask for (a server error)."""
+        await asyncio.sleep(arg / 1000)
+        if self.client_spoke:
+            return
+        self.record("note", note=f"simulated failure {kind}")
+        if kind == "idle_close":
+            await self.close(1001, "idle timeout")
+        elif kind == "idle_eof":
+            self.closed_by_server = True
+            self.ws.transport.close()
+        else:
+            await self.error(None, "The server had an error while "
+                             "processing your request (simulated by "
+                             "idle_event).", etype="server_error")
+
     async def on_message(self, message):
+        self.client_spoke = True
         if isinstance(message, bytes):
             self.record("in", binary=len(message))
             await self.error("invalid_event",
@@ -1417,6 +1473,9 @@ def main(argv=None):
                    metavar="KIND[=ARG]",
                    help="scripted failure (repeatable): "
                    + ", ".join(sorted(FAIL_KINDS)))
+    p.add_argument("--fail-conns", type=int, metavar="N",
+                   help="the --fail kinds act on the first N connections "
+                   "only (sim_fail in a URL: always)")
     p.add_argument("--ready-file", help='written as {"port": N, ...} once '
                    "listening")
     p.add_argument("--bench", action="store_true",

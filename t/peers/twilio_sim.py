@@ -229,8 +229,10 @@ class Call:
             if opts.insecure:
                 ssl_ctx.check_hostname = False
                 ssl_ctx.verify_mode = ssl.CERT_NONE
+        # at: the wall clock (epoch seconds), to order events across peers
         self.record("handshake", url=opts.url,
-                    headers={k: v for k, v in headers})
+                    headers={k: v for k, v in headers},
+                    at=round(time.time(), 4))
         self.out.say(self.now_ms(), f"calling {opts.url}"
                      + (" (signed)" if headers else ""))
         where = {}

@@ -11,7 +11,9 @@ package Twirt::Peers;
 #   is($call->{media_received}, 95);               (Perl, Test::More)
 # (--- no_sim: the call never reaches a simulator, do not wait for it;
 #  --- during: lines "FRAMES: perl code", run once the Twilio peer has sent
-#  that many media frames: a fault in the middle of a call)
+#  that many media frames: a fault in the middle of a call;
+#  --- before_call: perl code run once nginx is up, before the call is
+#  placed: wait for a condition, e.g. a warm pool filled)
 # where the check sees $call (the Twilio peer's summary), $twilio (all its
 # records), $sim (the simulator's records of this call's connection, in
 # order) and $sim_summary.  Each call gets a unique calltag parameter, so
@@ -29,7 +31,7 @@ use Test::More;
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
                  tool_backend_start twilio_rest_start
                  place_calls_from_blocks twirt_events error_log_text
-                 http_post http_get_text http_json log_wait);
+                 http_post http_get_text http_json log_wait nginx_reload);
 
 my $top = "$ENV{PWD}";
 my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
@@ -192,6 +194,13 @@ sub place_calls_from_blocks {
             push @during, [$1, $code];
         }
 
+        if (defined $block->before_call) {
+            my $code = eval "package main; no strict 'vars'; sub { "
+                            . $block->before_call . "\n}"
+                       or die "before_call: $@";
+            $code->();
+        }
+
         my ($rc, $twilio, $out) = twilio_call("--url $url $tagarg $args",
                                               \@during);
         my ($call) = grep { $_->{dir} eq 'summary' } @$twilio;
@@ -297,6 +306,14 @@ sub log_wait {
         Time::HiRes::sleep(0.05);
     }
     return 1;
+}
+
+# nginx -s reload of the running test nginx (a master process)
+sub nginx_reload {
+    my $root = $ENV{TEST_NGINX_SERVROOT} || "$top/t/servroot";
+    my $pid = _slurp("$root/logs/nginx.pid");
+    chomp $pid;
+    kill 'HUP', $pid or die "no nginx master to reload";
 }
 
 # the call events twirt logged ("twirt: event {...}"), decoded, in order
