@@ -1133,25 +1133,16 @@ class Session:
             self.responses_failed += 1
             self.record("note", note="simulated failure failed_responses",
                         response_id=resp.id, n=self.responses_failed)
-            await self.send({"type": "response.done", "response":
-                             self.response_object(resp, "failed", details={
-                                 "type": "failed", "error": {
-                                     "type": "server_error",
-                                     "code": "server_error",
-                                     "message": "The server had an error "
-                                     "while processing your request. "
-                                     "(simulated by --fail "
-                                     "failed_responses)"}})})
+            await self.fail_response(resp, "server_error",
+                                     "The server had an error while "
+                                     "processing your request. (simulated "
+                                     "by --fail failed_responses)")
             return
         if self.has_fail("insufficient_quota"):
-            await self.send({"type": "response.done", "response":
-                             self.response_object(resp, "failed", details={
-                                 "type": "failed", "error": {
-                                     "type": "insufficient_quota",
-                                     "code": "insufficient_quota",
-                                     "message": "You exceeded your current "
-                                     "quota, please check your plan and "
-                                     "billing details."}})})
+            await self.fail_response(resp, "insufficient_quota",
+                                     "You exceeded your current quota, "
+                                     "please check your plan and billing "
+                                     "details.")
             return
         output, out_audio_ms, out_text = [], 0, ""
         for part in resp.parts:
@@ -1193,6 +1184,15 @@ class Session:
             {"name": "tokens", "limit": 4000000,
              "remaining": max(0, 4000000 - self.tokens_used),
              "reset_seconds": round(self.tokens_used * 60 / 4000000, 3)}]})
+
+    async def fail_response(self, resp, code, message):
+        """Ends resp failed, with nothing said: the error's type is its
+        code (server_error, insufficient_quota)."""
+        await self.send({"type": "response.done", "response":
+                         self.response_object(resp, "failed", details={
+                             "type": "failed", "error": {
+                                 "type": code, "code": code,
+                                 "message": message}})})
 
     async def speak(self, resp, part, output_index):
         """One assistant message: audio (or text) deltas and transcript
