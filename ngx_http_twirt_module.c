@@ -76,6 +76,12 @@ static char *ngx_http_twirt_noise_reduction(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_twirt_tool_filler(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_twirt_silence_timeout(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_twirt_silence_tries(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_twirt_spoken(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_twirt_check_tools(ngx_conf_t *cf,
     ngx_http_twirt_loc_conf_t *conf);
 static char *ngx_http_twirt_tools(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -106,6 +112,10 @@ static ngx_int_t ngx_http_twirt_complex(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_complex_value_t *cv);
 static ngx_int_t ngx_http_twirt_option(ngx_str_t *arg, const char *name,
     ngx_str_t *value);
+
+
+/* a sentence to say that may be "off" */
+static ngx_uint_t  ngx_http_twirt_spoken_off = 1;
 
 
 static ngx_command_t  ngx_http_twirt_commands[] = {
@@ -417,6 +427,41 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_twirt_loc_conf_t, tool_filler),
       NULL },
+
+    { ngx_string("twirt_silence_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_silence_timeout,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, silence_timeout),
+      NULL },
+
+    { ngx_string("twirt_silence_tries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_silence_tries,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, silence_tries),
+      NULL },
+
+    { ngx_string("twirt_silence_prompt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_spoken,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, silence_prompt),
+      NULL },
+
+    { ngx_string("twirt_silence_goodbye"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_spoken,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, silence_goodbye),
+      &ngx_http_twirt_spoken_off },
+
+    { ngx_string("twirt_response_apology"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_spoken,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, response_apology),
+      &ngx_http_twirt_spoken_off },
 
     { ngx_string("twirt_end_call"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -805,6 +850,8 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->tool_max_output = NGX_CONF_UNSET_SIZE;
     conf->tool_concurrency = NGX_CONF_UNSET_UINT;
     conf->tool_filler_after = NGX_CONF_UNSET_MSEC;
+    conf->silence_timeout = NGX_CONF_UNSET_MSEC;
+    conf->silence_tries = NGX_CONF_UNSET_UINT;
     conf->twilio_api_url = NGX_CONF_UNSET_PTR;
     conf->twilio_ssl_verify = NGX_CONF_UNSET;
     conf->twilio_timeout = NGX_CONF_UNSET_MSEC;
@@ -1006,6 +1053,16 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              "少々お待ちください");
     ngx_conf_merge_msec_value(conf->tool_filler_after,
                               prev->tool_filler_after, 1500);
+
+    ngx_conf_merge_msec_value(conf->silence_timeout, prev->silence_timeout,
+                              10000);
+    ngx_conf_merge_uint_value(conf->silence_tries, prev->silence_tries, 2);
+    ngx_conf_merge_str_value(conf->silence_prompt, prev->silence_prompt,
+                             "もしもし、お聞きになれますか？");
+    ngx_conf_merge_str_value(conf->silence_goodbye, prev->silence_goodbye,
+                             "お電話が遠いようですので、失礼いたします。");
+    ngx_conf_merge_str_value(conf->response_apology, prev->response_apology,
+                             "恐れ入ります、もう一度お願いできますか？");
 
     conf->upstream_ws.max_frame = conf->max_message_size;
     conf->upstream_ws.max_message = conf->max_message_size;
@@ -2360,6 +2417,124 @@ ngx_http_twirt_tool_filler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     tlcf->tool_filler = value[1];
     tlcf->tool_filler_after = after;
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_silence_timeout TIME | off */
+
+static char *
+ngx_http_twirt_silence_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_str_t   *value;
+    ngx_msec_t   ms;
+
+    if (tlcf->silence_timeout != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        tlcf->silence_timeout = 0;
+        return NGX_CONF_OK;
+    }
+
+    ms = ngx_parse_time(&value[1], 0);
+
+    if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\": a time above 0 such as "
+                           "\"10s\" or \"8500ms\", or \"off\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->silence_timeout = ms;
+
+    return NGX_CONF_OK;
+}
+
+
+/* twirt_silence_tries N: the prompts before the goodbye, 0 to 10 */
+
+static char *
+ngx_http_twirt_silence_tries(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (tlcf->silence_tries != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n > 10) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\": how many times the "
+                           "agent asks a silent caller again before the "
+                           "goodbye, 0 to 10", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->silence_tries = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A sentence the agent says word for word (twirt_silence_prompt, ...):
+ * UTF-8, not empty; "off" where cmd->post allows it, kept as "".
+ */
+
+static char *
+ngx_http_twirt_spoken(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    json_t     *text;
+    ngx_str_t  *field, *value;
+
+    field = (ngx_str_t *) ((u_char *) conf + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        if (cmd->post == NULL) {
+            return "cannot be \"off\": \"twirt_silence_tries 0\" says the "
+                   "goodbye without asking again, \"twirt_silence_timeout "
+                   "off\" turns the re-prompts off";
+        }
+
+        field->data = value[1].data;
+        field->len = 0;
+
+        return NGX_CONF_OK;
+    }
+
+    text = json_stringn((char *) value[1].data, value[1].len);
+
+    if (value[1].len == 0 || text == NULL) {
+        json_decref(text);
+        return cmd->post ? "takes a non-empty UTF-8 text or \"off\""
+                         : "takes a non-empty UTF-8 text";
+    }
+
+    json_decref(text);
+
+    *field = value[1];
 
     return NGX_CONF_OK;
 }

@@ -136,6 +136,8 @@ const END_REASONS = {
     max_duration: 'maximum duration',
     hangup: 'hung up from the board or the API',
     machine: 'answering machine',
+    idle: 'the caller stayed silent',
+    response_failed: 'the model could not answer',
     session_expired: 'the Realtime session expired',
     upstream_connect: 'cannot reach the Realtime API',
     upstream_closed: 'the Realtime API closed the session',

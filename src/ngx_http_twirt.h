@@ -235,6 +235,13 @@ typedef struct {
     ngx_str_t                   tool_filler;
     ngx_msec_t                  tool_filler_after; /* 0: off */
 
+    /* a silent caller, a failed response (ngx_http_twirt_call.c) */
+    ngx_msec_t                  silence_timeout;  /* 0: off */
+    ngx_uint_t                  silence_tries;    /* prompts, then goodbye */
+    ngx_str_t                   silence_prompt;
+    ngx_str_t                   silence_goodbye;  /* "": hang up at once */
+    ngx_str_t                   response_apology; /* "": fail the call */
+
     /* Twilio's REST API and outbound calls (ngx_http_twirt_outbound.c) */
     ngx_http_twirt_url_t       *twilio_api_url;
     ngx_str_t                   account_sid;

@@ -127,7 +127,9 @@ static void ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call,
     const char *why, ngx_uint_t barge_in);
 static void ngx_http_twirt_call_machine(ngx_http_twirt_call_t *call,
     ngx_str_t *message);
-static void ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call,
+static void ngx_http_twirt_call_speech_started(ngx_http_twirt_call_t *call,
+    json_t *ev);
+static void ngx_http_twirt_call_speech_stopped(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_committed(ngx_http_twirt_call_t *call,
     json_t *ev);
@@ -158,8 +160,10 @@ static ngx_int_t ngx_http_twirt_call_tool_copy(ngx_http_twirt_tool_t *tool,
     ngx_str_t *dst, ngx_str_t *src);
 static ngx_int_t ngx_http_twirt_call_tool_str(ngx_http_twirt_tool_t *tool,
     ngx_str_t *dst, char *src);
-static void ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
-    const char *status, json_t *details);
+static const char *ngx_http_twirt_call_response_ended(
+    ngx_http_twirt_call_t *call, const char *status, json_t *details);
+static void ngx_http_twirt_call_response_failed(ngx_http_twirt_call_t *call,
+    json_t *response, const char *reason);
 static void ngx_http_twirt_call_transcription_failed(
     ngx_http_twirt_call_t *call, json_t *ev);
 static void ngx_http_twirt_call_error(ngx_http_twirt_call_t *call,
@@ -171,6 +175,11 @@ static void ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_realtime_closed(ngx_http_twirt_ws_t *ws);
 static void ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_silence(ngx_http_twirt_call_t *call);
+static ngx_uint_t ngx_http_twirt_call_quiet(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_silence_timeout(ngx_event_t *ev);
+static ngx_int_t ngx_http_twirt_call_say(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_say_e what);
 
 static void ngx_http_twirt_call_duration(ngx_event_t *ev);
 static void ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call);
@@ -215,7 +224,10 @@ static ngx_http_twirt_call_realtime_event_t
       ngx_http_twirt_call_delta_event, NGX_HTTP_TWIRT_CALL_TALKING },
 
     { ngx_string("input_audio_buffer.speech_started"),
-      ngx_http_twirt_call_barge_in, NGX_HTTP_TWIRT_CALL_TALKING },
+      ngx_http_twirt_call_speech_started, NGX_HTTP_TWIRT_CALL_TALKING },
+
+    { ngx_string("input_audio_buffer.speech_stopped"),
+      ngx_http_twirt_call_speech_stopped, NGX_HTTP_TWIRT_CALL_TALKING },
 
     { ngx_string("input_audio_buffer.committed"),
       ngx_http_twirt_call_committed, NGX_HTTP_TWIRT_CALL_TALKING },
@@ -260,6 +272,14 @@ static const char  *ngx_http_twirt_call_phases[] = {
 
 
 static ngx_str_t  ngx_http_twirt_none = ngx_string("-");
+
+
+/* by ngx_http_twirt_say_e: the sentence in the configuration */
+static size_t  ngx_http_twirt_call_sayings[] = {
+    offsetof(ngx_http_twirt_loc_conf_t, silence_prompt),
+    offsetof(ngx_http_twirt_loc_conf_t, silence_goodbye),
+    offsetof(ngx_http_twirt_loc_conf_t, response_apology)
+};
 
 
 /* this worker's started calls, for control messages (by CallSid) */
@@ -364,6 +384,11 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->dtmf_timer.data = call;
     call->dtmf_timer.log = call->log;
     call->dtmf_timer.cancelable = 1;
+
+    call->silence_timer.handler = ngx_http_twirt_call_silence_timeout;
+    call->silence_timer.data = call;
+    call->silence_timer.log = call->log;
+    call->silence_timer.cancelable = 1;
 
     /*
      * Not cancelable: a call in progress keeps an old worker alive after a
@@ -825,9 +850,18 @@ ngx_http_twirt_call_dtmf(ngx_http_twirt_call_t *call,
     ngx_http_twirt_call_event(call, "dtmf",
                               json_pack("{s:s%}", "digit", &key, (size_t) 1));
 
+    /* the caller is there: the silence counts again from this key */
+
+    call->silence_tries = 0;
+
+    if (call->silence_timer.timer_set) {
+        ngx_del_timer(&call->silence_timer);
+    }
+
     if (call->conf->dtmf != NGX_HTTP_TWIRT_DTMF_MODEL
         || call->phase >= NGX_HTTP_TWIRT_CALL_ENDING)
     {
+        ngx_http_twirt_call_silence(call);
         return;
     }
 
@@ -932,6 +966,7 @@ ngx_http_twirt_call_dtmf_input(ngx_http_twirt_call_t *call)
                                         keys.len));
 
     ngx_http_twirt_call_response_create(call, NULL);
+    ngx_http_twirt_call_silence(call);
 }
 
 
@@ -1093,9 +1128,9 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
 
 
 /*
- * Instructions or greeting: the agent profile's, else the configuration's,
- * with {{name}} filled from the profile's variables, then the stream's
- * parameters.
+ * Instructions or greeting: the agent profile's (field, unless NULL), else
+ * the configuration's, with {{name}} filled from the profile's variables,
+ * then the stream's parameters.
  */
 
 static ngx_int_t
@@ -1109,7 +1144,7 @@ ngx_http_twirt_call_text(ngx_http_twirt_call_t *call, const char *field,
     src = *dflt;
     n = 0;
 
-    v = json_object_get(call->profile, field);
+    v = field ? json_object_get(call->profile, field) : NULL;
 
     if (json_is_string(v)) {
         src.data = (u_char *) json_string_value(v);
@@ -1234,6 +1269,9 @@ ngx_http_twirt_call_response_created(ngx_http_twirt_call_t *call, json_t *ev)
         call->response_id_len = json_string_length(v);
         ngx_memcpy(call->response_id, text, call->response_id_len);
     }
+
+    /* the agent speaks: no silence is counted until it was heard */
+    ngx_http_twirt_call_silence(call);
 }
 
 
@@ -1418,6 +1456,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
     }
 
     call->media_out++;
+    call->spoke = 1;
     ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_MEDIA_OUT, 1);
 
     if (call->mark_count == NGX_HTTP_TWIRT_MARKS) {
@@ -1454,14 +1493,35 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
  */
 
 static void
-ngx_http_twirt_call_barge_in(ngx_http_twirt_call_t *call, json_t *unused)
+ngx_http_twirt_call_speech_started(ngx_http_twirt_call_t *call,
+    json_t *unused)
 {
+    /* the caller speaks: no silence, and the prompts count from 0 again */
+
+    call->caller_speaking = 1;
+    call->silence_tries = 0;
+    ngx_http_twirt_call_silence(call);
+
     if (!call->conf->vad.interrupt_response) {
         /* interrupt_response off: the model talks on, and so does Twilio */
         return;
     }
 
     ngx_http_twirt_call_interrupt(call, "barge-in", 1);
+}
+
+
+/*
+ * The caller stopped speaking: the answer comes (server VAD) or is asked
+ * for (create_response off); if none does, the silence counts from now.
+ */
+
+static void
+ngx_http_twirt_call_speech_stopped(ngx_http_twirt_call_t *call,
+    json_t *unused)
+{
+    call->caller_speaking = 0;
+    ngx_http_twirt_call_silence(call);
 }
 
 
@@ -2066,7 +2126,7 @@ static void
 ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
 {
     json_t                     *response;
-    const char                 *status;
+    const char                 *status, *reason;
     ngx_str_t                   instructions;
     ngx_http_twirt_response_e   was;
 
@@ -2094,8 +2154,15 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
     if (status && (ngx_strcmp(status, "failed") == 0
                    || ngx_strcmp(status, "incomplete") == 0))
     {
-        ngx_http_twirt_call_response_ended(call, status,
-            json_object_get(response, "status_details"));
+        reason = ngx_http_twirt_call_response_ended(call, status,
+                     json_object_get(response, "status_details"));
+
+        if (status[0] == 'f') {
+            ngx_http_twirt_call_response_failed(call, response, reason);
+        }
+
+    } else {
+        call->failures = 0;
     }
 
     if (call->phase >= NGX_HTTP_TWIRT_CALL_ENDING) {
@@ -2120,7 +2187,7 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
  * silence, so they are events, log lines and metrics.
  */
 
-static void
+static const char *
 ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
     const char *status, json_t *details)
 {
@@ -2148,6 +2215,78 @@ ngx_http_twirt_call_response_ended(ngx_http_twirt_call_t *call,
     ngx_http_twirt_call_event(call, "response",
                               json_pack("{s:s,s:s}", "status", status,
                                         "reason", reason));
+
+    return reason;
+}
+
+
+/*
+ * A failed response leaves the caller in silence: it is asked for once
+ * more, as it was asked; failing again, the agent apologises
+ * (twirt_response_apology); when that fails too, or there is none, the
+ * call fails so that the fallback plays.  A filler is not asked again:
+ * the answer it covers comes anyway.  insufficient_quota fails the call
+ * at once: no response would come of a retry.
+ */
+
+static void
+ngx_http_twirt_call_response_failed(ngx_http_twirt_call_t *call,
+    json_t *response, const char *reason)
+{
+    const char  *origin;
+
+    origin = json_string_value(json_object_get(
+                 json_object_get(response, "metadata"), "twirt"));
+
+    if ((origin && ngx_strcmp(origin, "filler") == 0)
+        || call->phase >= NGX_HTTP_TWIRT_CALL_ENDING)
+    {
+        return;
+    }
+
+    call->failures++;
+
+    if (ngx_strcmp(reason, "insufficient_quota") == 0) {
+        goto failed;
+    }
+
+    if (call->failures == 1) {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: asking for the failed response again");
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_RESPONSES_RETRIED, 1);
+
+        /* the instructions are kept in the pool: "say" is the last said */
+        if (ngx_http_twirt_call_response_create(call,
+                origin && ngx_strcmp(origin, "say") == 0 ? &call->said
+                                                         : NULL)
+            == NGX_OK)
+        {
+            return;
+        }
+
+    } else if (call->failures == 2 && call->conf->response_apology.len) {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: the response failed again: the agent "
+                      "apologises");
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_APOLOGIES, 1);
+
+        if (ngx_http_twirt_call_say(call, NGX_HTTP_TWIRT_SAY_APOLOGY)
+            == NGX_OK)
+        {
+            return;
+        }
+    }
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                  "twirt: %ui responses failed in a row and nothing more "
+                  "can be said: the call fails", call->failures);
+
+    ngx_http_twirt_metrics_error(
+        ngx_http_twirt_end_kind(NGX_HTTP_TWIRT_END_RESPONSE_FAILED)->error);
+    ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_RESPONSE_FAILED, NULL,
+                            NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
 }
 
 
@@ -2272,13 +2411,19 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
 }
 
 
-/* one response at a time: a second one waits for response.done */
+/*
+ * One response at a time: a second one waits for response.done.  One
+ * with instructions is tagged "say" (its metadata, which response.done
+ * echoes) and they are kept: a failed one is asked for again as it was.
+ * NGX_OK: sent or queued.
+ */
 
-void
+ngx_int_t
 ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
     ngx_str_t *instructions)
 {
-    json_t  *ev;
+    json_t     *ev;
+    ngx_int_t   rc;
 
     if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE) {
         call->response = NGX_HTTP_TWIRT_RESPONSE_QUEUED;
@@ -2287,25 +2432,36 @@ ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
             call->queued_instructions = *instructions;
         }
 
-        return;
+        return NGX_OK;
     }
 
     if (instructions) {
-        ev = json_pack("{s:s,s:s,s:{s:s%}}", "type", "response.create",
+        ev = json_pack("{s:s,s:s,s:{s:s%,s:{s:s}}}", "type", "response.create",
                        "event_id", NGX_HTTP_TWIRT_RESPONSE_EVENT,
                        "response", "instructions", instructions->data,
-                       instructions->len);
+                       instructions->len, "metadata", "twirt", "say");
     } else {
         ev = json_pack("{s:s,s:s}", "type", "response.create",
                        "event_id", NGX_HTTP_TWIRT_RESPONSE_EVENT);
     }
 
+    rc = NGX_ERROR;
+
     if (ev && ngx_http_twirt_call_send_json(call, ev) == NGX_OK) {
         /* active from now: a server VAD response may race with it */
         call->response = NGX_HTTP_TWIRT_RESPONSE_ACTIVE;
+        rc = NGX_OK;
+
+        if (instructions) {
+            call->said = *instructions;
+        }
+
+        ngx_http_twirt_call_silence(call);
     }
 
     json_decref(ev);
+
+    return rc;
 }
 
 
@@ -2377,6 +2533,8 @@ ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call, json_t *ev)
 static void
 ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
 {
+    ngx_http_twirt_call_silence(call);
+
     if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
         || call->mark_count != 0)
     {
@@ -2397,6 +2555,166 @@ ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
     default: /* NGX_HTTP_TWIRT_AFTER_NOTHING */
         break;
     }
+}
+
+
+/*
+ * The silence timer runs while the line is quiet (below) and is stopped
+ * as soon as it is not; started again, it counts from then: from the
+ * echo of the agent's last mark, not from when its audio was sent (the
+ * caller hears it seconds later, Twilio buffers it).
+ */
+
+static void
+ngx_http_twirt_call_silence(ngx_http_twirt_call_t *call)
+{
+    if (!ngx_http_twirt_call_quiet(call)) {
+        if (call->silence_timer.timer_set) {
+            ngx_del_timer(&call->silence_timer);
+        }
+
+        return;
+    }
+
+    if (!call->silence_timer.timer_set) {
+        ngx_add_timer(&call->silence_timer, call->conf->silence_timeout);
+    }
+}
+
+
+/* the agent has spoken and was heard, and now waits for the caller alone */
+
+static ngx_uint_t
+ngx_http_twirt_call_quiet(ngx_http_twirt_call_t *call)
+{
+    if (call->conf->silence_timeout == 0
+        || call->phase != NGX_HTTP_TWIRT_CALL_ACTIVE
+        || !call->spoke)
+    {
+        return 0;
+    }
+
+    /* the agent is speaking, or its audio still plays */
+
+    if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
+        || call->mark_count != 0)
+    {
+        return 0;
+    }
+
+    /* the caller speaks, or is typing keys for the model */
+
+    if (call->caller_speaking || call->dtmf_len != 0) {
+        return 0;
+    }
+
+    /* tools run, or their answer is due; a hang-up or transfer is due */
+
+    if (call->tools || call->tools_waiting || call->tool_answer
+        || call->after != NGX_HTTP_TWIRT_AFTER_NOTHING
+        || call->transfer != NULL)
+    {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/*
+ * The caller said nothing for twirt_silence_timeout: the agent asks
+ * again, twirt_silence_tries times, then says the goodbye and the call
+ * ends, once it was heard, as "idle".
+ */
+
+static void
+ngx_http_twirt_call_silence_timeout(ngx_event_t *ev)
+{
+    ngx_http_twirt_call_t  *call = ev->data;
+
+    if (!ngx_http_twirt_call_quiet(call)) {
+        return;
+    }
+
+    if (call->silence_tries < call->conf->silence_tries) {
+        call->silence_tries++;
+
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: the caller said nothing for %M ms after the "
+                      "agent was heard: asking again (%ui of %ui)",
+                      call->conf->silence_timeout, call->silence_tries,
+                      call->conf->silence_tries);
+
+        ngx_http_twirt_call_event(call, "silence",
+            json_pack("{s:s,s:i}", "action", "prompt",
+                      "try", (int) call->silence_tries));
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_SILENCE_PROMPTS, 1);
+
+        (void) ngx_http_twirt_call_say(call, NGX_HTTP_TWIRT_SAY_PROMPT);
+
+        /* not asked: the next try comes after the timeout again */
+        ngx_http_twirt_call_silence(call);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "twirt: the caller said nothing for %M ms after %ui "
+                  "prompts: the agent says goodbye",
+                  call->conf->silence_timeout, call->silence_tries);
+
+    ngx_http_twirt_call_event(call, "silence",
+                              json_pack("{s:s}", "action", "goodbye"));
+
+    call->after = NGX_HTTP_TWIRT_AFTER_HANG_UP;
+    call->after_end = NGX_HTTP_TWIRT_END_IDLE;
+
+    if (call->conf->silence_goodbye.len) {
+        (void) ngx_http_twirt_call_say(call, NGX_HTTP_TWIRT_SAY_GOODBYE);
+    }
+
+    /* without a goodbye, or if it could not be asked for: now */
+    ngx_http_twirt_call_heard(call);
+}
+
+
+/*
+ * The agent says one of twirt's sentences word for word, a response of
+ * its own in the conversation, the way the greeting is said; {{name}}
+ * filled as in the greeting.  Each is made once per call.
+ */
+
+static ngx_int_t
+ngx_http_twirt_call_say(ngx_http_twirt_call_t *call, ngx_http_twirt_say_e what)
+{
+    u_char     *p;
+    ngx_str_t  *say, *text, filled;
+
+    static ngx_str_t  words = ngx_string(
+        "Say this to the caller word for word and nothing else. "
+        "Say exactly: ");
+
+    say = &call->sayings[what];
+
+    if (say->len == 0) {
+        text = (ngx_str_t *) ((u_char *) call->conf
+                              + ngx_http_twirt_call_sayings[what]);
+
+        if (ngx_http_twirt_call_text(call, NULL, text, &filled) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_pnalloc(call->pool, words.len + filled.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        say->data = p;
+        p = ngx_cpymem(p, words.data, words.len);
+        p = ngx_cpymem(p, filled.data, filled.len);
+        say->len = p - say->data;
+    }
+
+    return ngx_http_twirt_call_response_create(call, say);
 }
 
 
@@ -2424,6 +2742,10 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, ngx_http_twirt_end_e end,
     }
 
     ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_ENDING);
+
+    if (call->silence_timer.timer_set) {
+        ngx_del_timer(&call->silence_timer);
+    }
 
     /*
      * Twilio requests <Connect action> as soon as the stream closes,
@@ -2706,6 +3028,10 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 
     if (call->dtmf_timer.timer_set) {
         ngx_del_timer(&call->dtmf_timer);
+    }
+
+    if (call->silence_timer.timer_set) {
+        ngx_del_timer(&call->silence_timer);
     }
 
     if (call->profile) {

@@ -82,6 +82,15 @@ typedef enum {
 } ngx_http_twirt_after_e;
 
 
+/* what the agent says word for word of twirt's own */
+typedef enum {
+    NGX_HTTP_TWIRT_SAY_PROMPT = 0,     /* twirt_silence_prompt */
+    NGX_HTTP_TWIRT_SAY_GOODBYE,        /* twirt_silence_goodbye */
+    NGX_HTTP_TWIRT_SAY_APOLOGY,        /* twirt_response_apology */
+    NGX_HTTP_TWIRT_SAY_LAST
+} ngx_http_twirt_say_e;
+
+
 typedef struct ngx_http_twirt_call_s  ngx_http_twirt_call_t;
 
 
@@ -160,7 +169,26 @@ struct ngx_http_twirt_call_s {
     unsigned                    tool_answer:1;
     unsigned                    filler_said:1;
 
-    /* playback accounting */
+    /*
+     * A silent caller: the agent asks again once the line has been quiet
+     * for twirt_silence_timeout after it finished speaking (its last mark
+     * echoed), then says goodbye (README, "Silence and failed responses")
+     */
+    ngx_event_t                 silence_timer;
+    ngx_uint_t                  silence_tries;  /* prompts since the caller
+                                                   last spoke or typed */
+    unsigned                    spoke:1;        /* the agent's audio went
+                                                   out at least once */
+    unsigned                    caller_speaking:1;
+
+    /* failed responses in a row: 1 is asked again, 2 apologised for */
+    ngx_uint_t                  failures;
+    ngx_str_t                   said;           /* the instructions of the
+                                                   last "say" response */
+    ngx_str_t                   sayings[NGX_HTTP_TWIRT_SAY_LAST];
+                                                /* made once per call */
+
+        /* playback accounting */
     ngx_http_twirt_item_t       items[NGX_HTTP_TWIRT_ITEMS];
     ngx_uint_t                  item;          /* the latest item */
     ngx_http_twirt_mark_t       marks[NGX_HTTP_TWIRT_MARKS];
@@ -202,7 +230,7 @@ void ngx_http_twirt_call_end(ngx_http_twirt_call_t *call,
 void ngx_http_twirt_call_ready(ngx_http_twirt_call_t *call, ngx_uint_t what);
 ngx_int_t ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call,
     json_t *ev);
-void ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
+ngx_int_t ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
     ngx_str_t *instructions);
 void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
     json_t *fields);

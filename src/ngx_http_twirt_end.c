@@ -64,7 +64,10 @@ ngx_http_twirt_end_kind_t  ngx_http_twirt_end_kinds[] = {
     ngx_http_twirt_end("hangup", "hung up through the control API", HANGUP,
                        NONE, 0),
     ngx_http_twirt_end("machine", "an answering machine answered", MACHINE,
-                       NONE, 0)
+                       NONE, 0),
+    ngx_http_twirt_end("idle", "the caller stayed silent", IDLE, NONE, 0),
+    ngx_http_twirt_end("response_failed", "the model's responses failed",
+                       RESPONSE_FAILED, REALTIME_ERROR, 1)
 };
 
 
@@ -79,8 +82,10 @@ const char  *ngx_http_twirt_ended_labels[] = {
     "session_expired",
     "hangup",
     "machine",
+    "idle",
     "upstream_failed",
     "setup_failed",
+    "response_failed",
     "protocol_error",
     "other"
 };

@@ -27,8 +27,10 @@ typedef enum {
     NGX_HTTP_TWIRT_ENDED_SESSION_EXPIRED,
     NGX_HTTP_TWIRT_ENDED_HANGUP,
     NGX_HTTP_TWIRT_ENDED_MACHINE,
+    NGX_HTTP_TWIRT_ENDED_IDLE,
     NGX_HTTP_TWIRT_ENDED_UPSTREAM_FAILED,
     NGX_HTTP_TWIRT_ENDED_SETUP_FAILED,
+    NGX_HTTP_TWIRT_ENDED_RESPONSE_FAILED,
     NGX_HTTP_TWIRT_ENDED_PROTOCOL_ERROR,
     NGX_HTTP_TWIRT_ENDED_OTHER,
     NGX_HTTP_TWIRT_ENDED_LAST
@@ -90,6 +92,10 @@ typedef enum {
                                                   control API */
     NGX_HTTP_TWIRT_END_MACHINE,                /* an answering machine:
                                                   the message was left */
+    NGX_HTTP_TWIRT_END_IDLE,                   /* the caller stayed silent
+                                                  through the re-prompts */
+    NGX_HTTP_TWIRT_END_RESPONSE_FAILED,        /* the model's responses
+                                                  failed, nothing said */
     NGX_HTTP_TWIRT_END_LAST
 } ngx_http_twirt_end_e;
 

@@ -704,6 +704,22 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
                      c[NGX_HTTP_TWIRT_M_RESPONSES_FAILED]);
 
     p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_responses_retried_total", "counter",
+            "Failed responses asked for again, once each.");
+    p = ngx_slprintf(p, end, "twirt_responses_retried_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_RESPONSES_RETRIED]);
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_apologies_total",
+            "counter", "Apologies said after a response failed twice.");
+    p = ngx_slprintf(p, end, "twirt_apologies_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_APOLOGIES]);
+
+    p = ngx_http_twirt_metrics_family(p, end, "twirt_silence_prompts_total",
+            "counter", "Times the agent asked a silent caller again.");
+    p = ngx_slprintf(p, end, "twirt_silence_prompts_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_SILENCE_PROMPTS]);
+
+    p = ngx_http_twirt_metrics_family(p, end,
             "twirt_transcriptions_failed_total", "counter",
             "Caller transcriptions that failed.");
     p = ngx_slprintf(p, end, "twirt_transcriptions_failed_total %uL\n",

@@ -44,6 +44,9 @@ typedef enum {
     NGX_HTTP_TWIRT_M_EARLY_AUDIO_DROPPED,
     NGX_HTTP_TWIRT_M_RESPONSES_INCOMPLETE, /* response.done: incomplete */
     NGX_HTTP_TWIRT_M_RESPONSES_FAILED,     /* response.done: failed */
+    NGX_HTTP_TWIRT_M_RESPONSES_RETRIED,    /* a failed one asked again */
+    NGX_HTTP_TWIRT_M_APOLOGIES,            /* twirt_response_apology said */
+    NGX_HTTP_TWIRT_M_SILENCE_PROMPTS,      /* twirt_silence_prompt said */
     NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED,
     NGX_HTTP_TWIRT_M_TOOL_OK,              /* tool calls, by result: one
                                               per ngx_http_twirt_tool_

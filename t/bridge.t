@@ -489,7 +489,7 @@ like($text, qr/^twirt_transcriptions_failed_total [1-9]\d*$/m, 'failed transcrip
 
 
 
-=== TEST 24: a response that fails is an event, a log line and a metric
+=== TEST 24: a response that fails for insufficient_quota is an event, a log line and a metric, and fails the call at once (no retry: the fallback plays)
 --- config
     location = /twilio/media {
         twirt_stream;
@@ -505,8 +505,10 @@ is($resp[0]{status}, 'failed', 'failed');
 is($resp[0]{reason}, 'insufficient_quota', 'and why');
 my ($status, $text) = http_get_text('/status');
 like($text, qr/^twirt_responses_failed_total 1$/m, 'counted');
---- error_log
-response failed: insufficient_quota
+is(scalar @{ main::events_of($sim, 'response.create') }, 1, 'not asked again');
+is($call->{close}{by}, 'gateway', 'the call failed');
+--- error_log eval
+[qr/response failed: insufficient_quota/, qr/ended: the model's responses failed/]
 
 
 

@@ -98,6 +98,13 @@ sub code_default {
     return 'NULL';
 }
 
+# a field merged as milliseconds: a time, whatever parses it ("off" too)
+sub merged_msec {
+    my ($field) = @_;
+    return defined $field
+           && $all =~ /ngx_conf_merge_msec_value\(conf->\Q$field\E,/;
+}
+
 # the names an enum constant has in the tables
 sub enum_names {
     my ($const) = @_;
@@ -179,7 +186,7 @@ for my $d (sort grep { $doc{$_} } keys %code) {
     } elsif ($h eq 'ngx_conf_set_size_slot') {
         $want = eval $def;
         $word = size_of($word // '');
-    } elsif ($h eq 'ngx_conf_set_msec_slot') {
+    } elsif ($h eq 'ngx_conf_set_msec_slot' || merged_msec($field{$d})) {
         $want = $def + 0;
         $word = ms_of($word // '');
     } elsif ($h eq 'ngx_conf_set_sec_slot') {

@@ -452,6 +452,9 @@ sub families {
         twirt_early_audio_dropped_total => 'counter',
         twirt_responses_incomplete_total => 'counter',
         twirt_responses_failed_total => 'counter',
+        twirt_responses_retried_total => 'counter',
+        twirt_apologies_total => 'counter',
+        twirt_silence_prompts_total => 'counter',
         twirt_transcriptions_failed_total => 'counter',
         twirt_errors_total => 'counter',
         twirt_transfers_total => 'counter',
@@ -559,7 +562,8 @@ is(main::v('twirt_workers'), 1, 'one worker, counting');
 my @nonzero = grep { $_ ne 'twirt_workers' && $m->{$_} } sort keys %$m;
 is("@nonzero", '', 'everything else is zero');
 for my $r (qw(stop end_call transfer twilio_closed twilio_lost idle_timeout
-              max_duration session_expired hangup machine upstream_failed setup_failed protocol_error other)) {
+              max_duration session_expired hangup machine idle upstream_failed setup_failed
+              response_failed protocol_error other)) {
     ok(exists $m->{"twirt_calls_ended_total{reason=\"$r\"}"}, "reason $r listed");
 }
 for my $k (qw(requested refused answered no-answer busy failed canceled

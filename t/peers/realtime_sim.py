@@ -69,7 +69,7 @@ FAIL_KINDS = {
     "reject_session_update": None, "insufficient_quota": None,
     "incomplete_responses": None, "transcription_failed": None,
     "upgrade_delay": "ms", "idle_close": "ms", "idle_eof": "ms",
-    "idle_event": "ms",
+    "idle_event": "ms", "failed_responses": "count",
 }
 
 # act on a connection the client has sent nothing on since the upgrade
@@ -370,6 +370,7 @@ class Session:
         self.prev_input_tokens = 0
         self.tokens_used = 0
         self.responses = 0
+        self.responses_failed = 0     # by failed_responses=N
         self.errors_sent = 0
         self.bench_item = f"item_bench{self.conn}"
         self.bench_events = 0
@@ -465,6 +466,7 @@ class Session:
                         audio_out_sha1=self.audio_out.hexdigest(),
                         responses=self.responses,
                         errors_sent=self.errors_sent,
+                        responses_failed=self.responses_failed,
                         tool_calls=self.tool_calls,
                         tool_outputs=self.tool_outputs,
                         protocol_problems=self.protocol_problems,
@@ -1065,7 +1067,7 @@ class Session:
             self.greeting_used = True
         else:
             part, origin = self.scenario["default_agent"], "client"
-        self.start_response([part], origin)
+        self.start_response([part], origin, params.get("metadata"))
 
     def close_tool_round(self):
         """On a response.create after a response with tool calls: check
@@ -1134,8 +1136,9 @@ class Session:
         return (turns[turn_index]["agent"] if turn_index < len(turns)
                 else self.scenario["default_agent"])
 
-    def start_response(self, parts, origin):
+    def start_response(self, parts, origin, metadata=None):
         resp = Response(parts, origin)
+        resp.metadata = metadata      # echoed by response.created/.done
         self.active = resp
         self.idle.clear()
         resp.task = self.spawn(self.run_response(resp))
@@ -1178,15 +1181,23 @@ class Session:
         await self.send({"type": "response.created",
                          "response": self.response_object(resp,
                                                           "in_progress")})
+        fail_first = max((arg for kind, arg in self.fails
+                          if kind == "failed_responses"), default=0)
+        if not resp.oob and self.responses_failed < fail_first:
+            # a transient failure: the same request may well succeed
+            self.responses_failed += 1
+            self.record("note", note="simulated failure failed_responses",
+                        response_id=resp.id, n=self.responses_failed)
+            await self.fail_response(resp, "server_error",
+                                     "The server had an error while "
+                                     "processing your request. (simulated "
+                                     "by --fail failed_responses)")
+            return
         if self.has_fail("insufficient_quota"):
-            await self.send({"type": "response.done", "response":
-                             self.response_object(resp, "failed", details={
-                                 "type": "failed", "error": {
-                                     "type": "insufficient_quota",
-                                     "code": "insufficient_quota",
-                                     "message": "You exceeded your current "
-                                     "quota, please check your plan and "
-                                     "billing details."}})})
+            await self.fail_response(resp, "insufficient_quota",
+                                     "You exceeded your current quota, "
+                                     "please check your plan and billing "
+                                     "details.")
             return
         output, out_audio_ms, out_text = [], 0, ""
         for part in resp.parts:
@@ -1228,6 +1239,15 @@ class Session:
             {"name": "tokens", "limit": 4000000,
              "remaining": max(0, 4000000 - self.tokens_used),
              "reset_seconds": round(self.tokens_used * 60 / 4000000, 3)}]})
+
+    async def fail_response(self, resp, code, message):
+        """Ends resp failed, with nothing said: the error's type is its
+        code (server_error, insufficient_quota)."""
+        await self.send({"type": "response.done", "response":
+                         self.response_object(resp, "failed", details={
+                             "type": "failed", "error": {
+                                 "type": code, "code": code,
+                                 "message": message}})})
 
     async def speak(self, resp, part, output_index):
         """One assistant message: audio (or text) deltas and transcript

@@ -918,6 +918,19 @@ async def test_failures(tap, port, procs):
            == "insufficient_quota",
            "insufficient_quota: response.done failed", r)
 
+    ws, _, _ = await session("failed_responses=1")
+    await ws.send(json.dumps({"type": "response.create", "response": {
+        "instructions": "Say exactly: はい", "metadata": {"twirt": "say"}}}))
+    first = (await next_event(ws, "response.done"))["response"]
+    await ws.send(json.dumps({"type": "response.create"}))
+    second = (await next_event(ws, "response.done"))["response"]
+    await ws.close()
+    tap.ok(first["status"] == "failed" and first["status_details"]["error"]
+           ["code"] == "server_error" and first["metadata"] == {"twirt": "say"}
+           and second["status"] == "completed",
+           "failed_responses=1: the first response fails (metadata echoed), "
+           "the next completes", [first, second])
+
     ws, _, _ = await session("server_error=20")
     ev = await next_event(ws, "error")
     await ws.send(json.dumps({"type": "response.cancel", "event_id": "z"}))
