@@ -20,6 +20,9 @@ TARGET_ADDED_P99_US = 1000      # at 500 calls
 TARGET_CPU_MS = 0.4             # per call-second
 TARGET_RSS_KIB = 64             # per call
 TARGET_SETUP_MS = 5
+TARGET_FIRST_CACHE_MS = 50      # p99, the greeting from the cache
+FIRST_MODEL_MS = 400            # the simulator's latency to first audio
+TARGET_FIRST_POOL_MS = FIRST_MODEL_MS + 20   # p99, pooled, no cache
 
 
 def load(path):
@@ -537,6 +540,49 @@ def board_section(w, labels, note, floor, say):
     return out
 
 
+FIRST_RUNS = (("cold", "no pool, no cache", None),
+              ("pool", "twirt_openai_pool 16", TARGET_FIRST_POOL_MS),
+              ("cache", "twirt_greeting_cache", TARGET_FIRST_CACHE_MS),
+              ("both", "the pool and the cache", TARGET_FIRST_CACHE_MS))
+
+
+def first_section(w, labels, note, say):
+    """The first-audio phase: TCP connect -> the first greeting audio
+    heard, p50/p99 per configuration, against the targets."""
+    runs = []
+    for label in labels.split():
+        d = load(os.path.join(w, "first-" + label + ".json"))
+        if d:
+            d["label"] = label
+            runs.append(d)
+    if not runs:
+        return {"note": note} if note else None
+    say("")
+    say("first audio: {} calls per run at random moments within {:g} s, "
+        "each timed from its TCP connect to the first greeting audio it "
+        "hears; the Realtime stand-in holds each upgrade 300 ms and takes "
+        "{} ms to its first audio; the greeting lasts 2 s".format(
+            runs[0]["calls"], runs[0]["spread"], FIRST_MODEL_MS))
+    say("")
+    say("  {:<6} {:<24} {:>8} {:>8} {:>6}  {}".format(
+        "run", "", "p50 ms", "p99 ms", "failed", "target (p99)"))
+    targets = dict((k, t) for k, _, t in FIRST_RUNS)
+    what = dict((k, d) for k, d, _ in FIRST_RUNS)
+    for r in runs:
+        t = targets.get(r["label"])
+        r["target_ms"] = t
+        r["met"] = (t is not None and r["p99"] is not None
+                    and r["p99"] <= t and not r["failed"])
+        say("  {:<6} {:<24} {:>8} {:>8} {:>6}  {}".format(
+            r["label"], what.get(r["label"], ""), fmt(r["p50"], "{:.1f}"),
+            fmt(r["p99"], "{:.1f}"), r["failed"],
+            "-" if t is None else "<= {} ms: {}".format(
+                t, "ok" if r["met"] else "MISSED")))
+        if r["failed"]:
+            say("  {:<6} WARNING: {}".format("", r["errors"][0]))
+    return {"runs": runs}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -551,6 +597,8 @@ def main():
     ap.add_argument("--campaign-note", default="")
     ap.add_argument("--board", default="")
     ap.add_argument("--board-note", default="")
+    ap.add_argument("--first", default="")
+    ap.add_argument("--first-note", default="")
     ap.add_argument("--json", required=True)
     ap.add_argument("--text", required=True)
     a = ap.parse_args()
@@ -680,6 +728,7 @@ def main():
     result["campaign"] = campaign_section(w, a.campaign, a.campaign_note,
                                           floor, say)
     result["board"] = board_section(w, a.board, a.board_note, floor, say)
+    result["first_audio"] = first_section(w, a.first, a.first_note, say)
 
     if verdicts and a.mode != "tiny":
         say("")

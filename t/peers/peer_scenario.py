@@ -18,6 +18,7 @@ DEFAULTS = {
     "speed": 5.0,                   # agent audio sent 5x faster than real time
     "chunk_ms": 100,                # audio per response.output_audio.delta
     "response_delay_ms": 80,        # speech_stopped -> response.created
+    "first_audio_ms": 0,            # response.created -> its first delta
     "transcription_delay_ms": 300,  # commit -> transcription.completed
     "late_deltas": 0,               # deltas still sent after a cancellation
     "default_agent": {"transcript": "はい。", "audio_ms": 800},
@@ -25,8 +26,9 @@ DEFAULTS = {
 }
 
 _TOP_KEYS = {"name", "description", "greeting", "turns", "end", "speed",
-             "chunk_ms", "response_delay_ms", "transcription_delay_ms",
-             "late_deltas", "default_agent", "fail", "dtmf", "on_text"}
+             "chunk_ms", "response_delay_ms", "first_audio_ms",
+             "transcription_delay_ms", "late_deltas", "default_agent", "fail",
+             "dtmf", "on_text"}
 _AGENT_KEYS = {"transcript", "audio_ms", "function_call", "after_function",
                "speed", "function_calls", "after_tools"}
 _CALLER_KEYS = {"at_ms", "speech_ms", "text"}
@@ -163,8 +165,8 @@ def validate(doc, name="scenario"):
     for key in ("speed",):
         if not isinstance(sc[key], (int, float)) or sc[key] <= 0:
             raise ScenarioError(f"{name}.{key}: must be a number > 0")
-    for key in ("chunk_ms", "response_delay_ms", "transcription_delay_ms",
-                "late_deltas"):
+    for key in ("chunk_ms", "response_delay_ms", "first_audio_ms",
+                "transcription_delay_ms", "late_deltas"):
         if not isinstance(sc[key], int) or sc[key] < 0:
             raise ScenarioError(f"{name}.{key}: must be an integer >= 0")
     if sc["chunk_ms"] == 0:

@@ -1199,6 +1199,10 @@ class Session:
                                      "please check your plan and billing "
                                      "details.")
             return
+        # the model's latency to its first audio (the scenario's
+        # first_audio_ms), cut short by a cancel
+        await self.pace(resp, time.monotonic()
+                        + self.scenario["first_audio_ms"] / 1000)
         output, out_audio_ms, out_text = [], 0, ""
         for part in resp.parts:
             calls = list(part.get("function_calls") or [])
