@@ -22,7 +22,7 @@ ifeq ($(TWIRT_TEST_BUILD),1)
 SRCS       += $(wildcard test/module/*.c)
 endif
 
-.PHONY: all deps run call test test-build valgrind bench clean
+.PHONY: all deps run call test test-build valgrind bench deb clean
 
 all: $(MODULE)
 
@@ -84,6 +84,11 @@ test: deps all test-build
 bench: deps all
 	@bench/run $(BENCH_ARGS)
 
+# libnginx-mod-http-twirt_<version>_<arch>.deb, built as Debian builds
+# its libnginx-mod-http-* packages (debian/, dh-sequence-nginx)
+deb:
+	@util/deb
+
 # the stream, upstream, bridge, tools, control, campaign, board and reload
 # suites under valgrind
 valgrind: deps all
@@ -93,4 +98,4 @@ valgrind: deps all
 -include test/Makefile.json
 
 clean:
-	rm -rf $(BUILD_DIR) objs t/servroot*
+	rm -rf $(BUILD_DIR) objs t/servroot* libnginx-mod-http-twirt_*.deb
