@@ -773,6 +773,13 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
     p = ngx_slprintf(p, end, "twirt_board_slow_total %uL\n",
                      c[NGX_HTTP_TWIRT_M_BOARD_SLOW]);
 
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_calls_node_lost_total", "counter",
+            "Calls of another node that stopped answering, marked failed "
+            "here (end reason node_lost).");
+    p = ngx_slprintf(p, end, "twirt_calls_node_lost_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_NODE_LOST]);
+
     p = ngx_http_twirt_metrics_family(p, end, "twirt_upstream_pool_idle",
             "gauge", "Realtime connections open and idle in the workers' "
             "warm pools.");

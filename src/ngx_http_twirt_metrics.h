@@ -73,6 +73,8 @@ typedef enum {
                                               in its order */
     NGX_HTTP_TWIRT_M_POOL_DISCARDED_LAST = NGX_HTTP_TWIRT_M_POOL_DISCARDED
                                            + 2,
+    NGX_HTTP_TWIRT_M_NODE_LOST,            /* other nodes' calls marked
+                                              failed: node_lost */
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 

@@ -19,6 +19,7 @@
 #include <hiredis/async.h>
 
 #include "ngx_http_twirt_redis.h"
+#include "ngx_http_twirt_node.h"
 #include "ngx_http_twirt_redis_adapter.h"
 #include "ngx_http_twirt_redis_test.h"
 
@@ -63,6 +64,7 @@ typedef struct {
     ngx_int_t                          queue;
     ngx_msec_t                         timeout;
     ngx_str_t                          node;
+    ngx_msec_t                         node_timeout;
     ngx_http_core_loc_conf_t          *clcf;       /* the http{} resolver */
     ngx_str_t                          file;
     ngx_uint_t                         line;
@@ -246,6 +248,13 @@ static ngx_command_t  ngx_http_twirt_redis_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_twirt_redis_main_conf_t, node),
+      NULL },
+
+    { ngx_string("twirt_node_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, node_timeout),
       NULL },
 
       ngx_null_command
@@ -535,6 +544,17 @@ ngx_http_twirt_redis_node(void)
     rmcf = ngx_http_twirt_redis_worker.conf;
 
     return rmcf ? &rmcf->node : (ngx_str_t *) &ngx_cycle->hostname;
+}
+
+
+ngx_msec_t
+ngx_http_twirt_redis_node_timeout(void)
+{
+    ngx_http_twirt_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_twirt_redis_worker.conf;
+
+    return rmcf ? rmcf->node_timeout : 15000;
 }
 
 
@@ -1542,6 +1562,7 @@ ngx_http_twirt_redis_create_main_conf(ngx_conf_t *cf)
     rmcf->ttl = NGX_CONF_UNSET;
     rmcf->queue = NGX_CONF_UNSET;
     rmcf->timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->node_timeout = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
 }
@@ -1569,6 +1590,14 @@ ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf)
     if (rmcf->timeout == 0) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"twirt_redis_timeout\" must be more than 0");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_msec_value(rmcf->node_timeout, 15000);
+
+    if (rmcf->node_timeout < 1000) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"twirt_node_timeout\" must be 1s at least");
         return NGX_CONF_ERROR;
     }
 
@@ -1829,6 +1858,8 @@ ngx_http_twirt_redis_init_process(ngx_cycle_t *cycle)
 
     ngx_http_twirt_redis_connect(rw);
 
+    ngx_http_twirt_node_init(cycle);
+
     return NGX_OK;
 }
 
@@ -1848,6 +1879,8 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
     }
 
     rw->exiting = 1;
+
+    ngx_http_twirt_node_exit();
 
     if (rw->retry_timer.timer_set) {
         ngx_del_timer(&rw->retry_timer);

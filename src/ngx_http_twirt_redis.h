@@ -128,6 +128,7 @@ ngx_uint_t ngx_http_twirt_redis_configured(void);
 
 time_t ngx_http_twirt_redis_ttl(void);
 ngx_str_t *ngx_http_twirt_redis_node(void);
+ngx_msec_t ngx_http_twirt_redis_node_timeout(void);   /* twirt_node_timeout */
 ngx_http_twirt_redis_stats_t *ngx_http_twirt_redis_stats(void);
 
 

@@ -166,8 +166,9 @@ class TwilioCall:
     async def stream(self, ws_url, params, scenario):
         opts = self.opts
         u = urllib.parse.urlsplit(ws_url)
-        b = urllib.parse.urlsplit(opts.base)
+        b = urllib.parse.urlsplit(opts.stream_base or opts.base)
         # the public host in Host (what Twilio signs), connected to --base
+        # (or --stream-base: the load balancer sent it to another node)
         actual = urllib.parse.urlunsplit(
             ("wss" if b.scheme == "https" else "ws", u.netloc, u.path, "",
              ""))
@@ -215,6 +216,9 @@ def main(argv=None):
     p.add_argument("--action-base",
                    help="where the requests after the stream go (another "
                    "node; default: --base)")
+    p.add_argument("--stream-base",
+                   help="where the Media Stream connects (another node; "
+                   "default: --base)")
     p.add_argument("--webhook", required=True,
                    help="the voice webhook's public URL (signed as is)")
     p.add_argument("--auth-token")
