@@ -27,6 +27,7 @@
 #define NGX_HTTP_TWIRT_REDIS_PORT          6379
 #define NGX_HTTP_TWIRT_REDIS_BACKOFF_MIN   100
 #define NGX_HTTP_TWIRT_REDIS_BACKOFF_MAX   10000
+#define NGX_HTTP_TWIRT_REDIS_SENTINEL_BACKOFF_MAX  1000
 
 /* a command whose connection died before the answer goes out again twice */
 #define NGX_HTTP_TWIRT_REDIS_TRIES         3
@@ -35,11 +36,19 @@
 typedef enum {
     NGX_HTTP_TWIRT_REDIS_IDLE = 0,
     NGX_HTTP_TWIRT_REDIS_RESOLVING,
+    NGX_HTTP_TWIRT_REDIS_DISCOVERING,     /* asking a sentinel */
     NGX_HTTP_TWIRT_REDIS_CONNECTING,
     NGX_HTTP_TWIRT_REDIS_HANDSHAKE,
     NGX_HTTP_TWIRT_REDIS_READY,
     NGX_HTTP_TWIRT_REDIS_CLOSING          /* the failure is already logged */
 } ngx_http_twirt_redis_state_e;
+
+
+/* a sentinel's address, or the master's as the sentinels say */
+typedef struct {
+    u_char                             ip[NGX_SOCKADDR_STRLEN + 1];
+    int                                port;
+} ngx_http_twirt_redis_addr_t;
 
 
 /* why an attempt failed; also the handshake steps */
@@ -48,7 +57,9 @@ typedef enum {
     NGX_HTTP_TWIRT_REDIS_CONNECT,
     NGX_HTTP_TWIRT_REDIS_AUTH,
     NGX_HTTP_TWIRT_REDIS_SELECT,
-    NGX_HTTP_TWIRT_REDIS_PING
+    NGX_HTTP_TWIRT_REDIS_ROLE,
+    NGX_HTTP_TWIRT_REDIS_PING,
+    NGX_HTTP_TWIRT_REDIS_DISCOVER
 } ngx_http_twirt_redis_step_e;
 
 
@@ -65,6 +76,10 @@ typedef struct {
     ngx_msec_t                         timeout;
     ngx_str_t                          node;
     ngx_msec_t                         node_timeout;
+    ngx_str_t                          master_name; /* Sentinel: the
+                                                       monitored master */
+    ngx_array_t                       *sentinels;  /* of
+                                                 ngx_http_twirt_redis_addr_t */
     ngx_http_core_loc_conf_t          *clcf;       /* the http{} resolver */
     ngx_str_t                          file;
     ngx_uint_t                         line;
@@ -92,6 +107,13 @@ typedef struct {
     ngx_http_twirt_redis_main_conf_t  *conf;
     ngx_log_t                         *log;
     redisAsyncContext                 *ac;
+    redisAsyncContext                 *query;      /* a sentinel asked
+                                                      where the master is */
+    redisAsyncContext                 *watch;      /* a sentinel told to
+                                                      say +switch-master */
+    ngx_uint_t                         sentinel;   /* the next one asked */
+    ngx_http_twirt_redis_addr_t        master;     /* as last told */
+    ngx_event_t                        watch_timer;
     ngx_resolver_ctx_t                *resolving;
     ngx_http_twirt_redis_state_e       state;
     ngx_event_t                        connect_timer;
@@ -120,6 +142,17 @@ static void ngx_http_twirt_redis_connect(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx);
 static void ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw,
     char *target);
+static void ngx_http_twirt_redis_discover(ngx_http_twirt_redis_worker_t *rw);
+static void ngx_http_twirt_redis_discovered(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_twirt_redis_query_closed(void *data,
+    redisAsyncContext *ac);
+static void ngx_http_twirt_redis_watch(ngx_http_twirt_redis_worker_t *rw);
+static void ngx_http_twirt_redis_watch_handler(ngx_event_t *ev);
+static void ngx_http_twirt_redis_switched(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_twirt_redis_watch_closed(void *data,
+    redisAsyncContext *ac);
 static void ngx_http_twirt_redis_connected(const redisAsyncContext *ac,
     int status);
 static void ngx_http_twirt_redis_step(ngx_http_twirt_redis_worker_t *rw,
@@ -158,6 +191,8 @@ static ngx_int_t ngx_http_twirt_redis_allowed(ngx_str_t *name);
 
 static void *ngx_http_twirt_redis_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_http_twirt_redis_sentinels(ngx_conf_t *cf,
+    ngx_http_twirt_redis_main_conf_t *rmcf, ngx_uint_t *next);
 static char *ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_twirt_redis_init_process(ngx_cycle_t *cycle);
@@ -209,7 +244,7 @@ static ngx_conf_num_bounds_t  ngx_http_twirt_redis_queue_bounds = {
 static ngx_command_t  ngx_http_twirt_redis_commands[] = {
 
     { ngx_string("twirt_redis"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_twirt_redis,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -805,6 +840,11 @@ ngx_http_twirt_redis_connect(ngx_http_twirt_redis_worker_t *rw)
 
     rw->attempts++;
 
+    if (rmcf->master_name.len) {
+        ngx_http_twirt_redis_discover(rw);
+        return;
+    }
+
     if (rmcf->host.len == 0) {
         ngx_http_twirt_redis_open(rw, (char *) rmcf->target);
         return;
@@ -889,6 +929,319 @@ ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx)
 }
 
 
+/*
+ * Sentinel: each attempt asks the next sentinel where the master is, on
+ * a connection of its own that is closed once it answered; then the
+ * master is connected to as any address is, and asked its ROLE.
+ */
+
+static void
+ngx_http_twirt_redis_discover(ngx_http_twirt_redis_worker_t *rw)
+{
+    size_t                        argvlen[3];
+    const char                   *argv[3];
+    redisAsyncContext            *q;
+    ngx_http_twirt_redis_addr_t  *a;
+
+    a = rw->conf->sentinels->elts;
+    a = &a[rw->sentinel++ % rw->conf->sentinels->nelts];
+
+    q = redisAsyncConnect((char *) a->ip, a->port);
+
+    if (q == NULL || q->err) {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
+                                    "sentinel %s:%d: connect failed: %s",
+                                    a->ip, a->port,
+                                    q ? q->errstr : "out of memory");
+        if (q) {
+            redisAsyncFree(q);
+        }
+
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    if (ngx_http_twirt_redis_adapter_attach(q, rw->log,
+                                            ngx_http_twirt_redis_query_closed,
+                                            rw)
+        != NGX_OK)
+    {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
+                                    "sentinel %s:%d: no connection for its "
+                                    "socket", a->ip, a->port);
+        redisAsyncFree(q);
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    rw->query = q;
+    rw->state = NGX_HTTP_TWIRT_REDIS_DISCOVERING;
+
+    ngx_add_timer(&rw->connect_timer, rw->conf->timeout);
+
+    argv[0] = "SENTINEL";
+    argvlen[0] = sizeof("SENTINEL") - 1;
+    argv[1] = "get-master-addr-by-name";
+    argvlen[1] = sizeof("get-master-addr-by-name") - 1;
+    argv[2] = (const char *) rw->conf->master_name.data;
+    argvlen[2] = rw->conf->master_name.len;
+
+    (void) redisAsyncCommandArgv(q, ngx_http_twirt_redis_discovered, a, 3,
+                                 argv, argvlen);
+}
+
+
+static void
+ngx_http_twirt_redis_discovered(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    ngx_http_twirt_redis_addr_t  *a = privdata;
+
+    ngx_int_t                       port;
+    redisReply                     *reply, *ip, *pt;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+    reply = r;
+
+    if (reply == NULL || ac != rw->query) {
+        /* the connection ends: the cleanup hook says why */
+        return;
+    }
+
+    /* inside a reply callback hiredis frees once the callback returns */
+
+    rw->query = NULL;
+    rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
+    redisAsyncFree(ac);
+
+    if (rw->connect_timer.timer_set) {
+        ngx_del_timer(&rw->connect_timer);
+    }
+
+    ip = NULL;
+    pt = NULL;
+    port = NGX_ERROR;
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        ip = reply->element[0];
+        pt = reply->element[1];
+
+        if (ip->type == REDIS_REPLY_STRING && pt->type == REDIS_REPLY_STRING
+            && ip->len > 0 && ip->len < NGX_SOCKADDR_STRLEN)
+        {
+            port = ngx_atoi((u_char *) pt->str, pt->len);
+        }
+    }
+
+    if (port < 1 || port > 65535) {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
+                                    "sentinel %s:%d does not know the master "
+                                    "\"%V\"%s%*s", a->ip, a->port,
+                                    &rw->conf->master_name,
+                                    reply->type == REDIS_REPLY_ERROR
+                                    ? ": " : "",
+                                    reply->type == REDIS_REPLY_ERROR
+                                    ? (size_t) reply->len : 0,
+                                    reply->type == REDIS_REPLY_ERROR
+                                    ? reply->str : "");
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    if (ngx_strcmp(rw->master.ip, ip->str) != 0 || rw->master.port != port) {
+        ngx_log_error(NGX_LOG_INFO, rw->log, 0,
+                      "twirt: redis \"%V\": sentinel %s:%d says the master "
+                      "is %*s:%i", &rw->conf->name, a->ip, a->port,
+                      (size_t) ip->len, ip->str, port);
+    }
+
+    (void) ngx_cpystrn(rw->master.ip, (u_char *) ip->str, ip->len + 1);
+    rw->master.port = (int) port;
+
+    ngx_http_twirt_redis_open(rw, (char *) rw->master.ip);
+}
+
+
+/* the sentinel's connection ended before it answered */
+
+static void
+ngx_http_twirt_redis_query_closed(void *data, redisAsyncContext *ac)
+{
+    ngx_http_twirt_redis_worker_t  *rw = data;
+
+    if (ac != rw->query) {
+        return;
+    }
+
+    rw->query = NULL;
+    rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
+
+    if (rw->connect_timer.timer_set) {
+        ngx_del_timer(&rw->connect_timer);
+    }
+
+    if (rw->exiting) {
+        return;
+    }
+
+    ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
+                                "sentinel: %s",
+                                ac->err ? ac->errstr : "closed");
+    ngx_http_twirt_redis_retry(rw);
+}
+
+
+/*
+ * Once connected to the master, one sentinel is told to say when the
+ * sentinels switch it (SUBSCRIBE +switch-master): the connection to the
+ * old master is dropped at once, its commands go out again to the new
+ * one.  A master that dies is also noticed without it (the connection
+ * ends, the sentinels are asked again), and one demoted alive answers
+ * writes with READONLY.
+ */
+
+static void
+ngx_http_twirt_redis_watch(ngx_http_twirt_redis_worker_t *rw)
+{
+    size_t                        argvlen[2];
+    const char                   *argv[2];
+    ngx_uint_t                    n;
+    redisAsyncContext            *w;
+    ngx_http_twirt_redis_addr_t  *a;
+
+    if (rw->watch || rw->exiting || rw->conf->master_name.len == 0
+        || rw->watch_timer.timer_set)
+    {
+        return;
+    }
+
+    /* the sentinel that answered last */
+
+    n = rw->conf->sentinels->nelts;
+    a = rw->conf->sentinels->elts;
+    a = &a[(rw->sentinel + n - 1) % n];
+
+    w = redisAsyncConnect((char *) a->ip, a->port);
+
+    if (w == NULL || w->err
+        || ngx_http_twirt_redis_adapter_attach(w, rw->log,
+                                           ngx_http_twirt_redis_watch_closed,
+                                           rw)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, rw->log, 0,
+                      "twirt: redis \"%V\": cannot watch sentinel %s:%d: %s",
+                      &rw->conf->name, a->ip, a->port,
+                      w && w->err ? w->errstr : "no memory");
+        if (w) {
+            redisAsyncFree(w);
+        }
+
+        ngx_add_timer(&rw->watch_timer, 1000);
+        return;
+    }
+
+    rw->watch = w;
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = sizeof("SUBSCRIBE") - 1;
+    argv[1] = "+switch-master";
+    argvlen[1] = sizeof("+switch-master") - 1;
+
+    (void) redisAsyncCommandArgv(w, ngx_http_twirt_redis_switched, NULL, 2,
+                                 argv, argvlen);
+}
+
+
+static void
+ngx_http_twirt_redis_watch_handler(ngx_event_t *ev)
+{
+    ngx_http_twirt_redis_watch(ev->data);
+}
+
+
+/* "message", "+switch-master", "NAME old-ip old-port new-ip new-port" */
+
+static void
+ngx_http_twirt_redis_switched(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    u_char                         *p, *last, *name_end;
+    redisReply                     *reply, *m;
+    redisAsyncContext              *old;
+    ngx_http_twirt_redis_worker_t  *rw;
+
+    rw = &ngx_http_twirt_redis_worker;
+    reply = r;
+
+    if (reply == NULL || ac != rw->watch || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 7
+        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0)
+    {
+        return;
+    }
+
+    m = reply->element[2];
+
+    if (m->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    p = (u_char *) m->str;
+    last = p + m->len;
+    name_end = ngx_strlchr(p, last, ' ');
+
+    if (name_end == NULL
+        || (size_t) (name_end - p) != rw->conf->master_name.len
+        || ngx_strncmp(p, rw->conf->master_name.data, name_end - p) != 0)
+    {
+        /* another master the sentinels watch */
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, rw->log, 0,
+                  "twirt: redis \"%V\": the sentinels switched the master: "
+                  "%*s", &rw->conf->name, (size_t) (last - name_end - 1),
+                  name_end + 1);
+
+    rw->backoff = NGX_HTTP_TWIRT_REDIS_BACKOFF_MIN;
+
+    if (rw->ac) {
+        /* not its callback: freed here, the cleanup hook requeues */
+        old = rw->ac;
+        rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
+        redisAsyncFree(old);
+        return;
+    }
+
+    if (rw->retry_timer.timer_set && !rw->query) {
+        /* waiting out a backoff: ask now */
+        ngx_del_timer(&rw->retry_timer);
+        ngx_http_twirt_redis_connect(rw);
+    }
+}
+
+
+static void
+ngx_http_twirt_redis_watch_closed(void *data, redisAsyncContext *ac)
+{
+    ngx_http_twirt_redis_worker_t  *rw = data;
+
+    if (ac != rw->watch) {
+        return;
+    }
+
+    rw->watch = NULL;
+
+    if (!rw->exiting && !rw->watch_timer.timer_set) {
+        ngx_add_timer(&rw->watch_timer, 1000);
+    }
+}
+
+
 static void
 ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw, char *target)
 {
@@ -900,7 +1253,8 @@ ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw, char *target)
         ac = redisAsyncConnectUnix(target);
 
     } else {
-        ac = redisAsyncConnect(target, rw->conf->port);
+        ac = redisAsyncConnect(target, rw->conf->master_name.len
+                                       ? rw->master.port : rw->conf->port);
     }
 
     if (ac == NULL) {
@@ -991,6 +1345,15 @@ ngx_http_twirt_redis_connected(const redisAsyncContext *ac, int status)
                                   argvlen);
     }
 
+    if (rmcf->master_name.len) {
+        /* what the sentinels said may be stale: a master says so itself */
+        argv[0] = "ROLE";
+        argvlen[0] = sizeof("ROLE") - 1;
+
+        ngx_http_twirt_redis_step(rw, NGX_HTTP_TWIRT_REDIS_ROLE, 1, argv,
+                                  argvlen);
+    }
+
     argv[0] = "PING";
     argvlen[0] = sizeof("PING") - 1;
 
@@ -1047,6 +1410,29 @@ ngx_http_twirt_redis_handshake(redisAsyncContext *ac, void *r,
         }
 
         /* inside a reply callback hiredis frees once the callback returns */
+
+        rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
+        redisAsyncFree(ac);
+        return;
+    }
+
+    if (step == NGX_HTTP_TWIRT_REDIS_ROLE
+        && (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+            || reply->element[0]->type != REDIS_REPLY_STRING
+            || reply->element[0]->len != 6
+            || ngx_strncmp(reply->element[0]->str, "master", 6) != 0))
+    {
+        ngx_http_twirt_redis_failed(rw, step, "%s:%d is not the master "
+                                    "(ROLE: %*s): asking the sentinels again",
+                                    rw->master.ip, rw->master.port,
+                                    reply->type == REDIS_REPLY_ARRAY
+                                    && reply->elements
+                                    && reply->element[0]->type
+                                       == REDIS_REPLY_STRING
+                                    ? (size_t) reply->element[0]->len : 0,
+                                    reply->type == REDIS_REPLY_ARRAY
+                                    && reply->elements
+                                    ? reply->element[0]->str : "");
 
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
         redisAsyncFree(ac);
@@ -1115,6 +1501,8 @@ ngx_http_twirt_redis_ready(ngx_http_twirt_redis_worker_t *rw)
     rw->attempts = 0;
     rw->logged = NGX_HTTP_TWIRT_REDIS_NONE;
 
+    ngx_http_twirt_redis_watch(rw);
+
     if (ngx_http_twirt_redis_held(rw) <= (ngx_uint_t) rw->conf->queue / 2) {
         rw->full = 0;
     }
@@ -1156,7 +1544,7 @@ ngx_http_twirt_redis_failed(ngx_http_twirt_redis_worker_t *rw,
 static void
 ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw)
 {
-    ngx_msec_t  delay;
+    ngx_msec_t  delay, max;
 
     if (rw->exiting) {
         return;
@@ -1164,7 +1552,16 @@ ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw)
 
     delay = rw->backoff;
 
-    rw->backoff = ngx_min(rw->backoff * 2, NGX_HTTP_TWIRT_REDIS_BACKOFF_MAX);
+    /*
+     * With sentinels a failover takes seconds, and asking them is cheap:
+     * the delay stays short so that the new master is found soon.
+     */
+
+    max = rw->conf->master_name.len
+          ? NGX_HTTP_TWIRT_REDIS_SENTINEL_BACKOFF_MAX
+          : NGX_HTTP_TWIRT_REDIS_BACKOFF_MAX;
+
+    rw->backoff = ngx_min(rw->backoff * 2, max);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rw->log, 0,
                    "twirt: redis \"%V\" attempt %ui in %M ms",
@@ -1177,9 +1574,23 @@ ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw)
 static void
 ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev)
 {
+    redisAsyncContext              *q;
     ngx_http_twirt_redis_worker_t  *rw;
 
     rw = ev->data;
+
+    if (rw->query) {
+        q = rw->query;
+        rw->query = NULL;
+        rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
+
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
+                                    "sentinel did not answer in %M ms",
+                                    rw->conf->timeout);
+        redisAsyncFree(q);
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
 
     if (rw->ac == NULL) {
         return;
@@ -1206,7 +1617,7 @@ ngx_http_twirt_redis_retry_handler(ngx_event_t *ev)
 
     rw = ev->data;
 
-    if (rw->exiting || rw->ac || rw->resolving) {
+    if (rw->exiting || rw->ac || rw->resolving || rw->query) {
         return;
     }
 
@@ -1347,6 +1758,30 @@ ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     ngx_queue_remove(&cmd->queue);
     rw->ninflight--;
+
+    if (reply->type == REDIS_REPLY_ERROR && reply->len >= 8
+        && ngx_strncmp(reply->str, "READONLY", 8) == 0
+        && rw->state == NGX_HTTP_TWIRT_REDIS_READY)
+    {
+        /*
+         * A master demoted under us (a failover it lived through): the
+         * command is unanswered again (the first in flight: replies come
+         * in order), the connection is dropped, so it goes out again with
+         * the others, and the sentinels are asked again.
+         */
+        ngx_queue_insert_head(&rw->inflight, &cmd->queue);
+        rw->ninflight++;
+
+        ngx_log_error(NGX_LOG_WARN, rw->log, 0,
+                      "twirt: redis \"%V\" %s:%d is a replica now: "
+                      "asking the sentinels again", &rw->conf->name,
+                      rw->master.ip, rw->master.port);
+
+        rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
+        redisAsyncFree(ac);
+        return;
+    }
+
     rw->stats.sent++;
 
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -1635,7 +2070,7 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     size_t        len;
     ngx_int_t     port;
     ngx_str_t    *value, host;
-    ngx_uint_t    i;
+    ngx_uint_t    i, first;
 #if (NGX_HAVE_INET6)
     u_char        inaddr6[16];
 #endif
@@ -1648,6 +2083,18 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rmcf->file = cf->conf_file->file.name;
     rmcf->line = cf->conf_file->line;
+
+    first = 2;
+
+    if (value[1].len >= 9
+        && ngx_strncmp(value[1].data, "sentinel:", 9) == 0)
+    {
+        if (ngx_http_twirt_redis_sentinels(cf, rmcf, &first) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        goto parameters;
+    }
 
     if (value[1].len >= 5
         && ngx_strncasecmp(value[1].data, (u_char *) "unix:", 5) == 0)
@@ -1761,7 +2208,7 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 parameters:
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    for (i = first; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
             rmcf->password.data = value[i].data + 9;
@@ -1801,9 +2248,137 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid address \"%V\" in \"twirt_redis\", expected "
-                       "host:port, [ipv6]:port or unix:/path", &value[1]);
+                       "host:port, [ipv6]:port, unix:/path or "
+                       "sentinel:NAME", &value[1]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * twirt_redis sentinel:NAME ip:port ... [password=] [db=]: the master
+ * monitored as NAME, found by asking the sentinels, in turn.  Sentinels
+ * are given by IP address (a name would need resolving at every ask).
+ */
+
+static ngx_int_t
+ngx_http_twirt_redis_sentinels(ngx_conf_t *cf,
+    ngx_http_twirt_redis_main_conf_t *rmcf, ngx_uint_t *next)
+{
+    u_char                       *p, *last, *colon;
+    ngx_int_t                     port;
+    ngx_str_t                    *value, host;
+    ngx_uint_t                    i;
+    ngx_http_twirt_redis_addr_t  *a;
+#if (NGX_HAVE_INET6)
+    u_char                        inaddr6[16];
+#endif
+
+    value = cf->args->elts;
+
+    rmcf->master_name.data = value[1].data + 9;
+    rmcf->master_name.len = value[1].len - 9;
+
+    if (rmcf->master_name.len == 0 || rmcf->master_name.len > 64) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no master name, or a name longer than 64, in "
+                           "\"%V\"", &value[1]);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rmcf->master_name.len; i++) {
+        if (!(isalnum(rmcf->master_name.data[i])
+              || ngx_strchr("-._", rmcf->master_name.data[i])))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid master name in \"%V\": letters, "
+                               "digits, \"-\", \".\" and \"_\"",
+                               &value[1]);
+            return NGX_ERROR;
+        }
+    }
+
+    rmcf->name = value[1];
+
+    rmcf->sentinels = ngx_array_create(cf->pool, 3,
+                                       sizeof(ngx_http_twirt_redis_addr_t));
+    if (rmcf->sentinels == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')) {
+            break;
+        }
+
+        p = value[i].data;
+        last = p + value[i].len;
+
+        if (*p == '[') {
+            colon = ngx_strlchr(p, last, ']');
+            if (colon == NULL || colon + 1 >= last || colon[1] != ':') {
+                goto invalid;
+            }
+
+            host.data = p + 1;
+            host.len = colon - host.data;
+            colon++;
+
+        } else {
+            colon = ngx_strlchr(p, last, ':');
+            if (colon == NULL) {
+                goto invalid;
+            }
+
+            host.data = p;
+            host.len = colon - p;
+        }
+
+        port = ngx_atoi(colon + 1, last - colon - 1);
+
+        if (port < 1 || port > 65535 || host.len == 0
+            || host.len >= NGX_SOCKADDR_STRLEN)
+        {
+            goto invalid;
+        }
+
+        if (ngx_inet_addr(host.data, host.len) == INADDR_NONE
+#if (NGX_HAVE_INET6)
+            && ngx_inet6_addr(host.data, host.len, inaddr6) != NGX_OK
+#endif
+            )
+        {
+            goto invalid;
+        }
+
+        a = ngx_array_push(rmcf->sentinels);
+        if (a == NULL) {
+            return NGX_ERROR;
+        }
+
+        (void) ngx_cpystrn(a->ip, host.data, host.len + 1);
+        a->port = (int) port;
+    }
+
+    if (rmcf->sentinels->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"twirt_redis %V\" needs the sentinels' "
+                           "addresses (ip:port ...)", &value[1]);
+        return NGX_ERROR;
+    }
+
+    *next = i;
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid sentinel address \"%V\" in \"twirt_redis\", "
+                       "expected ip:port or [ipv6]:port", &value[i]);
+
+    return NGX_ERROR;
 }
 
 
@@ -1856,6 +2431,11 @@ ngx_http_twirt_redis_init_process(ngx_cycle_t *cycle)
     rw->retry_timer.log = cycle->log;
     rw->retry_timer.cancelable = 1;
 
+    rw->watch_timer.handler = ngx_http_twirt_redis_watch_handler;
+    rw->watch_timer.data = rw;
+    rw->watch_timer.log = cycle->log;
+    rw->watch_timer.cancelable = 1;
+
     ngx_http_twirt_redis_connect(rw);
 
     ngx_http_twirt_node_init(cycle);
@@ -1868,6 +2448,7 @@ static void
 ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                      n;
+    redisAsyncContext              *ac;
     ngx_queue_t                    *q;
     ngx_http_twirt_redis_cmd_t     *cmd;
     ngx_http_twirt_redis_worker_t  *rw;
@@ -1881,6 +2462,22 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
     rw->exiting = 1;
 
     ngx_http_twirt_node_exit();
+
+    if (rw->watch_timer.timer_set) {
+        ngx_del_timer(&rw->watch_timer);
+    }
+
+    if (rw->query) {
+        ac = rw->query;
+        rw->query = NULL;
+        redisAsyncFree(ac);
+    }
+
+    if (rw->watch) {
+        ac = rw->watch;
+        rw->watch = NULL;
+        redisAsyncFree(ac);
+    }
 
     if (rw->retry_timer.timer_set) {
         ngx_del_timer(&rw->retry_timer);
