@@ -73,6 +73,11 @@ typedef enum {
                                               in its order */
     NGX_HTTP_TWIRT_M_POOL_DISCARDED_LAST = NGX_HTTP_TWIRT_M_POOL_DISCARDED
                                            + 2,
+    NGX_HTTP_TWIRT_M_GREETING_HITS,        /* the cached greeting: played
+                                              from the zone */
+    NGX_HTTP_TWIRT_M_GREETING_MISSES,      /* not there: the model says it */
+    NGX_HTTP_TWIRT_M_GREETING_STORED,      /* a model's greeting kept */
+    NGX_HTTP_TWIRT_M_GREETING_EVICTED,     /* removed to make room */
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 
