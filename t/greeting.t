@@ -151,6 +151,12 @@ __DATA__
         twirt_silence_tries 1;
         twirt_silence_prompt "もしもし";
     }
+    location = /twilio/small {
+        twirt_stream;
+        twirt_greeting "お電話ありがとうございます。";
+        twirt_greeting_cache zone=greetings:1m;
+        twirt_send_queue_size 16k;
+    }
 --- twilio
 --scenario silence --duration-ms 1200
 --- check
@@ -191,8 +197,12 @@ is(main::cache('hits'), 1, 'one hit');
 is(main::cache('stored'), 1, 'nothing stored again');
 my ($s2) = grep { $_->{dir} eq 'summary' } @$sim2;
 is($s2->{errors_sent}, 0, 'the simulator found nothing wrong');
+my ($rc3, $tw3, $call3, $sim3) = main::place('/twilio/small', 'small', '--scenario silence --duration-ms 1000');
+is(scalar(main::greeting_creates($sim3)), 1, 'a send queue too small for it queued at once: the model says it');
+is_deeply(main::greeting_events($call3->{call_sid}), ['model'], 'a greeting event: from the model');
 --- error_log eval
 [qr/the greeting, 1000 ms, is cached/, qr/the greeting, 1000 ms, played from the cache/,
+ qr/the cached greeting, \d+ bytes to send, is not played: over half of twirt_send_queue_size/,
  qr/the cached greeting was heard for 1000 ms of 1000 ms: the model is told 42 of 42 bytes/]
 --- no_error_log
 [error]
@@ -329,7 +339,7 @@ is($n, 1, 'logged once');
 
 
 
-=== TEST 5: a greeting the caller interrupted, or that the model did not finish, is not stored
+=== TEST 5: a greeting the caller interrupted, that the model did not finish, or over 30 s, is not stored
 --- config
     location = /twilio/media {
         twirt_stream;
@@ -339,6 +349,11 @@ is($n, 1, 'logged once');
     location = /twilio/incomplete {
         twirt_stream;
         twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime&sim_fail=incomplete_responses;
+        twirt_greeting "お電話ありがとうございます。";
+        twirt_greeting_cache zone=greetings:1m;
+    }
+    location = /twilio/long {
+        twirt_stream;
         twirt_greeting "お電話ありがとうございます。";
         twirt_greeting_cache zone=greetings:1m;
     }
@@ -361,9 +376,12 @@ my $failed;
 my @said = map { $_->{response}{instructions} } main::got($failed, 'response.create');
 is(scalar @said, 3, 'failed twice, then the apology');
 is(main::cache('stored'), 0, 'failed: not stored, nor the apology');
+($rc, $tw, $c) = main::place('/twilio/long', 'long31', '--scenario greeting-31s --duration-ms 1800');
+ok(log_wait(qr/the greeting is not cached: longer than 30000 ms/, 5), 'over 30 s: not recorded further');
+is(main::cache('stored'), 0, 'nor stored');
 ($rc, $tw, $c) = main::place('/twilio/media', 'after', '--scenario silence --duration-ms 1000');
 is_deeply(main::greeting_events($c->{call_sid}), ['model'], 'the next call: a miss');
-is(main::cache('misses'), 4, 'four misses');
+is(main::cache('misses'), 5, 'five misses');
 is(main::cache('stored'), 1, 'that one stored');
 --- error_log eval
 [qr/the greeting is not cached: cancelled/, qr/the greeting is not cached: incomplete/]
