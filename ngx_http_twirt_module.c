@@ -115,6 +115,8 @@ static ngx_int_t ngx_http_twirt_complex(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_complex_value_t *cv);
 static ngx_int_t ngx_http_twirt_option(ngx_str_t *arg, const char *name,
     ngx_str_t *value);
+static ngx_int_t ngx_http_twirt_max_age(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_str_t *value);
 
 
 /* a sentence to say that may be "off" */
@@ -1938,10 +1940,7 @@ ngx_http_twirt_openai_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     age = NGX_HTTP_TWIRT_POOL_MAX_AGE;
 
     if (cf->args->nelts == 3) {
-        if (ngx_http_twirt_option(&value[2], "max_age=", &s) != NGX_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\", expected "
-                               "\"max_age=\" and a time", &value[2]);
+        if (ngx_http_twirt_max_age(cf, &value[2], &s) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
 
@@ -2062,10 +2061,7 @@ ngx_http_twirt_greeting_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     age = NGX_HTTP_TWIRT_GREETING_MAX_AGE;
 
     if (cf->args->nelts == 3) {
-        if (ngx_http_twirt_option(&value[2], "max_age=", &s) != NGX_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\", expected "
-                               "\"max_age=\" and a time", &value[2]);
+        if (ngx_http_twirt_max_age(cf, &value[2], &s) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
 
@@ -3157,6 +3153,22 @@ ngx_http_twirt_complex(ngx_conf_t *cf, ngx_str_t *value,
     ccv.complex_value = cv;
 
     return ngx_http_compile_complex_value(&ccv);
+}
+
+
+/* the "max_age=" parameter's value, or an error said */
+
+static ngx_int_t
+ngx_http_twirt_max_age(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *value)
+{
+    if (ngx_http_twirt_option(arg, "max_age=", value) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected "
+                           "\"max_age=\" and a time", arg);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

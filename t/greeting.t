@@ -109,29 +109,6 @@ sub first_media_at {
     return $hs->{at} + ($m->{t} - $hs->{t}) / 1000;
 }
 
-# the agent's utterances as Twilio had them (as in silence.t)
-sub utterances {
-    my ($twilio) = @_;
-    my (@utt, $received, $empty);
-    $empty = 1;
-    for my $r (@$twilio) {
-        my $ev = $r->{msg}{event} // '';
-        if ($r->{dir} eq 'in' && $ev eq 'media') {
-            push @utt, { first_sent => $r->{t} } if $empty;
-            $empty = 0;
-            $utt[-1]{last_sent} = $r->{t};
-            $received += $r->{msg}{media}{payload}{bytes} / 8;
-        } elsif ($r->{dir} eq 'out' && $ev eq 'mark'
-                 && ($r->{cause} // '') eq 'played' && @utt
-                 && $r->{played_ms} >= $received)
-        {
-            $utt[-1]{played} = $r->{t};
-            $empty = 1;
-        }
-    }
-    return \@utt;
-}
-
 __DATA__
 
 === TEST 1: miss, then hit: the second call hears the first call's greeting audio before the Realtime upgrade is even done, the model is told the greeting as it said it, and the silence counts from its last mark
@@ -185,7 +162,7 @@ ok($hit_media < $created, sprintf('the greeting reached Twilio before the upgrad
 my $update = main::sim_at($sim2, sub { ($_[0]{event}{type} // '') eq 'session.update' });
 my $told = main::sim_at($sim2, sub { ($_[0]{event}{type} // '') eq 'conversation.item.create' });
 ok($update < $told, 'the model was told after the session update');
-my $utt = main::utterances($tw);
+my $utt = utterances($tw);
 is(scalar @$utt, 2, 'the cached greeting, then the silence prompt') or diag(explain($utt));
 ok($utt->[1]{first_sent} - $utt->[0]{played} >= 500,
    "the prompt came a timeout after the cached greeting's last echo ($utt->[1]{first_sent} ms, echoed $utt->[0]{played} ms)");
