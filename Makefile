@@ -84,8 +84,8 @@ test: deps all test-build
 bench: deps all
 	@bench/run $(BENCH_ARGS)
 
-# the stream, upstream, bridge, tools, control, campaign, board and reload
-# suites under valgrind
+# the stream, upstream, bridge, tools, control, campaign, board, reload and
+# greeting suites under valgrind
 valgrind: deps all
 	@util/valgrind
 
