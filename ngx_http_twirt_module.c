@@ -22,6 +22,7 @@
 #include "ngx_http_twirt_connect.h"
 #include "ngx_http_twirt_outbound.h"
 #include "ngx_http_twirt_upstream_pool.h"
+#include "ngx_http_twirt_greeting.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -64,6 +65,8 @@ static char *ngx_http_twirt_outbound_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_twirt_greeting_cache(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_twirt_openai_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_twirt_voice(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -111,6 +114,8 @@ static ngx_int_t ngx_http_twirt_json_keep(ngx_conf_t *cf, json_t *json);
 static ngx_int_t ngx_http_twirt_complex(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_complex_value_t *cv);
 static ngx_int_t ngx_http_twirt_option(ngx_str_t *arg, const char *name,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_twirt_max_age(ngx_conf_t *cf, ngx_str_t *arg,
     ngx_str_t *value);
 
 
@@ -326,6 +331,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
     { ngx_string("twirt_openai_pool"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_twirt_openai_pool,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("twirt_greeting_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_twirt_greeting_cache,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -833,6 +845,7 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->ssl_verify = NGX_CONF_UNSET;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->pool_size = NGX_CONF_UNSET_UINT;
+    conf->greeting_cache = NGX_CONF_UNSET_PTR;
     conf->noise_reduction = NGX_CONF_UNSET_UINT;
     conf->max_output_tokens = NGX_CONF_UNSET;
     conf->vad.type = NGX_CONF_UNSET_UINT;
@@ -980,6 +993,8 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->model, prev->model, "gpt-realtime");
     ngx_conf_merge_str_value(conf->instructions, prev->instructions, "");
     ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");
+    ngx_conf_merge_ptr_value(conf->greeting_cache, prev->greeting_cache,
+                             NULL);
     ngx_conf_merge_str_value(conf->voice, prev->voice, "marin");
 
     if (conf->transcription.data == NULL) {
@@ -1925,10 +1940,7 @@ ngx_http_twirt_openai_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     age = NGX_HTTP_TWIRT_POOL_MAX_AGE;
 
     if (cf->args->nelts == 3) {
-        if (ngx_http_twirt_option(&value[2], "max_age=", &s) != NGX_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\", expected "
-                               "\"max_age=\" and a time", &value[2]);
+        if (ngx_http_twirt_max_age(cf, &value[2], &s) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
 
@@ -1970,6 +1982,112 @@ ngx_http_twirt_openai_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     tlcf->pool_size = n;
     tlcf->pool_max_age = age;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * twirt_greeting_cache zone=NAME:SIZE [max_age=TIME] | off: one zone may
+ * serve several locations (named with the same size)
+ */
+
+static char *
+ngx_http_twirt_greeting_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_twirt_loc_conf_t *tlcf = conf;
+
+    u_char                          *p;
+    time_t                           age;
+    ssize_t                          size;
+    ngx_str_t                       *value, s, name;
+    ngx_http_twirt_greeting_conf_t  *gc;
+
+    if (tlcf->greeting_cache != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        if (cf->args->nelts == 3) {
+            return "takes no \"max_age=\" with \"off\"";
+        }
+
+        tlcf->greeting_cache = NULL;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_twirt_option(&value[1], "zone=", &s) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected "
+                           "\"zone=NAME:SIZE\" or \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_strlchr(s.data, s.data + s.len, ':');
+
+    if (p == NULL || p == s.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\": a name and a size "
+                           "expected, e.g. \"zone=greetings:10m\"", &s);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = s.data;
+    name.len = p - s.data;
+
+    s.data = p + 1;
+    s.len -= name.len + 1;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &s);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the slab pool's own pages, and room for a few greetings */
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small: %uz bytes at least "
+                           "(a greeting of 3 s is 24k of audio)",
+                           &name, 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    age = NGX_HTTP_TWIRT_GREETING_MAX_AGE;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_http_twirt_max_age(cf, &value[2], &s) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        age = ngx_parse_time(&s, 1);
+
+        if (age == (time_t) NGX_ERROR || age == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"max_age=%V\": a time of 1s or "
+                               "more expected", &s);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    gc = ngx_pcalloc(cf->pool, sizeof(ngx_http_twirt_greeting_conf_t));
+    if (gc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    gc->max_age = age;
+    gc->zone = ngx_http_twirt_greeting_zone(cf, &name, size);
+
+    if (gc->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->greeting_cache = gc;
 
     return NGX_CONF_OK;
 }
@@ -3035,6 +3153,22 @@ ngx_http_twirt_complex(ngx_conf_t *cf, ngx_str_t *value,
     ccv.complex_value = cv;
 
     return ngx_http_compile_complex_value(&ccv);
+}
+
+
+/* the "max_age=" parameter's value, or an error said */
+
+static ngx_int_t
+ngx_http_twirt_max_age(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *value)
+{
+    if (ngx_http_twirt_option(arg, "max_age=", value) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected "
+                           "\"max_age=\" and a time", arg);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

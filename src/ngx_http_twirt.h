@@ -202,6 +202,8 @@ typedef struct {
     ngx_str_t                   model;
     ngx_str_t                   instructions;
     ngx_str_t                   greeting;
+    void                       *greeting_cache;   /* ngx_http_twirt_greeting_
+                                                     conf_t, NULL: off */
     ngx_str_t                   voice;            /* a table's name */
     ngx_str_t                   transcription;    /* a model, "": off */
     ngx_str_t                   language;

@@ -46,6 +46,7 @@
 #include "ngx_http_twirt_json_scan.h"
 #include "ngx_http_twirt_log.h"
 #include "ngx_http_twirt_upstream_pool.h"
+#include "ngx_http_twirt_greeting.h"
 
 
 #define ngx_http_twirt_call_in(phase)   (1 << NGX_HTTP_TWIRT_CALL_##phase)
@@ -59,6 +60,12 @@
 
 #define NGX_HTTP_TWIRT_CALL_NOT_DONE                                          \
     (NGX_HTTP_TWIRT_CALL_LIVE | ngx_http_twirt_call_in(ENDING))
+
+/* a cached greeting's frames: 100 ms, as the model's deltas mostly are */
+#define NGX_HTTP_TWIRT_GREETING_FRAME  800
+
+/* the item of a cached greeting's audio: the model never had it */
+#define NGX_HTTP_TWIRT_GREETING_ITEM   "twirt_greeting"
 
 /* what the model reads before the keys a caller typed */
 #define NGX_HTTP_TWIRT_KEYPAD  "keypad: "
@@ -123,6 +130,20 @@ static void ngx_http_twirt_call_delta_event(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
     ngx_str_t *audio, ngx_str_t *response, ngx_str_t *item_name);
+static ngx_int_t ngx_http_twirt_call_play(ngx_http_twirt_call_t *call,
+    ngx_str_t *item_name, ngx_str_t *payload, size_t bytes);
+static void ngx_http_twirt_call_greeting_begin(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_greeting_got(void *data, ngx_int_t rc,
+    ngx_array_t *pairs);
+static void ngx_http_twirt_call_greeting_ask(ngx_http_twirt_call_t *call);
+static ngx_int_t ngx_http_twirt_call_greeting_play(ngx_http_twirt_call_t *call,
+    ngx_str_t *audio);
+static void ngx_http_twirt_call_greeting_record(ngx_http_twirt_call_t *call,
+    ngx_str_t *delta, size_t bytes);
+static void ngx_http_twirt_call_greeting_done(ngx_http_twirt_call_t *call,
+    json_t *response, const char *status);
+static void ngx_http_twirt_call_greeting_off(ngx_http_twirt_call_t *call);
+static void ngx_http_twirt_call_greeting_tell(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call,
     const char *why, ngx_uint_t barge_in);
 static void ngx_http_twirt_call_machine(ngx_http_twirt_call_t *call,
@@ -492,6 +513,17 @@ ngx_http_twirt_call_ready(ngx_http_twirt_call_t *call, ngx_uint_t what)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->log, 0,
                    "twirt: call ready 0x%xi, waiting for 0x%xi",
                    what, call->waiting);
+
+    /* the greeting is known: a cached one plays now, whatever else waits */
+
+    if (call->greeting == NGX_HTTP_TWIRT_GREETING_NONE
+        && call->phase < NGX_HTTP_TWIRT_CALL_ENDING
+        && !(call->waiting & (NGX_HTTP_TWIRT_CALL_WAIT_START
+                              | NGX_HTTP_TWIRT_CALL_WAIT_PROFILE
+                              | NGX_HTTP_TWIRT_CALL_WAIT_HISTORY)))
+    {
+        ngx_http_twirt_call_greeting_begin(call);
+    }
 
     if (call->waiting == 0 && call->phase == NGX_HTTP_TWIRT_CALL_SETUP) {
         ngx_http_twirt_call_configure(call);
@@ -1256,7 +1288,7 @@ static void
 ngx_http_twirt_call_response_created(ngx_http_twirt_call_t *call, json_t *ev)
 {
     json_t      *v;
-    const char  *text;
+    const char  *text, *meta;
 
     v = json_object_get(json_object_get(ev, "response"), "id");
     text = json_string_value(v);
@@ -1268,6 +1300,23 @@ ngx_http_twirt_call_response_created(ngx_http_twirt_call_t *call, json_t *ev)
     if (text && json_string_length(v) < NGX_HTTP_TWIRT_ID_MAX) {
         call->response_id_len = json_string_length(v);
         ngx_memcpy(call->response_id, text, call->response_id_len);
+
+        /* the greeting's: twirt's "say", with the greeting's words */
+
+        meta = json_string_value(json_object_get(
+                   json_object_get(json_object_get(ev, "response"),
+                                   "metadata"),
+                   "twirt"));
+
+        if (call->greeting == NGX_HTTP_TWIRT_GREETING_FILL
+            && call->greeting_response_len == 0
+            && call->said.data == call->greeting_said.data
+            && meta && ngx_strcmp(meta, "say") == 0)
+        {
+            call->greeting_response_len = call->response_id_len;
+            ngx_memcpy(call->greeting_response, text,
+                       call->response_id_len);
+        }
     }
 
     /* the agent speaks: no silence is counted until it was heard */
@@ -1281,6 +1330,7 @@ static void
 ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call, json_t *ev)
 {
     json_t      *v;
+    ngx_str_t    id, text;
     ngx_uint_t   caller;
 
     v = json_object_get(ev, "transcript");
@@ -1298,6 +1348,18 @@ ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call, json_t *ev)
            == NGX_ERROR)
     {
         ngx_http_twirt_call_bad_usage(call);
+    }
+
+    ngx_http_twirt_json_get_str(ev, "response_id", &id);
+
+    if (!caller && call->greeting == NGX_HTTP_TWIRT_GREETING_FILL
+        && call->greeting_response_len
+        && id.len == call->greeting_response_len
+        && ngx_memcmp(id.data, call->greeting_response, id.len) == 0)
+    {
+        text.data = (u_char *) json_string_value(v);
+        text.len = json_string_length(v);
+        (void) ngx_http_twirt_call_str(call, &call->greeting_text, &text);
     }
 
     ngx_http_twirt_call_event(call, "transcript",
@@ -1340,8 +1402,6 @@ ngx_http_twirt_call_session_created(ngx_http_twirt_call_t *call, json_t *ev)
 static void
 ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
 {
-    ngx_str_t  greeting, instructions, both;
-
     ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_ACTIVE);
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
@@ -1357,6 +1417,29 @@ ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
     if (ngx_http_twirt_transfer_replay(call) == NGX_OK) {
         return;
     }
+
+    if (call->greeting == NGX_HTTP_TWIRT_GREETING_PLAYING) {
+        /* the cached greeting plays: the model is told once it was heard */
+        ngx_http_twirt_call_heard(call);
+        return;
+    }
+
+    if (call->greeting == NGX_HTTP_TWIRT_GREETING_LOOKUP) {
+        /* Redis answers within twirt_redis_timeout */
+        call->greeting_due = 1;
+        return;
+    }
+
+    ngx_http_twirt_call_greeting_ask(call);
+}
+
+
+/* the model is asked to say the greeting, in the first response */
+
+static void
+ngx_http_twirt_call_greeting_ask(ngx_http_twirt_call_t *call)
+{
+    ngx_str_t  greeting, instructions, both;
 
     if (ngx_http_twirt_call_text(call, "greeting", &call->conf->greeting,
                                  &greeting)
@@ -1378,7 +1461,452 @@ ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
         return;
     }
 
+    if (call->conf->greeting_cache) {
+        ngx_http_twirt_call_event(call, "greeting",
+                                  json_pack("{s:s}", "source", "model"));
+    }
+
+    /* its response is recognised by these instructions, and recorded */
+    call->greeting_said = both;
+
     ngx_http_twirt_call_response_create(call, &both);
+}
+
+
+/*
+ * The greeting is known (start, the profile): with twirt_greeting_cache,
+ * a cached one is played now, while the session is configured; else the
+ * model's is recorded for the next call.  A greeting filled per call
+ * ({{name}}) is kept only the second time it is said: a customer's name
+ * said once takes no place in the zone, nor in Redis, a {{company}} the
+ * same for every call is cached all the same.  A returning call's
+ * conversation is replayed instead of a greeting.
+ */
+
+static void
+ngx_http_twirt_call_greeting_begin(ngx_http_twirt_call_t *call)
+{
+    json_t                          *v;
+    ngx_str_t                        src, text, voice, audio;
+    ngx_http_twirt_greeting_conf_t  *gc;
+
+    gc = call->conf->greeting_cache;
+
+    call->greeting = NGX_HTTP_TWIRT_GREETING_OFF;
+
+    if (gc == NULL || call->returning) {
+        return;
+    }
+
+    src = call->conf->greeting;
+    v = json_object_get(call->profile, "greeting");
+
+    if (json_is_string(v)) {
+        src.data = (u_char *) json_string_value(v);
+        src.len = json_string_length(v);
+    }
+
+    if (src.len == 0) {
+        return;
+    }
+
+    call->greeting_filled = (ngx_strnstr(src.data, "{{", src.len) != NULL);
+
+    if (ngx_http_twirt_call_text(call, "greeting", &call->conf->greeting,
+                                 &text)
+        != NGX_OK
+        || text.len == 0)
+    {
+        return;
+    }
+
+    voice = call->conf->voice;
+    v = json_object_get(call->profile, "voice");
+
+    if (json_is_string(v)) {
+        voice.data = (u_char *) json_string_value(v);
+        voice.len = json_string_length(v);
+    }
+
+    ngx_http_twirt_greeting_key(&voice, &call->conf->model, call->conf->speed,
+                                &text, call->greeting_key);
+
+    if (ngx_http_twirt_greeting_lookup(gc, call->greeting_key, call->pool,
+                                       &audio, &call->greeting_text)
+        == NGX_OK
+        && ngx_http_twirt_call_greeting_play(call, &audio) == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: the greeting, %uz ms, played from the cache",
+                      audio.len / 8);
+
+        ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_GREETING_HITS, 1);
+        ngx_http_twirt_call_event(call, "greeting",
+                                  json_pack("{s:s,s:I}", "source", "cache",
+                                            "audio_ms",
+                                            (json_int_t) (audio.len / 8)));
+
+        call->greeting = NGX_HTTP_TWIRT_GREETING_PLAYING;
+        return;
+    }
+
+    /* another node's, or this one's before a restart */
+
+    if (ngx_http_twirt_greeting_redis_get(call->greeting_key, call->pool,
+                                          ngx_http_twirt_call_greeting_got,
+                                          call, &call->greeting_handle)
+        == NGX_OK)
+    {
+        call->greeting = NGX_HTTP_TWIRT_GREETING_LOOKUP;
+        return;
+    }
+
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_GREETING_MISSES, 1);
+
+    call->greeting = NGX_HTTP_TWIRT_GREETING_FILL;
+}
+
+
+/*
+ * Redis answered (or not in time): a greeting found is kept in the zone
+ * and played, else the model says it; if the session is ready, it was
+ * waiting for this.
+ */
+
+static void
+ngx_http_twirt_call_greeting_got(void *data, ngx_int_t rc, ngx_array_t *pairs)
+{
+    ngx_http_twirt_call_t  *call = data;
+
+    ngx_str_t      audio, text, copy;
+    ngx_uint_t     i;
+    ngx_keyval_t  *kv;
+
+    call->greeting_handle = NULL;
+
+    ngx_str_null(&audio);
+    ngx_str_null(&text);
+
+    for (i = 0; rc == NGX_OK && i < pairs->nelts; i++) {
+        kv = &((ngx_keyval_t *) pairs->elts)[i];
+
+        if (kv->key.len == 5 && ngx_strncmp(kv->key.data, "audio", 5) == 0) {
+            audio = kv->value;
+
+        } else if (kv->key.len == 4
+                   && ngx_strncmp(kv->key.data, "text", 4) == 0)
+        {
+            text = kv->value;
+        }
+    }
+
+    if (audio.len && text.len && audio.len <= NGX_HTTP_TWIRT_GREETING_MAX
+        && call->phase < NGX_HTTP_TWIRT_CALL_ENDING
+        && ngx_http_twirt_call_str(call, &copy, &audio) == NGX_OK
+        && ngx_http_twirt_call_str(call, &call->greeting_text, &text)
+           == NGX_OK)
+    {
+        (void) ngx_http_twirt_greeting_store(call->conf->greeting_cache,
+                                             call->greeting_key, &copy,
+                                             &call->greeting_text, 0,
+                                             call->log);
+
+        if (ngx_http_twirt_call_greeting_play(call, &copy) == NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                          "twirt: the greeting, %uz ms, played from Redis",
+                          copy.len / 8);
+
+            ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_GREETING_HITS, 1);
+            ngx_http_twirt_call_event(call, "greeting",
+                json_pack("{s:s,s:I,s:s}", "source", "cache",
+                          "audio_ms", (json_int_t) (copy.len / 8),
+                          "from", "redis"));
+
+            call->greeting = NGX_HTTP_TWIRT_GREETING_PLAYING;
+
+            if (call->greeting_due) {
+                ngx_http_twirt_call_heard(call);
+            }
+
+            return;
+        }
+    }
+
+    ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_GREETING_MISSES, 1);
+
+    call->greeting = NGX_HTTP_TWIRT_GREETING_FILL;
+
+    if (call->greeting_due && call->phase == NGX_HTTP_TWIRT_CALL_ACTIVE) {
+        ngx_http_twirt_call_greeting_ask(call);
+    }
+}
+
+
+/*
+ * The cached audio goes out at once, frames and marks as the model's
+ * deltas would, under an item of its own: the barge-in, the silence timer
+ * and what waits for the agent to be heard work from them unchanged.  It
+ * is queued whole, so it must leave half of twirt_send_queue_size free.
+ */
+
+static ngx_int_t
+ngx_http_twirt_call_greeting_play(ngx_http_twirt_call_t *call,
+    ngx_str_t *audio)
+{
+    u_char       *buf;
+    size_t        n, off, need, pending, frames;
+    ngx_str_t     id, chunk, b64;
+
+    frames = (audio->len + NGX_HTTP_TWIRT_GREETING_FRAME - 1)
+             / NGX_HTTP_TWIRT_GREETING_FRAME;
+
+    /* a frame's JSON and its mark's, with two streamSids, and headers */
+    need = ngx_base64_encoded_length(audio->len)
+           + frames * (2 * call->stream_sid.len + 128);
+
+    pending = call->twilio->out_last - call->twilio->out_pos;
+
+    if (audio->len == 0 || pending + need > call->twilio->conf->max_queue / 2)
+    {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: the cached greeting, %uz bytes to send, is "
+                      "not played: over half of twirt_send_queue_size",
+                      need);
+        return NGX_DECLINED;
+    }
+
+    buf = ngx_pnalloc(call->pool,
+                      ngx_base64_encoded_length(NGX_HTTP_TWIRT_GREETING_FRAME));
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&id, NGX_HTTP_TWIRT_GREETING_ITEM);
+
+    for (off = 0; off < audio->len; off += n) {
+        n = ngx_min(NGX_HTTP_TWIRT_GREETING_FRAME, audio->len - off);
+
+        chunk.data = audio->data + off;
+        chunk.len = n;
+        b64.data = buf;
+
+        ngx_encode_base64(&b64, &chunk);
+
+        if (ngx_http_twirt_call_play(call, &id, &b64, n) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    call->greeting_item = call->item;
+    call->greeting_total = audio->len;
+
+    return NGX_OK;
+}
+
+
+/* a delta of the model's greeting: its μ-law is kept, up to the bound */
+
+static void
+ngx_http_twirt_call_greeting_record(ngx_http_twirt_call_t *call,
+    ngx_str_t *delta, size_t bytes)
+{
+    u_char     *p;
+    size_t      size;
+    ngx_str_t   dst;
+
+    if (call->greeting_len + bytes > NGX_HTTP_TWIRT_GREETING_MAX) {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: the greeting is not cached: longer than "
+                      "%d ms", NGX_HTTP_TWIRT_GREETING_MAX / 8);
+        ngx_http_twirt_call_greeting_off(call);
+        return;
+    }
+
+    if (call->greeting_len + bytes > call->greeting_size) {
+        size = ngx_max(call->greeting_size * 2, call->greeting_len + bytes);
+        size = ngx_max(size, 16384);
+        size = ngx_min(size, NGX_HTTP_TWIRT_GREETING_MAX);
+
+        p = ngx_alloc(size, call->log);
+        if (p == NULL) {
+            ngx_http_twirt_call_greeting_off(call);
+            return;
+        }
+
+        if (call->greeting_audio) {
+            ngx_memcpy(p, call->greeting_audio, call->greeting_len);
+            ngx_free(call->greeting_audio);
+        }
+
+        call->greeting_audio = p;
+        call->greeting_size = size;
+    }
+
+    dst.data = call->greeting_audio + call->greeting_len;
+
+    if (ngx_decode_base64(&dst, delta) != NGX_OK) {
+        ngx_http_twirt_call_greeting_off(call);
+        return;
+    }
+
+    call->greeting_len += dst.len;
+}
+
+
+/*
+ * The model's greeting is done: kept when the model said it whole
+ * ("completed", not cut by the caller); a failed one is asked for again
+ * (ngx_http_twirt_call_response_failed), and that one is recorded.
+ */
+
+static void
+ngx_http_twirt_call_greeting_done(ngx_http_twirt_call_t *call,
+    json_t *response, const char *status)
+{
+    json_t     *v;
+    ngx_int_t   rc;
+    ngx_str_t   audio;
+
+    if (call->greeting != NGX_HTTP_TWIRT_GREETING_FILL
+        || call->greeting_response_len == 0)
+    {
+        return;
+    }
+
+    v = json_object_get(response, "id");
+
+    if (!json_is_string(v)
+        || json_string_length(v) != call->greeting_response_len
+        || ngx_memcmp(json_string_value(v), call->greeting_response,
+                      call->greeting_response_len)
+           != 0)
+    {
+        return;
+    }
+
+    if (status && ngx_strcmp(status, "failed") == 0) {
+        call->greeting_response_len = 0;
+        call->greeting_len = 0;
+        return;
+    }
+
+    if (status && ngx_strcmp(status, "completed") == 0
+        && !(call->dropped_id_len == call->greeting_response_len
+             && ngx_memcmp(call->dropped_id, call->greeting_response,
+                           call->dropped_id_len)
+                == 0)
+        && call->greeting_len && call->greeting_text.len)
+    {
+        audio.data = call->greeting_audio;
+        audio.len = call->greeting_len;
+
+        rc = ngx_http_twirt_greeting_store(call->conf->greeting_cache,
+                                           call->greeting_key, &audio,
+                                           &call->greeting_text,
+                                           call->greeting_filled, call->log);
+
+        if (rc == NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                          "twirt: the greeting, %uz ms, is cached",
+                          audio.len / 8);
+            ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_GREETING_STORED, 1);
+        }
+
+        /*
+         * Redis keeps it even when this zone cannot, unless it is filled
+         * per call and said here the first time
+         */
+
+        if (rc == NGX_OK || !call->greeting_filled) {
+            ngx_http_twirt_greeting_redis_store(call->conf->greeting_cache,
+                                                call->greeting_key, &audio,
+                                                &call->greeting_text,
+                                                call->pool, call->log);
+        }
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                      "twirt: the greeting is not cached: %s",
+                      status ? status : "no status");
+    }
+
+    ngx_http_twirt_call_greeting_off(call);
+}
+
+
+static void
+ngx_http_twirt_call_greeting_off(ngx_http_twirt_call_t *call)
+{
+    call->greeting = NGX_HTTP_TWIRT_GREETING_OFF;
+
+    if (call->greeting_audio) {
+        ngx_free(call->greeting_audio);
+        call->greeting_audio = NULL;
+        call->greeting_len = 0;
+        call->greeting_size = 0;
+    }
+}
+
+
+/*
+ * The cached greeting was heard to its end, or cut by the caller, and the
+ * session is configured: the model is told what it "said", as an
+ * assistant message, so that it does not greet again.  Cut, it is the
+ * part heard: the text in proportion of the audio played, in characters,
+ * cut at a character's start; nothing heard, nothing told.
+ */
+
+static void
+ngx_http_twirt_call_greeting_tell(ngx_http_twirt_call_t *call)
+{
+    json_t                 *ev;
+    size_t                  n;
+    uint64_t                heard;
+    ngx_http_twirt_item_t  *item;
+
+    if (call->greeting != NGX_HTTP_TWIRT_GREETING_PLAYING
+        || call->phase != NGX_HTTP_TWIRT_CALL_ACTIVE
+        || call->mark_count != 0)
+    {
+        return;
+    }
+
+    call->greeting = NGX_HTTP_TWIRT_GREETING_TOLD;
+
+    item = &call->items[call->greeting_item];
+    heard = ngx_min(item->played, call->greeting_total);
+
+    n = ngx_http_twirt_greeting_heard(&call->greeting_text, heard,
+                                      call->greeting_total);
+
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "twirt: the cached greeting was heard for %uL ms of %uL "
+                  "ms: the model is told %uz of %uz bytes",
+                  heard / 8, call->greeting_total / 8, n,
+                  call->greeting_text.len);
+
+    if (n == 0) {
+        return;
+    }
+
+    ev = json_pack("{s:s,s:s,s:{s:s,s:s,s:[{s:s,s:s%}]}}",
+                   "type", "conversation.item.create",
+                   "event_id", NGX_HTTP_TWIRT_GREETING_ITEM,
+                   "item", "type", "message", "role", "assistant",
+                   "content", "type", "output_text",
+                   "text", call->greeting_text.data, n);
+
+    if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                      "twirt: the model could not be told the greeting");
+    }
+
+    json_decref(ev);
+
+    ngx_http_twirt_call_event(call, "transcript",
+        json_pack("{s:s,s:s%,s:s}", "role", "agent",
+                  "text", call->greeting_text.data, n,
+                  "item_id", NGX_HTTP_TWIRT_GREETING_ITEM));
 }
 
 
@@ -1386,11 +1914,8 @@ static void
 ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
     ngx_str_t *response, ngx_str_t *item_name)
 {
-    ssize_t                 bytes;
-    ngx_str_t               delta, parts[5], item_id, response_id;
-    ngx_http_twirt_item_t  *item;
-    ngx_http_twirt_mark_t  *mark;
-    u_char                  seq[NGX_INT_T_LEN];
+    ssize_t     bytes;
+    ngx_str_t   delta, response_id;
 
     if (audio->data == NULL) {
         return;
@@ -1416,6 +1941,34 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
                       "twirt: ignored an audio delta that is not base64");
         return;
     }
+
+    if (call->greeting == NGX_HTTP_TWIRT_GREETING_FILL
+        && response_id.len == call->greeting_response_len
+        && ngx_memcmp(response_id.data, call->greeting_response,
+                      response_id.len)
+           == 0)
+    {
+        ngx_http_twirt_call_greeting_record(call, &delta, bytes);
+    }
+
+    (void) ngx_http_twirt_call_play(call, item_name, &delta, bytes);
+}
+
+
+/*
+ * Audio to Twilio: media (base64 μ-law), then a numbered mark; the
+ * item's accounting for the barge-in.  The model's deltas and a cached
+ * greeting's frames alike.
+ */
+
+static ngx_int_t
+ngx_http_twirt_call_play(ngx_http_twirt_call_t *call, ngx_str_t *item_name,
+    ngx_str_t *payload, size_t bytes)
+{
+    ngx_str_t               parts[5], item_id;
+    ngx_http_twirt_item_t  *item;
+    ngx_http_twirt_mark_t  *mark;
+    u_char                  seq[NGX_INT_T_LEN];
 
     item_id = *item_name;
 
@@ -1445,14 +1998,14 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
     ngx_str_set(&parts[0], "{\"event\":\"media\",\"streamSid\":\"");
     parts[1] = call->stream_sid;
     ngx_str_set(&parts[2], "\",\"media\":{\"payload\":\"");
-    parts[3] = delta;
+    parts[3] = *payload;
     ngx_str_set(&parts[4], "\"}}");
 
     if (ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
                                      parts, 5)
         != NGX_OK)
     {
-        return;
+        return NGX_ERROR;
     }
 
     call->media_out++;
@@ -1461,7 +2014,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
 
     if (call->mark_count == NGX_HTTP_TWIRT_MARKS) {
         /* marks carry totals: the next one covers this audio too */
-        return;
+        return NGX_OK;
     }
 
     call->mark_seq++;
@@ -1480,7 +2033,7 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
     parts[3].len = ngx_sprintf(seq, "%ui", call->mark_seq) - seq;
     ngx_str_set(&parts[4], "\"}}");
 
-    (void) ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
+    return ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
                                         parts, 5);
 }
 
@@ -1588,6 +2141,15 @@ ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call, const char *why,
     }
 
     if (item->played >= item->received || item->id_len == 0) {
+        ngx_http_twirt_call_heard(call);
+        return;
+    }
+
+    if (call->greeting == NGX_HTTP_TWIRT_GREETING_PLAYING
+        && item == &call->items[call->greeting_item])
+    {
+        /* the model never had it: it is told the part heard instead */
+        item->received = item->played;
         ngx_http_twirt_call_heard(call);
         return;
     }
@@ -2146,6 +2708,8 @@ ngx_http_twirt_call_response_done(ngx_http_twirt_call_t *call, json_t *ev)
                   "cost_usd", ngx_http_twirt_realtime_cost(call->conf->prices,
                                                            &call->usage)));
 
+    ngx_http_twirt_call_greeting_done(call, response, status);
+
     was = call->response;
 
     call->response = NGX_HTTP_TWIRT_RESPONSE_IDLE;
@@ -2533,6 +3097,7 @@ ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call, json_t *ev)
 static void
 ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
 {
+    ngx_http_twirt_call_greeting_tell(call);
     ngx_http_twirt_call_silence(call);
 
     if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
@@ -3048,6 +3613,13 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
         ngx_free(call->early);
         call->early = NULL;
     }
+
+    if (call->greeting_handle) {
+        ngx_http_twirt_redis_cancel(call->greeting_handle);
+        call->greeting_handle = NULL;
+    }
+
+    ngx_http_twirt_call_greeting_off(call);
 
     /* the request may outlive the call by a moment */
     if (call->cleanup) {

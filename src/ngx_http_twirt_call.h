@@ -91,6 +91,17 @@ typedef enum {
 } ngx_http_twirt_say_e;
 
 
+/* the greeting and its cache (README, "The cached greeting") */
+typedef enum {
+    NGX_HTTP_TWIRT_GREETING_NONE = 0,  /* not decided yet */
+    NGX_HTTP_TWIRT_GREETING_OFF,       /* no cache, per call, or decided */
+    NGX_HTTP_TWIRT_GREETING_LOOKUP,    /* not in the zone: asked Redis */
+    NGX_HTTP_TWIRT_GREETING_FILL,      /* the model says it: recorded */
+    NGX_HTTP_TWIRT_GREETING_PLAYING,   /* cached audio sent to Twilio */
+    NGX_HTTP_TWIRT_GREETING_TOLD       /* and the model was told it */
+} ngx_http_twirt_greeting_e;
+
+
 typedef struct ngx_http_twirt_call_s  ngx_http_twirt_call_t;
 
 
@@ -187,6 +198,30 @@ struct ngx_http_twirt_call_s {
                                                    last "say" response */
     ngx_str_t                   sayings[NGX_HTTP_TWIRT_SAY_LAST];
                                                 /* made once per call */
+
+    /*
+     * The greeting's cache: what a miss records of the model's greeting
+     * response (its μ-law, bounded, and its transcript), or what a hit
+     * plays (the item of its audio, the text the model is told)
+     */
+    ngx_http_twirt_greeting_e   greeting;
+    u_char                      greeting_key[16];
+    ngx_str_t                   greeting_said;  /* the response's
+                                                   instructions */
+    u_char                      greeting_response[NGX_HTTP_TWIRT_ID_MAX];
+    size_t                      greeting_response_len;
+    u_char                     *greeting_audio; /* ngx_alloc()ed */
+    size_t                      greeting_len;
+    size_t                      greeting_size;
+    ngx_str_t                   greeting_text;
+    ngx_uint_t                  greeting_item;  /* in items, when played */
+    uint64_t                    greeting_total; /* bytes played */
+    void                       *greeting_handle; /* the Redis read */
+    unsigned                    greeting_filled:1; /* its template has a
+                                                      {{placeholder}} */
+    unsigned                    greeting_due:1; /* the session is ready:
+                                                   the model's greeting
+                                                   waits for Redis */
 
         /* playback accounting */
     ngx_http_twirt_item_t       items[NGX_HTTP_TWIRT_ITEMS];

@@ -811,6 +811,31 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
                          c[NGX_HTTP_TWIRT_M_POOL_DISCARDED + i]);
     }
 
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_greeting_cache_hits_total", "counter",
+            "Calls whose greeting was played from twirt_greeting_cache.");
+    p = ngx_slprintf(p, end, "twirt_greeting_cache_hits_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_GREETING_HITS]);
+
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_greeting_cache_misses_total", "counter",
+            "Calls whose greeting was not cached: the model said it.");
+    p = ngx_slprintf(p, end, "twirt_greeting_cache_misses_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_GREETING_MISSES]);
+
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_greeting_cache_stored_total", "counter",
+            "Greetings the model said whole, kept in the cache.");
+    p = ngx_slprintf(p, end, "twirt_greeting_cache_stored_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_GREETING_STORED]);
+
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_greeting_cache_evicted_total", "counter",
+            "Cached greetings removed, least recently used first, to make "
+            "room.");
+    p = ngx_slprintf(p, end, "twirt_greeting_cache_evicted_total %uL\n",
+                     c[NGX_HTTP_TWIRT_M_GREETING_EVICTED]);
+
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");
 

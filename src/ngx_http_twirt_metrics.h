@@ -75,6 +75,11 @@ typedef enum {
                                            + 2,
     NGX_HTTP_TWIRT_M_NODE_LOST,            /* other nodes' calls marked
                                               failed: node_lost */
+    NGX_HTTP_TWIRT_M_GREETING_HITS,        /* the cached greeting: played
+                                              from the zone */
+    NGX_HTTP_TWIRT_M_GREETING_MISSES,      /* not there: the model says it */
+    NGX_HTTP_TWIRT_M_GREETING_STORED,      /* a model's greeting kept */
+    NGX_HTTP_TWIRT_M_GREETING_EVICTED,     /* removed to make room */
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 

@@ -46,32 +46,6 @@ sub creates {
                     && ($_->{event}{type} // '') eq 'response.create' } @$sim ];
 }
 
-# the agent's utterances as Twilio had them: when the gateway sent the
-# first and the last of their audio, and when Twilio echoed the mark
-# after their last audio, the one that left its playback queue empty
-sub utterances {
-    my ($twilio) = @_;
-    my (@utt, $received, $empty);
-    $empty = 1;
-    for my $r (@$twilio) {
-        my $ev = $r->{msg}{event} // '';
-        if ($r->{dir} eq 'in' && $ev eq 'media') {
-            push @utt, { first_sent => $r->{t} } if $empty;
-            $empty = 0;
-            $utt[-1]{last_sent} = $r->{t};
-            $received += $r->{msg}{media}{payload}{bytes} / 8;
-        } elsif ($r->{dir} eq 'out' && $ev eq 'mark'
-                 && ($r->{cause} // '') eq 'played' && @utt
-                 && $r->{played_ms} >= $received)
-        {
-            $utt[-1]{played} = $r->{t};
-            $empty = 1;
-        }
-    }
-    return \@utt;
-}
-
-
 # a metric of the running nginx, once the call is counted (bounded)
 sub metric {
     my ($re) = @_;
@@ -105,7 +79,7 @@ __DATA__
 --- twilio
 --scenario silence --playback-delay-ms 1000 --duration-ms 20000 --param name=山田 --call-sid CA0000000000000000000000000silence1
 --- check
-my $utt = main::utterances($twilio);
+my $utt = utterances($twilio);
 is(scalar @$utt, 3, 'the greeting, one prompt, the goodbye') or diag(explain($utt));
 ok($utt->[0]{played} - $utt->[0]{last_sent} >= 1000,
    "the greeting was heard a playback delay after it was sent ($utt->[0]{last_sent} ms, echoed $utt->[0]{played} ms)");
@@ -150,7 +124,7 @@ like($body, qr{<Response><Hangup/></Response>}, 'no fallback after it');
 --- twilio
 --scenario silence-answer
 --- check
-my $utt = main::utterances($twilio);
+my $utt = utterances($twilio);
 is(scalar @$utt, 2, 'the greeting and the answer, nothing else') or diag(explain($utt));
 my @say = grep { /Say exactly/ } map { $_->{response}{instructions} // '' } @{ main::creates($sim) };
 is(scalar @say, 1, 'only the greeting was said by twirt');
@@ -172,7 +146,7 @@ asking again
 --- twilio
 --scenario silence --duration-ms 5500 --dtmf 2000:5
 --- check
-my $utt = main::utterances($twilio);
+my $utt = utterances($twilio);
 my ($key) = grep { $_->{dir} eq 'out' && ($_->{msg}{event} // '') eq 'dtmf' } @$twilio;
 ok($key, 'the key was pressed') or return;
 ok($key->{t} - $utt->[0]{played} < 1500, "before the timeout ($key->{t} ms, greeting echoed $utt->[0]{played} ms)");

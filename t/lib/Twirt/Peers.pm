@@ -31,7 +31,8 @@ use Test::More;
 our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
                  tool_backend_start twilio_rest_start
                  place_calls_from_blocks twirt_events error_log_text
-                 http_post http_get_text http_json log_wait nginx_reload);
+                 http_post http_get_text http_json log_wait nginx_reload
+                 utterances);
 
 my $top = "$ENV{PWD}";
 my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
@@ -314,6 +315,32 @@ sub nginx_reload {
     my $pid = _slurp("$root/logs/nginx.pid");
     chomp $pid;
     kill 'HUP', $pid or die "no nginx master to reload";
+}
+
+# the agent's utterances as the Twilio peer had them ($twilio: its
+# records): when the gateway sent the first and the last of their audio,
+# and when Twilio echoed the mark after their last audio, the one that
+# left its playback queue empty
+sub utterances {
+    my ($twilio) = @_;
+    my (@utt, $received, $empty);
+    $empty = 1;
+    for my $r (@$twilio) {
+        my $ev = $r->{msg}{event} // '';
+        if ($r->{dir} eq 'in' && $ev eq 'media') {
+            push @utt, { first_sent => $r->{t} } if $empty;
+            $empty = 0;
+            $utt[-1]{last_sent} = $r->{t};
+            $received += $r->{msg}{media}{payload}{bytes} / 8;
+        } elsif ($r->{dir} eq 'out' && $ev eq 'mark'
+                 && ($r->{cause} // '') eq 'played' && @utt
+                 && $r->{played_ms} >= $received)
+        {
+            $utt[-1]{played} = $r->{t};
+            $empty = 1;
+        }
+    }
+    return \@utt;
 }
 
 # the call events twirt logged ("twirt: event {...}"), decoded, in order
