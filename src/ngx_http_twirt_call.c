@@ -1132,6 +1132,22 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
 
     ngx_http_twirt_call_phase(call, NGX_HTTP_TWIRT_CALL_CONFIGURED);
 
+    /*
+     * The model's greeting is asked for at once, behind the session
+     * update: the Realtime API runs a session's client events in order,
+     * so the response is made with the session as configured, and the
+     * caller does not wait a round trip for session.updated first.  (A
+     * rejected update fails the call before the response's audio.)
+     */
+
+    if (!call->returning
+        && call->greeting != NGX_HTTP_TWIRT_GREETING_PLAYING
+        && call->greeting != NGX_HTTP_TWIRT_GREETING_LOOKUP)
+    {
+        call->greeting_asked = 1;
+        ngx_http_twirt_call_greeting_ask(call);
+    }
+
     p = call->early;
     end = p + call->early_len;
 
@@ -1415,6 +1431,11 @@ ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
                               json_pack("{s:s}", "status", "active"));
 
     if (ngx_http_twirt_transfer_replay(call) == NGX_OK) {
+        return;
+    }
+
+    if (call->greeting_asked) {
+        /* with the session update */
         return;
     }
 

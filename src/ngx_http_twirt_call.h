@@ -222,6 +222,8 @@ struct ngx_http_twirt_call_s {
     unsigned                    greeting_due:1; /* the session is ready:
                                                    the model's greeting
                                                    waits for Redis */
+    unsigned                    greeting_asked:1; /* with the session
+                                                     update */
 
         /* playback accounting */
     ngx_http_twirt_item_t       items[NGX_HTTP_TWIRT_ITEMS];
