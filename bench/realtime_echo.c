@@ -54,6 +54,7 @@ typedef struct {
     unsigned            close_sent:1;
     unsigned long       id;
     unsigned long       answers;         /* --transcripts: answers sent */
+    unsigned long       events;          /* deltas sent: their event_ids */
     uint64_t            next_answer;     /* when the next one is due, ns */
 } echo_conn_t;
 
@@ -615,15 +616,11 @@ static int
 echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
 {
     int             rc;
-    char            head[96];
+    char            head[256];
     size_t          n, hlen;
     bench_json_t    type, v;
     unsigned char  *out;
 
-    static const char  delta[] =
-        "{\"type\":\"response.output_audio.delta\",\"response_id\":"
-        "\"resp_1\",\"item_id\":\"item_1\",\"output_index\":0,"
-        "\"content_index\":0,\"delta\":\"";
 
     rc = bench_json_get((const char *) p, len, "type", &type);
 
@@ -642,16 +639,26 @@ echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
             return 0;
         }
 
-        n = sizeof(delta) - 1 + v.len + 2;
+        /* the GA API's delta, every field of it, one event_id each */
+
+        hlen = (size_t) snprintf(head, sizeof(head),
+                                 "{\"type\":\"response.output_audio.delta\","
+                                 "\"event_id\":\"event_%lu_a%lu\","
+                                 "\"response_id\":\"resp_%lu_0\","
+                                 "\"item_id\":\"item_%lu_0\","
+                                 "\"output_index\":0,\"content_index\":0,"
+                                 "\"delta\":\"", c->id, ++c->events, c->id,
+                                 c->id);
+        n = hlen + v.len + 2;
 
         if (echo_out(c, n) != 0) {
             return -1;
         }
 
         out = bench_ws_reserve(&c->ws, n);
-        memcpy(out, delta, sizeof(delta) - 1);
-        memcpy(out + sizeof(delta) - 1, v.p, v.len);
-        memcpy(out + sizeof(delta) - 1 + v.len, "\"}", 2);
+        memcpy(out, head, hlen);
+        memcpy(out + hlen, v.p, v.len);
+        memcpy(out + hlen + v.len, "\"}", 2);
 
         echo_stats.deltas_out++;
         echo_stats.audio_bytes += v.len;

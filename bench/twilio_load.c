@@ -5,8 +5,8 @@
  *
  * Each call upgrades (random key, Sec-WebSocket-Accept verified), sends
  * "connected" and "start", then one "media" of 160 bytes of mu-law every
- * 20 ms on a drift-free CLOCK_MONOTONIC grid, the calls' phases spread
- * over the period.  Each payload begins with an id (call, sequence number,
+ * 20 ms on a drift-free CLOCK_MONOTONIC grid, each call at a random phase
+ * of its own (no shared tick: calls are independent).  Each payload begins with an id (call, sequence number,
  * send time) so that the audio echoed back is matched to the frame it
  * came from: the round-trip time is measured per frame, and a frame never
  * echoed within the grace period is lost.  Marks are echoed as Twilio
@@ -199,6 +199,7 @@ static void load_error(load_call_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void load_signal(int signo);
 
+static uint64_t load_phase(void);
 static void load_heap_push(load_call_t *c);
 static void load_heap_remove(load_call_t *c);
 static void load_heap_fix(load_call_t *c);
@@ -215,7 +216,7 @@ static double                load_ramp = 1;
 static double                load_grace = 2;
 static double                load_setup_timeout = 10;
 static double                load_progress_s = 5;
-static uint64_t              load_tick = 200000;      /* ns */
+static uint64_t              load_tick;               /* ns, 0: none */
 static int                   load_direct;
 static int                   load_played;
 static int                   load_quiet;
@@ -328,7 +329,7 @@ main(int argc, char **argv)
         c->frames_total = (uint32_t) frames;
         c->t_start = load_t0
                      + (uint64_t) (load_ramp * 1e9 * k / load_ncalls);
-        c->anchor = load_t0 + LOAD_PERIOD * k / load_ncalls;
+        c->anchor = load_t0 + load_phase();
         c->echo_map = calloc((frames + 7) / 8, 1);
 
         if (c->echo_map == NULL) {
@@ -389,9 +390,11 @@ main(int argc, char **argv)
         }
 
         /*
-         * Timers run at most once a tick: the sends of the calls whose
-         * time came within a tick go together, which saves wakeups (and
-         * timer programming, costly in a VM) at 1000 calls.
+         * By default every call's frame leaves at its own time, as
+         * independent callers' do.  --tick-us groups the sends due within
+         * a tick into one wakeup (cheaper for this tool at 1000 calls,
+         * but the gateway then sees bursts of calls that real traffic
+         * does not have).
          */
 
         if (now >= next_timers) {
@@ -687,7 +690,7 @@ load_usage(void)
         "  --setup-timeout S   connect and upgrade within S (default 10)\n"
         "  --tick-us US        send timers run at most once per US"
         " microseconds\n"
-        "                      (default 200; 0: each at its exact time)\n"
+        "                      (default 0: each at its exact time)\n"
         "  --marks MODE        immediate (default) or played: echo a mark\n"
         "                      when the audio before it would have played\n"
         "  --direct            speak the Realtime API (input_audio_buffer."
@@ -2073,6 +2076,24 @@ load_signal(int signo)
 
 
 /* a binary min-heap of calls by wake time */
+
+/*
+ * A call's phase on the 20 ms grid: uniform and independent of the other
+ * calls', as real callers' are.  Evenly spread phases would hand the
+ * gateway a perfectly smooth load, which no production server sees: with
+ * random ones some calls' frames collide and queue behind each other.
+ */
+
+static uint64_t
+load_phase(void)
+{
+    uint64_t  r;
+
+    bench_random(&r, sizeof(uint64_t));
+
+    return r % LOAD_PERIOD;
+}
+
 
 static void
 load_heap_push(load_call_t *c)
