@@ -12,6 +12,13 @@
  * echoed within the grace period is lost.  Marks are echoed as Twilio
  * does; at the end "stop" and a close.
  *
+ * With --shape conversation the Realtime side talks instead of echoing
+ * (realtime_echo --shape conversation): the caller's frames still go
+ * every 20 ms, and the agent's frames are what is measured: each carries
+ * its send time, its call and a sequence number, so that the time from
+ * the simulator to here is measured per frame and a gap in the sequence
+ * (or a turn cut short at the end) is a frame lost.
+ *
  * With --direct it speaks the Realtime API instead (for the floor: the
  * same path without the gateway): input_audio_buffer.append out,
  * response.output_audio.delta back.
@@ -48,6 +55,9 @@
 #define LOAD_ID_LEN          16
 #define LOAD_MAGIC0          0xb5
 #define LOAD_MAGIC1          0x7e
+#define LOAD_AGENT1          0x7f            /* the agent's frames */
+#define LOAD_NO_CALL         0xffffff        /* the simulator's "unknown" */
+#define LOAD_DRAIN_MIN       200000000ULL    /* ns: a last turn shows */
 #define LOAD_MAX_CALLS       20000
 #define LOAD_MAX_DURATION    3600
 #define LOAD_MAX_MESSAGE     (64 * 1024)
@@ -94,6 +104,9 @@ typedef struct {
     uint32_t            sent;
     uint32_t            echoed;
     uint32_t            twilio_seq;
+    uint32_t            agent_next;     /* the next agent frame expected */
+    unsigned            agent_left;     /* frames left in the agent's turn */
+    uint64_t            drain_min;      /* conversation: drain at least */
     unsigned char      *echo_map;       /* one bit per frame */
 
     unsigned char       rx[LOAD_FRAME];  /* audio split across messages */
@@ -150,6 +163,11 @@ typedef struct {
     unsigned long long  sessions_updated;
     unsigned long long  send_overflows;
 
+    unsigned long long  agent_frames;       /* --shape conversation */
+    unsigned long long  agent_lost;
+    unsigned long long  agent_duplicate;
+    unsigned long long  agent_turns;
+
     bench_hist_t        rtt;                /* us, once the call is up */
     bench_hist_t        rtt_setup;          /* us, sent before 1st echo */
     bench_hist_t        lag;                /* us behind the grid, sends */
@@ -173,6 +191,9 @@ static int load_realtime(load_call_t *c, const char *p, size_t len,
     uint64_t now);
 static void load_audio(load_call_t *c, const unsigned char *p, size_t n,
     uint64_t now);
+static int load_drained(load_call_t *c, uint64_t now);
+static int load_agent_frame(load_call_t *c, const unsigned char *f,
+    uint64_t now);
 static int load_frame_check(load_call_t *c, const unsigned char *f,
     uint64_t now);
 static int load_mark(load_call_t *c, const char *name, size_t len,
@@ -195,6 +216,8 @@ static void load_interrupt(uint64_t now);
 static void load_progress(uint64_t now);
 static void load_report(void);
 static void load_json(const char *path, double wall, bench_cpu_t *cpu);
+static void load_frames(unsigned long long *sent,
+    unsigned long long *received, unsigned long long *lost);
 static void load_error(load_call_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void load_signal(int signo);
@@ -218,6 +241,7 @@ static double                load_setup_timeout = 10;
 static double                load_progress_s = 5;
 static uint64_t              load_tick;               /* ns, 0: none */
 static int                   load_direct;
+static int                   load_conversation;
 static int                   load_played;
 static int                   load_quiet;
 static const char           *load_json_path;
@@ -479,7 +503,10 @@ main(int argc, char **argv)
     if (load_interrupted
         || load_stats.established != load_stats.requested
         || load_stats.dropped
-        || load_stats.frames_received != load_stats.frames_sent)
+        || (load_conversation
+            ? load_stats.agent_lost || load_stats.agent_frames == 0
+              || load_stats.frames_misrouted
+            : load_stats.frames_received != load_stats.frames_sent))
     {
         return 1;
     }
@@ -522,6 +549,16 @@ load_options(int argc, char **argv)
 
         if (strcmp(a, "--url") == 0) {
             load_url_s = argv[i];
+
+        } else if (strcmp(a, "--shape") == 0) {
+            if (strcmp(argv[i], "conversation") == 0) {
+                load_conversation = 1;
+
+            } else if (strcmp(argv[i], "echo") != 0) {
+                fprintf(stderr, "twilio_load: --shape: echo or "
+                        "conversation\n");
+                return -1;
+            }
 
         } else if (strcmp(a, "--calls") == 0) {
             if (bench_number(argv[i], 1, LOAD_MAX_CALLS, &v) != 0) {
@@ -697,6 +734,10 @@ load_usage(void)
         "append)\n"
         "                      to a Realtime simulator: the floor\n"
         "  --api-key KEY       bearer key with --direct (default bench)\n"
+        "  --shape SHAPE       echo (default: every frame comes back) or\n"
+        "                      conversation (realtime_echo --shape"
+        " conversation:\n"
+        "                      the agent's frames are measured)\n"
         "  --auth-token TOKEN  sign the upgrade (X-Twilio-Signature)\n"
         "  --signature-url U   the URL signed (default --url)\n"
         "  --json FILE         the report as JSON\n"
@@ -752,9 +793,10 @@ load_timer(load_call_t *c, uint64_t now)
         if (c->sent == c->frames_total) {
             c->state = LOAD_DRAINING;
             c->deadline = now + (uint64_t) (load_grace * 1e9);
+            c->drain_min = now + LOAD_DRAIN_MIN;
         }
 
-        if (c->state == LOAD_DRAINING && c->echoed == c->sent) {
+        if (c->state == LOAD_DRAINING && load_drained(c, now)) {
             if (load_finish(c, now) != 0) {
                 load_drop(c, "output buffer full");
                 return;
@@ -769,7 +811,7 @@ load_timer(load_call_t *c, uint64_t now)
             return;
         }
 
-        if (now >= c->deadline || c->echoed == c->sent) {
+        if (now >= c->deadline || load_drained(c, now)) {
             if (load_finish(c, now) != 0) {
                 load_drop(c, "output buffer full");
                 return;
@@ -961,7 +1003,7 @@ load_event(load_call_t *c, uint32_t events)
 
         /* the last echo: no need to wait out the grace period */
 
-        if (c->state == LOAD_DRAINING && c->echoed == c->sent
+        if (c->state == LOAD_DRAINING && load_drained(c, now)
             && load_finish(c, now) != 0)
         {
             load_drop(c, "output buffer full");
@@ -1354,7 +1396,8 @@ load_audio(load_call_t *c, const unsigned char *p, size_t n, uint64_t now)
 
             for (k = 1; k < n; k++) {
                 if (p[k] == LOAD_MAGIC0 && (k + 1 == n
-                                            || p[k + 1] == LOAD_MAGIC1))
+                                            || p[k + 1] == LOAD_MAGIC1
+                                            || p[k + 1] == LOAD_AGENT1))
                 {
                     break;
                 }
@@ -1437,8 +1480,18 @@ load_frame_check(load_call_t *c, const unsigned char *f, uint64_t now)
     uint32_t  seq;
     uint64_t  us, now_us;
 
+    if (f[0] == LOAD_MAGIC0 && f[1] == LOAD_AGENT1) {
+        return load_agent_frame(c, f, now);
+    }
+
     if (f[0] != LOAD_MAGIC0 || f[1] != LOAD_MAGIC1) {
         return -1;
+    }
+
+    if (load_conversation) {
+        /* the caller's own audio sent back: not what a model does */
+        load_stats.frames_misrouted++;
+        return 0;
     }
 
     sum = 0;
@@ -1510,6 +1563,102 @@ load_frame_check(load_call_t *c, const unsigned char *f, uint64_t now)
     bench_hist_add(us < c->first_echo_us ? &load_stats.rtt_setup
                                          : &load_stats.rtt,
                    now_us > us ? now_us - us : 0);
+
+    return 0;
+}
+
+
+/* every frame sent, or in conversation no turn in progress */
+
+static int
+load_drained(load_call_t *c, uint64_t now)
+{
+    if (!load_conversation) {
+        return c->echoed == c->sent;
+    }
+
+    /*
+     * The caller's last frame may have started a turn whose first delta
+     * is not here yet: a short wait shows it, and then the turn is
+     * waited for, up to the grace period.
+     */
+
+    return c->agent_left == 0 && now >= c->drain_min;
+}
+
+
+/*
+ * An agent's frame (realtime_echo --shape conversation): marker, the
+ * call's index, a sequence number of 24 bits, the frames left in its
+ * turn, the send time (CLOCK_MONOTONIC, us: the same clock here), a
+ * checksum.  The time it took is the simulator -> gateway -> here path.
+ */
+
+static int
+load_agent_frame(load_call_t *c, const unsigned char *f, uint64_t now)
+{
+    unsigned  i, sum, idx;
+    uint32_t  seq;
+    uint64_t  us, now_us;
+
+    for (sum = 0, i = 0; i < 15; i++) {
+        sum += f[i];
+    }
+
+    if (f[15] != (unsigned char) (sum ^ 0x5a)) {
+        return -1;
+    }
+
+    idx = ((unsigned) f[2] << 16) | ((unsigned) f[3] << 8) | f[4];
+    seq = ((uint32_t) f[5] << 16) | ((uint32_t) f[6] << 8) | f[7];
+
+    for (us = 0, i = 0; i < 6; i++) {
+        us = (us << 8) | f[9 + i];
+    }
+
+    if (idx != LOAD_NO_CALL && idx != c->idx) {
+        load_stats.frames_misrouted++;
+        return 0;
+    }
+
+    for (i = LOAD_ID_LEN; i < LOAD_FRAME; i++) {
+        if (f[i] != (unsigned char) (0xf0 | ((seq + i) & 0x0f))) {
+            load_stats.frames_corrupt++;
+            break;
+        }
+    }
+
+    if (seq < c->agent_next) {
+        load_stats.agent_duplicate++;
+        return 0;
+    }
+
+    if (c->state == LOAD_CLOSING) {
+        load_stats.frames_late++;
+        return 0;
+    }
+
+    /* a gap: frames the gateway never delivered */
+
+    load_stats.agent_lost += seq - c->agent_next;
+
+    if (c->agent_left == 0) {
+        load_stats.agent_turns++;
+    }
+
+    c->agent_next = seq + 1;
+    c->agent_left = f[8];
+    load_stats.agent_frames++;
+
+    now_us = now / 1000;
+
+    if (!c->echo_seen) {
+        c->echo_seen = 1;
+        c->first_echo_us = (now - load_t0) / 1000;
+        bench_hist_add(&load_stats.setup_media, (now - c->t_connect) / 1000);
+    }
+
+    bench_hist_add(&load_stats.rtt, now_us > us ? now_us - us : 0);
 
     return 0;
 }
@@ -1688,6 +1837,11 @@ load_finish(load_call_t *c, uint64_t now)
         return -1;
     }
 
+    /* a turn cut short: its frames never came */
+
+    load_stats.agent_lost += c->agent_left;
+    c->agent_left = 0;
+
     if (!load_direct) {
         n = snprintf(buf, sizeof(buf),
                      "{\"event\":\"stop\",\"sequenceNumber\":\"%u\","
@@ -1843,6 +1997,12 @@ load_wake(load_call_t *c)
         break;
     }
 
+    if (c->state == LOAD_DRAINING && load_conversation && c->agent_left == 0
+        && c->drain_min < t)
+    {
+        t = c->drain_min;
+    }
+
     if (c->mark_count && c->marks[c->mark_head].due < t) {
         t = c->marks[c->mark_head].due;
     }
@@ -1885,6 +2045,7 @@ load_interrupt(uint64_t now)
             c->frames_total = c->sent;
             c->state = LOAD_DRAINING;
             c->deadline = now + (uint64_t) (load_grace * 1e9);
+            c->drain_min = now + LOAD_DRAIN_MIN;
 
             /* finishes at once if every echo is already in */
             load_timer(c, now);
@@ -1917,12 +2078,12 @@ load_report(void)
 {
     double              wall, cs;
     bench_cpu_t         cpu;
-    unsigned long long  lost;
+    unsigned long long  sent, received, lost;
 
     bench_cpu(&cpu);
     wall = (double) (bench_now() - load_t0) / 1e9;
     cs = (double) load_stats.frames_sent / 50.0;
-    lost = load_stats.frames_sent - load_stats.frames_received;
+    load_frames(&sent, &received, &lost);
 
     fprintf(stderr,
         "twilio_load: %s, %.1f s\n"
@@ -1930,7 +2091,7 @@ load_report(void)
         "dropped %lu, completed %lu, without audio %lu\n"
         "  frames     sent %llu, received %llu, lost %llu, duplicate %llu, "
         "misrouted %llu, corrupt %llu\n"
-        "  rtt us     p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu"
+        "  %s p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu"
         " (%llu frames sent before the first echo: p50 %llu max %llu)\n"
         "  setup ms   101: p50 %.3f p99 %.3f; first echo: p50 %.3f "
         "p99 %.3f\n"
@@ -1942,9 +2103,10 @@ load_report(void)
         load_direct ? "direct (floor)" : "through the gateway", wall,
         load_stats.requested, load_stats.established, load_stats.failed,
         load_stats.dropped, load_stats.completed, load_stats.no_audio,
-        load_stats.frames_sent, load_stats.frames_received, lost,
-        load_stats.frames_duplicate, load_stats.frames_misrouted,
+        sent, received, lost, load_stats.frames_duplicate
+        + load_stats.agent_duplicate, load_stats.frames_misrouted,
         load_stats.frames_corrupt,
+        load_conversation ? "agent us  " : "rtt us    ",
         (unsigned long long) bench_hist_percentile(&load_stats.rtt, 50),
         (unsigned long long) bench_hist_percentile(&load_stats.rtt, 90),
         (unsigned long long) bench_hist_percentile(&load_stats.rtt, 99),
@@ -1967,11 +2129,31 @@ load_report(void)
 }
 
 
+/* the frames measured: the echoed ones, or in conversation the agent's */
+
+static void
+load_frames(unsigned long long *sent, unsigned long long *received,
+    unsigned long long *lost)
+{
+    if (load_conversation) {
+        *sent = load_stats.agent_frames + load_stats.agent_lost;
+        *received = load_stats.agent_frames;
+        *lost = load_stats.agent_lost;
+
+    } else {
+        *sent = load_stats.frames_sent;
+        *received = load_stats.frames_received;
+        *lost = load_stats.frames_sent - load_stats.frames_received;
+    }
+}
+
+
 static void
 load_json(const char *path, double wall, bench_cpu_t *cpu)
 {
-    FILE    *f;
-    double   cs;
+    FILE                *f;
+    double               cs;
+    unsigned long long   sent, received, lost;
 
     f = fopen(path, "w");
     if (f == NULL) {
@@ -1997,12 +2179,23 @@ load_json(const char *path, double wall, bench_cpu_t *cpu)
             load_stats.failed, load_stats.dropped, load_stats.completed,
             load_stats.no_audio, load_stats.close_timeouts);
 
+    /* in conversation "frames" are the agent's: what is measured */
+
+    load_frames(&sent, &received, &lost);
+
+    fprintf(f, "\"shape\":\"%s\",\"caller_frames_sent\":%llu,"
+            "\"agent\":{\"frames\":%llu,\"lost\":%llu,\"duplicate\":%llu,"
+            "\"turns\":%llu},",
+            load_conversation ? "conversation" : "echo",
+            load_stats.frames_sent, load_stats.agent_frames,
+            load_stats.agent_lost, load_stats.agent_duplicate,
+            load_stats.agent_turns);
+
     fprintf(f, "\"frames\":{\"sent\":%llu,\"received\":%llu,\"lost\":%llu,"
             "\"duplicate\":%llu,\"misrouted\":%llu,\"corrupt\":%llu,"
             "\"late\":%llu,\"bytes_skipped\":%llu,\"late_sends\":%llu},",
-            load_stats.frames_sent, load_stats.frames_received,
-            load_stats.frames_sent - load_stats.frames_received,
-            load_stats.frames_duplicate, load_stats.frames_misrouted,
+            sent, received, lost,
+            load_stats.frames_duplicate + load_stats.agent_duplicate, load_stats.frames_misrouted,
             load_stats.frames_corrupt, load_stats.frames_late,
             load_stats.bytes_skipped, load_stats.late_sends);
 
