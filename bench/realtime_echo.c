@@ -112,6 +112,7 @@ typedef struct {
     unsigned long       protocol_errors;
     unsigned long       overflows;
     unsigned long long  audio_bytes;     /* base64 characters echoed */
+    unsigned long       tls_failed;      /* handshakes */
     unsigned long       turns;           /* --shape conversation */
     unsigned long       turns_cut;       /* closed while speaking */
     unsigned long long  agent_frames;
@@ -157,6 +158,7 @@ static echo_stats_t          echo_stats;
 static volatile sig_atomic_t echo_stop;
 static uint64_t              echo_started;
 static int                   echo_conversation;
+static SSL_CTX              *echo_ssl_ctx;          /* --tls-cert: wss:// */
 static double                echo_turn_min = 2000;  /* ms of agent audio */
 static double                echo_turn_max = 5000;
 static echo_conn_t         **echo_heap;
@@ -179,11 +181,13 @@ main(int argc, char **argv)
     struct timespec      ts;
     struct sigaction     sa;
     struct epoll_event   ev, events[ECHO_EVENTS];
-    const char          *listen_s, *ready;
+    const char          *listen_s, *ready, *cert, *key;
     struct sockaddr_storage  bound;
 
     listen_s = "127.0.0.1:0";
     ready = NULL;
+    cert = NULL;
+    key = NULL;
     max_time = 3600;
 
     for (i = 1; i < argc; i++) {
@@ -216,6 +220,12 @@ main(int argc, char **argv)
 
             echo_answer_every = (uint64_t) (v * 1e6);
 
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            cert = argv[++i];
+
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            key = argv[++i];
+
         } else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
             i++;
 
@@ -247,6 +257,21 @@ main(int argc, char **argv)
     if (bench_listen_parse(listen_s, &listen_addr, err, sizeof(err)) != 0) {
         fprintf(stderr, "realtime_echo: %s\n", err);
         return 2;
+    }
+
+    if ((cert == NULL) != (key == NULL)) {
+        fprintf(stderr, "realtime_echo: --tls-cert and --tls-key go "
+                "together\n");
+        return 2;
+    }
+
+    if (cert) {
+        echo_ssl_ctx = bench_tls_server_ctx(cert, key, err, sizeof(err));
+
+        if (echo_ssl_ctx == NULL) {
+            fprintf(stderr, "realtime_echo: %s\n", err);
+            return 2;
+        }
     }
 
     nofile = bench_nofile(echo_max_conns + 64);
@@ -454,6 +479,16 @@ echo_accept(void)
             continue;
         }
 
+        if (echo_ssl_ctx
+            && bench_ws_tls(&c->ws, echo_ssl_ctx, NULL) != 0)
+        {
+            fprintf(stderr, "realtime_echo: TLS setup failed\n");
+            bench_ws_free(&c->ws);
+            free(c);
+            close(fd);
+            continue;
+        }
+
         c->id = ++echo_next_id;
         c->state = ECHO_HANDSHAKE;
         c->heap = (size_t) -1;
@@ -486,6 +521,30 @@ echo_event(echo_conn_t *c, uint32_t events)
     int             rc;
     ssize_t         n;
     bench_ws_msg_t  m;
+
+    if (c->ws.tls_handshake) {
+        rc = bench_ws_tls_handshake(&c->ws);
+
+        if (rc == -1) {
+            echo_stats.tls_failed++;
+
+            if (!echo_quiet) {
+                fprintf(stderr, "realtime_echo: connection %lu: TLS "
+                        "handshake failed: %s\n", c->id, c->ws.error);
+            }
+
+            echo_free(c);
+            return;
+        }
+
+        if (rc == 1) {
+            echo_io(c);
+            return;
+        }
+
+        /* the upgrade request may have come with the handshake's end */
+        events |= EPOLLIN;
+    }
 
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         n = bench_ws_read(&c->ws);
@@ -989,6 +1048,10 @@ echo_io(echo_conn_t *c)
         return;
     }
 
+    if (c->ws.tls_handshake) {
+        rc = c->ws.tls_want_write;
+    }
+
     if ((rc == 1) != c->want_out) {
         c->want_out = rc == 1;
         ev.events = EPOLLIN | EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
@@ -1480,6 +1543,7 @@ echo_report(void)
             "\"bad_json\":%lu,"
             "\"binary\":%lu,\"pings\":%lu,\"protocol_errors\":%lu,"
             "\"overflows\":%lu,\"audio_base64_bytes\":%llu,"
+            "\"tls\":%s,\"tls_failed\":%lu,"
             "\"shape\":\"%s\",\"turns\":%lu,\"turns_cut\":%lu,"
             "\"agent_frames\":%llu,\"timer_late\":%llu,"
             "\"cpu_user_ms\":%.1f,\"cpu_sys_ms\":%.1f,\"cpu_ms\":%.1f,"
@@ -1493,6 +1557,7 @@ echo_report(void)
             echo_stats.responses_done, echo_stats.bad_json, echo_stats.binary,
             echo_stats.pings, echo_stats.protocol_errors,
             echo_stats.overflows, echo_stats.audio_bytes,
+            echo_ssl_ctx ? "true" : "false", echo_stats.tls_failed,
             echo_conversation ? "conversation" : "echo", echo_stats.turns,
             echo_stats.turns_cut, echo_stats.agent_frames,
             echo_stats.timer_late, cpu.user_ms,
@@ -1537,6 +1602,7 @@ echo_usage(void)
             " (100-200 ms each,\n"
             "                2-5x real time) about half of the time\n"
             "  --turn-ms     an agent turn's audio, ms (default"
-            " 2000-5000)\n");
+            " 2000-5000)\n"
+            "  --tls-cert FILE --tls-key FILE  serve wss://\n");
     exit(2);
 }

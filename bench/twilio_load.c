@@ -181,6 +181,7 @@ static void load_usage(void);
 static void load_timer(load_call_t *c, uint64_t now);
 static void load_connect(load_call_t *c, uint64_t now);
 static void load_connected(load_call_t *c);
+static void load_tls(load_call_t *c);
 static void load_event(load_call_t *c, uint32_t events);
 static int load_upgrade(load_call_t *c, uint64_t now);
 static int load_begin(load_call_t *c, uint64_t now);
@@ -248,6 +249,8 @@ static const char           *load_json_path;
 static const char           *load_api_key = "bench";
 static const char           *load_auth_token;
 static const char           *load_signature_url;
+static const char           *load_ca;
+static SSL_CTX              *load_ssl_ctx;
 
 /* state */
 static int                   load_ep;
@@ -550,6 +553,9 @@ load_options(int argc, char **argv)
         if (strcmp(a, "--url") == 0) {
             load_url_s = argv[i];
 
+        } else if (strcmp(a, "--ca") == 0) {
+            load_ca = argv[i];
+
         } else if (strcmp(a, "--shape") == 0) {
             if (strcmp(argv[i], "conversation") == 0) {
                 load_conversation = 1;
@@ -647,6 +653,15 @@ load_options(int argc, char **argv)
         return -1;
     }
 
+    if (load_url.tls) {
+        load_ssl_ctx = bench_tls_client_ctx(load_ca, err, sizeof(err));
+
+        if (load_ssl_ctx == NULL) {
+            fprintf(stderr, "twilio_load: %s\n", err);
+            return -1;
+        }
+    }
+
     if (strpbrk(load_api_key, "\r\n") != NULL
         || strlen(load_api_key) > 200)
     {
@@ -734,6 +749,9 @@ load_usage(void)
         "append)\n"
         "                      to a Realtime simulator: the floor\n"
         "  --api-key KEY       bearer key with --direct (default bench)\n"
+        "  --ca FILE           wss://: the CAs to verify the server with"
+        " (default:\n"
+        "                      the system's)\n"
         "  --shape SHAPE       echo (default: every frame comes back) or\n"
         "                      conversation (realtime_echo --shape"
         " conversation:\n"
@@ -900,6 +918,20 @@ load_connect(load_call_t *c, uint64_t now)
 static void
 load_connected(load_call_t *c)
 {
+    /* wss://: TLS first, the certificate verified as Twilio does */
+
+    if (load_ssl_ctx && c->ws.ssl == NULL) {
+        c->state = LOAD_UPGRADING;
+
+        if (bench_ws_tls(&c->ws, load_ssl_ctx, load_url.name) != 0) {
+            load_fail(c, "TLS setup failed");
+            return;
+        }
+
+        load_tls(c);
+        return;
+    }
+
     bench_ws_key(c->key);
     memcpy(load_request + load_request_key, c->key, BENCH_WS_KEY_LEN);
 
@@ -909,6 +941,32 @@ load_connected(load_call_t *c)
     }
 
     c->state = LOAD_UPGRADING;
+
+    load_io(c);
+
+    if (c->state != LOAD_DONE) {
+        load_reschedule(c);
+    }
+}
+
+
+static void
+load_tls(load_call_t *c)
+{
+    int  rc;
+
+    rc = bench_ws_tls_handshake(&c->ws);
+
+    if (rc == -1) {
+        load_error(c, "TLS handshake failed: %s", c->ws.error);
+        load_fail(c, NULL);
+        return;
+    }
+
+    if (rc == 0) {
+        load_connected(c);
+        return;
+    }
 
     load_io(c);
 
@@ -946,6 +1004,11 @@ load_event(load_call_t *c, uint32_t events)
         }
 
         load_connected(c);
+        return;
+    }
+
+    if (c->ws.tls_handshake) {
+        load_tls(c);
         return;
     }
 
@@ -1967,7 +2030,8 @@ load_io(load_call_t *c)
         return;
     }
 
-    want = rc == 1 || c->state == LOAD_CONNECTING;
+    want = rc == 1 || c->state == LOAD_CONNECTING
+           || (c->ws.tls_handshake && c->ws.tls_want_write);
 
     if (want != c->want_out) {
         c->want_out = want;
