@@ -6,9 +6,14 @@
  * what a slow side needs.  What it costs per message is what any bridge
  * on this kernel pays at least: the wakeup, the reads, the write.
  *
- * It makes per message the socket calls nginx makes for twirt's: nginx
- * registers its sockets edge-triggered and reads until recv() says
- * EAGAIN (two reads when a message arrives alone), then writes once.
+ * It makes per message the socket calls nginx makes for twirt's: the
+ * sockets are edge-triggered for reading and writing, as nginx's are; a
+ * read shorter than the buffer means the socket is empty (the next bytes
+ * bring a new edge), so no read waits for EAGAIN then; each read is
+ * written at once.  strace -c of both, 20 echo calls, 6,000 messages
+ * relayed in 3 s: the nginx worker made 1.0 sendto, 1.5 recvfrom and 1.2
+ * epoll_wait per message, this relay 1.0, 1.5 (the extra half: reads on
+ * write-ready edges, which find nothing) and 0.8.
  * Run between twilio_load --direct and realtime_echo, the bytes are a
  * whole WebSocket session (the upgrade too) that it never looks into.
  *
@@ -49,7 +54,6 @@ struct relay_side_s {
     size_t          start;
     size_t          end;
     unsigned        connecting:1;
-    unsigned        eof:1;
     unsigned        is_client:1;
 };
 
@@ -373,13 +377,14 @@ relay_event(relay_side_t *s, uint32_t events)
 
 
 /*
- * Writes what from holds to its peer, then reads from until EAGAIN,
+ * Writes what from holds to its peer, then reads from until it is empty,
  * writing each read at once.  -1: the session is over.
  */
 
 static int
 relay_pump(relay_side_t *from)
 {
+    int            drained;
     ssize_t        n;
     relay_side_t  *to;
 
@@ -388,6 +393,8 @@ relay_pump(relay_side_t *from)
     if (to->connecting) {
         return 0;
     }
+
+    drained = 0;
 
     for ( ;; ) {
         while (from->start < from->end) {
@@ -410,8 +417,8 @@ relay_pump(relay_side_t *from)
         from->start = 0;
         from->end = 0;
 
-        if (from->eof) {
-            return -1;
+        if (drained) {
+            return 0;
         }
 
         n = recv(from->fd, from->buf, RELAY_BUF, 0);
@@ -420,11 +427,14 @@ relay_pump(relay_side_t *from)
         if (n > 0) {
             from->end = (size_t) n;
             relay_bytes += (unsigned long long) n;
+
+            /* shorter than asked: the socket is empty, the next bytes
+             * bring a new edge */
+            drained = (size_t) n < RELAY_BUF;
             continue;
         }
 
         if (n == 0) {
-            from->eof = 1;
             return -1;
         }
 
