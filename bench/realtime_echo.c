@@ -159,6 +159,13 @@ static volatile sig_atomic_t echo_stop;
 static uint64_t              echo_started;
 static int                   echo_conversation;
 static SSL_CTX              *echo_ssl_ctx;          /* --tls-cert: wss:// */
+
+/*
+ * The audio delta's name: the GA interface's, or with --interface beta
+ * the beta's (response.audio.delta), which bridges written for the beta
+ * still wait for.
+ */
+static const char           *echo_delta_type = "response.output_audio.delta";
 static double                echo_turn_min = 2000;  /* ms of agent audio */
 static double                echo_turn_max = 5000;
 static echo_conn_t         **echo_heap;
@@ -219,6 +226,16 @@ main(int argc, char **argv)
             }
 
             echo_answer_every = (uint64_t) (v * 1e6);
+
+        } else if (strcmp(argv[i], "--interface") == 0 && i + 1 < argc) {
+            i++;
+
+            if (strcmp(argv[i], "beta") == 0) {
+                echo_delta_type = "response.audio.delta";
+
+            } else if (strcmp(argv[i], "ga") != 0) {
+                echo_usage();
+            }
 
         } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
             cert = argv[++i];
@@ -822,13 +839,13 @@ echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
         /* the GA API's delta, every field of it, one event_id each */
 
         hlen = (size_t) snprintf(head, sizeof(head),
-                                 "{\"type\":\"response.output_audio.delta\","
+                                 "{\"type\":\"%s\","
                                  "\"event_id\":\"event_%lu_a%lu\","
                                  "\"response_id\":\"resp_%lu_0\","
                                  "\"item_id\":\"item_%lu_0\","
                                  "\"output_index\":0,\"content_index\":0,"
-                                 "\"delta\":\"", c->id, ++c->events, c->id,
-                                 c->id);
+                                 "\"delta\":\"", echo_delta_type, c->id,
+                                 ++c->events, c->id, c->id);
         n = hlen + v.len + 2;
 
         if (echo_out(c, n) != 0) {
@@ -1206,13 +1223,13 @@ echo_turn_delta(echo_conn_t *c, uint64_t now)
     }
 
     hlen = (size_t) snprintf(head, sizeof(head),
-                             "{\"type\":\"response.output_audio.delta\","
+                             "{\"type\":\"%s\","
                              "\"event_id\":\"event_%lu_a%lu\","
                              "\"response_id\":\"resp_%lu_%u\","
                              "\"item_id\":\"item_%lu_%u\","
                              "\"output_index\":0,\"content_index\":0,"
-                             "\"delta\":\"", c->id, ++c->events, c->id,
-                             c->turns, c->id, c->turns);
+                             "\"delta\":\"", echo_delta_type, c->id,
+                             ++c->events, c->id, c->turns, c->id, c->turns);
 
     n = hlen + bench_base64_len(k * ECHO_FRAME) + 2;
 
@@ -1603,6 +1620,9 @@ echo_usage(void)
             "                2-5x real time) about half of the time\n"
             "  --turn-ms     an agent turn's audio, ms (default"
             " 2000-5000)\n"
-            "  --tls-cert FILE --tls-key FILE  serve wss://\n");
+            "  --tls-cert FILE --tls-key FILE  serve wss://\n"
+            "  --interface   ga (default) or beta: the audio deltas named"
+            " as the beta\n"
+            "                interface named them (response.audio.delta)\n");
     exit(2);
 }

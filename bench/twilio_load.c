@@ -1387,7 +1387,11 @@ load_realtime(load_call_t *c, const char *p, size_t len, uint64_t now)
         return 0;
     }
 
-    if (bench_json_is(&type, "response.output_audio.delta")) {
+    /* the GA name, or the beta's (realtime_echo --interface beta) */
+
+    if (bench_json_is(&type, "response.output_audio.delta")
+        || bench_json_is(&type, "response.audio.delta"))
+    {
         if (bench_json_get(p, len, "delta", &v) != 0
             || v.type != BENCH_JSON_STRING)
         {
