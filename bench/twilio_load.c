@@ -238,6 +238,7 @@ static unsigned              load_ncalls = 1;
 static double                load_duration = 10;
 static double                load_ramp = 1;
 static double                load_grace = 2;
+static uint64_t              load_steady_us;    /* --steady-after */
 static double                load_setup_timeout = 10;
 static double                load_progress_s = 5;
 static uint64_t              load_tick;               /* ns, 0: none */
@@ -590,6 +591,14 @@ load_options(int argc, char **argv)
                 return -1;
             }
 
+        } else if (strcmp(a, "--steady-after") == 0) {
+            if (bench_number(argv[i], 0, 3600, &v) != 0) {
+                fprintf(stderr, "twilio_load: --steady-after: 0 to 3600 s\n");
+                return -1;
+            }
+
+            load_steady_us = (uint64_t) (v * 1e6);
+
         } else if (strcmp(a, "--grace") == 0) {
             if (bench_number(argv[i], 0, 60, &load_grace) != 0) {
                 fprintf(stderr, "twilio_load: --grace: 0 to 60 s\n");
@@ -749,6 +758,11 @@ load_usage(void)
         "append)\n"
         "                      to a Realtime simulator: the floor\n"
         "  --api-key KEY       bearer key with --direct (default bench)\n"
+        "  --steady-after S    frames sent in the first S seconds (the"
+        " ramp: other\n"
+        "                      calls' setups, TLS handshakes) are counted"
+        " with the\n"
+        "                      setup's, apart (default 0)\n"
         "  --ca FILE           wss://: the CAs to verify the server with"
         " (default:\n"
         "                      the system's)\n"
@@ -1623,12 +1637,13 @@ load_frame_check(load_call_t *c, const unsigned char *f, uint64_t now)
 
     /*
      * Frames sent before the call's first echo may have waited for the
-     * gateway's upstream: they belong to the setup, not to the steady
+     * gateway's upstream, and the ones of the ramp (--steady-after) for
+     * other calls' setups: they belong to the setup, not to the steady
      * latency.
      */
 
-    bench_hist_add(us < c->first_echo_us ? &load_stats.rtt_setup
-                                         : &load_stats.rtt,
+    bench_hist_add(us < c->first_echo_us || us < load_steady_us
+                   ? &load_stats.rtt_setup : &load_stats.rtt,
                    now_us > us ? now_us - us : 0);
 
     return 0;
@@ -1725,7 +1740,11 @@ load_agent_frame(load_call_t *c, const unsigned char *f, uint64_t now)
         bench_hist_add(&load_stats.setup_media, (now - c->t_connect) / 1000);
     }
 
-    bench_hist_add(&load_stats.rtt, now_us > us ? now_us - us : 0);
+    /* before --steady-after: the ramp's, with the setups */
+
+    bench_hist_add(us < load_t0 / 1000 + load_steady_us
+                   ? &load_stats.rtt_setup : &load_stats.rtt,
+                   now_us > us ? now_us - us : 0);
 
     return 0;
 }
