@@ -601,8 +601,9 @@ def cpc_section(w, a, floors, say):
         heads.append("{} {}{}".format(
             shape, good, "+" if bad == "0" else ""))
 
-    say("calls per core (one worker, TLS on both legs, the added p99 under "
+    say("calls per core (one worker, {}, the added p99 under "
         "{} ms, no call or frame lost): {}".format(
+            "TLS on both legs" if a.cpc_tls == "1" else "plaintext",
             int(a.cpc_target_us) / 1000.0, ", ".join(heads) or "-"))
 
     row = "{:>14} {:>6} {:>20} {:>5} {:>9} {:>5} {:>9}".format
@@ -613,7 +614,7 @@ def cpc_section(w, a, floors, say):
         nj = load(os.path.join(w, label + ".nginx.json"))
         if lj is None or nj is None:
             continue
-        f = floors.get(nj["shape"] + "-tls")
+        f = floors.get(nj["shape"] + ("-tls" if nj.get("tls") else ""))
         added = {}
         if f:
             for p in ("p50", "p99", "max"):
@@ -647,6 +648,7 @@ def main():
     ap.add_argument("--cpc-result", default="")
     ap.add_argument("--cpc-target-us", default="5000")
     ap.add_argument("--target", default="nginx")
+    ap.add_argument("--cpc-tls", default="1")
     ap.add_argument("--bridge", default="0")
     ap.add_argument("--bridge-note", default="")
     ap.add_argument("--mode", default="full")
