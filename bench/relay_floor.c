@@ -318,9 +318,11 @@ relay_accept(void)
 static relay_pair_t *
 relay_pair(relay_side_t *s)
 {
-    return s->is_client ? (relay_pair_t *) s
-                        : (relay_pair_t *) ((char *) s
-                                            - offsetof(relay_pair_t, upstream));
+    if (s->is_client) {
+        return (relay_pair_t *) s;
+    }
+
+    return (relay_pair_t *) ((char *) s - offsetof(relay_pair_t, upstream));
 }
 
 

@@ -6,8 +6,9 @@
  * Each call upgrades (random key, Sec-WebSocket-Accept verified), sends
  * "connected" and "start", then one "media" of 160 bytes of mu-law every
  * 20 ms on a drift-free CLOCK_MONOTONIC grid, each call at a random phase
- * of its own (no shared tick: calls are independent).  Each payload begins with an id (call, sequence number,
- * send time) so that the audio echoed back is matched to the frame it
+ * of its own (no shared tick: calls are independent).  Each payload
+ * begins with an id (call, sequence number, send time) so that the audio
+ * echoed back is matched to the frame it
  * came from: the round-trip time is measured per frame, and a frame never
  * echoed within the grace period is lost.  Marks are echoed as Twilio
  * does; at the end "stop" and a close.
@@ -2282,7 +2283,8 @@ load_json(const char *path, double wall, bench_cpu_t *cpu)
             "\"duplicate\":%llu,\"misrouted\":%llu,\"corrupt\":%llu,"
             "\"late\":%llu,\"bytes_skipped\":%llu,\"late_sends\":%llu},",
             sent, received, lost,
-            load_stats.frames_duplicate + load_stats.agent_duplicate, load_stats.frames_misrouted,
+            load_stats.frames_duplicate + load_stats.agent_duplicate,
+            load_stats.frames_misrouted,
             load_stats.frames_corrupt, load_stats.frames_late,
             load_stats.bytes_skipped, load_stats.late_sends);
 
