@@ -30,16 +30,23 @@ bench_url_parse(const char *s, bench_url_t *url, char *err, size_t n)
 
     memset(url, 0, sizeof(bench_url_t));
 
-    if (strncmp(s, "ws://", 5) != 0) {
-        snprintf(err, n, "\"%s\": only ws:// URLs are supported", s);
+    if (strncmp(s, "ws://", 5) == 0) {
+        s += 5;
+
+    } else if (strncmp(s, "wss://", 6) == 0) {
+        s += 6;
+        url->tls = 1;
+
+    } else {
+        snprintf(err, n, "\"%s\": only ws:// and wss:// URLs are supported",
+                 s);
         return -1;
     }
 
-    s += 5;
     path = strchr(s, '/');
     len = path ? (size_t) (path - s) : strlen(s);
 
-    if (bench_addr_parse(s, len, 80, 0, url, err, n) != 0) {
+    if (bench_addr_parse(s, len, url->tls ? 443 : 80, 0, url, err, n) != 0) {
         return -1;
     }
 
@@ -204,6 +211,9 @@ bench_addr_parse(const char *s, size_t len, unsigned port_default,
     if (strcmp(host, "localhost") == 0) {
         strcpy(host, "127.0.0.1");
     }
+
+    /* what a certificate is verified against: the address itself */
+    strcpy(url->name, host);
 
     sin = (struct sockaddr_in *) &url->sa;
     sin6 = (struct sockaddr_in6 *) &url->sa;

@@ -23,11 +23,14 @@ typedef struct {
     socklen_t                socklen;
     char                     host[BENCH_HOST_LEN];   /* for Host: */
     char                     path[BENCH_PATH_LEN];
+    char                     name[BENCH_HOST_LEN];   /* verified: no port */
+    int                      tls;                    /* wss:// */
 } bench_url_t;
 
 
 /*
- * "ws://HOST[:PORT][/PATH]" into url; 0, or -1 with a message in err.
+ * "ws://HOST[:PORT][/PATH]" or "wss://..." into url; 0, or -1 with a
+ * message in err.
  */
 int bench_url_parse(const char *s, bench_url_t *url, char *err, size_t n);
 

@@ -12,7 +12,10 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "bench_codec.h"
 #include "bench_ws.h"
@@ -23,6 +26,8 @@
 
 
 static int bench_ws_fail(bench_ws_t *ws, unsigned code, const char *error);
+static ssize_t bench_ws_tls_read(bench_ws_t *ws);
+static int bench_ws_tls_flush(bench_ws_t *ws);
 
 
 static unsigned char  bench_random_pool[BENCH_RANDOM_POOL];
@@ -90,6 +95,11 @@ bench_ws_init(bench_ws_t *ws, int fd, int role, size_t max_message,
 void
 bench_ws_free(bench_ws_t *ws)
 {
+    if (ws->ssl) {
+        SSL_free(ws->ssl);
+        ws->ssl = NULL;
+    }
+
     free(ws->in);
     free(ws->out);
     free(ws->msg);
@@ -117,6 +127,10 @@ bench_ws_read(bench_ws_t *ws)
     if (ws->in_end == ws->in_size) {
         errno = ENOBUFS;
         return -1;
+    }
+
+    if (ws->ssl) {
+        return bench_ws_tls_read(ws);
     }
 
     n = read(ws->fd, ws->in + ws->in_end, ws->in_size - ws->in_end);
@@ -316,6 +330,10 @@ bench_ws_flush(bench_ws_t *ws)
 {
     ssize_t  n;
 
+    if (ws->ssl) {
+        return bench_ws_tls_flush(ws);
+    }
+
     while (ws->out_start < ws->out_end) {
         n = send(ws->fd, ws->out + ws->out_start, ws->out_end - ws->out_start,
                  MSG_NOSIGNAL);
@@ -484,6 +502,211 @@ bench_ws_accept(const unsigned char *key, size_t len,
 
     bench_base64_encode(accept, md, 20);
     accept[BENCH_WS_ACCEPT_LEN] = '\0';
+
+    return 0;
+}
+
+
+SSL_CTX *
+bench_tls_client_ctx(const char *ca, char *err, size_t n)
+{
+    SSL_CTX  *ctx;
+
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        snprintf(err, n, "SSL_CTX_new() failed");
+        return NULL;
+    }
+
+    if (ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1
+           : SSL_CTX_set_default_verify_paths(ctx) != 1)
+    {
+        snprintf(err, n, "cannot load the CAs \"%s\"", ca ? ca : "(system)");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+
+    /* verified as a production client verifies: chain and address */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                          | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+
+    return ctx;
+}
+
+
+SSL_CTX *
+bench_tls_server_ctx(const char *cert, const char *key, char *err, size_t n)
+{
+    SSL_CTX  *ctx;
+
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(err, n, "SSL_CTX_new() failed");
+        return NULL;
+    }
+
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1
+        || SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1
+        || SSL_CTX_check_private_key(ctx) != 1)
+    {
+        snprintf(err, n, "cannot load the certificate \"%s\" and key "
+                 "\"%s\"", cert, key);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                          | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+
+    return ctx;
+}
+
+
+int
+bench_ws_tls(bench_ws_t *ws, SSL_CTX *ctx, const char *name)
+{
+    X509_VERIFY_PARAM  *param;
+
+    ws->ssl = SSL_new(ctx);
+
+    if (ws->ssl == NULL || SSL_set_fd(ws->ssl, ws->fd) != 1) {
+        return -1;
+    }
+
+    if (ws->role == NGX_HTTP_TWIRT_WS_CLIENT) {
+        SSL_set_connect_state(ws->ssl);
+
+        /* names are never resolved here: the address is what is checked */
+
+        param = SSL_get0_param(ws->ssl);
+
+        if (X509_VERIFY_PARAM_set1_ip_asc(param, name) != 1
+            && (X509_VERIFY_PARAM_set1_host(param, name, 0) != 1
+                || SSL_set_tlsext_host_name(ws->ssl, name) != 1))
+        {
+            return -1;
+        }
+
+    } else {
+        SSL_set_accept_state(ws->ssl);
+    }
+
+    ws->tls_handshake = 1;
+
+    return 0;
+}
+
+
+int
+bench_ws_tls_handshake(bench_ws_t *ws)
+{
+    int            rc;
+    unsigned long  e;
+
+    ERR_clear_error();
+    rc = SSL_do_handshake(ws->ssl);
+
+    if (rc == 1) {
+        ws->tls_handshake = 0;
+        ws->tls_want_write = 0;
+        return 0;
+    }
+
+    switch (SSL_get_error(ws->ssl, rc)) {
+
+    case SSL_ERROR_WANT_READ:
+        ws->tls_want_write = 0;
+        return 1;
+
+    case SSL_ERROR_WANT_WRITE:
+        ws->tls_want_write = 1;
+        return 1;
+
+    default:
+        e = ERR_peek_error();
+        ws->error = e ? ERR_reason_error_string(e) : "the peer closed";
+
+        if (ws->error == NULL) {
+            ws->error = "TLS handshake failed";
+        }
+
+        return -1;
+    }
+}
+
+
+/*
+ * Reads until TLS has nothing more: level-triggered epoll does not see
+ * what OpenSSL holds decrypted, so none of it is left there.
+ */
+
+static ssize_t
+bench_ws_tls_read(bench_ws_t *ws)
+{
+    int      n;
+    ssize_t  total;
+
+    total = 0;
+
+    while (ws->in_end < ws->in_size) {
+        ERR_clear_error();
+        n = SSL_read(ws->ssl, ws->in + ws->in_end,
+                     (int) (ws->in_size - ws->in_end));
+
+        if (n > 0) {
+            ws->in_end += (size_t) n;
+            total += n;
+            continue;
+        }
+
+        switch (SSL_get_error(ws->ssl, n)) {
+
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+            return total ? total : BENCH_WS_AGAIN;
+
+        case SSL_ERROR_ZERO_RETURN:
+            return total ? total : 0;
+
+        default:
+            errno = EPROTO;
+            return total ? total : -1;
+        }
+    }
+
+    return total;
+}
+
+
+static int
+bench_ws_tls_flush(bench_ws_t *ws)
+{
+    int  n;
+
+    while (ws->out_start < ws->out_end) {
+        ERR_clear_error();
+        n = SSL_write(ws->ssl, ws->out + ws->out_start,
+                      (int) (ws->out_end - ws->out_start));
+
+        if (n > 0) {
+            ws->out_start += (size_t) n;
+            continue;
+        }
+
+        switch (SSL_get_error(ws->ssl, n)) {
+
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+            return 1;
+
+        default:
+            return -1;
+        }
+    }
+
+    ws->out_start = 0;
+    ws->out_end = 0;
 
     return 0;
 }

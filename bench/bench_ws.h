@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <openssl/ssl.h>
+
 #include "ngx_http_twirt_ws_frame.h"
 
 
@@ -26,6 +28,10 @@
 typedef struct {
     int              fd;
     int              role;         /* ours: NGX_HTTP_TWIRT_WS_SERVER/CLIENT */
+
+    SSL             *ssl;          /* TLS over fd, or NULL */
+    unsigned         tls_handshake:1;   /* not done yet */
+    unsigned         tls_want_write:1;  /* it waits for the socket */
 
     unsigned char   *in;
     size_t           in_start;
@@ -53,6 +59,21 @@ typedef struct {
     size_t           len;
 } bench_ws_msg_t;
 
+
+/*
+ * TLS: a client context verifying peers with the CAs in ca (NULL: the
+ * system's), a server one with a certificate chain and key; NULL with a
+ * message in err.  bench_ws_tls() starts TLS on a connection (name: the
+ * peer's address to verify, for a client); bench_ws_tls_handshake() goes
+ * on with the handshake: 0 done, 1 not yet (tls_want_write says for
+ * which event), -1 failed (error set).  Once done, bench_ws_read() and
+ * bench_ws_flush() go through TLS.
+ */
+SSL_CTX *bench_tls_client_ctx(const char *ca, char *err, size_t n);
+SSL_CTX *bench_tls_server_ctx(const char *cert, const char *key, char *err,
+    size_t n);
+int bench_ws_tls(bench_ws_t *ws, SSL_CTX *ctx, const char *name);
+int bench_ws_tls_handshake(bench_ws_t *ws);
 
 /* fills p[0..n) from the kernel's random source, through a pool */
 void bench_random(void *p, size_t n);

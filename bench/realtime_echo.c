@@ -12,6 +12,20 @@
  * Japanese line) and response.done with its usage, so that the gateway
  * has transcript and cost events to record (the board bench).
  *
+ * With --shape conversation it does not echo: it talks.  Each connection
+ * alternates an agent's turn and the caller's: a turn starts with the
+ * first append after the caller's turn ended, and is what the GA API
+ * sends for a spoken answer (response.created, output_item.added,
+ * content_part.added, audio deltas, output_audio.done, content_part.done,
+ * output_item.done, response.done), its audio in deltas of 100-200 ms
+ * sent 2-5 times faster than real time, as the model generates it.  The
+ * caller's turn lasts as long as the agent's audio takes to play plus
+ * 2-5 s, so the agent speaks about half of the time.  The audio is made
+ * of 160-byte frames, each with an id (the call's index as learnt from
+ * its appended audio, a sequence number, the frames left in the turn and
+ * the send time) so that the Twilio side measures each frame's way
+ * through the gateway and counts the ones lost.
+ *
  *   realtime_echo --listen 127.0.0.1:0 --ready-file /tmp/echo.port
  *
  * SIGTERM or SIGINT stops it; it reports its counters and its own CPU
@@ -46,6 +60,11 @@
 #define ECHO_OPEN            1
 #define ECHO_CLOSING         2      /* flush what is left, then close */
 
+#define ECHO_FRAME           160    /* bytes of mu-law per 20 ms */
+#define ECHO_FRAME_NS        20000000ULL
+#define ECHO_NO_CALL         0xffffff   /* the call's index is not known */
+#define ECHO_TURN_MAX        255    /* frames: "left" is one byte */
+
 
 typedef struct {
     bench_ws_t          ws;
@@ -54,7 +73,20 @@ typedef struct {
     unsigned            close_sent:1;
     unsigned long       id;
     unsigned long       answers;         /* --transcripts: answers sent */
+    unsigned long       events;          /* deltas sent: their event_ids */
     uint64_t            next_answer;     /* when the next one is due, ns */
+
+    /* --shape conversation */
+    size_t              heap;            /* in the timer heap, or -1 */
+    uint64_t            wake;            /* the next delta is due, ns */
+    uint64_t            listen_until;    /* the caller's turn ends, ns */
+    unsigned            call;            /* from the appended audio */
+    unsigned            turns;
+    unsigned            turn_left;       /* frames of the turn to send */
+    unsigned            turn_frames;
+    double              speed;           /* times real time */
+    uint32_t            seq;             /* the next frame's number */
+    unsigned            speaking:1;
 } echo_conn_t;
 
 
@@ -80,6 +112,11 @@ typedef struct {
     unsigned long       protocol_errors;
     unsigned long       overflows;
     unsigned long long  audio_bytes;     /* base64 characters echoed */
+    unsigned long       tls_failed;      /* handshakes */
+    unsigned long       turns;           /* --shape conversation */
+    unsigned long       turns_cut;       /* closed while speaking */
+    unsigned long long  agent_frames;
+    unsigned long long  timer_late;      /* deltas over 1 ms late */
 } echo_stats_t;
 
 
@@ -99,6 +136,15 @@ static void echo_free(echo_conn_t *c);
 static void echo_report(void);
 static void echo_signal(int signo);
 static void echo_usage(void);
+static int echo_turn_start(echo_conn_t *c, uint64_t now);
+static int echo_turn_delta(echo_conn_t *c, uint64_t now);
+static int echo_turn_end(echo_conn_t *c, uint64_t now);
+static void echo_learn_call(echo_conn_t *c, const char *b64, size_t len);
+static double echo_uniform(double a, double b);
+static void echo_heap_set(echo_conn_t *c, uint64_t wake);
+static void echo_heap_remove(echo_conn_t *c);
+static void echo_heap_up(size_t i);
+static void echo_heap_down(size_t i);
 
 
 static int                   echo_ep;
@@ -111,6 +157,20 @@ static const char           *echo_json;
 static echo_stats_t          echo_stats;
 static volatile sig_atomic_t echo_stop;
 static uint64_t              echo_started;
+static int                   echo_conversation;
+static SSL_CTX              *echo_ssl_ctx;          /* --tls-cert: wss:// */
+
+/*
+ * The audio delta's name: the GA interface's, or with --interface beta
+ * the beta's (response.audio.delta), which bridges written for the beta
+ * still wait for.
+ */
+static const char           *echo_delta_type = "response.output_audio.delta";
+static double                echo_turn_min = 2000;  /* ms of agent audio */
+static double                echo_turn_max = 5000;
+static echo_conn_t         **echo_heap;
+static size_t                echo_heap_n;
+static size_t                echo_heap_size;
 
 
 int
@@ -121,18 +181,20 @@ main(int argc, char **argv)
     FILE                *f;
     double               v, max_time;
     sigset_t             block, orig;
-    uint64_t             deadline, now;
+    uint64_t             deadline, now, next;
     socklen_t            len;
     bench_url_t          listen_addr;
     unsigned long        nofile;
     struct timespec      ts;
     struct sigaction     sa;
     struct epoll_event   ev, events[ECHO_EVENTS];
-    const char          *listen_s, *ready;
+    const char          *listen_s, *ready, *cert, *key;
     struct sockaddr_storage  bound;
 
     listen_s = "127.0.0.1:0";
     ready = NULL;
+    cert = NULL;
+    key = NULL;
     max_time = 3600;
 
     for (i = 1; i < argc; i++) {
@@ -165,6 +227,42 @@ main(int argc, char **argv)
 
             echo_answer_every = (uint64_t) (v * 1e6);
 
+        } else if (strcmp(argv[i], "--interface") == 0 && i + 1 < argc) {
+            i++;
+
+            if (strcmp(argv[i], "beta") == 0) {
+                echo_delta_type = "response.audio.delta";
+
+            } else if (strcmp(argv[i], "ga") != 0) {
+                echo_usage();
+            }
+
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            cert = argv[++i];
+
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            key = argv[++i];
+
+        } else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
+            i++;
+
+            if (strcmp(argv[i], "conversation") == 0) {
+                echo_conversation = 1;
+
+            } else if (strcmp(argv[i], "echo") != 0) {
+                echo_usage();
+            }
+
+        } else if (strcmp(argv[i], "--turn-ms") == 0 && i + 1 < argc) {
+            if (sscanf(argv[++i], "%lf-%lf", &echo_turn_min, &echo_turn_max)
+                != 2 || echo_turn_min < 20 || echo_turn_max < echo_turn_min
+                || echo_turn_max > ECHO_TURN_MAX * 20)
+            {
+                fprintf(stderr, "realtime_echo: --turn-ms MIN-MAX, 20 to "
+                        "%d\n", ECHO_TURN_MAX * 20);
+                return 2;
+            }
+
         } else if (strcmp(argv[i], "--quiet") == 0) {
             echo_quiet = 1;
 
@@ -176,6 +274,21 @@ main(int argc, char **argv)
     if (bench_listen_parse(listen_s, &listen_addr, err, sizeof(err)) != 0) {
         fprintf(stderr, "realtime_echo: %s\n", err);
         return 2;
+    }
+
+    if ((cert == NULL) != (key == NULL)) {
+        fprintf(stderr, "realtime_echo: --tls-cert and --tls-key go "
+                "together\n");
+        return 2;
+    }
+
+    if (cert) {
+        echo_ssl_ctx = bench_tls_server_ctx(cert, key, err, sizeof(err));
+
+        if (echo_ssl_ctx == NULL) {
+            fprintf(stderr, "realtime_echo: %s\n", err);
+            return 2;
+        }
     }
 
     nofile = bench_nofile(echo_max_conns + 64);
@@ -277,8 +390,39 @@ main(int argc, char **argv)
             break;
         }
 
-        ts.tv_sec = (time_t) ((deadline - now) / 1000000000);
-        ts.tv_nsec = (long) ((deadline - now) % 1000000000);
+        /* the deltas due: each connection's at its own time */
+
+        while (echo_heap_n && echo_heap[0]->wake <= now) {
+            echo_conn_t  *t = echo_heap[0];
+
+            if (t->state != ECHO_OPEN) {
+                /* closing: no more of the turn */
+                echo_heap_remove(t);
+                continue;
+            }
+
+            if (now - t->wake > 1000000) {
+                echo_stats.timer_late++;
+            }
+
+            if (echo_turn_delta(t, now) != 0) {
+                echo_free(t);
+                continue;
+            }
+
+            echo_io(t);
+            now = bench_now();
+        }
+
+        next = deadline;
+
+        if (echo_heap_n && echo_heap[0]->wake < next) {
+            next = echo_heap[0]->wake;
+        }
+
+        next = next > now ? next - now : 0;
+        ts.tv_sec = (time_t) (next / 1000000000);
+        ts.tv_nsec = (long) (next % 1000000000);
 
         n = epoll_pwait2(echo_ep, events, ECHO_EVENTS, &ts, &orig);
 
@@ -352,8 +496,20 @@ echo_accept(void)
             continue;
         }
 
+        if (echo_ssl_ctx
+            && bench_ws_tls(&c->ws, echo_ssl_ctx, NULL) != 0)
+        {
+            fprintf(stderr, "realtime_echo: TLS setup failed\n");
+            bench_ws_free(&c->ws);
+            free(c);
+            close(fd);
+            continue;
+        }
+
         c->id = ++echo_next_id;
         c->state = ECHO_HANDSHAKE;
+        c->heap = (size_t) -1;
+        c->call = ECHO_NO_CALL;
 
         ev.events = EPOLLIN | EPOLLRDHUP;
         ev.data.ptr = c;
@@ -382,6 +538,30 @@ echo_event(echo_conn_t *c, uint32_t events)
     int             rc;
     ssize_t         n;
     bench_ws_msg_t  m;
+
+    if (c->ws.tls_handshake) {
+        rc = bench_ws_tls_handshake(&c->ws);
+
+        if (rc == -1) {
+            echo_stats.tls_failed++;
+
+            if (!echo_quiet) {
+                fprintf(stderr, "realtime_echo: connection %lu: TLS "
+                        "handshake failed: %s\n", c->id, c->ws.error);
+            }
+
+            echo_free(c);
+            return;
+        }
+
+        if (rc == 1) {
+            echo_io(c);
+            return;
+        }
+
+        /* the upgrade request may have come with the handshake's end */
+        events |= EPOLLIN;
+    }
 
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         n = bench_ws_read(&c->ws);
@@ -615,15 +795,11 @@ static int
 echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
 {
     int             rc;
-    char            head[96];
+    char            head[256];
     size_t          n, hlen;
     bench_json_t    type, v;
     unsigned char  *out;
 
-    static const char  delta[] =
-        "{\"type\":\"response.output_audio.delta\",\"response_id\":"
-        "\"resp_1\",\"item_id\":\"item_1\",\"output_index\":0,"
-        "\"content_index\":0,\"delta\":\"";
 
     rc = bench_json_get((const char *) p, len, "type", &type);
 
@@ -642,16 +818,44 @@ echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
             return 0;
         }
 
-        n = sizeof(delta) - 1 + v.len + 2;
+        if (echo_conversation) {
+            /*
+             * The caller's audio is the clock of the turns: the agent
+             * answers once the caller's turn is over and the caller is
+             * still there, as a model answers speech.
+             */
+
+            if (c->call == ECHO_NO_CALL) {
+                echo_learn_call(c, v.p, v.len);
+            }
+
+            if (!c->speaking && bench_now() >= c->listen_until) {
+                return echo_turn_start(c, bench_now());
+            }
+
+            return 0;
+        }
+
+        /* the GA API's delta, every field of it, one event_id each */
+
+        hlen = (size_t) snprintf(head, sizeof(head),
+                                 "{\"type\":\"%s\","
+                                 "\"event_id\":\"event_%lu_a%lu\","
+                                 "\"response_id\":\"resp_%lu_0\","
+                                 "\"item_id\":\"item_%lu_0\","
+                                 "\"output_index\":0,\"content_index\":0,"
+                                 "\"delta\":\"", echo_delta_type, c->id,
+                                 ++c->events, c->id, c->id);
+        n = hlen + v.len + 2;
 
         if (echo_out(c, n) != 0) {
             return -1;
         }
 
         out = bench_ws_reserve(&c->ws, n);
-        memcpy(out, delta, sizeof(delta) - 1);
-        memcpy(out + sizeof(delta) - 1, v.p, v.len);
-        memcpy(out + sizeof(delta) - 1 + v.len, "\"}", 2);
+        memcpy(out, head, hlen);
+        memcpy(out + hlen, v.p, v.len);
+        memcpy(out + hlen + v.len, "\"}", 2);
 
         echo_stats.deltas_out++;
         echo_stats.audio_bytes += v.len;
@@ -861,6 +1065,10 @@ echo_io(echo_conn_t *c)
         return;
     }
 
+    if (c->ws.tls_handshake) {
+        rc = c->ws.tls_want_write;
+    }
+
     if ((rc == 1) != c->want_out) {
         c->want_out = rc == 1;
         ev.events = EPOLLIN | EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
@@ -873,12 +1081,431 @@ echo_io(echo_conn_t *c)
 static void
 echo_free(echo_conn_t *c)
 {
+    if (c->speaking) {
+        echo_stats.turns_cut++;
+    }
+
+    echo_heap_remove(c);
     close(c->ws.fd);
     bench_ws_free(&c->ws);
     free(c);
 
     echo_stats.active--;
     echo_stats.closed++;
+}
+
+
+/*
+ * The caller's index from its audio: twilio_load's frames begin with a
+ * marker, the index and a checksum.  A bridge that transcodes the audio
+ * leaves it unknown, and the agent's frames then carry ECHO_NO_CALL.
+ */
+
+static void
+echo_learn_call(echo_conn_t *c, const char *b64, size_t len)
+{
+    long           n;
+    unsigned       i, sum;
+    unsigned char  f[18];
+
+    if (len < 24) {
+        return;
+    }
+
+    n = bench_base64_decode(f, b64, 24);
+
+    if (n != 18 || f[0] != 0xb5 || f[1] != 0x7e) {
+        return;
+    }
+
+    for (sum = 0, i = 0; i < 15; i++) {
+        sum += f[i];
+    }
+
+    if (f[15] != (unsigned char) (sum ^ 0x5a)) {
+        return;
+    }
+
+    c->call = ((unsigned) f[2] << 16) | ((unsigned) f[3] << 8) | f[4];
+}
+
+
+static double
+echo_uniform(double a, double b)
+{
+    uint32_t  r;
+
+    bench_random(&r, sizeof(uint32_t));
+
+    return a + (b - a) * ((double) r / 4294967296.0);
+}
+
+
+/* the events a spoken answer begins with, then its first delta */
+
+static int
+echo_turn_start(echo_conn_t *c, uint64_t now)
+{
+    int   n;
+    char  buf[1024];
+
+    c->turns++;
+    c->speaking = 1;
+    c->turn_frames = (unsigned) (echo_uniform(echo_turn_min, echo_turn_max)
+                                 / 20 + 0.5);
+    if (c->turn_frames == 0) {
+        c->turn_frames = 1;
+    }
+
+    c->turn_left = c->turn_frames;
+    c->speed = echo_uniform(2, 5);
+    echo_stats.turns++;
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.created\",\"event_id\":\"event_%lu_c%u\","
+        "\"response\":{\"object\":\"realtime.response\","
+        "\"id\":\"resp_%lu_%u\",\"status\":\"in_progress\","
+        "\"status_details\":null,\"output\":[],\"conversation_id\":"
+        "\"conv_bench_%lu\",\"output_modalities\":[\"audio\"],"
+        "\"max_output_tokens\":\"inf\",\"audio\":{\"output\":{\"format\":"
+        "{\"type\":\"audio/pcmu\"},\"voice\":\"marin\"}},\"usage\":null,"
+        "\"metadata\":null}}", c->id, c->turns, c->id, c->turns, c->id);
+
+    if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.output_item.added\","
+        "\"event_id\":\"event_%lu_i%u\",\"response_id\":\"resp_%lu_%u\","
+        "\"output_index\":0,\"item\":{\"id\":\"item_%lu_%u\","
+        "\"type\":\"message\",\"status\":\"in_progress\","
+        "\"role\":\"assistant\",\"content\":[]}}",
+        c->id, c->turns, c->id, c->turns, c->id, c->turns);
+
+    if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.content_part.added\","
+        "\"event_id\":\"event_%lu_p%u\",\"response_id\":\"resp_%lu_%u\","
+        "\"item_id\":\"item_%lu_%u\",\"output_index\":0,"
+        "\"content_index\":0,\"part\":{\"type\":\"audio\","
+        "\"transcript\":\"\"}}",
+        c->id, c->turns, c->id, c->turns, c->id, c->turns);
+
+    if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    return echo_turn_delta(c, now);
+}
+
+
+/*
+ * One delta of 100-200 ms of the turn's audio; the next is due when the
+ * model would have generated it, speed times faster than it plays.
+ */
+
+static int
+echo_turn_delta(echo_conn_t *c, uint64_t now)
+{
+    size_t          hlen, n, len;
+    unsigned        k, i, j, sum;
+    uint64_t        us;
+    unsigned char  *out, *f, audio[11 * ECHO_FRAME];
+    char            head[256];
+
+    k = (unsigned) echo_uniform(5, 11);     /* 5..10 frames */
+    if (k > c->turn_left) {
+        k = c->turn_left;
+    }
+
+    hlen = (size_t) snprintf(head, sizeof(head),
+                             "{\"type\":\"%s\","
+                             "\"event_id\":\"event_%lu_a%lu\","
+                             "\"response_id\":\"resp_%lu_%u\","
+                             "\"item_id\":\"item_%lu_%u\","
+                             "\"output_index\":0,\"content_index\":0,"
+                             "\"delta\":\"", echo_delta_type, c->id,
+                             ++c->events, c->id, c->turns, c->id, c->turns);
+
+    n = hlen + bench_base64_len(k * ECHO_FRAME) + 2;
+
+    if (echo_out(c, n) != 0) {
+        return -1;
+    }
+
+    out = bench_ws_reserve(&c->ws, n);
+    memcpy(out, head, hlen);
+    len = hlen;
+
+    /* the send time is the delta's: it leaves right after */
+
+    us = bench_now() / 1000;
+
+    for (j = 0; j < k; j++) {
+        f = audio + j * ECHO_FRAME;
+        c->turn_left--;
+
+        f[0] = 0xb5;
+        f[1] = 0x7f;
+        f[2] = (unsigned char) (c->call >> 16);
+        f[3] = (unsigned char) (c->call >> 8);
+        f[4] = (unsigned char) c->call;
+        f[5] = (unsigned char) (c->seq >> 16);
+        f[6] = (unsigned char) (c->seq >> 8);
+        f[7] = (unsigned char) c->seq;
+        f[8] = (unsigned char) c->turn_left;
+
+        for (i = 0; i < 6; i++) {
+            f[9 + i] = (unsigned char) (us >> (40 - 8 * i));
+        }
+
+        for (sum = 0, i = 0; i < 15; i++) {
+            sum += f[i];
+        }
+
+        f[15] = (unsigned char) (sum ^ 0x5a);
+
+        for (i = 16; i < ECHO_FRAME; i++) {
+            f[i] = (unsigned char) (0xf0 | ((c->seq + i) & 0x0f));
+        }
+
+        c->seq++;
+        echo_stats.agent_frames++;
+    }
+
+    len += bench_base64_encode((char *) out + len, audio, k * ECHO_FRAME);
+
+    memcpy(out + len, "\"}", 2);
+    len += 2;
+
+    echo_stats.deltas_out++;
+
+    if (bench_ws_commit(&c->ws, NGX_HTTP_TWIRT_WS_TEXT, len) != 0) {
+        return -1;
+    }
+
+    if (c->turn_left == 0) {
+        echo_heap_remove(c);
+        return echo_turn_end(c, now);
+    }
+
+    echo_heap_set(c, now + (uint64_t) (k * ECHO_FRAME_NS / c->speed));
+
+    return 0;
+}
+
+
+/* what ends a spoken answer; then the caller's turn */
+
+static int
+echo_turn_end(echo_conn_t *c, uint64_t now)
+{
+    int       n;
+    char      buf[2048];
+    uint64_t  played;
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.output_audio.done\","
+        "\"event_id\":\"event_%lu_ad%u\",\"response_id\":\"resp_%lu_%u\","
+        "\"item_id\":\"item_%lu_%u\",\"output_index\":0,"
+        "\"content_index\":0}",
+        c->id, c->turns, c->id, c->turns, c->id, c->turns);
+
+    if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.content_part.done\","
+        "\"event_id\":\"event_%lu_pd%u\",\"response_id\":\"resp_%lu_%u\","
+        "\"item_id\":\"item_%lu_%u\",\"output_index\":0,"
+        "\"content_index\":0,\"part\":{\"type\":\"audio\","
+        "\"transcript\":\"\"}}",
+        c->id, c->turns, c->id, c->turns, c->id, c->turns);
+
+    if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.output_item.done\","
+        "\"event_id\":\"event_%lu_id%u\",\"response_id\":\"resp_%lu_%u\","
+        "\"output_index\":0,\"item\":{\"id\":\"item_%lu_%u\","
+        "\"type\":\"message\",\"status\":\"completed\","
+        "\"role\":\"assistant\",\"content\":[{\"type\":\"output_audio\","
+        "\"transcript\":\"\"}]}}",
+        c->id, c->turns, c->id, c->turns, c->id, c->turns);
+
+    if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.done\",\"event_id\":\"event_%lu_d%u\","
+        "\"response\":{\"object\":\"realtime.response\","
+        "\"id\":\"resp_%lu_%u\",\"status\":\"completed\","
+        "\"status_details\":null,\"output\":[{\"id\":\"item_%lu_%u\","
+        "\"type\":\"message\",\"object\":\"realtime.item\","
+        "\"status\":\"completed\",\"role\":\"assistant\",\"content\":"
+        "[{\"type\":\"output_audio\",\"transcript\":\"\"}]}],"
+        "\"conversation_id\":\"conv_bench_%lu\",\"output_modalities\":"
+        "[\"audio\"],\"max_output_tokens\":\"inf\",\"audio\":{\"output\":"
+        "{\"format\":{\"type\":\"audio/pcmu\"},\"voice\":\"marin\"}},"
+        "\"usage\":{\"total_tokens\":%u,\"input_tokens\":%u,"
+        "\"output_tokens\":%u,\"input_token_details\":{\"text_tokens\":400,"
+        "\"audio_tokens\":%u,\"image_tokens\":0,\"cached_tokens\":0,"
+        "\"cached_tokens_details\":{\"text_tokens\":0,"
+        "\"audio_tokens\":0,\"image_tokens\":0}},"
+        "\"output_token_details\":{\"text_tokens\":20,"
+        "\"audio_tokens\":%u}},\"metadata\":null}}",
+        c->id, c->turns, c->id, c->turns, c->id, c->turns, c->id,
+        500 + c->turn_frames, 400 + 100 * c->turns, 20 + c->turn_frames,
+        100 * c->turns, c->turn_frames);
+
+    if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    echo_stats.responses_done++;
+
+    /*
+     * The caller's turn: the agent's audio plays out on the phone (it
+     * was sent faster than real time), then the caller speaks 2-5 s.
+     */
+
+    played = (uint64_t) c->turn_frames * ECHO_FRAME_NS;
+    played -= (uint64_t) (played / c->speed);
+
+    c->speaking = 0;
+    c->listen_until = now + played
+                      + (uint64_t) (echo_uniform(2000, 5000) * 1e6);
+
+    return 0;
+}
+
+
+/* the timer heap of the speaking connections, earliest wake first */
+
+static void
+echo_heap_set(echo_conn_t *c, uint64_t wake)
+{
+    size_t         size;
+    echo_conn_t  **h;
+
+    c->wake = wake;
+
+    if (c->heap != (size_t) -1) {
+        echo_heap_up(c->heap);
+        echo_heap_down(c->heap);
+        return;
+    }
+
+    if (echo_heap_n == echo_heap_size) {
+        size = echo_heap_size ? 2 * echo_heap_size : 256;
+        h = realloc(echo_heap, size * sizeof(echo_conn_t *));
+
+        if (h == NULL) {
+            fprintf(stderr, "realtime_echo: out of memory\n");
+            exit(1);
+        }
+
+        echo_heap = h;
+        echo_heap_size = size;
+    }
+
+    c->heap = echo_heap_n;
+    echo_heap[echo_heap_n++] = c;
+    echo_heap_up(c->heap);
+}
+
+
+static void
+echo_heap_remove(echo_conn_t *c)
+{
+    size_t  i;
+
+    i = c->heap;
+
+    if (i == (size_t) -1) {
+        return;
+    }
+
+    c->heap = (size_t) -1;
+    echo_heap_n--;
+
+    if (i == echo_heap_n) {
+        return;
+    }
+
+    echo_heap[i] = echo_heap[echo_heap_n];
+    echo_heap[i]->heap = i;
+    echo_heap_up(i);
+    echo_heap_down(echo_heap[i]->heap);
+}
+
+
+static void
+echo_heap_up(size_t i)
+{
+    size_t        p;
+    echo_conn_t  *c;
+
+    c = echo_heap[i];
+
+    while (i > 0) {
+        p = (i - 1) / 2;
+
+        if (echo_heap[p]->wake <= c->wake) {
+            break;
+        }
+
+        echo_heap[i] = echo_heap[p];
+        echo_heap[i]->heap = i;
+        i = p;
+    }
+
+    echo_heap[i] = c;
+    c->heap = i;
+}
+
+
+static void
+echo_heap_down(size_t i)
+{
+    size_t        l, m;
+    echo_conn_t  *c;
+
+    c = echo_heap[i];
+
+    for ( ;; ) {
+        l = 2 * i + 1;
+
+        if (l >= echo_heap_n) {
+            break;
+        }
+
+        m = l;
+
+        if (l + 1 < echo_heap_n && echo_heap[l + 1]->wake < echo_heap[l]->wake)
+        {
+            m = l + 1;
+        }
+
+        if (c->wake <= echo_heap[m]->wake) {
+            break;
+        }
+
+        echo_heap[i] = echo_heap[m];
+        echo_heap[i]->heap = i;
+        i = m;
+    }
+
+    echo_heap[i] = c;
+    c->heap = i;
 }
 
 
@@ -897,7 +1524,8 @@ echo_report(void)
             "%lu refused, %lu bad handshakes, %lu unauthorized), "
             "appends %lu, deltas %lu, session.update %lu, ignored %lu, "
             "transcripts %lu, response.done %lu, bad json %lu, "
-            "protocol errors %lu, overflows %lu; "
+            "protocol errors %lu, overflows %lu, turns %lu (%lu cut), "
+            "agent frames %llu, deltas over 1 ms late %llu; "
             "cpu user %.0f ms sys %.0f ms (%.1f%% of a core), "
             "maxrss %ld KiB\n",
             wall, echo_stats.upgraded, echo_stats.active_max,
@@ -907,7 +1535,8 @@ echo_report(void)
             echo_stats.ignored, echo_stats.transcripts_out,
             echo_stats.responses_done, echo_stats.bad_json,
             echo_stats.protocol_errors, echo_stats.overflows,
-            cpu.user_ms, cpu.sys_ms,
+            echo_stats.turns, echo_stats.turns_cut, echo_stats.agent_frames,
+            echo_stats.timer_late, cpu.user_ms, cpu.sys_ms,
             wall > 0 ? (cpu.user_ms + cpu.sys_ms) / (wall * 10) : 0.0,
             cpu.maxrss_kib);
 
@@ -931,6 +1560,9 @@ echo_report(void)
             "\"bad_json\":%lu,"
             "\"binary\":%lu,\"pings\":%lu,\"protocol_errors\":%lu,"
             "\"overflows\":%lu,\"audio_base64_bytes\":%llu,"
+            "\"tls\":%s,\"tls_failed\":%lu,"
+            "\"shape\":\"%s\",\"turns\":%lu,\"turns_cut\":%lu,"
+            "\"agent_frames\":%llu,\"timer_late\":%llu,"
             "\"cpu_user_ms\":%.1f,\"cpu_sys_ms\":%.1f,\"cpu_ms\":%.1f,"
             "\"maxrss_kib\":%ld}\n",
             wall, echo_stats.accepted, echo_stats.refused,
@@ -941,7 +1573,11 @@ echo_report(void)
             echo_stats.ignored, echo_stats.transcripts_out,
             echo_stats.responses_done, echo_stats.bad_json, echo_stats.binary,
             echo_stats.pings, echo_stats.protocol_errors,
-            echo_stats.overflows, echo_stats.audio_bytes, cpu.user_ms,
+            echo_stats.overflows, echo_stats.audio_bytes,
+            echo_ssl_ctx ? "true" : "false", echo_stats.tls_failed,
+            echo_conversation ? "conversation" : "echo", echo_stats.turns,
+            echo_stats.turns_cut, echo_stats.agent_frames,
+            echo_stats.timer_late, cpu.user_ms,
             cpu.sys_ms, cpu.user_ms + cpu.sys_ms, cpu.maxrss_kib);
 
     fclose(f);
@@ -964,7 +1600,9 @@ echo_usage(void)
             "usage: realtime_echo [--listen HOST:PORT] [--ready-file FILE]\n"
             "                     [--json FILE] [--max-conns N]"
             " [--max-time S]\n"
-            "                     [--transcripts MS] [--quiet]\n"
+            "                     [--transcripts MS] [--shape SHAPE]"
+            " [--turn-ms MIN-MAX]\n"
+            "                     [--quiet]\n"
             "  --listen      loopback address to listen on"
             " (default 127.0.0.1:0: a free port)\n"
             "  --ready-file  written with the port once listening\n"
@@ -974,6 +1612,17 @@ echo_usage(void)
             " (default 3600)\n"
             "  --transcripts every MS ms per connection, a transcript"
             " and a response.done\n"
-            "                with usage (default: never)\n");
+            "                with usage (default: never)\n"
+            "  --shape       echo (default): every append answered with"
+            " its audio;\n"
+            "                conversation: agent turns of audio deltas"
+            " (100-200 ms each,\n"
+            "                2-5x real time) about half of the time\n"
+            "  --turn-ms     an agent turn's audio, ms (default"
+            " 2000-5000)\n"
+            "  --tls-cert FILE --tls-key FILE  serve wss://\n"
+            "  --interface   ga (default) or beta: the audio deltas named"
+            " as the beta\n"
+            "                interface named them (response.audio.delta)\n");
     exit(2);
 }

@@ -17,6 +17,7 @@ import sys
 import time
 
 TARGET_ADDED_P99_US = 1000      # at 500 calls
+TARGET_FLOOR_RATIO = 1.2        # echo, plaintext: CPU vs the kernel floor
 TARGET_CPU_MS = 0.4             # per call-second
 TARGET_RSS_KIB = 64             # per call
 TARGET_SETUP_MS = 5
@@ -580,7 +581,61 @@ def first_section(w, labels, note, say):
                 t, "ok" if r["met"] else "MISSED")))
         if r["failed"]:
             say("  {:<6} WARNING: {}".format("", r["errors"][0]))
-    return {"runs": runs}
+    if note:
+        say("  note: " + note)
+    return {"runs": runs, "note": note}
+
+
+def cpc_section(w, a, floors, say):
+    """The headline: calls per core, each shape with TLS."""
+    runs = a.cpc_runs.split()
+    if not runs:
+        return None
+
+    out = {"target_added_p99_us": int(a.cpc_target_us), "shapes": {},
+           "runs": []}
+    heads = []
+    for item in a.cpc_result.split():
+        shape, good, bad = item.split(":")
+        out["shapes"][shape] = {"held": int(good), "failed_at": int(bad)}
+        heads.append("{} {}{}".format(
+            shape, good, "+" if bad == "0" else ""))
+
+    say("calls per core (one worker, {}, the added p99 under "
+        "{} ms, no call or frame lost): {}".format(
+            "TLS on both legs" if a.cpc_tls == "1" else "plaintext",
+            int(a.cpc_target_us) / 1000.0, ", ".join(heads) or "-"))
+
+    row = "{:>14} {:>6} {:>20} {:>5} {:>9} {:>5} {:>9}".format
+    say(row("shape", "calls", "added p50/p99/max", "lost", "cpu ms/cs",
+            "core", "load cpu"))
+    for label in runs:
+        lj = load(os.path.join(w, label + ".load.json"))
+        nj = load(os.path.join(w, label + ".nginx.json"))
+        if lj is None or nj is None:
+            continue
+        f = floors.get(nj["shape"] + ("-tls" if nj.get("tls") else ""))
+        added = {}
+        if f:
+            for p in ("p50", "p99", "max"):
+                added[p] = lj["rtt_us"][p] - f[1]["rtt_us"][p]
+        ng = nginx_numbers(nj, lj)
+        out["runs"].append({"label": label, "calls": nj["calls"],
+                            "shape": nj["shape"], "added_us": added,
+                            "lost": lj["frames"]["lost"],
+                            "calls_failed": lj["calls"]["failed"]
+                            + lj["calls"]["dropped"], "nginx": ng})
+        say(row(nj["shape"], nj["calls"], "{}/{}/{}".format(
+            added.get("p50", "-"), added.get("p99", "-"),
+            added.get("max", "-")), lj["frames"]["lost"]
+            + lj["calls"]["failed"] + lj["calls"]["dropped"],
+            fmt(ng["cpu_ms_per_call_s"], "{:.3f}"),
+            fmt(ng["core_share"] and ng["core_share"] * 100, "{:.0f}%"),
+            tool_cpu(lj)))
+    say("  (N+: the search's maximum held; lost counts frames, failed and "
+        "dropped calls)")
+    say("")
+    return out
 
 
 def main():
@@ -588,6 +643,12 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--floor", required=True)
     ap.add_argument("--runs", default="")
+    ap.add_argument("--floors", default="floor")
+    ap.add_argument("--cpc-runs", default="")
+    ap.add_argument("--cpc-result", default="")
+    ap.add_argument("--cpc-target-us", default="5000")
+    ap.add_argument("--target", default="nginx")
+    ap.add_argument("--cpc-tls", default="1")
     ap.add_argument("--bridge", default="0")
     ap.add_argument("--bridge-note", default="")
     ap.add_argument("--mode", default="full")
@@ -607,6 +668,20 @@ def main():
     floor = load(os.path.join(w, a.floor + ".load.json"))
     floor_echo = load(os.path.join(w, a.floor + ".echo.json"))
 
+    # the floors by shape and transport: "floor" is the echo's, plaintext
+    floors = {}
+    for label in a.floors.split():
+        j = load(os.path.join(w, label + ".load.json"))
+        if j is None:
+            continue
+        key = "echo" if label == a.floor else label[len("floor-"):]
+        floors[key] = (label, j, load(os.path.join(w, label + ".echo.json")))
+
+    def floor_for(nj):
+        key = nj.get("shape", "echo") + ("-tls" if nj.get("tls") else "")
+        f = floors.get(key)
+        return f[1] if f else None
+
     try:
         nginx_v = subprocess.run(
             [os.environ.get("NGINX", "/usr/sbin/nginx"), "-v"],
@@ -620,6 +695,9 @@ def main():
                  "nginx": nginx_v},
         "mode": a.mode, "duration_s": a.duration, "marks": a.marks,
         "floor": {"load": floor, "echo": floor_echo},
+        "floors": {k: {"label": v[0], "load": v[1], "echo": v[2]}
+                   for k, v in floors.items()},
+        "bridge_target": a.target,
         "bridge_available": a.bridge == "1",
         "bridge_note": a.bridge_note,
         "runs": [],
@@ -631,13 +709,17 @@ def main():
     say("twirt bench, {}, {} cores, {}, audio {} s per call, marks {}".format(
         result["timestamp"], os.cpu_count(), nginx_v.replace(
             "nginx version: ", ""), a.duration, a.marks))
+    if a.target == "cmd":
+        say("the bridge measured: " + a.bridge_note)
     say("")
 
-    row = ("{:>6} {:>22} {:>20} {:>5} {:>9} {:>5} {:>8} {:>13} {:>15} "
-           "{:>12} {:>5}").format
-    head = row("calls", "rtt p50/p99/max us", "added p50/p99/max", "lost",
-               "cpu ms/cs", "core", "KiB/call", "101 p50/p99ms",
-               "1st echo p50/p99", "load cpu", "echo")
+    result["calls_per_core"] = cpc_section(w, a, floors, say)
+
+    row = ("{:>22} {:>22} {:>20} {:>5} {:>9} {:>6} {:>5} {:>8} {:>13} "
+           "{:>15} {:>12} {:>5}").format
+    head = row("kind calls", "rtt p50/p99/max us", "added p50/p99/max",
+               "lost", "cpu ms/cs", "xfloor", "core", "KiB/call",
+               "101 p50/p99ms", "1st echo p50/p99", "load cpu", "echo")
     say(head)
     say("-" * len(head))
 
@@ -652,11 +734,22 @@ def main():
     def lost(j):
         return j["frames"]["lost"]
 
-    if floor:
+    for key in ("echo", "conversation", "echo-tls", "conversation-tls"):
+        if key not in floors:
+            continue
+        label, fj, fe = floors[key]
         say(row(
-            "floor", rtt(floor), "(direct)", lost(floor), "-", "-", "-",
-            setup(floor, "setup_101_us"), setup(floor, "setup_media_us"),
-            tool_cpu(floor), echo_cpu(floor_echo)))
+            "floor " + key, rtt(fj), "(direct)", lost(fj), "-", "-", "-",
+            "-", setup(fj, "setup_101_us"), setup(fj, "setup_media_us"),
+            tool_cpu(fj), echo_cpu(fe)))
+
+    # the kernel floor's CPU per call-second, by number of calls
+    relay_cpu = {}
+    for label in a.runs.split():
+        nj = load(os.path.join(w, label + ".nginx.json"))
+        if nj and nj.get("kind") == "relay":
+            lj = load(os.path.join(w, label + ".load.json"))
+            relay_cpu[nj["calls"]] = nginx_numbers(nj, lj)["cpu_ms_per_call_s"]
 
     verdicts = []
 
@@ -668,26 +761,39 @@ def main():
             continue
 
         calls = nj["calls"]
+        kind = nj.get("kind", "echo")
         ng = nginx_numbers(nj, lj)
-        run = {"calls": calls, "load": lj, "echo": ej, "nginx": ng,
-               "nginx_samples": nj}
+        run = {"calls": calls, "kind": kind, "load": lj, "echo": ej,
+               "nginx": ng, "nginx_samples": nj}
 
         if lj is None:
-            say("{:>6} the load tool wrote no results".format(calls))
+            say("{:>22} the load tool wrote no results".format(
+                kind + " " + str(calls)))
             result["runs"].append(run)
             continue
 
         added = {}
-        if floor:
+        fl = floor if kind == "relay" else floor_for(nj)
+        if fl:
             for p in ("p50", "p90", "p99", "p999", "max"):
-                added[p] = lj["rtt_us"][p] - floor["rtt_us"][p]
+                added[p] = lj["rtt_us"][p] - fl["rtt_us"][p]
         run["added_us"] = added
 
+        # CPU against the kernel floor's at the same calls: the echo
+        # shape's, as the relay carries that one
+        ratio = None
+        rc = relay_cpu.get(calls)
+        if (kind in ("echo", "echo-tls") and rc
+                and ng["cpu_ms_per_call_s"] is not None):
+            ratio = ng["cpu_ms_per_call_s"] / rc
+        run["floor_ratio"] = ratio
+
         say(row(
-            calls, rtt(lj),
+            kind + " " + str(calls), rtt(lj),
             "{}/{}/{}".format(added.get("p50", "-"), added.get("p99", "-"),
                               added.get("max", "-")),
             lost(lj), fmt(ng["cpu_ms_per_call_s"], "{:.3f}"),
+            fmt(ratio, "{:.2f}x"),
             fmt(ng["core_share"] and ng["core_share"] * 100, "{:.0f}%"),
             fmt(ng["rss_kib_per_call"], "{:.1f}"),
             setup(lj, "setup_101_us"), setup(lj, "setup_media_us"),
@@ -707,13 +813,25 @@ def main():
             say("{:>6} nginx error log: {} lines at [error] or worse".format(
                 "", ng["log_errors"]))
 
-        verdicts.append((calls, lj, ng, added))
+        if kind != "relay":
+            verdicts.append((calls, kind, lj, ng, added, ratio))
         result["runs"].append(run)
 
     say("")
-    say("rtt: Twilio media out to its echo back (through nginx: Twilio ->")
-    say("  nginx -> simulator -> nginx -> Twilio), frames sent after the")
-    say("  call's first echo; added = through nginx minus the floor;")
+    say("kinds: echo = a delta per 20 ms frame (the worst case), plaintext;")
+    say("  relay = bench/relay_floor in nginx's place (the kernel floor: the")
+    say("  same socket calls per message, no WebSocket or JSON work), echo")
+    say("  shape; conversation = agent turns of 100-200 ms deltas at 2-5x")
+    say("  real time about half of the time, caller audio every 20 ms; -tls")
+    say("  = wss:// on both legs, certificates verified.")
+    say("rtt: echo: Twilio media out to its echo back (through nginx: Twilio")
+    say("  -> nginx -> simulator -> nginx -> Twilio), frames sent after the")
+    say("  call's first echo and the ramp (a second after the last call's")
+    say("  start); conversation: an agent delta leaving the")
+    say("  simulator to its audio reaching the Twilio side (one way); added")
+    say("  = through the bridge minus the floor of the same shape and")
+    say("  transport (the tools alone, direct); xfloor = cpu ms/cs over the")
+    say("  kernel floor's at the same calls (echo shapes);")
     say("  cpu ms/cs = nginx worker CPU per call-second while all calls are")
     say("  up, core = its share of one core then; KiB/call = worker RSS")
     say("  growth with all calls up (after 5 warm-up calls); 101 = connect")
@@ -733,11 +851,14 @@ def main():
     if verdicts and a.mode != "tiny":
         say("")
         say("targets:")
-        for calls, lj, ng, added in verdicts:
+        for calls, kind, lj, ng, added, ratio in verdicts:
             checks = []
+            if kind == "echo" and ratio is not None:
+                checks.append(("cpu {:.2f}x the kernel floor <= {}x".format(
+                    ratio, TARGET_FLOOR_RATIO), ratio <= TARGET_FLOOR_RATIO))
             checks.append(("no frame lost", lj["frames"]["lost"] == 0
                            and lj["calls"]["dropped"] == 0))
-            if calls == 500 and "p99" in added:
+            if calls == 500 and kind == "echo" and "p99" in added:
                 checks.append(("added p99 {} us < {} us at 500".format(
                     added["p99"], TARGET_ADDED_P99_US),
                     added["p99"] < TARGET_ADDED_P99_US))
@@ -750,17 +871,18 @@ def main():
                     ng["rss_kib_per_call"], TARGET_RSS_KIB),
                     ng["rss_kib_per_call"] < TARGET_RSS_KIB))
             p99 = lj["setup_media_us"]["p99"] / 1000.0
-            checks.append(("first echo p99 {:.2f} ms < {} ms (bounds the "
-                           "setup)".format(p99, TARGET_SETUP_MS),
-                           p99 < TARGET_SETUP_MS))
-            gw = gateway_setup(w, calls)
+            if not kind.startswith("conversation"):
+                checks.append(("first echo p99 {:.2f} ms < {} ms (bounds "
+                               "the setup)".format(p99, TARGET_SETUP_MS),
+                               p99 < TARGET_SETUP_MS))
+            gw = gateway_setup(w, calls) if kind == "echo" else None
             if gw:
                 checks.append(("gateway setup p50 <= {:g} ms, p99 <= {:g} ms "
                                "(twirt_setup_seconds: upgrade -> "
                                "session.updated) < {} ms".format(
                                    gw[0], gw[1], TARGET_SETUP_MS),
                                gw[1] <= TARGET_SETUP_MS))
-            say("  {:>5} calls: {}".format(calls, "; ".join(
+            say("  {:>16} {:>5} calls: {}".format(kind, calls, "; ".join(
                 ("ok " if ok else "MISSED ") + what for what, ok in checks)))
 
     text = "\n".join(lines) + "\n"

@@ -5,12 +5,20 @@
  *
  * Each call upgrades (random key, Sec-WebSocket-Accept verified), sends
  * "connected" and "start", then one "media" of 160 bytes of mu-law every
- * 20 ms on a drift-free CLOCK_MONOTONIC grid, the calls' phases spread
- * over the period.  Each payload begins with an id (call, sequence number,
- * send time) so that the audio echoed back is matched to the frame it
+ * 20 ms on a drift-free CLOCK_MONOTONIC grid, each call at a random phase
+ * of its own (no shared tick: calls are independent).  Each payload
+ * begins with an id (call, sequence number, send time) so that the audio
+ * echoed back is matched to the frame it
  * came from: the round-trip time is measured per frame, and a frame never
  * echoed within the grace period is lost.  Marks are echoed as Twilio
  * does; at the end "stop" and a close.
+ *
+ * With --shape conversation the Realtime side talks instead of echoing
+ * (realtime_echo --shape conversation): the caller's frames still go
+ * every 20 ms, and the agent's frames are what is measured: each carries
+ * its send time, its call and a sequence number, so that the time from
+ * the simulator to here is measured per frame and a gap in the sequence
+ * (or a turn cut short at the end) is a frame lost.
  *
  * With --direct it speaks the Realtime API instead (for the floor: the
  * same path without the gateway): input_audio_buffer.append out,
@@ -48,6 +56,9 @@
 #define LOAD_ID_LEN          16
 #define LOAD_MAGIC0          0xb5
 #define LOAD_MAGIC1          0x7e
+#define LOAD_AGENT1          0x7f            /* the agent's frames */
+#define LOAD_NO_CALL         0xffffff        /* the simulator's "unknown" */
+#define LOAD_DRAIN_MIN       200000000ULL    /* ns: a last turn shows */
 #define LOAD_MAX_CALLS       20000
 #define LOAD_MAX_DURATION    3600
 #define LOAD_MAX_MESSAGE     (64 * 1024)
@@ -94,6 +105,9 @@ typedef struct {
     uint32_t            sent;
     uint32_t            echoed;
     uint32_t            twilio_seq;
+    uint32_t            agent_next;     /* the next agent frame expected */
+    unsigned            agent_left;     /* frames left in the agent's turn */
+    uint64_t            drain_min;      /* conversation: drain at least */
     unsigned char      *echo_map;       /* one bit per frame */
 
     unsigned char       rx[LOAD_FRAME];  /* audio split across messages */
@@ -150,6 +164,11 @@ typedef struct {
     unsigned long long  sessions_updated;
     unsigned long long  send_overflows;
 
+    unsigned long long  agent_frames;       /* --shape conversation */
+    unsigned long long  agent_lost;
+    unsigned long long  agent_duplicate;
+    unsigned long long  agent_turns;
+
     bench_hist_t        rtt;                /* us, once the call is up */
     bench_hist_t        rtt_setup;          /* us, sent before 1st echo */
     bench_hist_t        lag;                /* us behind the grid, sends */
@@ -163,6 +182,7 @@ static void load_usage(void);
 static void load_timer(load_call_t *c, uint64_t now);
 static void load_connect(load_call_t *c, uint64_t now);
 static void load_connected(load_call_t *c);
+static void load_tls(load_call_t *c);
 static void load_event(load_call_t *c, uint32_t events);
 static int load_upgrade(load_call_t *c, uint64_t now);
 static int load_begin(load_call_t *c, uint64_t now);
@@ -172,6 +192,9 @@ static int load_twilio(load_call_t *c, const char *p, size_t len,
 static int load_realtime(load_call_t *c, const char *p, size_t len,
     uint64_t now);
 static void load_audio(load_call_t *c, const unsigned char *p, size_t n,
+    uint64_t now);
+static int load_drained(load_call_t *c, uint64_t now);
+static int load_agent_frame(load_call_t *c, const unsigned char *f,
     uint64_t now);
 static int load_frame_check(load_call_t *c, const unsigned char *f,
     uint64_t now);
@@ -195,10 +218,13 @@ static void load_interrupt(uint64_t now);
 static void load_progress(uint64_t now);
 static void load_report(void);
 static void load_json(const char *path, double wall, bench_cpu_t *cpu);
+static void load_frames(unsigned long long *sent,
+    unsigned long long *received, unsigned long long *lost);
 static void load_error(load_call_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void load_signal(int signo);
 
+static uint64_t load_phase(void);
 static void load_heap_push(load_call_t *c);
 static void load_heap_remove(load_call_t *c);
 static void load_heap_fix(load_call_t *c);
@@ -213,16 +239,20 @@ static unsigned              load_ncalls = 1;
 static double                load_duration = 10;
 static double                load_ramp = 1;
 static double                load_grace = 2;
+static uint64_t              load_steady_us;    /* --steady-after */
 static double                load_setup_timeout = 10;
 static double                load_progress_s = 5;
-static uint64_t              load_tick = 200000;      /* ns */
+static uint64_t              load_tick;               /* ns, 0: none */
 static int                   load_direct;
+static int                   load_conversation;
 static int                   load_played;
 static int                   load_quiet;
 static const char           *load_json_path;
 static const char           *load_api_key = "bench";
 static const char           *load_auth_token;
 static const char           *load_signature_url;
+static const char           *load_ca;
+static SSL_CTX              *load_ssl_ctx;
 
 /* state */
 static int                   load_ep;
@@ -328,7 +358,7 @@ main(int argc, char **argv)
         c->frames_total = (uint32_t) frames;
         c->t_start = load_t0
                      + (uint64_t) (load_ramp * 1e9 * k / load_ncalls);
-        c->anchor = load_t0 + LOAD_PERIOD * k / load_ncalls;
+        c->anchor = load_t0 + load_phase();
         c->echo_map = calloc((frames + 7) / 8, 1);
 
         if (c->echo_map == NULL) {
@@ -389,9 +419,11 @@ main(int argc, char **argv)
         }
 
         /*
-         * Timers run at most once a tick: the sends of the calls whose
-         * time came within a tick go together, which saves wakeups (and
-         * timer programming, costly in a VM) at 1000 calls.
+         * By default every call's frame leaves at its own time, as
+         * independent callers' do.  --tick-us groups the sends due within
+         * a tick into one wakeup (cheaper for this tool at 1000 calls,
+         * but the gateway then sees bursts of calls that real traffic
+         * does not have).
          */
 
         if (now >= next_timers) {
@@ -476,7 +508,10 @@ main(int argc, char **argv)
     if (load_interrupted
         || load_stats.established != load_stats.requested
         || load_stats.dropped
-        || load_stats.frames_received != load_stats.frames_sent)
+        || (load_conversation
+            ? load_stats.agent_lost || load_stats.agent_frames == 0
+              || load_stats.frames_misrouted
+            : load_stats.frames_received != load_stats.frames_sent))
     {
         return 1;
     }
@@ -520,6 +555,19 @@ load_options(int argc, char **argv)
         if (strcmp(a, "--url") == 0) {
             load_url_s = argv[i];
 
+        } else if (strcmp(a, "--ca") == 0) {
+            load_ca = argv[i];
+
+        } else if (strcmp(a, "--shape") == 0) {
+            if (strcmp(argv[i], "conversation") == 0) {
+                load_conversation = 1;
+
+            } else if (strcmp(argv[i], "echo") != 0) {
+                fprintf(stderr, "twilio_load: --shape: echo or "
+                        "conversation\n");
+                return -1;
+            }
+
         } else if (strcmp(a, "--calls") == 0) {
             if (bench_number(argv[i], 1, LOAD_MAX_CALLS, &v) != 0) {
                 fprintf(stderr, "twilio_load: --calls: 1 to %d\n",
@@ -543,6 +591,14 @@ load_options(int argc, char **argv)
                 fprintf(stderr, "twilio_load: --ramp: 0 to 600 s\n");
                 return -1;
             }
+
+        } else if (strcmp(a, "--steady-after") == 0) {
+            if (bench_number(argv[i], 0, 3600, &v) != 0) {
+                fprintf(stderr, "twilio_load: --steady-after: 0 to 3600 s\n");
+                return -1;
+            }
+
+            load_steady_us = (uint64_t) (v * 1e6);
 
         } else if (strcmp(a, "--grace") == 0) {
             if (bench_number(argv[i], 0, 60, &load_grace) != 0) {
@@ -605,6 +661,15 @@ load_options(int argc, char **argv)
     if (bench_url_parse(load_url_s, &load_url, err, sizeof(err)) != 0) {
         fprintf(stderr, "twilio_load: %s\n", err);
         return -1;
+    }
+
+    if (load_url.tls) {
+        load_ssl_ctx = bench_tls_client_ctx(load_ca, err, sizeof(err));
+
+        if (load_ssl_ctx == NULL) {
+            fprintf(stderr, "twilio_load: %s\n", err);
+            return -1;
+        }
     }
 
     if (strpbrk(load_api_key, "\r\n") != NULL
@@ -687,13 +752,25 @@ load_usage(void)
         "  --setup-timeout S   connect and upgrade within S (default 10)\n"
         "  --tick-us US        send timers run at most once per US"
         " microseconds\n"
-        "                      (default 200; 0: each at its exact time)\n"
+        "                      (default 0: each at its exact time)\n"
         "  --marks MODE        immediate (default) or played: echo a mark\n"
         "                      when the audio before it would have played\n"
         "  --direct            speak the Realtime API (input_audio_buffer."
         "append)\n"
         "                      to a Realtime simulator: the floor\n"
         "  --api-key KEY       bearer key with --direct (default bench)\n"
+        "  --steady-after S    frames sent in the first S seconds (the"
+        " ramp: other\n"
+        "                      calls' setups, TLS handshakes) are counted"
+        " with the\n"
+        "                      setup's, apart (default 0)\n"
+        "  --ca FILE           wss://: the CAs to verify the server with"
+        " (default:\n"
+        "                      the system's)\n"
+        "  --shape SHAPE       echo (default: every frame comes back) or\n"
+        "                      conversation (realtime_echo --shape"
+        " conversation:\n"
+        "                      the agent's frames are measured)\n"
         "  --auth-token TOKEN  sign the upgrade (X-Twilio-Signature)\n"
         "  --signature-url U   the URL signed (default --url)\n"
         "  --json FILE         the report as JSON\n"
@@ -749,9 +826,10 @@ load_timer(load_call_t *c, uint64_t now)
         if (c->sent == c->frames_total) {
             c->state = LOAD_DRAINING;
             c->deadline = now + (uint64_t) (load_grace * 1e9);
+            c->drain_min = now + LOAD_DRAIN_MIN;
         }
 
-        if (c->state == LOAD_DRAINING && c->echoed == c->sent) {
+        if (c->state == LOAD_DRAINING && load_drained(c, now)) {
             if (load_finish(c, now) != 0) {
                 load_drop(c, "output buffer full");
                 return;
@@ -766,7 +844,7 @@ load_timer(load_call_t *c, uint64_t now)
             return;
         }
 
-        if (now >= c->deadline || c->echoed == c->sent) {
+        if (now >= c->deadline || load_drained(c, now)) {
             if (load_finish(c, now) != 0) {
                 load_drop(c, "output buffer full");
                 return;
@@ -855,6 +933,20 @@ load_connect(load_call_t *c, uint64_t now)
 static void
 load_connected(load_call_t *c)
 {
+    /* wss://: TLS first, the certificate verified as Twilio does */
+
+    if (load_ssl_ctx && c->ws.ssl == NULL) {
+        c->state = LOAD_UPGRADING;
+
+        if (bench_ws_tls(&c->ws, load_ssl_ctx, load_url.name) != 0) {
+            load_fail(c, "TLS setup failed");
+            return;
+        }
+
+        load_tls(c);
+        return;
+    }
+
     bench_ws_key(c->key);
     memcpy(load_request + load_request_key, c->key, BENCH_WS_KEY_LEN);
 
@@ -864,6 +956,32 @@ load_connected(load_call_t *c)
     }
 
     c->state = LOAD_UPGRADING;
+
+    load_io(c);
+
+    if (c->state != LOAD_DONE) {
+        load_reschedule(c);
+    }
+}
+
+
+static void
+load_tls(load_call_t *c)
+{
+    int  rc;
+
+    rc = bench_ws_tls_handshake(&c->ws);
+
+    if (rc == -1) {
+        load_error(c, "TLS handshake failed: %s", c->ws.error);
+        load_fail(c, NULL);
+        return;
+    }
+
+    if (rc == 0) {
+        load_connected(c);
+        return;
+    }
 
     load_io(c);
 
@@ -901,6 +1019,11 @@ load_event(load_call_t *c, uint32_t events)
         }
 
         load_connected(c);
+        return;
+    }
+
+    if (c->ws.tls_handshake) {
+        load_tls(c);
         return;
     }
 
@@ -958,7 +1081,7 @@ load_event(load_call_t *c, uint32_t events)
 
         /* the last echo: no need to wait out the grace period */
 
-        if (c->state == LOAD_DRAINING && c->echoed == c->sent
+        if (c->state == LOAD_DRAINING && load_drained(c, now)
             && load_finish(c, now) != 0)
         {
             load_drop(c, "output buffer full");
@@ -1279,7 +1402,11 @@ load_realtime(load_call_t *c, const char *p, size_t len, uint64_t now)
         return 0;
     }
 
-    if (bench_json_is(&type, "response.output_audio.delta")) {
+    /* the GA name, or the beta's (realtime_echo --interface beta) */
+
+    if (bench_json_is(&type, "response.output_audio.delta")
+        || bench_json_is(&type, "response.audio.delta"))
+    {
         if (bench_json_get(p, len, "delta", &v) != 0
             || v.type != BENCH_JSON_STRING)
         {
@@ -1351,7 +1478,8 @@ load_audio(load_call_t *c, const unsigned char *p, size_t n, uint64_t now)
 
             for (k = 1; k < n; k++) {
                 if (p[k] == LOAD_MAGIC0 && (k + 1 == n
-                                            || p[k + 1] == LOAD_MAGIC1))
+                                            || p[k + 1] == LOAD_MAGIC1
+                                            || p[k + 1] == LOAD_AGENT1))
                 {
                     break;
                 }
@@ -1434,8 +1562,18 @@ load_frame_check(load_call_t *c, const unsigned char *f, uint64_t now)
     uint32_t  seq;
     uint64_t  us, now_us;
 
+    if (f[0] == LOAD_MAGIC0 && f[1] == LOAD_AGENT1) {
+        return load_agent_frame(c, f, now);
+    }
+
     if (f[0] != LOAD_MAGIC0 || f[1] != LOAD_MAGIC1) {
         return -1;
+    }
+
+    if (load_conversation) {
+        /* the caller's own audio sent back: not what a model does */
+        load_stats.frames_misrouted++;
+        return 0;
     }
 
     sum = 0;
@@ -1500,12 +1638,113 @@ load_frame_check(load_call_t *c, const unsigned char *f, uint64_t now)
 
     /*
      * Frames sent before the call's first echo may have waited for the
-     * gateway's upstream: they belong to the setup, not to the steady
+     * gateway's upstream, and the ones of the ramp (--steady-after) for
+     * other calls' setups: they belong to the setup, not to the steady
      * latency.
      */
 
-    bench_hist_add(us < c->first_echo_us ? &load_stats.rtt_setup
-                                         : &load_stats.rtt,
+    bench_hist_add(us < c->first_echo_us || us < load_steady_us
+                   ? &load_stats.rtt_setup : &load_stats.rtt,
+                   now_us > us ? now_us - us : 0);
+
+    return 0;
+}
+
+
+/* every frame sent, or in conversation no turn in progress */
+
+static int
+load_drained(load_call_t *c, uint64_t now)
+{
+    if (!load_conversation) {
+        return c->echoed == c->sent;
+    }
+
+    /*
+     * The caller's last frame may have started a turn whose first delta
+     * is not here yet: a short wait shows it, and then the turn is
+     * waited for, up to the grace period.
+     */
+
+    return c->agent_left == 0 && now >= c->drain_min;
+}
+
+
+/*
+ * An agent's frame (realtime_echo --shape conversation): marker, the
+ * call's index, a sequence number of 24 bits, the frames left in its
+ * turn, the send time (CLOCK_MONOTONIC, us: the same clock here), a
+ * checksum.  The time it took is the simulator -> gateway -> here path.
+ */
+
+static int
+load_agent_frame(load_call_t *c, const unsigned char *f, uint64_t now)
+{
+    unsigned  i, sum, idx;
+    uint32_t  seq;
+    uint64_t  us, now_us;
+
+    for (sum = 0, i = 0; i < 15; i++) {
+        sum += f[i];
+    }
+
+    if (f[15] != (unsigned char) (sum ^ 0x5a)) {
+        return -1;
+    }
+
+    idx = ((unsigned) f[2] << 16) | ((unsigned) f[3] << 8) | f[4];
+    seq = ((uint32_t) f[5] << 16) | ((uint32_t) f[6] << 8) | f[7];
+
+    for (us = 0, i = 0; i < 6; i++) {
+        us = (us << 8) | f[9 + i];
+    }
+
+    if (idx != LOAD_NO_CALL && idx != c->idx) {
+        load_stats.frames_misrouted++;
+        return 0;
+    }
+
+    for (i = LOAD_ID_LEN; i < LOAD_FRAME; i++) {
+        if (f[i] != (unsigned char) (0xf0 | ((seq + i) & 0x0f))) {
+            load_stats.frames_corrupt++;
+            break;
+        }
+    }
+
+    if (seq < c->agent_next) {
+        load_stats.agent_duplicate++;
+        return 0;
+    }
+
+    if (c->state == LOAD_CLOSING) {
+        load_stats.frames_late++;
+        return 0;
+    }
+
+    /* a gap: frames the gateway never delivered */
+
+    load_stats.agent_lost += seq - c->agent_next;
+
+    if (c->agent_left == 0) {
+        load_stats.agent_turns++;
+    }
+
+    c->agent_next = seq + 1;
+    c->agent_left = f[8];
+    load_stats.agent_frames++;
+
+    now_us = now / 1000;
+
+    if (!c->echo_seen) {
+        c->echo_seen = 1;
+        c->first_echo_us = (now - load_t0) / 1000;
+        bench_hist_add(&load_stats.setup_media, (now - c->t_connect) / 1000);
+    }
+
+    /* before --steady-after: the ramp's, with the setups */
+
+    bench_hist_add(us < load_t0 / 1000 + load_steady_us
+                   ? &load_stats.rtt_setup : &load_stats.rtt,
                    now_us > us ? now_us - us : 0);
 
     return 0;
@@ -1685,6 +1924,11 @@ load_finish(load_call_t *c, uint64_t now)
         return -1;
     }
 
+    /* a turn cut short: its frames never came */
+
+    load_stats.agent_lost += c->agent_left;
+    c->agent_left = 0;
+
     if (!load_direct) {
         n = snprintf(buf, sizeof(buf),
                      "{\"event\":\"stop\",\"sequenceNumber\":\"%u\","
@@ -1810,7 +2054,8 @@ load_io(load_call_t *c)
         return;
     }
 
-    want = rc == 1 || c->state == LOAD_CONNECTING;
+    want = rc == 1 || c->state == LOAD_CONNECTING
+           || (c->ws.tls_handshake && c->ws.tls_want_write);
 
     if (want != c->want_out) {
         c->want_out = want;
@@ -1838,6 +2083,12 @@ load_wake(load_call_t *c)
     default:
         t = c->deadline;
         break;
+    }
+
+    if (c->state == LOAD_DRAINING && load_conversation && c->agent_left == 0
+        && c->drain_min < t)
+    {
+        t = c->drain_min;
     }
 
     if (c->mark_count && c->marks[c->mark_head].due < t) {
@@ -1882,6 +2133,7 @@ load_interrupt(uint64_t now)
             c->frames_total = c->sent;
             c->state = LOAD_DRAINING;
             c->deadline = now + (uint64_t) (load_grace * 1e9);
+            c->drain_min = now + LOAD_DRAIN_MIN;
 
             /* finishes at once if every echo is already in */
             load_timer(c, now);
@@ -1914,12 +2166,12 @@ load_report(void)
 {
     double              wall, cs;
     bench_cpu_t         cpu;
-    unsigned long long  lost;
+    unsigned long long  sent, received, lost;
 
     bench_cpu(&cpu);
     wall = (double) (bench_now() - load_t0) / 1e9;
     cs = (double) load_stats.frames_sent / 50.0;
-    lost = load_stats.frames_sent - load_stats.frames_received;
+    load_frames(&sent, &received, &lost);
 
     fprintf(stderr,
         "twilio_load: %s, %.1f s\n"
@@ -1927,7 +2179,7 @@ load_report(void)
         "dropped %lu, completed %lu, without audio %lu\n"
         "  frames     sent %llu, received %llu, lost %llu, duplicate %llu, "
         "misrouted %llu, corrupt %llu\n"
-        "  rtt us     p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu"
+        "  %s p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu"
         " (%llu frames sent before the first echo: p50 %llu max %llu)\n"
         "  setup ms   101: p50 %.3f p99 %.3f; first echo: p50 %.3f "
         "p99 %.3f\n"
@@ -1939,9 +2191,10 @@ load_report(void)
         load_direct ? "direct (floor)" : "through the gateway", wall,
         load_stats.requested, load_stats.established, load_stats.failed,
         load_stats.dropped, load_stats.completed, load_stats.no_audio,
-        load_stats.frames_sent, load_stats.frames_received, lost,
-        load_stats.frames_duplicate, load_stats.frames_misrouted,
+        sent, received, lost, load_stats.frames_duplicate
+        + load_stats.agent_duplicate, load_stats.frames_misrouted,
         load_stats.frames_corrupt,
+        load_conversation ? "agent us  " : "rtt us    ",
         (unsigned long long) bench_hist_percentile(&load_stats.rtt, 50),
         (unsigned long long) bench_hist_percentile(&load_stats.rtt, 90),
         (unsigned long long) bench_hist_percentile(&load_stats.rtt, 99),
@@ -1964,11 +2217,31 @@ load_report(void)
 }
 
 
+/* the frames measured: the echoed ones, or in conversation the agent's */
+
+static void
+load_frames(unsigned long long *sent, unsigned long long *received,
+    unsigned long long *lost)
+{
+    if (load_conversation) {
+        *sent = load_stats.agent_frames + load_stats.agent_lost;
+        *received = load_stats.agent_frames;
+        *lost = load_stats.agent_lost;
+
+    } else {
+        *sent = load_stats.frames_sent;
+        *received = load_stats.frames_received;
+        *lost = load_stats.frames_sent - load_stats.frames_received;
+    }
+}
+
+
 static void
 load_json(const char *path, double wall, bench_cpu_t *cpu)
 {
-    FILE    *f;
-    double   cs;
+    FILE                *f;
+    double               cs;
+    unsigned long long   sent, received, lost;
 
     f = fopen(path, "w");
     if (f == NULL) {
@@ -1994,12 +2267,24 @@ load_json(const char *path, double wall, bench_cpu_t *cpu)
             load_stats.failed, load_stats.dropped, load_stats.completed,
             load_stats.no_audio, load_stats.close_timeouts);
 
+    /* in conversation "frames" are the agent's: what is measured */
+
+    load_frames(&sent, &received, &lost);
+
+    fprintf(f, "\"shape\":\"%s\",\"caller_frames_sent\":%llu,"
+            "\"agent\":{\"frames\":%llu,\"lost\":%llu,\"duplicate\":%llu,"
+            "\"turns\":%llu},",
+            load_conversation ? "conversation" : "echo",
+            load_stats.frames_sent, load_stats.agent_frames,
+            load_stats.agent_lost, load_stats.agent_duplicate,
+            load_stats.agent_turns);
+
     fprintf(f, "\"frames\":{\"sent\":%llu,\"received\":%llu,\"lost\":%llu,"
             "\"duplicate\":%llu,\"misrouted\":%llu,\"corrupt\":%llu,"
             "\"late\":%llu,\"bytes_skipped\":%llu,\"late_sends\":%llu},",
-            load_stats.frames_sent, load_stats.frames_received,
-            load_stats.frames_sent - load_stats.frames_received,
-            load_stats.frames_duplicate, load_stats.frames_misrouted,
+            sent, received, lost,
+            load_stats.frames_duplicate + load_stats.agent_duplicate,
+            load_stats.frames_misrouted,
             load_stats.frames_corrupt, load_stats.frames_late,
             load_stats.bytes_skipped, load_stats.late_sends);
 
@@ -2073,6 +2358,24 @@ load_signal(int signo)
 
 
 /* a binary min-heap of calls by wake time */
+
+/*
+ * A call's phase on the 20 ms grid: uniform and independent of the other
+ * calls', as real callers' are.  Evenly spread phases would hand the
+ * gateway a perfectly smooth load, which no production server sees: with
+ * random ones some calls' frames collide and queue behind each other.
+ */
+
+static uint64_t
+load_phase(void)
+{
+    uint64_t  r;
+
+    bench_random(&r, sizeof(uint64_t));
+
+    return r % LOAD_PERIOD;
+}
+
 
 static void
 load_heap_push(load_call_t *c)
