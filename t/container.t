@@ -33,21 +33,7 @@ sub run {
     return ($? >> 8, $out);
 }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0')
-        or die "no free port: $!";
-    return $s->sockport;
-}
 
-sub until_true {
-    my ($seconds, $code) = @_;
-    my $deadline = time + $seconds;
-    until ($code->()) {
-        return 0 if time > $deadline;
-        sleep 0.2;
-    }
-    return 1;
-}
 
 END {
     if ($engine) {

@@ -31,28 +31,8 @@ my $sock = redis_start();
 my %node;
 my $logs = tempdir(CLEANUP => 1);
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0')
-        or die "no free port: $!";
-    return $s->sockport;
-}
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    local $/;
-    return scalar <$fh>;
-}
 
-sub until_true {
-    my ($seconds, $code) = @_;
-    my $deadline = time + $seconds;
-    until ($code->()) {
-        return 0 if time > $deadline;
-        sleep 0.05;
-    }
-    return 1;
-}
 
 sub node_start {
     my ($name) = @_;
@@ -92,7 +72,7 @@ CONF
         or BAIL_OUT("$name did not start");
     until_true(10, sub { IO::Socket::INET->new("127.0.0.1:$n->{port}") })
         or BAIL_OUT("$name does not listen");
-    $n->{pid} = slurp("$n->{dir}/logs/nginx.pid");
+    $n->{pid} = file_text("$n->{dir}/logs/nginx.pid");
     chomp $n->{pid};
     return $n;
 }
@@ -179,7 +159,7 @@ my $b = node_start('node-b');
     my @events = @{ redis_stream_entries("twirt:call:$sid:events") };
     ok(scalar(grep { ($_->{type} // '') eq 'transcript' } @events),
        'its events are in Redis');
-    like(slurp("$a->{dir}/logs/error.log"),
+    like(file_text("$a->{dir}/logs/error.log"),
          qr/\Q$sid\E.*known from the call record|known from the call record.*\Q$sid\E/,
          'node A knew how it ended from the record');
 
@@ -204,7 +184,7 @@ ok(until_true(5, sub {
     my $sid = 'CA' . '0' x 28 . 'r10d';
     my $call = stream_start($b, $sid, 9000);
     ok(until_true(10, sub { (record($sid)->{status} // '') eq 'active' }),
-       'a call is active on node B') or diag slurp("$logs/stream-$sid.log");
+       'a call is active on node B') or diag file_text("$logs/stream-$sid.log");
     my @old = workers($b);
     kill 'HUP', $b->{pid};
     my %old = map { $_ => 1 } @old;
@@ -264,7 +244,7 @@ ok(until_true(5, sub {
     ok(until_true(5, sub {
            (metric($a, 'twirt_calls_node_lost_total') // 0) == 1 }),
        'node A counts it once: twirt_calls_node_lost_total 1');
-    like(slurp("$a->{dir}/logs/error.log"),
+    like(file_text("$a->{dir}/logs/error.log"),
          qr/call \Q$sid\E marked failed \(node_lost\): node "node-b"/,
          'node A logs it');
     my %z = redis_cli('--raw', 'ZRANGE', 'twirt:nodes', '0', '-1',
@@ -284,7 +264,7 @@ ok(until_true(5, sub {
     is(metric($a, 'twirt_calls_node_lost_total'), 1, 'still one marked');
 }
 
-unlike(slurp("$a->{dir}/logs/error.log"), qr/\[(alert|crit|emerg)\]/,
+unlike(file_text("$a->{dir}/logs/error.log"), qr/\[(alert|crit|emerg)\]/,
        'node A logged no alert');
 
 done_testing();

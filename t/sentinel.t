@@ -27,28 +27,8 @@ my (@redis, $nginx_pid);
 my $name = 'twirtmaster';
 my $calls = 20;
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0')
-        or die "no free port: $!";
-    return $s->sockport;
-}
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return '';
-    local $/;
-    return scalar <$fh>;
-}
 
-sub until_true {
-    my ($seconds, $code) = @_;
-    my $deadline = time + $seconds;
-    until ($code->()) {
-        return 0 if time > $deadline;
-        sleep 0.05;
-    }
-    return 1;
-}
 
 sub cli {
     my ($port, @args) = @_;
@@ -77,7 +57,7 @@ sub start_redis {
     until_true(10, sub { -s "$dir/$kind-$port.pid"
                          && (cli($port, 'PING'))[0] eq 'PONG' })
         or BAIL_OUT("$kind on $port does not answer");
-    my $pid = slurp("$dir/$kind-$port.pid");
+    my $pid = file_text("$dir/$kind-$port.pid");
     chomp $pid;
     push @redis, $pid;
     return $pid;
@@ -160,10 +140,10 @@ CONF
         or BAIL_OUT('nginx did not start');
     until_true(10, sub { -s "$dir/nginx/logs/nginx.pid" })
         or BAIL_OUT('nginx wrote no pid');
-    $nginx_pid = slurp("$dir/nginx/logs/nginx.pid");
+    $nginx_pid = file_text("$dir/nginx/logs/nginx.pid");
     chomp $nginx_pid;
 }
-my $log = sub { slurp("$dir/nginx/logs/error.log") };
+my $log = sub { file_text("$dir/nginx/logs/error.log") };
 
 ok(until_true(10, sub { () = $log->() =~ /sentinel 127\.0\.0\.1:\d+ says the master is 127\.0\.0\.1:$m\b/g; }),
    'the workers asked the sentinels where the master is');
@@ -213,8 +193,8 @@ my $switched = time;
 
 waitpid($twilio, 0);
 is($? >> 8, 0, "the $calls calls went through to their end, audio "
-   . 'unaffected') or diag slurp("$rec_dir/out");
-my $dropped = () = slurp("$rec_dir/calls.jsonl")
+   . 'unaffected') or diag file_text("$rec_dir/out");
+my $dropped = () = file_text("$rec_dir/calls.jsonl")
     =~ /"agent_audio_ms_dropped_by_clear": [1-9]/g;
 is($dropped, 0, 'no agent audio was cut');
 

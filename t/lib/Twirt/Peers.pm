@@ -25,6 +25,7 @@ use Exporter 'import';
 use File::Temp qw(tempdir);
 use JSON::PP;
 use POSIX ();
+use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 use Test::More;
 
@@ -32,7 +33,7 @@ our @EXPORT = qw(sim_start sim_stop sim_records twilio_call
                  tool_backend_start twilio_rest_start
                  place_calls_from_blocks twirt_events error_log_text
                  http_post http_get_text http_json log_wait nginx_reload
-                 utterances);
+                 utterances free_port until_true file_text);
 
 my $top = "$ENV{PWD}";
 my $python = $ENV{TWIRT_PYTHON} || '/usr/bin/python3';
@@ -361,6 +362,31 @@ sub _slurp {
     open my $fh, '<', $f or return '';
     local $/;
     return scalar <$fh>;
+}
+
+# a TCP port free on 127.0.0.1 now (for a server a test starts itself)
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0')
+        or die "no free port: $!";
+    return $s->sockport;
+}
+
+# polls $code every 50 ms until it returns true, at most $seconds;
+# returns whether it did
+sub until_true {
+    my ($seconds, $code) = @_;
+    my $deadline = time + $seconds;
+    until ($code->()) {
+        return 0 if time > $deadline;
+        sleep 0.05;
+    }
+    return 1;
+}
+
+# a whole file's bytes, '' when it cannot be read
+sub file_text {
+    my ($f) = @_;
+    return _slurp($f) // '';
 }
 
 1;
