@@ -804,6 +804,21 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
                          c[NGX_HTTP_TWIRT_M_POOL_DISCARDED + i]);
     }
 
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_session_rotations_total", "counter",
+            "Realtime sessions of long calls replaced by the next one: "
+            "between turns (ok), as the old one expired (forced), or a "
+            "next one that could not be had (failed).");
+    p = ngx_slprintf(p, end,
+                     "twirt_session_rotations_total{result=\"ok\"} %uL\n"
+                     "twirt_session_rotations_total{result=\"forced\"} "
+                     "%uL\n"
+                     "twirt_session_rotations_total{result=\"failed\"} "
+                     "%uL\n",
+                     c[NGX_HTTP_TWIRT_M_ROTATIONS],
+                     c[NGX_HTTP_TWIRT_M_ROTATIONS_FORCED],
+                     c[NGX_HTTP_TWIRT_M_ROTATIONS_FAILED]);
+
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");
 

@@ -73,6 +73,10 @@ typedef enum {
                                               in its order */
     NGX_HTTP_TWIRT_M_POOL_DISCARDED_LAST = NGX_HTTP_TWIRT_M_POOL_DISCARDED
                                            + 2,
+    NGX_HTTP_TWIRT_M_ROTATIONS,            /* sessions switched between
+                                              turns */
+    NGX_HTTP_TWIRT_M_ROTATIONS_FORCED,     /* switched as one expired */
+    NGX_HTTP_TWIRT_M_ROTATIONS_FAILED,     /* next sessions not had */
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 
