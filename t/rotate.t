@@ -12,14 +12,18 @@ use Twirt::Redis;
 use Twirt::Conf qw(nginx_t http_conf);
 use Test::Nginx::Socket 'no_plan';
 
-# every session ends 6 s after it was created
-our $sim = sim_start('--session-limit', '6000');
+# every session ends 8 s after it was created
+our $sim = sim_start('--session-limit', '8000');
+# every session ends 6 s after it was created: TEST 3, a caller talking
+# through that point
+our $short = sim_start('--session-limit', '6000');
 # every session ends 4 s after it was created; connections after the
 # first are refused (429): no next session can be had
 our $refusing = sim_start('--session-limit', '4000', '--fail-after', '1',
                           '--fail', 'http_429');
 $ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
 $ENV{TEST_NGINX_REFUSING_PORT} = $refusing->{port};
+$ENV{TEST_NGINX_SHORT_PORT} = $short->{port};
 $ENV{TEST_NGINX_REDIS_SOCKET} = redis_start();
 
 # nginx -t: the values twirt_session_rotate refuses
@@ -64,7 +68,7 @@ CONF
     redis_cli('FLUSHALL');
 });
 
-place_calls_from_blocks($sim, $refusing);
+place_calls_from_blocks($sim, $refusing, $short);
 
 no_shuffle();
 run_tests();
@@ -134,7 +138,7 @@ __DATA__
     location = /twilio/media {
         twirt_stream;
         twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime;
-        twirt_session_rotate 3s;
+        twirt_session_rotate 4s;
     }
 --- twilio
 --scenario rotate --param scenario=rotate --call-sid CA00000000000000000000000000rotate1
@@ -249,14 +253,14 @@ is(main::metric(qr/^twirt_session_rotations_total\{result="ok"\} (\d+)$/m), 0, '
 --- config
     location = /twilio/media {
         twirt_stream;
-        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SHORT_PORT/v1/realtime?model=gpt-realtime;
         twirt_session_rotate 5s;
     }
 --- twilio
 --scenario rotate-long --param scenario=rotate-long --call-sid CA00000000000000000000000000rotate3
 --- check
 my $tag = (map { $_->{calltag} // () } @$sim)[0];
-my $conns = main::conns($main::sim, $tag);
+my $conns = main::conns($main::short, $tag);
 is(scalar @$conns, 2, 'two sessions');
 ok((grep { ($_->{note} // '') eq 'session limit' } @{ $conns->[0] }), 'the first one reached its limit');
 is_deeply(main::seeded($conns->[1]), ['assistant: お電話ありがとうございます。さくら歯科です。'],
