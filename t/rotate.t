@@ -11,12 +11,33 @@ use Twirt::Peers;
 use Twirt::Redis;
 use Twirt::Conf qw(nginx_t http_conf);
 use Test::Nginx::Socket 'no_plan';
+use File::Temp qw(tempdir);
+use File::Copy qw(copy);
+use JSON::PP;
 
 # every session ends 8 s after it was created
 our $sim = sim_start('--session-limit', '8000');
 # every session ends 6 s after it was created: TEST 3, a caller talking
-# through that point
-our $short = sim_start('--session-limit', '6000');
+# through that point; TEST 4, a conversation over the 32 KB carried (its
+# scenario made here: two answers of 21000 bytes each)
+my $scenarios = tempdir(CLEANUP => 1);
+copy("$FindBin::Bin/peers/scenarios/rotate-long.json", $scenarios) or die $!;
+open my $fh, '>:raw', "$scenarios/rotate-big.json" or die $!;
+# the source is not "use utf8": its strings are UTF-8 bytes already
+print $fh JSON::PP->new->encode({
+    name => 'rotate-big',
+    description => 'two answers of 21000 bytes before a rotation at 2 s',
+    greeting => { transcript => 'お電話ありがとうございます。さくら歯科です。', audio_ms => 400 },
+    turns => [
+        { caller => { at_ms => 600, speech_ms => 400, text => '長い説明をお願いします' },
+          agent => { transcript => 'あ' x 7000, audio_ms => 300 } },
+        { caller => { at_ms => 1500, speech_ms => 400, text => 'もう一度お願いします' },
+          agent => { transcript => 'い' x 7000, audio_ms => 300 } },
+    ],
+    end => { after_ms => 3200 },
+});
+close $fh;
+our $short = sim_start('--session-limit', '6000', '--scenario-dir', $scenarios);
 # every session ends 4 s after it was created; connections after the
 # first are refused (429): no next session can be had
 our $refusing = sim_start('--session-limit', '4000', '--fail-after', '1',
@@ -24,6 +45,7 @@ our $refusing = sim_start('--session-limit', '4000', '--fail-after', '1',
 $ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
 $ENV{TEST_NGINX_REFUSING_PORT} = $refusing->{port};
 $ENV{TEST_NGINX_SHORT_PORT} = $short->{port};
+$ENV{TEST_NGINX_SCENARIOS} = $scenarios;
 $ENV{TEST_NGINX_REDIS_SOCKET} = redis_start();
 
 # nginx -t: the values twirt_session_rotate refuses
@@ -279,3 +301,28 @@ is(main::metric(qr/^twirt_session_rotations_total\{result="forced"\} (\d+)$/m), 
 --- error_log eval
 [qr/the Realtime session expired before the call was between turns: switching at once/,
  qr/switched to the next Realtime session "sess_\w+" \d+ ms after the rotation began, at once: the session expired/]
+
+
+
+=== TEST 4: over 32 KB of conversation: the oldest lines are not carried, the last ones are, whole; the event and the log say how many
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SHORT_PORT/v1/realtime?model=gpt-realtime;
+        twirt_session_rotate 2s;
+    }
+--- twilio
+--scenario $TEST_NGINX_SCENARIOS/rotate-big.json --param scenario=rotate-big --call-sid CA00000000000000000000000000rotate4
+--- check
+my $tag = (map { $_->{calltag} // () } @$sim)[0];
+my $conns = main::conns($main::short, $tag);
+is(scalar @$conns, 2, 'two sessions');
+is_deeply(main::seeded($conns->[1]), ['user: もう一度お願いします', 'assistant: ' . ('い' x 7000)],
+          'the second was seeded with the last turn only: the greeting and the first turn (21000 bytes) would not fit in 32 KB with it');
+my @rotated = grep { $_->{type} eq 'rotated' } @{ redis_stream_entries("twirt:call:$call->{call_sid}:events") };
+is($rotated[0]{items}, 2, 'two lines carried');
+is($rotated[0]{dropped}, 3, 'three dropped');
+my $rec = main::record_of($call->{call_sid});
+is($rec->{end_reason}, 'stop', 'the call ended normally');
+--- error_log eval
+qr/switched to the next Realtime session "sess_\w+" \d+ ms after the rotation began, 2 lines of the conversation carried, 3 earlier ones not \(over 32768 bytes\)/
