@@ -53,6 +53,7 @@ static ngx_uint_t ngx_http_twirt_rotate_seed(ngx_http_twirt_call_t *call,
 static void ngx_http_twirt_rotate_old_message(ngx_http_twirt_ws_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_twirt_rotate_old_closed(ngx_http_twirt_ws_t *ws);
+static void ngx_http_twirt_rotate_let_go(ngx_http_twirt_call_t *call);
 static ngx_int_t ngx_http_twirt_rotate_send(ngx_http_twirt_ws_t *ws,
     json_t *ev);
 static void ngx_http_twirt_rotate_bound(ngx_http_twirt_rotate_t *r);
@@ -380,17 +381,11 @@ ngx_http_twirt_rotate_next_closed(ngx_http_twirt_ws_t *ws)
 static void
 ngx_http_twirt_rotate_failed(ngx_http_twirt_call_t *call, const char *why)
 {
-    ngx_http_twirt_ws_t      *ws;
     ngx_http_twirt_rotate_t  *r;
 
     r = &call->rotate;
 
-    if (r->next) {
-        ws = r->next;
-        r->next = NULL;
-        r->ready = 0;
-        ngx_http_twirt_ws_drop(ws, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
-    }
+    ngx_http_twirt_rotate_let_go(call);
 
     r->tries++;
 
@@ -623,9 +618,47 @@ ngx_http_twirt_rotate_old_closed(ngx_http_twirt_ws_t *ws)
     if (ws == r->old) {
         r->old = NULL;
         ngx_http_twirt_ws_free(ws);
+
+    } else if (ws == r->gone) {
+        r->gone = NULL;
+        ngx_http_twirt_ws_free(ws);
     }
 
     ngx_http_twirt_call_finish(call);
+}
+
+
+/*
+ * The next session is not wanted (it failed, the call ends): closed
+ * normally, freed once closed.  Not at once: this may run in one of its
+ * own events, which its socket is still reading.
+ */
+
+static void
+ngx_http_twirt_rotate_let_go(ngx_http_twirt_call_t *call)
+{
+    ngx_http_twirt_ws_t      *ws;
+    ngx_http_twirt_rotate_t  *r = &call->rotate;
+
+    ws = r->next;
+
+    if (ws == NULL) {
+        return;
+    }
+
+    r->next = NULL;
+    r->ready = 0;
+
+    if (r->gone) {
+        /* an earlier one still closing, none of whose events runs now */
+        ngx_http_twirt_ws_drop(r->gone, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
+    }
+
+    r->gone = ws;
+    ws->on_message = ngx_http_twirt_rotate_old_message;
+    ws->on_closed = ngx_http_twirt_rotate_old_closed;
+
+    ngx_http_twirt_ws_close(ws, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL, NULL);
 }
 
 
@@ -786,7 +819,6 @@ ngx_http_twirt_rotate_bound(ngx_http_twirt_rotate_t *r)
 void
 ngx_http_twirt_rotate_end(ngx_http_twirt_call_t *call)
 {
-    ngx_http_twirt_ws_t      *ws;
     ngx_http_twirt_rotate_t  *r = &call->rotate;
 
     if (r->timer.timer_set) {
@@ -798,23 +830,19 @@ ngx_http_twirt_rotate_end(ngx_http_twirt_call_t *call)
         r->upstream = NULL;
     }
 
-    if (r->next) {
-        ws = r->next;
-        r->next = NULL;
-        r->ready = 0;
-        ngx_http_twirt_ws_drop(ws, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
-    }
+    ngx_http_twirt_rotate_let_go(call);
 }
 
 
-/* a session switched from is still closing */
+/* a session switched from, or one not wanted, is still closing */
 
 ngx_uint_t
 ngx_http_twirt_rotate_busy(ngx_http_twirt_call_t *call)
 {
     ngx_http_twirt_rotate_t  *r = &call->rotate;
 
-    return r->upstream != NULL || r->next != NULL || r->old != NULL;
+    return r->upstream != NULL || r->next != NULL || r->old != NULL
+           || r->gone != NULL;
 }
 
 

@@ -39,6 +39,8 @@ typedef struct {
     ngx_msec_t                  next_opened;
     ngx_str_t                   next_id;      /* its session id */
     ngx_http_twirt_ws_t        *old;          /* switched from, closing */
+    ngx_http_twirt_ws_t        *gone;         /* a next one not wanted,
+                                                 closing */
 
     ngx_uint_t                  tries;        /* failed in a row */
     ngx_uint_t                  rotations;

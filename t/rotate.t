@@ -42,7 +42,12 @@ our $short = sim_start('--session-limit', '6000', '--scenario-dir', $scenarios);
 # first are refused (429): no next session can be had
 our $refusing = sim_start('--session-limit', '4000', '--fail-after', '1',
                           '--fail', 'http_429');
+# every session ends 3 s after it was created; the next ones reject the
+# session.update
+our $rejecting = sim_start('--session-limit', '3000', '--fail-after', '1',
+                           '--fail', 'reject_session_update');
 $ENV{TEST_NGINX_SIM_PORT} = $sim->{port};
+$ENV{TEST_NGINX_REJECTING_PORT} = $rejecting->{port};
 $ENV{TEST_NGINX_REFUSING_PORT} = $refusing->{port};
 $ENV{TEST_NGINX_SHORT_PORT} = $short->{port};
 $ENV{TEST_NGINX_SCENARIOS} = $scenarios;
@@ -90,7 +95,7 @@ CONF
     redis_cli('FLUSHALL');
 });
 
-place_calls_from_blocks($sim, $refusing, $short);
+place_calls_from_blocks($sim, $refusing, $short, $rejecting);
 
 no_shuffle();
 run_tests();
@@ -326,3 +331,37 @@ my $rec = main::record_of($call->{call_sid});
 is($rec->{end_reason}, 'stop', 'the call ended normally');
 --- error_log eval
 qr/switched to the next Realtime session "sess_\w+" \d+ ms after the rotation began, 2 lines of the conversation carried, 3 earlier ones not \(over 32768 bytes\)/
+
+
+
+=== TEST 5: the next session rejects the session.update (twice): it is closed, the call goes on in its session and ends when that one expires
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_REJECTING_PORT/v1/realtime?model=gpt-realtime;
+        twirt_session_rotate 1s;
+    }
+--- twilio
+--scenario silence --param scenario=silence --duration-ms 8000 --call-sid CA00000000000000000000000000rotate5
+--- check
+my $tag = (map { $_->{calltag} // () } @$sim)[0];
+my $conns = main::conns($main::rejecting, $tag);
+is(scalar @$conns, 3, 'the session, then two tries for the next');
+for my $i (1, 2) {
+    my ($err) = grep { $_->{dir} eq 'out' && $_->{event}{type} eq 'error' } @{ $conns->[$i] };
+    like($err->{event}{error}{message}, qr/session.update rejected/, 'try ' . $i . ': rejected');
+    my ($close) = grep { $_->{dir} eq 'close' } @{ $conns->[$i] };
+    is($close->{by}, 'client', 'and closed by twirt');
+    is($close->{code}, 1000, 'normally');
+    ok(!(grep { ($_->{event}{type} // '') eq 'input_audio_buffer.append' } @{ main::sent($conns->[$i]) }),
+       'no caller frame went to it');
+}
+my @events = @{ twirt_events($call->{call_sid}) };
+is_deeply([ map { "$_->{try}: $_->{reason}" } grep { $_->{type} eq 'rotate_failed' } @events ],
+          ['1: session update rejected', '2: session update rejected'], 'two rotate_failed events');
+ok(!(grep { $_->{type} eq 'rotated' } @events), 'no switch');
+my $rec = main::record_of($call->{call_sid});
+is($rec->{end_reason}, 'session_expired', 'the call ended when its session expired');
+--- error_log eval
+[qr/the next Realtime session failed \(session update rejected\): trying again in 1000 ms/,
+ qr/the next Realtime session failed \(session update rejected\) 2 times/]
