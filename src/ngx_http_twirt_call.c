@@ -458,6 +458,8 @@ failed:
         if (call->duration_timer.timer_set) {
             ngx_del_timer(&call->duration_timer);
         }
+
+        ngx_http_twirt_rotate_free(call);
     }
 
     if (call && call->twilio) {
