@@ -14,10 +14,11 @@ use Test::Nginx::Socket 'no_plan';
 use File::Temp qw(tempdir);
 use File::Copy qw(copy);
 use JSON::PP;
+use Time::HiRes ();
 
 # every session ends 8 s after it was created
 our $sim = sim_start('--session-limit', '8000');
-# every session ends 6 s after it was created: TEST 3, a caller talking
+# every session ends 4 s after it was created: TEST 3, a caller talking
 # through that point; TEST 4, a conversation over the 32 KB carried (its
 # scenario made here: two answers of 21000 bytes each)
 my $scenarios = tempdir(CLEANUP => 1);
@@ -37,7 +38,7 @@ print $fh JSON::PP->new->encode({
     end => { after_ms => 3200 },
 });
 close $fh;
-our $short = sim_start('--session-limit', '6000', '--scenario-dir', $scenarios);
+our $short = sim_start('--session-limit', '4000', '--scenario-dir', $scenarios);
 # every session ends 4 s after it was created; connections after the
 # first are refused (429): no next session can be had
 our $refusing = sim_start('--session-limit', '4000', '--fail-after', '1',
@@ -150,6 +151,22 @@ sub metric {
         select(undef, undef, undef, 0.05);
     }
     return $text =~ $re ? $1 : undef;
+}
+
+# waits (bounded) until the warm pool holds one connection upgraded at
+# least $ms ago, its session's age when a call takes it
+sub pool_aged {
+    my ($s, $ms) = @_;
+    my $deadline = Time::HiRes::time() + 10;
+    while (Time::HiRes::time() < $deadline) {
+        my (undef, $text) = http_get_text('/status');
+        my ($last) = sort { $b->{at} <=> $a->{at} }
+                     grep { $_->{dir} eq 'handshake' } @{ sim_records($s) };
+        return 1 if ($text // '') =~ /^twirt_upstream_pool_idle 1$/m && $last
+                    && Time::HiRes::time() - $last->{at} >= $ms / 1000;
+        select(undef, undef, undef, 0.05);
+    }
+    return 0;
 }
 
 sub record_of {
@@ -281,7 +298,7 @@ is(main::metric(qr/^twirt_session_rotations_total\{result="ok"\} (\d+)$/m), 0, '
     location = /twilio/media {
         twirt_stream;
         twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SHORT_PORT/v1/realtime?model=gpt-realtime;
-        twirt_session_rotate 5s;
+        twirt_session_rotate 3500ms;
     }
 --- twilio
 --scenario rotate-long --param scenario=rotate-long --call-sid CA00000000000000000000000000rotate3
@@ -365,3 +382,34 @@ is($rec->{end_reason}, 'session_expired', 'the call ended when its session expir
 --- error_log eval
 [qr/the next Realtime session failed \(session update rejected\): trying again in 1000 ms/,
  qr/the next Realtime session failed \(session update rejected\) 2 times/]
+
+
+
+=== TEST 6: with a warm pool: the next session comes from it, and a session's time in the pool counts: a call of 1.5 s rotates at 2 s of session
+--- config
+    location = /twilio/media {
+        twirt_stream;
+        twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SHORT_PORT/v1/realtime?model=gpt-realtime;
+        twirt_openai_pool 1;
+        twirt_session_rotate 2s;
+    }
+--- before_call
+ok(main::pool_aged($main::short, 1000), 'a warm connection 1 s old');
+--- twilio
+--scenario silence --param scenario=silence --duration-ms 1500 --call-sid CA00000000000000000000000000rotate6
+--- check
+my $tag = (map { $_->{calltag} // () } @$sim)[0];
+my $conns = main::conns($main::short, $tag);
+my @rotated = grep { $_->{type} eq 'rotated' } @{ redis_stream_entries("twirt:call:$call->{call_sid}:events") };
+# the next session's own 2 s end after the call: one rotation
+is(scalar @rotated, 1, 'rotated once, within a call shorter than twirt_session_rotate: the first session had been 1 s in the pool');
+ok($rotated[0]{ms} < 1500, "at $rotated[0]{ms} ms into the call");
+is(scalar @$conns, 2, 'two sessions');
+my @pooled = error_log_text() =~ /the Realtime connection came from the warm pool/g;
+is(scalar @pooled, 2, 'both came from the warm pool');
+my @appends = map { scalar grep { $_->{type} eq 'input_audio_buffer.append' } @{ main::sent($_) } } @$conns;
+my $total = 0;
+$total += $_ for @appends;
+is($total, $call->{media_sent}, "every caller frame appended to exactly one session ($call->{media_sent})");
+--- error_log eval
+qr/the Realtime session is (?:[2-9]\d{3}|\d{5,}) ms old: opening the next one/
