@@ -23,6 +23,7 @@
 #include "ngx_http_twirt_outbound.h"
 #include "ngx_http_twirt_upstream_pool.h"
 #include "ngx_http_twirt_greeting.h"
+#include "ngx_http_twirt_rotate.h"
 
 
 static ngx_int_t ngx_http_twirt_add_variables(ngx_conf_t *cf);
@@ -438,6 +439,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       ngx_http_twirt_tool_filler,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_twirt_loc_conf_t, tool_filler),
+      NULL },
+
+    { ngx_string("twirt_session_rotate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_twirt_session_rotate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, session_rotate),
       NULL },
 
     { ngx_string("twirt_silence_timeout"),
@@ -864,6 +872,7 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->tool_concurrency = NGX_CONF_UNSET_UINT;
     conf->tool_filler_after = NGX_CONF_UNSET_MSEC;
     conf->silence_timeout = NGX_CONF_UNSET_MSEC;
+    conf->session_rotate = NGX_CONF_UNSET_MSEC;
     conf->silence_tries = NGX_CONF_UNSET_UINT;
     conf->twilio_api_url = NGX_CONF_UNSET_PTR;
     conf->twilio_ssl_verify = NGX_CONF_UNSET;
@@ -1071,6 +1080,9 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_msec_value(conf->silence_timeout, prev->silence_timeout,
                               10000);
+    /* 50 minutes: 10 of the API's 60 left to find a moment between turns */
+    ngx_conf_merge_msec_value(conf->session_rotate, prev->session_rotate,
+                              3000000);
     ngx_conf_merge_uint_value(conf->silence_tries, prev->silence_tries, 2);
     ngx_conf_merge_str_value(conf->silence_prompt, prev->silence_prompt,
                              "もしもし、お聞きになれますか？");

@@ -196,6 +196,8 @@ typedef struct {
                                                      connections per worker,
                                                      0: off */
     ngx_msec_t                  pool_max_age;
+    ngx_msec_t                  session_rotate;   /* twirt_session_rotate,
+                                                     0: off */
     ngx_http_twirt_upstream_pool_t  *pool;        /* a stream location's */
 
     /* the Realtime session */

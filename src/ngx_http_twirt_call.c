@@ -33,7 +33,9 @@
  *
  * What comes next fits these values, not new flags: a tool running is a
  * count of pending calls beside call->response, a transfer another
- * call->after, a session being rotated a phase between two ACTIVEs.
+ * call->after.  A session being rotated is no phase: the call stays
+ * ACTIVE while the next session is made ready beside it, and switches
+ * when these values say it is between turns (ngx_http_twirt_rotate.c).
  */
 
 
@@ -203,7 +205,6 @@ static ngx_int_t ngx_http_twirt_call_say(ngx_http_twirt_call_t *call,
     ngx_http_twirt_say_e what);
 
 static void ngx_http_twirt_call_duration(ngx_event_t *ev);
-static void ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_request_cleanup(void *data);
 static void ngx_http_twirt_call_record_end(ngx_http_twirt_call_t *call);
 static void ngx_http_twirt_call_summary(ngx_http_twirt_call_t *call,
@@ -411,6 +412,8 @@ ngx_http_twirt_call_create(ngx_http_request_t *r)
     call->silence_timer.log = call->log;
     call->silence_timer.cancelable = 1;
 
+    ngx_http_twirt_rotate_init(call);
+
     /*
      * Not cancelable: a call in progress keeps an old worker alive after a
      * reload, until it ends (at most twirt_max_call_duration).
@@ -476,6 +479,8 @@ failed:
         if (call->duration_timer.timer_set) {
             ngx_del_timer(&call->duration_timer);
         }
+
+        ngx_http_twirt_rotate_free(call);
     }
 
     if (call && call->twilio) {
@@ -988,6 +993,11 @@ ngx_http_twirt_call_dtmf_input(ngx_http_twirt_call_t *call)
         return;
     }
 
+    /* the next session is told what was typed too */
+    ngx_http_twirt_rotate_line(call, 1,
+        json_object_get(json_array_get(json_object_get(
+            json_object_get(ev, "item"), "content"), 0), "text"));
+
     json_decref(ev);
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
@@ -1062,6 +1072,9 @@ ngx_http_twirt_call_upstream_done(ngx_http_twirt_upstream_t *u,
     call->realtime = u->ws;
     call->realtime->connection->log = u->log;
 
+    /* the session began in the pool, if it came from there */
+    call->rotate.opened = ngx_current_msec - u->age;
+
     /* a warm connection's time was observed when the pool made it */
     if (!u->pooled) {
         ngx_http_twirt_metrics_observe(NGX_HTTP_TWIRT_H_UPSTREAM_CONNECT,
@@ -1105,20 +1118,9 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
 {
     u_char     *p, *end;
     json_t     *ev;
-    ngx_str_t   instructions, payload;
+    ngx_str_t   payload;
 
-    if (ngx_http_twirt_call_text(call, "instructions",
-                                 &call->conf->instructions, &instructions)
-        != NGX_OK)
-    {
-        ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_NO_MEMORY, NULL,
-                                NGX_HTTP_TWIRT_WS_CLOSE_INTERNAL);
-        return;
-    }
-
-    ev = ngx_http_twirt_realtime_session(call->conf, &instructions,
-                                         call->profile, call->parameters,
-                                         call->pool, call->log);
+    ev = ngx_http_twirt_call_session(call);
 
     if (ev == NULL || ngx_http_twirt_call_send_json(call, ev) != NGX_OK) {
         json_decref(ev);
@@ -1172,6 +1174,26 @@ ngx_http_twirt_call_configure(ngx_http_twirt_call_t *call)
         call->early_len = 0;
         call->early_size = 0;
     }
+}
+
+
+/* the call's session.update: its first session's, and every next one's */
+
+json_t *
+ngx_http_twirt_call_session(ngx_http_twirt_call_t *call)
+{
+    ngx_str_t  instructions;
+
+    if (ngx_http_twirt_call_text(call, "instructions",
+                                 &call->conf->instructions, &instructions)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return ngx_http_twirt_realtime_session(call->conf, &instructions,
+                                           call->profile, call->parameters,
+                                           call->pool, call->log);
 }
 
 
@@ -1313,6 +1335,8 @@ ngx_http_twirt_call_response_created(ngx_http_twirt_call_t *call, json_t *ev)
         call->response = NGX_HTTP_TWIRT_RESPONSE_ACTIVE;
     }
 
+    ngx_http_twirt_rotate_answer_due(call, 0);
+
     if (text && json_string_length(v) < NGX_HTTP_TWIRT_ID_MAX) {
         call->response_id_len = json_string_length(v);
         ngx_memcpy(call->response_id, text, call->response_id_len);
@@ -1383,6 +1407,16 @@ ngx_http_twirt_call_transcript(ngx_http_twirt_call_t *call, json_t *ev)
                   "role", caller ? "caller" : "agent",
                   "text", v,
                   "item_id", json_object_get(ev, "item_id")));
+
+    /* kept for the next session; the caller's in its turn's place */
+
+    if (caller) {
+        ngx_http_twirt_rotate_transcribed(call,
+                                          json_object_get(ev, "item_id"), v);
+
+    } else {
+        ngx_http_twirt_rotate_line(call, 0, v);
+    }
 }
 
 
@@ -1426,6 +1460,8 @@ ngx_http_twirt_call_session_updated(ngx_http_twirt_call_t *call, json_t *ev)
 
     ngx_http_twirt_metrics_observe(NGX_HTTP_TWIRT_H_SETUP,
                                    ngx_current_msec - call->upgraded);
+
+    ngx_http_twirt_rotate_schedule(call, json_object_get(ev, "session"));
 
     ngx_http_twirt_call_event(call, "state",
                               json_pack("{s:s}", "status", "active"));
@@ -2095,6 +2131,10 @@ ngx_http_twirt_call_speech_stopped(ngx_http_twirt_call_t *call,
     json_t *unused)
 {
     call->caller_speaking = 0;
+
+    /* the turn is answered in the session that heard it */
+    ngx_http_twirt_rotate_answer_due(call, 1);
+
     ngx_http_twirt_call_silence(call);
 }
 
@@ -2206,8 +2246,10 @@ ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call, const char *why,
  */
 
 static void
-ngx_http_twirt_call_committed(ngx_http_twirt_call_t *call, json_t *unused)
+ngx_http_twirt_call_committed(ngx_http_twirt_call_t *call, json_t *ev)
 {
+    ngx_http_twirt_rotate_committed(call, json_object_get(ev, "item_id"));
+
     if (call->conf->vad.create_response) {
         return;
     }
@@ -2899,6 +2941,9 @@ ngx_http_twirt_call_transcription_failed(ngx_http_twirt_call_t *call,
 
     ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_TRANSCRIPTIONS_FAILED, 1);
 
+    ngx_http_twirt_rotate_transcribed(call, json_object_get(ev, "item_id"),
+                                      NULL);
+
     ngx_http_twirt_call_event(call, "error",
                               json_pack("{s:s,s:s,s:s,s:O*}",
                                         "kind", "transcription",
@@ -2976,6 +3021,10 @@ ngx_http_twirt_call_error(ngx_http_twirt_call_t *call, json_t *ev)
     ngx_http_twirt_metrics_error(NGX_HTTP_TWIRT_ERR_REALTIME_ERROR);
 
     if (ngx_strcmp(code, "session_expired") == 0) {
+        if (ngx_http_twirt_rotate_expired(call) == NGX_OK) {
+            return;
+        }
+
         ngx_http_twirt_call_end(call, NGX_HTTP_TWIRT_END_SESSION_EXPIRED,
                                 NULL, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL);
         return;
@@ -3154,6 +3203,9 @@ ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
 static void
 ngx_http_twirt_call_silence(ngx_http_twirt_call_t *call)
 {
+    /* a moment between turns, when the next session waits for one */
+    ngx_http_twirt_rotate_check(call);
+
     if (!ngx_http_twirt_call_quiet(call)) {
         if (call->silence_timer.timer_set) {
             ngx_del_timer(&call->silence_timer);
@@ -3352,6 +3404,7 @@ ngx_http_twirt_call_end(ngx_http_twirt_call_t *call, ngx_http_twirt_end_e end,
     ngx_http_twirt_transfer_cancel(call);
 
     ngx_http_twirt_call_tools_cancel(call);
+    ngx_http_twirt_rotate_end(call);
 
     if (call->realtime && !call->realtime->closed) {
         ngx_http_twirt_ws_close(call->realtime, NGX_HTTP_TWIRT_WS_CLOSE_NORMAL,
@@ -3543,7 +3596,7 @@ ngx_http_twirt_call_duration(ngx_event_t *ev)
 
 /* frees the call when both sides are closed */
 
-static void
+void
 ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 {
     double      cost, micro;
@@ -3551,7 +3604,8 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
 
     if (!call->twilio->notified
         || (call->realtime && !call->realtime->notified)
-        || call->upstream)
+        || call->upstream
+        || ngx_http_twirt_rotate_busy(call))
     {
         return;
     }
@@ -3570,8 +3624,10 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
                   ms / 1000, ms % 1000, call->twilio->frames_in,
                   call->twilio->frames_out, call->media_in, call->media_out,
                   call->marks_in, call->dtmf_in, call->invalid_in,
-                  call->realtime ? call->realtime->frames_in : 0,
-                  call->realtime ? call->realtime->frames_out : 0,
+                  call->rotate.frames_in
+                  + (call->realtime ? call->realtime->frames_in : 0),
+                  call->rotate.frames_out
+                  + (call->realtime ? call->realtime->frames_out : 0),
                   call->clears, call->truncates, call->usage.total,
                   cost, call->dropped_deltas);
 
@@ -3641,6 +3697,8 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
     }
 
     ngx_http_twirt_call_greeting_off(call);
+
+    ngx_http_twirt_rotate_free(call);
 
     /* the request may outlive the call by a moment */
     if (call->cleanup) {

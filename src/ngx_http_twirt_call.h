@@ -19,6 +19,7 @@
 #include "ngx_http_twirt_record.h"
 #include "ngx_http_twirt_tool.h"
 #include "ngx_http_twirt_transfer.h"
+#include "ngx_http_twirt_rotate.h"
 
 
 #define NGX_HTTP_TWIRT_ITEMS     8
@@ -146,6 +147,9 @@ struct ngx_http_twirt_call_s {
     void                       *history_handle;
     unsigned                    returning:1;   /* after a failed transfer */
 
+    /* the next Realtime session, before this one's limit */
+    ngx_http_twirt_rotate_t     rotate;
+
     ngx_msec_t                  upgraded;      /* ngx_current_msec */
     ngx_event_t                 duration_timer;
 
@@ -271,6 +275,8 @@ ngx_int_t ngx_http_twirt_call_response_create(ngx_http_twirt_call_t *call,
     ngx_str_t *instructions);
 void ngx_http_twirt_call_event(ngx_http_twirt_call_t *call, const char *type,
     json_t *fields);
+json_t *ngx_http_twirt_call_session(ngx_http_twirt_call_t *call);
+void ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call);
 
 /*
  * A control message for a call (ngx_http_twirt_control.c): "hangup" ends

@@ -836,6 +836,21 @@ ngx_http_twirt_metrics_format(u_char *p, u_char *end)
     p = ngx_slprintf(p, end, "twirt_greeting_cache_evicted_total %uL\n",
                      c[NGX_HTTP_TWIRT_M_GREETING_EVICTED]);
 
+    p = ngx_http_twirt_metrics_family(p, end,
+            "twirt_session_rotations_total", "counter",
+            "Realtime sessions of long calls replaced by the next one: "
+            "between turns (ok), as the old one expired (forced), or a "
+            "next one that could not be had (failed).");
+    p = ngx_slprintf(p, end,
+                     "twirt_session_rotations_total{result=\"ok\"} %uL\n"
+                     "twirt_session_rotations_total{result=\"forced\"} "
+                     "%uL\n"
+                     "twirt_session_rotations_total{result=\"failed\"} "
+                     "%uL\n",
+                     c[NGX_HTTP_TWIRT_M_ROTATIONS],
+                     c[NGX_HTTP_TWIRT_M_ROTATIONS_FORCED],
+                     c[NGX_HTTP_TWIRT_M_ROTATIONS_FAILED]);
+
     p = ngx_http_twirt_metrics_family(p, end, "twirt_errors_total", "counter",
             "Errors, by kind.");
 

@@ -80,6 +80,10 @@ typedef enum {
     NGX_HTTP_TWIRT_M_GREETING_MISSES,      /* not there: the model says it */
     NGX_HTTP_TWIRT_M_GREETING_STORED,      /* a model's greeting kept */
     NGX_HTTP_TWIRT_M_GREETING_EVICTED,     /* removed to make room */
+    NGX_HTTP_TWIRT_M_ROTATIONS,            /* sessions switched between
+                                              turns */
+    NGX_HTTP_TWIRT_M_ROTATIONS_FORCED,     /* switched as one expired */
+    NGX_HTTP_TWIRT_M_ROTATIONS_FAILED,     /* next sessions not had */
     NGX_HTTP_TWIRT_M_LAST
 } ngx_http_twirt_metric_e;
 

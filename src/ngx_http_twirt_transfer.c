@@ -688,6 +688,9 @@ ngx_http_twirt_transfer_replay(ngx_http_twirt_call_t *call)
                                      caller ? "input_text" : "output_text",
                                      json_string_value(text),
                                      json_string_length(text));
+
+        /* and to the sessions after this one */
+        ngx_http_twirt_rotate_line(call, caller, text);
     }
 
     ngx_log_error(NGX_LOG_INFO, call->log, 0,

@@ -37,6 +37,9 @@ struct ngx_http_twirt_upstream_s {
 
     ngx_str_t                      key;            /* never logged */
     ngx_msec_t                     started;
+    ngx_msec_t                     age;            /* of a pooled one when
+                                                      taken: its session
+                                                      began then */
 
     /* the result: the connection, or why there is none */
     ngx_http_twirt_ws_t           *ws;

@@ -581,6 +581,7 @@ ngx_http_twirt_upstream_pool_take(ngx_http_twirt_upstream_t *u)
         u->ws = ws;
         u->created = pc->created;
         u->started = ngx_current_msec;
+        u->age = age;
         u->pooled = 1;
         u->done = 1;
 

@@ -471,6 +471,7 @@ sub families {
         twirt_greeting_cache_misses_total => 'counter',
         twirt_greeting_cache_stored_total => 'counter',
         twirt_greeting_cache_evicted_total => 'counter',
+        twirt_session_rotations_total => 'counter',
         twirt_redis_queued => 'gauge',
         twirt_redis_connected => 'gauge',
         twirt_redis_dropped_total => 'counter',
@@ -583,6 +584,8 @@ is_deeply([ $text =~ /^twirt_upstream_pool_takes_total\{result="([^"]+)"\}/mg ],
           [qw(hit miss)], 'pool takes: hit and miss');
 is_deeply([ $text =~ /^twirt_upstream_pool_discarded_total\{reason="([^"]+)"\}/mg ],
           [qw(age closed message)], 'pool discards, by reason');
+is_deeply([ $text =~ /^twirt_session_rotations_total\{result="([^"]+)"\}/mg ],
+          [qw(ok forced failed)], 'session rotations, by result');
 is_deeply([ $text =~ /^twirt_upstream_connect_seconds_bucket\{le="([^"]+)"\}/mg ],
           [qw(0.001 0.002 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 +Inf)],
           'connect buckets, in seconds');

@@ -139,6 +139,8 @@ class Sim:
         self.procs = procs
         self.conn_counter = 0
         self.fail_conns = args.fail_conns
+        self.fail_after = args.fail_after
+        self.session_limit = args.session_limit
 
     def next_conn(self):
         # Unique across --procs workers: worker i numbers i+1, i+1+procs...
@@ -195,9 +197,12 @@ class SimProtocol(WebSocketServerProtocol):
         self.query = query
         # Tests may point one gateway location at ?sim_fail=...: failures
         # per URL without a simulator process per failure.
-        # --fail-conns N: the --fail kinds act on the first N connections
-        self.fails = (list(sim.fails) if sim.fail_conns is None
-                      or self.conn <= sim.fail_conns else [])
+        # --fail-conns N: the --fail kinds act on the first N connections;
+        # --fail-after N: on the connections after the first N
+        self.fails = (list(sim.fails) if (sim.fail_conns is None
+                                          or self.conn <= sim.fail_conns)
+                      and (sim.fail_after is None
+                           or self.conn > sim.fail_after) else [])
         for spec in query.get("sim_fail", []):
             for one in spec.split(","):
                 try:
@@ -436,6 +441,8 @@ class Session:
                 return
             await self.send({"type": "session.created",
                              "session": self.config})
+            if self.sim.session_limit:
+                self.spawn(self.expire(self.sim.session_limit))
             for kind, arg in self.fails:
                 if kind in IDLE_KINDS:
                     self.spawn(self.idle_fail(kind, arg))
@@ -497,6 +504,17 @@ class Session:
 
     def has_fail(self, kind):
         return any(k == kind for k, _ in self.fails)
+
+    async def expire(self, limit_ms):
+        """--session-limit: every session ends limit_ms after it was
+        created, as the real service's do at 60 minutes: the error (its
+        words), then a normal close."""
+        await asyncio.sleep(max(0, limit_ms - self.now_ms()) / 1000)
+        self.record("note", note="session limit")
+        await self.error("session_expired",
+                         "Your session hit the maximum duration of 60 "
+                         "minutes.")
+        await self.close(1000, "session_expired")
 
     # -- client events ----------------------------------------------------
 
@@ -817,6 +835,18 @@ class Session:
         if self.config["audio"]["input"]["transcription"] is not None:
             self.spawn(self.transcribe(item_id, audio_ms, turn_index))
 
+    def seeded_turn(self, text):
+        """A client's text item saying the scenario's next caller turn
+        word for word: the conversation so far, carried into a new
+        session (a gateway's session rotation).  The scenario goes on
+        from the turn after it, as the conversation does."""
+        turns = self.scenario["turns"]
+        i = self.segment_index
+        if (not self.in_speech and i < len(turns)
+                and text == self.tagged(turns[i]["caller"]["text"])):
+            self.segment_index += 1
+            self.record("note", note="seeded turn", turn=i)
+
     def caller_text(self, turn_index):
         turns = self.scenario["turns"]
         if turn_index is not None and turn_index < len(turns):
@@ -927,6 +957,7 @@ class Session:
                             and c.get("type") == "input_text":
                         # keypad digits, a typed or replayed user turn
                         self.text_pending = True
+                        self.seeded_turn(c.get("text"))
         elif itype != "function_call":
             await self.error("invalid_value", f"Invalid value: '{itype}'. "
                              "Supported values are: 'message', "
@@ -1500,6 +1531,13 @@ def main(argv=None):
     p.add_argument("--fail-conns", type=int, metavar="N",
                    help="the --fail kinds act on the first N connections "
                    "only (sim_fail in a URL: always)")
+    p.add_argument("--fail-after", type=int, metavar="N",
+                   help="the --fail kinds act on the connections after the "
+                   "first N only")
+    p.add_argument("--session-limit", type=int, metavar="MS",
+                   help="every session gets error session_expired and a "
+                   "close 1000 MS ms after it was created (the real "
+                   "service: 60 minutes)")
     p.add_argument("--ready-file", help='written as {"port": N, ...} once '
                    "listening")
     p.add_argument("--bench", action="store_true",
