@@ -391,12 +391,18 @@ for my $case (
     close $fh;
 
     my %env = (TWILIO_AUTH_TOKEN => 'token', TWIRT_PUBLIC_HOST => 'gw.example.com',
-               TWIRT_INSTRUCTIONS => 'Be brief.', TWIRT_FALLBACK => 'Sorry.',
+               TWIRT_PORT => 8080,
+               TWIRT_OPENAI_URL => 'wss://api.openai.com/v1/realtime?model=gpt-realtime',
+               TWIRT_INSTRUCTIONS => 'Be brief.', TWIRT_GREETING => '',
+               TWIRT_FALLBACK => 'Sorry.', TWIRT_NODE => 'node-1',
+               TWIRT_REDIS_LINE => 'twirt_redis unix:/run/twirt/redis.sock;',
                TWIRT_RESOLVER => '127.0.0.1');
     $conf =~ s/\$\{(\w+)\}/$env{$1}/g;
     my $module = $ENV{TEST_NGINX_LOAD_MODULES};
-    $conf =~ s/^load_module \S+;/load_module $module;/m;
-    $conf =~ s{/run/nginx\.pid}{logs/nginx.pid}g;
+    # the package's snippet, in the image, loads the module
+    $conf =~ s{^include /etc/nginx/modules-enabled/\*\.conf;}{load_module $module;}m;
+    $conf =~ s{/run/twirt/nginx\.pid}{logs/nginx.pid}g;
+    $conf =~ s{/var/lib/twirt/tmp}{logs}g;
 
     my ($rc, $out) = nginx_t($conf);
     is($rc, 0, 'nginx -t accepts the Docker image configuration') or diag $out;

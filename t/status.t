@@ -464,6 +464,7 @@ sub families {
         twirt_campaign_dials_total => 'counter',
         twirt_board_clients => 'gauge',
         twirt_board_slow_total => 'counter',
+        twirt_calls_node_lost_total => 'counter',
         twirt_upstream_pool_idle => 'gauge',
         twirt_upstream_pool_takes_total => 'counter',
         twirt_upstream_pool_discarded_total => 'counter',
