@@ -26,6 +26,20 @@
  * the send time) so that the Twilio side measures each frame's way
  * through the gateway and counts the ones lost.
  *
+ * With --greeting MS_AUDIO (and --first-audio MS) it is the model of the
+ * first-audio benchmark: it does not echo (the caller is silent), and
+ * answers each response.create as the GA API does: response.created at
+ * once (the request's metadata echoed), then after --first-audio ms
+ * response.output_item.added, response.content_part.added and MS_AUDIO
+ * ms of audio in deltas of 100 ms (800 bytes of mu-law) sent 5 times
+ * faster than real time, then response.output_audio.done, the
+ * transcript (the words after the instructions' last "Say exactly:"),
+ * response.content_part.done, response.output_item.done and
+ * response.done, completed, with its usage.  Its own time from reading a
+ * response.create to writing the first delta is measured per response.
+ * With --upgrade-delay MS each WebSocket upgrade is answered MS ms after
+ * its request arrived (a timer in the loop: other connections go on).
+ *
  *   realtime_echo --listen 127.0.0.1:0 --ready-file /tmp/echo.port
  *
  * SIGTERM or SIGINT stops it; it reports its counters and its own CPU
@@ -59,6 +73,17 @@
 #define ECHO_HANDSHAKE       0
 #define ECHO_OPEN            1
 #define ECHO_CLOSING         2      /* flush what is left, then close */
+#define ECHO_HELD            3      /* --upgrade-delay: the 101 waits */
+
+/* what a connection's place in the timer heap is for */
+#define ECHO_TIMER_TURN      0      /* --shape conversation: a delta */
+#define ECHO_TIMER_UPGRADE   1      /* --upgrade-delay: the 101 */
+#define ECHO_TIMER_RESPONSE  2      /* --greeting: the next delta */
+
+#define ECHO_GREETING_DELTA  100    /* ms of audio per greeting delta */
+#define ECHO_GREETING_SPEED  5      /* times real time */
+#define ECHO_METADATA_MAX    512
+#define ECHO_TRANSCRIPT_MAX  1024
 
 #define ECHO_FRAME           160    /* bytes of mu-law per 20 ms */
 #define ECHO_FRAME_NS        20000000ULL
@@ -87,6 +112,24 @@ typedef struct {
     double              speed;           /* times real time */
     uint32_t            seq;             /* the next frame's number */
     unsigned            speaking:1;
+    unsigned            responding:1;    /* --greeting: a response is on */
+    unsigned            timer:2;         /* ECHO_TIMER_* */
+
+    uint64_t            read_at;         /* the last read, ns */
+
+    /* --upgrade-delay */
+    uint64_t            arrived;         /* the upgrade request, ns */
+    char                accept[BENCH_WS_ACCEPT_LEN + 1];
+
+    /* --greeting: the response being sent */
+    unsigned            responses;
+    unsigned            resp_left;       /* ms of audio still to send */
+    unsigned            resp_deltas;     /* deltas sent */
+    uint64_t            resp_asked;      /* its response.create read, ns */
+    size_t              metadata_len;
+    size_t              transcript_len;
+    char                metadata[ECHO_METADATA_MAX];
+    char                transcript[ECHO_TRANSCRIPT_MAX];
 } echo_conn_t;
 
 
@@ -116,7 +159,13 @@ typedef struct {
     unsigned long       turns;           /* --shape conversation */
     unsigned long       turns_cut;       /* closed while speaking */
     unsigned long long  agent_frames;
-    unsigned long long  timer_late;      /* deltas over 1 ms late */
+    unsigned long long  timer_late;      /* timers over 1 ms late */
+    unsigned long       upgrades_held;   /* --upgrade-delay */
+    unsigned long       responses_created;   /* --greeting */
+    unsigned long       responses_refused;   /* one was on already */
+    unsigned long       responses_cancelled;
+    unsigned long       responses_cut;   /* closed while responding */
+    unsigned long       appends_silent;  /* not echoed: --greeting */
 } echo_stats_t;
 
 
@@ -145,6 +194,15 @@ static void echo_heap_set(echo_conn_t *c, uint64_t wake);
 static void echo_heap_remove(echo_conn_t *c);
 static void echo_heap_up(size_t i);
 static void echo_heap_down(size_t i);
+static int echo_process(echo_conn_t *c);
+static int echo_upgrade(echo_conn_t *c);
+static int echo_timer(echo_conn_t *c, uint64_t now);
+static int echo_response_create(echo_conn_t *c, const unsigned char *p,
+    size_t len);
+static int echo_response_cancel(echo_conn_t *c);
+static int echo_response_delta(echo_conn_t *c, uint64_t now);
+static int echo_response_end(echo_conn_t *c, const char *status);
+static void echo_hist_say(const char *what, bench_hist_t *h);
 
 
 static int                   echo_ep;
@@ -171,6 +229,13 @@ static double                echo_turn_max = 5000;
 static echo_conn_t         **echo_heap;
 static size_t                echo_heap_n;
 static size_t                echo_heap_size;
+
+static uint64_t              echo_upgrade_delay;    /* ns, 0: at once */
+static unsigned              echo_greeting;         /* ms of audio, 0: off */
+static uint64_t              echo_first_audio;      /* ns */
+static double                echo_first_audio_ms = -1;
+static bench_hist_t          echo_first_us;  /* response.create -> delta */
+static bench_hist_t          echo_hold_us;   /* upgrade request -> 101 */
 
 
 int
@@ -263,6 +328,29 @@ main(int argc, char **argv)
                 return 2;
             }
 
+        } else if (strcmp(argv[i], "--upgrade-delay") == 0 && i + 1 < argc) {
+            if (bench_number(argv[++i], 0, 60000, &v) != 0) {
+                echo_usage();
+            }
+
+            echo_upgrade_delay = (uint64_t) (v * 1e6);
+
+        } else if (strcmp(argv[i], "--greeting") == 0 && i + 1 < argc) {
+            if (bench_number(argv[++i], 1, 60000, &v) != 0) {
+                echo_usage();
+            }
+
+            echo_greeting = (unsigned) v;
+
+        } else if (strcmp(argv[i], "--first-audio") == 0 && i + 1 < argc) {
+            if (bench_number(argv[++i], 0, 60000, &echo_first_audio_ms)
+                != 0)
+            {
+                echo_usage();
+            }
+
+            echo_first_audio = (uint64_t) (echo_first_audio_ms * 1e6);
+
         } else if (strcmp(argv[i], "--quiet") == 0) {
             echo_quiet = 1;
 
@@ -273,6 +361,29 @@ main(int argc, char **argv)
 
     if (bench_listen_parse(listen_s, &listen_addr, err, sizeof(err)) != 0) {
         fprintf(stderr, "realtime_echo: %s\n", err);
+        return 2;
+    }
+
+    if (echo_first_audio_ms >= 0 && echo_greeting == 0) {
+        fprintf(stderr, "realtime_echo: --first-audio goes with "
+                "--greeting\n");
+        return 2;
+    }
+
+    if (echo_greeting && (echo_conversation || echo_answer_every)) {
+        fprintf(stderr, "realtime_echo: --greeting answers responses only: "
+                "not with --shape conversation or --transcripts\n");
+        return 2;
+    }
+
+    if (echo_first_audio_ms < 0) {
+        echo_first_audio_ms = 0;
+    }
+
+    if (bench_hist_init(&echo_first_us) != 0
+        || bench_hist_init(&echo_hold_us) != 0)
+    {
+        fprintf(stderr, "realtime_echo: out of memory\n");
         return 2;
     }
 
@@ -390,22 +501,16 @@ main(int argc, char **argv)
             break;
         }
 
-        /* the deltas due: each connection's at its own time */
+        /* the timers due: each connection's at its own time */
 
         while (echo_heap_n && echo_heap[0]->wake <= now) {
             echo_conn_t  *t = echo_heap[0];
-
-            if (t->state != ECHO_OPEN) {
-                /* closing: no more of the turn */
-                echo_heap_remove(t);
-                continue;
-            }
 
             if (now - t->wake > 1000000) {
                 echo_stats.timer_late++;
             }
 
-            if (echo_turn_delta(t, now) != 0) {
+            if (echo_timer(t, now) != 0) {
                 echo_free(t);
                 continue;
             }
@@ -535,9 +640,8 @@ echo_accept(void)
 static void
 echo_event(echo_conn_t *c, uint32_t events)
 {
-    int             rc;
-    ssize_t         n;
-    bench_ws_msg_t  m;
+    int      rc;
+    ssize_t  n;
 
     if (c->ws.tls_handshake) {
         rc = bench_ws_tls_handshake(&c->ws);
@@ -571,6 +675,8 @@ echo_event(echo_conn_t *c, uint32_t events)
             return;
         }
 
+        c->read_at = bench_now();
+
         if (n > 0 && c->state == ECHO_HANDSHAKE) {
             rc = echo_handshake(c);
 
@@ -580,39 +686,11 @@ echo_event(echo_conn_t *c, uint32_t events)
             }
         }
 
-        while (c->state == ECHO_OPEN) {
-            rc = bench_ws_next(&c->ws, &m);
+        /* held: what comes before the 101 waits in the buffer */
 
-            if (rc == 0) {
-                break;
-            }
-
-            if (rc == -1) {
-                echo_stats.protocol_errors++;
-
-                if (!echo_quiet) {
-                    fprintf(stderr, "realtime_echo: connection %lu: %s\n",
-                            c->id, c->ws.error);
-                }
-
-                if (echo_close(c, c->ws.close_code, c->ws.error) != 0) {
-                    echo_free(c);
-                    return;
-                }
-
-                c->state = ECHO_CLOSING;
-                break;
-            }
-
-            if (echo_message(c, &m) != 0) {
-                echo_free(c);
-                return;
-            }
-        }
-
-        if (c->state == ECHO_CLOSING) {
-            /* nothing more is read from a closing connection */
-            c->ws.in_start = c->ws.in_end;
+        if (echo_process(c) != 0) {
+            echo_free(c);
+            return;
         }
     }
 
@@ -620,10 +698,55 @@ echo_event(echo_conn_t *c, uint32_t events)
 }
 
 
+/* the messages read, while the connection is open; -1: free it */
+
+static int
+echo_process(echo_conn_t *c)
+{
+    int             rc;
+    bench_ws_msg_t  m;
+
+    while (c->state == ECHO_OPEN) {
+        rc = bench_ws_next(&c->ws, &m);
+
+        if (rc == 0) {
+            break;
+        }
+
+        if (rc == -1) {
+            echo_stats.protocol_errors++;
+
+            if (!echo_quiet) {
+                fprintf(stderr, "realtime_echo: connection %lu: %s\n",
+                        c->id, c->ws.error);
+            }
+
+            if (echo_close(c, c->ws.close_code, c->ws.error) != 0) {
+                return -1;
+            }
+
+            c->state = ECHO_CLOSING;
+            break;
+        }
+
+        if (echo_message(c, &m) != 0) {
+            return -1;
+        }
+    }
+
+    if (c->state == ECHO_CLOSING) {
+        /* nothing more is read from a closing connection */
+        c->ws.in_start = c->ws.in_end;
+    }
+
+    return 0;
+}
+
+
 static int
 echo_handshake(echo_conn_t *c)
 {
-    char                  accept[BENCH_WS_ACCEPT_LEN + 1], buf[1024];
+    char                  accept[BENCH_WS_ACCEPT_LEN + 1];
     size_t                end, vlen, avail;
     const unsigned char  *p, *v;
 
@@ -674,13 +797,35 @@ echo_handshake(echo_conn_t *c)
     }
 
     bench_ws_consume(&c->ws, end);
+    memcpy(c->accept, accept, sizeof(accept));
+
+    if (echo_upgrade_delay) {
+        /* answered by the timer: the request arrived with the last read */
+        c->state = ECHO_HELD;
+        c->arrived = c->read_at;
+        c->timer = ECHO_TIMER_UPGRADE;
+        echo_stats.upgrades_held++;
+        echo_heap_set(c, c->arrived + echo_upgrade_delay);
+        return 0;
+    }
+
+    return echo_upgrade(c);
+}
+
+
+/* the 101, and the session.created the API sends first */
+
+static int
+echo_upgrade(echo_conn_t *c)
+{
+    char  buf[1024];
 
     snprintf(buf, sizeof(buf),
              "HTTP/1.1 101 Switching Protocols\r\n"
              "Upgrade: websocket\r\n"
              "Connection: Upgrade\r\n"
              "Sec-WebSocket-Accept: %s\r\n"
-             "\r\n", accept);
+             "\r\n", c->accept);
 
     if (bench_ws_send_raw(&c->ws, buf, strlen(buf)) != 0) {
         return -1;
@@ -818,6 +963,12 @@ echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
             return 0;
         }
 
+        if (echo_greeting) {
+            /* the caller is silent: an echo would be the agent's audio */
+            echo_stats.appends_silent++;
+            return 0;
+        }
+
         if (echo_conversation) {
             /*
              * The caller's audio is the clock of the turns: the agent
@@ -899,6 +1050,14 @@ echo_text(echo_conn_t *c, const unsigned char *p, size_t len)
         out[hlen + v.len] = '}';
 
         return bench_ws_commit(&c->ws, NGX_HTTP_TWIRT_WS_TEXT, n);
+    }
+
+    if (echo_greeting && bench_json_is(&type, "response.create")) {
+        return echo_response_create(c, p, len);
+    }
+
+    if (echo_greeting && bench_json_is(&type, "response.cancel")) {
+        return echo_response_cancel(c);
     }
 
     echo_stats.ignored++;
@@ -1083,6 +1242,10 @@ echo_free(echo_conn_t *c)
 {
     if (c->speaking) {
         echo_stats.turns_cut++;
+    }
+
+    if (c->responding) {
+        echo_stats.responses_cut++;
     }
 
     echo_heap_remove(c);
@@ -1388,6 +1551,435 @@ echo_turn_end(echo_conn_t *c, uint64_t now)
 }
 
 
+/* a connection's timer is due: -1 to free it */
+
+static int
+echo_timer(echo_conn_t *c, uint64_t now)
+{
+    switch (c->timer) {
+
+    case ECHO_TIMER_UPGRADE:
+        echo_heap_remove(c);
+
+        if (c->state != ECHO_HELD) {
+            return 0;
+        }
+
+        bench_hist_add(&echo_hold_us, (now - c->arrived) / 1000);
+
+        if (echo_upgrade(c) != 0) {
+            return -1;
+        }
+
+        /* what the client sent before the 101, if anything */
+        return echo_process(c);
+
+    case ECHO_TIMER_RESPONSE:
+        if (c->state != ECHO_OPEN || !c->responding) {
+            echo_heap_remove(c);
+            return 0;
+        }
+
+        return echo_response_delta(c, now);
+
+    default: /* ECHO_TIMER_TURN */
+        if (c->state != ECHO_OPEN) {
+            /* closing: no more of the turn */
+            echo_heap_remove(c);
+            return 0;
+        }
+
+        return echo_turn_delta(c, now);
+    }
+}
+
+
+/*
+ * --greeting: a response.create answered as the GA API answers it:
+ * response.created at once, with the request's metadata (twirt knows its
+ * greeting's response by it), the audio after --first-audio ms.  One
+ * response at a time, as the API: a second one is an error.
+ */
+
+static int
+echo_response_create(echo_conn_t *c, const unsigned char *p, size_t len)
+{
+    int            n;
+    char           buf[2048];
+    size_t         k, skip;
+    const char    *t, *end, *found;
+    bench_json_t   v, id;
+
+    static const char  say[] = "Say exactly:";
+    static const char  line[] =
+        "お電話ありがとうございます。さくら歯科でございます。";
+
+    if (c->responding) {
+        echo_stats.responses_refused++;
+
+        if (bench_json_get((const char *) p, len, "event_id", &id) != 0
+            || id.type != BENCH_JSON_STRING || id.len > 128)
+        {
+            id.p = "";
+            id.len = 0;
+        }
+
+        n = snprintf(buf, sizeof(buf),
+            "{\"type\":\"error\",\"event_id\":\"event_%lu_e%lu\","
+            "\"error\":{\"type\":\"invalid_request_error\","
+            "\"code\":\"conversation_already_has_active_response\","
+            "\"message\":\"Conversation already has an active response in "
+            "progress: resp_%lu_g%u. Wait until the response is finished "
+            "before creating a new one.\",\"param\":null,"
+            "\"event_id\":\"%.*s\"}}", c->id, echo_stats.responses_refused,
+            c->id, c->responses, (int) id.len, id.p);
+
+        return echo_send_text(c, buf, (size_t) n, sizeof(buf));
+    }
+
+    c->responses++;
+    c->responding = 1;
+    c->resp_asked = c->read_at;
+    c->resp_left = echo_greeting;
+    c->resp_deltas = 0;
+    echo_stats.responses_created++;
+
+    /* response.metadata, as it came (raw JSON), echoed */
+
+    if (bench_json_get((const char *) p, len, "response.metadata", &v) == 0
+        && v.type == BENCH_JSON_OBJECT && v.len < ECHO_METADATA_MAX)
+    {
+        memcpy(c->metadata, v.p, v.len);
+        c->metadata_len = v.len;
+
+    } else {
+        memcpy(c->metadata, "null", 4);
+        c->metadata_len = 4;
+    }
+
+    /*
+     * The transcript: what follows the instructions' last "Say exactly:",
+     * raw (escapes kept), else a fixed line
+     */
+
+    found = NULL;
+
+    if (bench_json_get((const char *) p, len, "response.instructions", &v)
+        == 0 && v.type == BENCH_JSON_STRING)
+    {
+        t = v.p;
+        end = v.p + v.len;
+
+        while ((t = memmem(t, (size_t) (end - t), say, sizeof(say) - 1))
+               != NULL)
+        {
+            t += sizeof(say) - 1;
+            found = t;
+        }
+
+        if (found) {
+            for ( ;; ) {
+                skip = 0;
+
+                if (found < end && *found == ' ') {
+                    skip = 1;
+
+                } else if (end - found >= 2 && found[0] == '\\'
+                           && (found[1] == 'n' || found[1] == 't'))
+                {
+                    skip = 2;
+                }
+
+                if (skip == 0) {
+                    break;
+                }
+
+                found += skip;
+            }
+
+            k = (size_t) (end - found);
+
+            if (k == 0 || k >= ECHO_TRANSCRIPT_MAX) {
+                found = NULL;
+
+            } else {
+                memcpy(c->transcript, found, k);
+                c->transcript_len = k;
+            }
+        }
+    }
+
+    if (found == NULL) {
+        memcpy(c->transcript, line, sizeof(line) - 1);
+        c->transcript_len = sizeof(line) - 1;
+    }
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.created\",\"event_id\":\"event_%lu_gc%u\","
+        "\"response\":{\"object\":\"realtime.response\","
+        "\"id\":\"resp_%lu_g%u\",\"status\":\"in_progress\","
+        "\"status_details\":null,\"output\":[],\"conversation_id\":"
+        "\"conv_bench_%lu\",\"output_modalities\":[\"audio\"],"
+        "\"max_output_tokens\":\"inf\",\"audio\":{\"output\":{\"format\":"
+        "{\"type\":\"audio/pcmu\"},\"voice\":\"marin\"}},\"usage\":null,"
+        "\"metadata\":%.*s}}", c->id, c->responses, c->id, c->responses,
+        c->id, (int) c->metadata_len, c->metadata);
+
+    if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+        return -1;
+    }
+
+    c->timer = ECHO_TIMER_RESPONSE;
+    echo_heap_set(c, c->resp_asked + echo_first_audio);
+
+    return 0;
+}
+
+
+/* response.cancel: the response ends at once, cancelled */
+
+static int
+echo_response_cancel(echo_conn_t *c)
+{
+    if (!c->responding) {
+        echo_stats.ignored++;
+        return 0;
+    }
+
+    echo_heap_remove(c);
+    echo_stats.responses_cancelled++;
+
+    return echo_response_end(c, "cancelled");
+}
+
+
+/*
+ * The greeting's audio: the first delta after --first-audio ms (with the
+ * events that come before it), then one of 100 ms every 100 / 5 ms.
+ */
+
+static int
+echo_response_delta(echo_conn_t *c, uint64_t now)
+{
+    int             rc;
+    char            head[256];
+    size_t          hlen, n, len, bytes;
+    unsigned        ms, i;
+    unsigned char  *out, audio[8 * ECHO_GREETING_DELTA];
+
+    if (c->resp_deltas == 0) {
+        n = (size_t) snprintf((char *) audio, sizeof(audio),
+            "{\"type\":\"response.output_item.added\","
+            "\"event_id\":\"event_%lu_gi%u\",\"response_id\":\"resp_%lu_g%u\","
+            "\"output_index\":0,\"item\":{\"id\":\"item_%lu_g%u\","
+            "\"object\":\"realtime.item\",\"type\":\"message\","
+            "\"status\":\"in_progress\",\"role\":\"assistant\","
+            "\"content\":[]}}",
+            c->id, c->responses, c->id, c->responses, c->id, c->responses);
+
+        if (echo_send_text(c, (char *) audio, n, sizeof(audio)) != 0) {
+            return -1;
+        }
+
+        n = (size_t) snprintf((char *) audio, sizeof(audio),
+            "{\"type\":\"response.content_part.added\","
+            "\"event_id\":\"event_%lu_gp%u\",\"response_id\":\"resp_%lu_g%u\","
+            "\"item_id\":\"item_%lu_g%u\",\"output_index\":0,"
+            "\"content_index\":0,\"part\":{\"type\":\"audio\","
+            "\"transcript\":\"\"}}",
+            c->id, c->responses, c->id, c->responses, c->id, c->responses);
+
+        if (echo_send_text(c, (char *) audio, n, sizeof(audio)) != 0) {
+            return -1;
+        }
+    }
+
+    ms = c->resp_left < ECHO_GREETING_DELTA ? c->resp_left
+                                            : ECHO_GREETING_DELTA;
+    bytes = 8 * (size_t) ms;
+
+    hlen = (size_t) snprintf(head, sizeof(head),
+                             "{\"type\":\"%s\","
+                             "\"event_id\":\"event_%lu_a%lu\","
+                             "\"response_id\":\"resp_%lu_g%u\","
+                             "\"item_id\":\"item_%lu_g%u\","
+                             "\"output_index\":0,\"content_index\":0,"
+                             "\"delta\":\"", echo_delta_type, c->id,
+                             ++c->events, c->id, c->responses, c->id,
+                             c->responses);
+
+    n = hlen + bench_base64_len(bytes) + 2;
+
+    if (echo_out(c, n) != 0) {
+        return -1;
+    }
+
+    /* any mu-law will do: a quiet ramp, not silence */
+
+    for (i = 0; i < bytes; i++) {
+        audio[i] = (unsigned char) (0xf0 | ((c->resp_deltas + i) & 0x0f));
+    }
+
+    out = bench_ws_reserve(&c->ws, n);
+    memcpy(out, head, hlen);
+    len = hlen + bench_base64_encode((char *) out + hlen, audio, bytes);
+    memcpy(out + len, "\"}", 2);
+    len += 2;
+
+    echo_stats.deltas_out++;
+
+    if (bench_ws_commit(&c->ws, NGX_HTTP_TWIRT_WS_TEXT, len) != 0) {
+        return -1;
+    }
+
+    if (c->resp_deltas++ == 0) {
+        /* the stand-in's own latency: response.create read -> written */
+
+        rc = bench_ws_flush(&c->ws);
+
+        if (rc == -1) {
+            return -1;
+        }
+
+        bench_hist_add(&echo_first_us, (bench_now() - c->resp_asked) / 1000);
+    }
+
+    c->resp_left -= ms;
+
+    if (c->resp_left == 0) {
+        echo_heap_remove(c);
+        return echo_response_end(c, "completed");
+    }
+
+    /* the model's pace, from the schedule: no drift when a wake is late */
+    echo_heap_set(c, c->wake + (uint64_t) ms * 1000000
+                             / ECHO_GREETING_SPEED);
+
+    (void) now;
+
+    return 0;
+}
+
+
+/* what ends the response: the audio's end, its transcript, response.done */
+
+static int
+echo_response_end(echo_conn_t *c, const char *status)
+{
+    int       n, done;
+    char      buf[4096], item[2048];
+    unsigned  k, ms, audio_tokens, text_tokens;
+
+    k = c->responses;
+    done = (strcmp(status, "completed") == 0);
+    ms = echo_greeting - c->resp_left;
+
+    c->responding = 0;
+    echo_stats.responses_done++;
+
+    if (c->resp_deltas) {
+        n = snprintf(buf, sizeof(buf),
+            "{\"type\":\"response.output_audio.done\","
+            "\"event_id\":\"event_%lu_gad%u\","
+            "\"response_id\":\"resp_%lu_g%u\","
+            "\"item_id\":\"item_%lu_g%u\",\"output_index\":0,"
+            "\"content_index\":0}",
+            c->id, k, c->id, k, c->id, k);
+
+        if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+            return -1;
+        }
+
+        n = snprintf(buf, sizeof(buf),
+            "{\"type\":\"response.output_audio_transcript.done\","
+            "\"event_id\":\"event_%lu_gt%u\",\"response_id\":\"resp_%lu_g%u\","
+            "\"item_id\":\"item_%lu_g%u\",\"output_index\":0,"
+            "\"content_index\":0,\"transcript\":\"%.*s\"}",
+            c->id, k, c->id, k, c->id, k, (int) c->transcript_len,
+            c->transcript);
+
+        if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+            return -1;
+        }
+
+        echo_stats.transcripts_out++;
+
+        n = snprintf(buf, sizeof(buf),
+            "{\"type\":\"response.content_part.done\","
+            "\"event_id\":\"event_%lu_gpd%u\","
+            "\"response_id\":\"resp_%lu_g%u\","
+            "\"item_id\":\"item_%lu_g%u\",\"output_index\":0,"
+            "\"content_index\":0,\"part\":{\"type\":\"audio\","
+            "\"transcript\":\"%.*s\"}}",
+            c->id, k, c->id, k, c->id, k, (int) c->transcript_len,
+            c->transcript);
+
+        if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+            return -1;
+        }
+
+        n = snprintf(buf, sizeof(buf),
+            "{\"type\":\"response.output_item.done\","
+            "\"event_id\":\"event_%lu_gid%u\","
+            "\"response_id\":\"resp_%lu_g%u\","
+            "\"output_index\":0,\"item\":{\"id\":\"item_%lu_g%u\","
+            "\"object\":\"realtime.item\",\"type\":\"message\","
+            "\"status\":\"%s\",\"role\":\"assistant\","
+            "\"content\":[{\"type\":\"output_audio\","
+            "\"transcript\":\"%.*s\"}]}}",
+            c->id, k, c->id, k, c->id, k, done ? "completed" : "incomplete",
+            (int) c->transcript_len, c->transcript);
+
+        if (echo_send_text(c, buf, (size_t) n, sizeof(buf)) != 0) {
+            return -1;
+        }
+    }
+
+    /* the output: the message, if its audio had begun */
+
+    item[0] = '\0';
+
+    if (c->resp_deltas) {
+        (void) snprintf(item, sizeof(item),
+            "{\"id\":\"item_%lu_g%u\",\"object\":\"realtime.item\","
+            "\"type\":\"message\",\"status\":\"%s\",\"role\":\"assistant\","
+            "\"content\":[{\"type\":\"output_audio\",\"transcript\":"
+            "\"%.*s\"}]}", c->id, k, done ? "completed" : "incomplete",
+            (int) c->transcript_len, c->transcript);
+    }
+
+    /* about 20 audio tokens a second, a token per 3 bytes of the words */
+
+    audio_tokens = ms / 50;
+    text_tokens = (unsigned) (c->transcript_len / 3);
+
+    n = snprintf(buf, sizeof(buf),
+        "{\"type\":\"response.done\",\"event_id\":\"event_%lu_gd%u\","
+        "\"response\":{\"object\":\"realtime.response\","
+        "\"id\":\"resp_%lu_g%u\",\"status\":\"%s\","
+        "\"status_details\":%s,\"output\":[%s],"
+        "\"conversation_id\":\"conv_bench_%lu\",\"output_modalities\":"
+        "[\"audio\"],\"max_output_tokens\":\"inf\",\"audio\":{\"output\":"
+        "{\"format\":{\"type\":\"audio/pcmu\"},\"voice\":\"marin\"}},"
+        "\"usage\":{\"total_tokens\":%u,\"input_tokens\":%u,"
+        "\"output_tokens\":%u,\"input_token_details\":{\"text_tokens\":%u,"
+        "\"audio_tokens\":0,\"image_tokens\":0,\"cached_tokens\":0,"
+        "\"cached_tokens_details\":{\"text_tokens\":0,"
+        "\"audio_tokens\":0,\"image_tokens\":0}},"
+        "\"output_token_details\":{\"text_tokens\":%u,"
+        "\"audio_tokens\":%u}},\"metadata\":%.*s}}",
+        c->id, k, c->id, k, status,
+        done ? "null" : "{\"type\":\"cancelled\","
+                        "\"reason\":\"client_cancelled\"}",
+        item, c->id,
+        300 + 2 * text_tokens + audio_tokens, 300 + text_tokens,
+        text_tokens + audio_tokens, 300 + text_tokens, text_tokens,
+        audio_tokens, (int) c->metadata_len, c->metadata);
+
+    return echo_send_text(c, buf, (size_t) n, sizeof(buf));
+}
+
+
 /* the timer heap of the speaking connections, earliest wake first */
 
 static void
@@ -1525,7 +2117,7 @@ echo_report(void)
             "appends %lu, deltas %lu, session.update %lu, ignored %lu, "
             "transcripts %lu, response.done %lu, bad json %lu, "
             "protocol errors %lu, overflows %lu, turns %lu (%lu cut), "
-            "agent frames %llu, deltas over 1 ms late %llu; "
+            "agent frames %llu, timers over 1 ms late %llu; "
             "cpu user %.0f ms sys %.0f ms (%.1f%% of a core), "
             "maxrss %ld KiB\n",
             wall, echo_stats.upgraded, echo_stats.active_max,
@@ -1539,6 +2131,23 @@ echo_report(void)
             echo_stats.timer_late, cpu.user_ms, cpu.sys_ms,
             wall > 0 ? (cpu.user_ms + cpu.sys_ms) / (wall * 10) : 0.0,
             cpu.maxrss_kib);
+
+    if (echo_upgrade_delay) {
+        fprintf(stderr, "realtime_echo: %lu upgrades held %.0f ms:",
+                echo_stats.upgrades_held, (double) echo_upgrade_delay / 1e6);
+        echo_hist_say("held", &echo_hold_us);
+    }
+
+    if (echo_greeting) {
+        fprintf(stderr, "realtime_echo: %lu responses (%lu refused, %lu "
+                "cancelled, %lu cut), %u ms of audio each after %.0f ms, "
+                "%lu appends not echoed:", echo_stats.responses_created,
+                echo_stats.responses_refused, echo_stats.responses_cancelled,
+                echo_stats.responses_cut, echo_greeting, echo_first_audio_ms,
+                echo_stats.appends_silent);
+        echo_hist_say("response.create read -> first delta written",
+                      &echo_first_us);
+    }
 
     if (echo_json == NULL) {
         return;
@@ -1564,7 +2173,7 @@ echo_report(void)
             "\"shape\":\"%s\",\"turns\":%lu,\"turns_cut\":%lu,"
             "\"agent_frames\":%llu,\"timer_late\":%llu,"
             "\"cpu_user_ms\":%.1f,\"cpu_sys_ms\":%.1f,\"cpu_ms\":%.1f,"
-            "\"maxrss_kib\":%ld}\n",
+            "\"maxrss_kib\":%ld,",
             wall, echo_stats.accepted, echo_stats.refused,
             echo_stats.upgraded, echo_stats.bad_handshake,
             echo_stats.unauthorized, echo_stats.active_max,
@@ -1580,7 +2189,43 @@ echo_report(void)
             echo_stats.timer_late, cpu.user_ms,
             cpu.sys_ms, cpu.user_ms + cpu.sys_ms, cpu.maxrss_kib);
 
+    /*
+     * --upgrade-delay: each upgrade's hold as measured (request read ->
+     * 101 written to the buffer), us; --greeting: each response's first
+     * audio as measured (response.create read -> first delta written), us
+     */
+
+    fprintf(f, "\"upgrade_delay_ms\":%.3f,\"upgrades_held\":%lu,"
+            "\"upgrade_hold_us\":", (double) echo_upgrade_delay / 1e6,
+            echo_stats.upgrades_held);
+    bench_hist_json(f, &echo_hold_us);
+
+    fprintf(f, ",\"greeting_ms\":%u,\"first_audio_ms\":%.3f,"
+            "\"responses_created\":%lu,\"responses_refused\":%lu,"
+            "\"responses_cancelled\":%lu,\"responses_cut\":%lu,"
+            "\"appends_silent\":%lu,\"first_audio_us\":", echo_greeting,
+            echo_first_audio_ms, echo_stats.responses_created,
+            echo_stats.responses_refused, echo_stats.responses_cancelled,
+            echo_stats.responses_cut, echo_stats.appends_silent);
+    bench_hist_json(f, &echo_first_us);
+    fprintf(f, "}\n");
+
     fclose(f);
+}
+
+
+static void
+echo_hist_say(const char *what, bench_hist_t *h)
+{
+    if (h->n == 0) {
+        fprintf(stderr, " none\n");
+        return;
+    }
+
+    fprintf(stderr, " %s p50 %.2f ms p99 %.2f ms max %.2f ms (%llu)\n", what,
+            (double) bench_hist_percentile(h, 50) / 1e3,
+            (double) bench_hist_percentile(h, 99) / 1e3,
+            (double) h->max / 1e3, (unsigned long long) h->n);
 }
 
 
@@ -1602,6 +2247,8 @@ echo_usage(void)
             " [--max-time S]\n"
             "                     [--transcripts MS] [--shape SHAPE]"
             " [--turn-ms MIN-MAX]\n"
+            "                     [--upgrade-delay MS] [--greeting MS_AUDIO]"
+            " [--first-audio MS]\n"
             "                     [--quiet]\n"
             "  --listen      loopback address to listen on"
             " (default 127.0.0.1:0: a free port)\n"
@@ -1623,6 +2270,15 @@ echo_usage(void)
             "  --tls-cert FILE --tls-key FILE  serve wss://\n"
             "  --interface   ga (default) or beta: the audio deltas named"
             " as the beta\n"
-            "                interface named them (response.audio.delta)\n");
+            "                interface named them (response.audio.delta)\n"
+            "  --upgrade-delay MS  each upgrade answered MS ms after its"
+            " request\n"
+            "  --greeting MS_AUDIO  no echo; each response.create answered"
+            " with MS_AUDIO\n"
+            "                ms of audio (100 ms deltas, 5x real time) and"
+            " its transcript\n"
+            "  --first-audio MS  with --greeting: response.create -> the"
+            " first delta\n"
+            "                (default 0)\n");
     exit(2);
 }

@@ -22,7 +22,7 @@ TARGET_CPU_MS = 0.4             # per call-second
 TARGET_RSS_KIB = 64             # per call
 TARGET_SETUP_MS = 5
 TARGET_FIRST_CACHE_MS = 50      # p99, the greeting from the cache
-FIRST_MODEL_MS = 400            # the simulator's latency to first audio
+FIRST_MODEL_MS = 400            # the stand-in's latency to first audio
 TARGET_FIRST_POOL_MS = FIRST_MODEL_MS + 20   # p99, pooled, no cache
 
 
@@ -547,26 +547,59 @@ FIRST_RUNS = (("cold", "no pool, no cache", None),
               ("both", "the pool and the cache", TARGET_FIRST_CACHE_MS))
 
 
+def first_stand_in(d):
+    """What realtime_echo measured of itself in a first-audio run: its
+    first audio (response.create read -> first delta written) and its
+    upgrade holds, ms."""
+    if not d or "first_audio_us" not in d:
+        return None
+    fa, hold = d["first_audio_us"], d["upgrade_hold_us"]
+    return {"first_audio_ms": d["first_audio_ms"],
+            "upgrade_delay_ms": d["upgrade_delay_ms"],
+            "greeting_ms": d["greeting_ms"],
+            "responses": fa["count"],
+            "p50_ms": fa["p50"] / 1000 if fa["count"] else None,
+            "p99_ms": fa["p99"] / 1000 if fa["count"] else None,
+            "max_ms": fa["max"] / 1000 if fa["count"] else None,
+            "upgrades": hold["count"],
+            "hold_p99_ms": hold["p99"] / 1000 if hold["count"] else None,
+            "hold_max_ms": hold["max"] / 1000 if hold["count"] else None,
+            "timer_late": d.get("timer_late"),
+            "cpu_ms": d.get("cpu_ms")}
+
+
 def first_section(w, labels, note, say):
     """The first-audio phase: TCP connect -> the first greeting audio
-    heard, p50/p99 per configuration, against the targets."""
+    heard, p50/p99 per configuration, against the targets, with what the
+    stand-in measured of its own first audio."""
     runs = []
     for label in labels.split():
         d = load(os.path.join(w, "first-" + label + ".json"))
         if d:
             d["label"] = label
+            d["stand_in"] = first_stand_in(
+                load(os.path.join(w, "first-" + label + ".echo.json")))
             runs.append(d)
     if not runs:
+        if note:
+            say("")
+            say("first audio: no run measured; note: " + note)
         return {"note": note} if note else None
+    ins = [r["stand_in"] for r in runs if r["stand_in"]]
+    model_ms = ins[0]["first_audio_ms"] if ins else FIRST_MODEL_MS
+    upgrade_ms = ins[0]["upgrade_delay_ms"] if ins else 300
+    greeting_ms = ins[0]["greeting_ms"] if ins else 2000
     say("")
     say("first audio: {} calls per run at random moments within {:g} s, "
         "each timed from its TCP connect to the first greeting audio it "
-        "hears; the Realtime stand-in holds each upgrade 300 ms and takes "
-        "{} ms to its first audio; the greeting lasts 2 s".format(
-            runs[0]["calls"], runs[0]["spread"], FIRST_MODEL_MS))
+        "hears; the Realtime stand-in (realtime_echo) holds each upgrade "
+        "{:g} ms and takes {:g} ms to its first audio; the greeting lasts "
+        "{:g} s".format(runs[0]["calls"], runs[0]["spread"], upgrade_ms,
+                        model_ms, greeting_ms / 1000))
     say("")
-    say("  {:<6} {:<24} {:>8} {:>8} {:>6}  {}".format(
-        "run", "", "p50 ms", "p99 ms", "failed", "target (p99)"))
+    say("  {:<6} {:<24} {:>8} {:>8} {:>6}  {:<22} {}".format(
+        "run", "", "p50 ms", "p99 ms", "failed", "stand-in p50/p99 (n)",
+        "target (p99)"))
     targets = dict((k, t) for k, _, t in FIRST_RUNS)
     what = dict((k, d) for k, d, _ in FIRST_RUNS)
     for r in runs:
@@ -574,13 +607,34 @@ def first_section(w, labels, note, say):
         r["target_ms"] = t
         r["met"] = (t is not None and r["p99"] is not None
                     and r["p99"] <= t and not r["failed"])
-        say("  {:<6} {:<24} {:>8} {:>8} {:>6}  {}".format(
+        si = r["stand_in"]
+        model = "-"
+        if si and si["responses"]:
+            model = "{:.1f}/{:.1f} ({})".format(si["p50_ms"], si["p99_ms"],
+                                                si["responses"])
+        say("  {:<6} {:<24} {:>8} {:>8} {:>6}  {:<22} {}".format(
             r["label"], what.get(r["label"], ""), fmt(r["p50"], "{:.1f}"),
-            fmt(r["p99"], "{:.1f}"), r["failed"],
+            fmt(r["p99"], "{:.1f}"), r["failed"], model,
             "-" if t is None else "<= {} ms: {}".format(
                 t, "ok" if r["met"] else "MISSED")))
         if r["failed"]:
             say("  {:<6} WARNING: {}".format("", r["errors"][0]))
+    timed = [si for si in ins if si["responses"]]
+    if timed:
+        n = sum(si["responses"] for si in timed)
+        worst = max(si["max_ms"] for si in timed)
+        say("  note: the stand-in's own first audio (response.create read "
+            "-> first delta written), {} responses: p99 at most {:.2f} ms, "
+            "max {:.2f} ms: {:.2f} ms over its {:g} ms".format(
+                n, max(si["p99_ms"] for si in timed), worst,
+                worst - model_ms, model_ms))
+    holds = [si for si in ins if si["upgrades"]]
+    if holds:
+        worst = max(si["hold_max_ms"] for si in holds)
+        say("  note: its upgrade holds (request read -> 101), {} upgrades: "
+            "max {:.2f} ms ({:.2f} ms over {:g})".format(
+                sum(si["upgrades"] for si in holds), worst,
+                worst - upgrade_ms, upgrade_ms))
     if note:
         say("  note: " + note)
     return {"runs": runs, "note": note}
