@@ -273,6 +273,13 @@ static ngx_command_t  ngx_http_twirt_commands[] = {
       offsetof(ngx_http_twirt_loc_conf_t, idle_timeout),
       NULL },
 
+    { ngx_string("twirt_mark_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_twirt_loc_conf_t, mark_interval),
+      NULL },
+
     { ngx_string("twirt_close_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -871,6 +878,7 @@ ngx_http_twirt_create_loc_conf(ngx_conf_t *cf)
     conf->tool_max_output = NGX_CONF_UNSET_SIZE;
     conf->tool_concurrency = NGX_CONF_UNSET_UINT;
     conf->tool_filler_after = NGX_CONF_UNSET_MSEC;
+    conf->mark_interval = NGX_CONF_UNSET_MSEC;
     conf->silence_timeout = NGX_CONF_UNSET_MSEC;
     conf->session_rotate = NGX_CONF_UNSET_MSEC;
     conf->silence_tries = NGX_CONF_UNSET_UINT;
@@ -1078,6 +1086,7 @@ ngx_http_twirt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->tool_filler_after,
                               prev->tool_filler_after, 1500);
 
+    ngx_conf_merge_msec_value(conf->mark_interval, prev->mark_interval, 100);
     ngx_conf_merge_msec_value(conf->silence_timeout, prev->silence_timeout,
                               10000);
     /* 50 minutes: 10 of the API's 60 left to find a moment between turns */

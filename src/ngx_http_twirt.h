@@ -239,6 +239,9 @@ typedef struct {
     ngx_str_t                   tool_filler;
     ngx_msec_t                  tool_filler_after; /* 0: off */
 
+    /* audio to Twilio between two marks, at most; 0: a mark per delta */
+    ngx_msec_t                  mark_interval;
+
     /* a silent caller, a failed response (ngx_http_twirt_call.c) */
     ngx_msec_t                  silence_timeout;  /* 0: off */
     ngx_uint_t                  silence_tries;    /* prompts, then goodbye */

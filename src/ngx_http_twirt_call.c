@@ -2,9 +2,9 @@
 /*
  * A call: the Twilio Media Stream and the Realtime session, owned
  * together.  Caller audio goes Twilio -> Realtime untouched; the model's
- * audio comes back as Twilio media, each followed by a numbered mark so
- * that we know how much of it the caller has heard (README, "How a call
- * goes").
+ * audio comes back as Twilio media, with a numbered mark every
+ * twirt_mark_interval and after its last, so that we know how much of it
+ * the caller has heard (README, "How a call goes").
  *
  * The phases, forward only (call->phase):
  *
@@ -132,6 +132,9 @@ static void ngx_http_twirt_call_delta_event(ngx_http_twirt_call_t *call,
     json_t *ev);
 static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
     ngx_str_t *audio, ngx_str_t *response, ngx_str_t *item_name);
+static ngx_int_t ngx_http_twirt_call_mark_send(ngx_http_twirt_call_t *call);
+static uint64_t ngx_http_twirt_call_played(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_item_t *item);
 static ngx_int_t ngx_http_twirt_call_play(ngx_http_twirt_call_t *call,
     ngx_str_t *item_name, ngx_str_t *payload, size_t bytes);
 static void ngx_http_twirt_call_greeting_begin(ngx_http_twirt_call_t *call);
@@ -851,6 +854,8 @@ ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call,
         call->items[mark->item].played = mark->bytes;
         call->mark_head = (call->mark_head + 1) % NGX_HTTP_TWIRT_MARKS;
         call->mark_count--;
+        call->played_at = ngx_current_msec;
+        call->clock = 1;
     }
 
     ngx_http_twirt_call_heard(call);
@@ -1757,7 +1762,8 @@ ngx_http_twirt_call_greeting_play(ngx_http_twirt_call_t *call,
     call->greeting_item = call->item;
     call->greeting_total = audio->len;
 
-    return NGX_OK;
+    /* its last frame's mark: the greeting was heard once it is echoed */
+    return ngx_http_twirt_call_mark_send(call);
 }
 
 
@@ -1923,7 +1929,7 @@ ngx_http_twirt_call_greeting_tell(ngx_http_twirt_call_t *call)
 
     if (call->greeting != NGX_HTTP_TWIRT_GREETING_PLAYING
         || call->phase != NGX_HTTP_TWIRT_CALL_ACTIVE
-        || call->mark_count != 0)
+        || call->mark_count != 0 || call->unmarked != 0)
     {
         return;
     }
@@ -2013,19 +2019,21 @@ ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call, ngx_str_t *audio,
 
 
 /*
- * Audio to Twilio: media (base64 μ-law), then a numbered mark; the
+ * Audio to Twilio: media (base64 μ-law), then a numbered mark once
+ * twirt_mark_interval of audio went without one (0: after each); the
  * item's accounting for the barge-in.  The model's deltas and a cached
- * greeting's frames alike.
+ * greeting's frames alike.  The last audio of an item is always marked
+ * (ngx_http_twirt_call_mark_send(), when the next item starts or the
+ * response is done): what waits for it to be heard waits for that echo.
  */
 
 static ngx_int_t
 ngx_http_twirt_call_play(ngx_http_twirt_call_t *call, ngx_str_t *item_name,
     ngx_str_t *payload, size_t bytes)
 {
+    ngx_uint_t              now;
     ngx_str_t               parts[5], item_id;
     ngx_http_twirt_item_t  *item;
-    ngx_http_twirt_mark_t  *mark;
-    u_char                  seq[NGX_INT_T_LEN];
 
     item_id = *item_name;
 
@@ -2038,6 +2046,13 @@ ngx_http_twirt_call_play(ngx_http_twirt_call_t *call, ngx_str_t *item_name,
     if (item->id_len != item_id.len
         || ngx_memcmp(item->id, item_id.data, item_id.len) != 0)
     {
+        /* the previous item's last audio gets its mark */
+        if (call->unmarked
+            && ngx_http_twirt_call_mark_send(call) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         /* a new item: reset its accounting */
         if (item->id_len || item->received) {
             call->item = (call->item + 1) % NGX_HTTP_TWIRT_ITEMS;
@@ -2048,9 +2063,23 @@ ngx_http_twirt_call_play(ngx_http_twirt_call_t *call, ngx_str_t *item_name,
         item->id_len = item_id.len;
         item->received = 0;
         item->played = 0;
+        call->unmarked = 0;
+    }
+
+    /*
+     * All sent was played: when this audio starts playing is not known
+     * (Twilio's jitter buffer), so the clock waits for its mark's echo,
+     * sent right after it.
+     */
+
+    now = (call->mark_count == 0 && call->unmarked == 0);
+
+    if (now) {
+        call->clock = 0;
     }
 
     item->received += bytes;
+    call->unmarked += bytes;
 
     ngx_str_set(&parts[0], "{\"event\":\"media\",\"streamSid\":\"");
     parts[1] = call->stream_sid;
@@ -2069,18 +2098,41 @@ ngx_http_twirt_call_play(ngx_http_twirt_call_t *call, ngx_str_t *item_name,
     call->spoke = 1;
     ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_MEDIA_OUT, 1);
 
+    if (!now && call->unmarked < (uint64_t) call->conf->mark_interval * 8) {
+        /* a mark per twirt_mark_interval of audio is enough */
+        return NGX_OK;
+    }
+
+    return ngx_http_twirt_call_mark_send(call);
+}
+
+
+/* a numbered mark after the audio of call->item sent so far */
+
+static ngx_int_t
+ngx_http_twirt_call_mark_send(ngx_http_twirt_call_t *call)
+{
+    ngx_str_t               parts[5];
+    ngx_http_twirt_mark_t  *mark;
+    u_char                  seq[NGX_INT_T_LEN];
+
+    if (call->unmarked == 0) {
+        return NGX_OK;
+    }
+
     if (call->mark_count == NGX_HTTP_TWIRT_MARKS) {
         /* marks carry totals: the next one covers this audio too */
         return NGX_OK;
     }
 
+    call->unmarked = 0;
     call->mark_seq++;
 
     mark = &call->marks[(call->mark_head + call->mark_count)
                         % NGX_HTTP_TWIRT_MARKS];
     mark->seq = call->mark_seq;
     mark->item = call->item;
-    mark->bytes = item->received;
+    mark->bytes = call->items[call->item].received;
     call->mark_count++;
 
     ngx_str_set(&parts[0], "{\"event\":\"mark\",\"streamSid\":\"");
@@ -2140,6 +2192,41 @@ ngx_http_twirt_call_speech_stopped(ngx_http_twirt_call_t *call,
 
 
 /*
+ * What Twilio played of the item at its head, in bytes: up to the last
+ * echoed mark and, with marks paced, on from it by the playback clock (8
+ * bytes a ms since that echo; none before the first echo after the
+ * buffer was empty), never past the next mark not echoed (it would have
+ * been) nor past the audio sent.  With a mark per delta, the last echo
+ * alone.
+ */
+
+static uint64_t
+ngx_http_twirt_call_played(ngx_http_twirt_call_t *call,
+    ngx_http_twirt_item_t *item)
+{
+    uint64_t  played, bound;
+
+    played = item->played;
+
+    if (call->conf->mark_interval == 0 || !call->clock) {
+        return played;
+    }
+
+    bound = item->received;
+
+    if (call->mark_count
+        && &call->items[call->marks[call->mark_head].item] == item)
+    {
+        bound = ngx_min(bound, call->marks[call->mark_head].bytes);
+    }
+
+    played += (uint64_t) (ngx_current_msec - call->played_at) * 8;
+
+    return ngx_max(item->played, ngx_min(played, bound));
+}
+
+
+/*
  * What is being said stops: its late deltas are dropped, Twilio's buffer
  * is cleared and the item truncated to what was heard (a barge-in: the
  * server cancels the response; a control message: twirt does).
@@ -2164,7 +2251,7 @@ ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call, const char *why,
         call->dropped_id_len = call->response_id_len;
     }
 
-    if (call->mark_count == 0) {
+    if (call->mark_count == 0 && call->unmarked == 0) {
         /* nothing is playing: no clear, no truncate */
         return;
     }
@@ -2181,10 +2268,14 @@ ngx_http_twirt_call_interrupt(ngx_http_twirt_call_t *call, const char *why,
         ngx_http_twirt_metrics_add(NGX_HTTP_TWIRT_M_BARGE_INS, 1);
     }
 
-    item = &call->items[call->marks[call->mark_head].item];
+    item = call->mark_count ? &call->items[call->marks[call->mark_head].item]
+                            : &call->items[call->item];
+
+    item->played = ngx_http_twirt_call_played(call, item);
 
     call->clear_seq = call->mark_seq;
     call->mark_count = 0;
+    call->unmarked = 0;
 
     ms = ngx_min(item->played, item->received) / 8;
 
@@ -3167,11 +3258,16 @@ ngx_http_twirt_call_send_json(ngx_http_twirt_call_t *call, json_t *ev)
 static void
 ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
 {
+    if (call->response == NGX_HTTP_TWIRT_RESPONSE_IDLE) {
+        /* the answer's audio has ended: its last part gets its mark */
+        (void) ngx_http_twirt_call_mark_send(call);
+    }
+
     ngx_http_twirt_call_greeting_tell(call);
     ngx_http_twirt_call_silence(call);
 
     if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
-        || call->mark_count != 0)
+        || call->mark_count != 0 || call->unmarked != 0)
     {
         return;
     }
@@ -3203,6 +3299,11 @@ ngx_http_twirt_call_heard(ngx_http_twirt_call_t *call)
 static void
 ngx_http_twirt_call_silence(ngx_http_twirt_call_t *call)
 {
+    if (call->response == NGX_HTTP_TWIRT_RESPONSE_IDLE) {
+        /* no answer plays on: the last of its audio gets its mark */
+        (void) ngx_http_twirt_call_mark_send(call);
+    }
+
     /* a moment between turns, when the next session waits for one */
     ngx_http_twirt_rotate_check(call);
 
@@ -3235,7 +3336,7 @@ ngx_http_twirt_call_quiet(ngx_http_twirt_call_t *call)
     /* the agent is speaking, or its audio still plays */
 
     if (call->response != NGX_HTTP_TWIRT_RESPONSE_IDLE
-        || call->mark_count != 0)
+        || call->mark_count != 0 || call->unmarked != 0)
     {
         return 0;
     }

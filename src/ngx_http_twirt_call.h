@@ -237,6 +237,10 @@ struct ngx_http_twirt_call_s {
     ngx_uint_t                  mark_count;
     ngx_uint_t                  mark_seq;
     ngx_uint_t                  clear_seq;     /* echoes up to it: ignored */
+    uint64_t                    unmarked;      /* bytes of call->item sent
+                                                  after its last mark */
+    ngx_msec_t                  played_at;     /* the last mark's echo */
+    unsigned                    clock:1;       /* audio played on since */
 
     ngx_http_twirt_usage_t      usage;
 

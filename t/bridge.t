@@ -74,9 +74,9 @@ is_deeply(\@lines, [
 
 
 
-=== TEST 2: barge-in mid-answer: clear, then a truncate of exactly the heard milliseconds, accepted
+=== TEST 2: barge-in mid-answer, a mark per delta (twirt_mark_interval 0): clear, then a truncate of exactly the milliseconds the last echoed mark proves heard, accepted
 --- config
-    location = /twilio/media { twirt_stream; twirt_greeting "はい"; }
+    location = /twilio/media { twirt_stream; twirt_greeting "はい"; twirt_mark_interval 0; }
 --- twilio
 --scenario barge-in
 --- check
