@@ -519,8 +519,8 @@ ngx_http_twirt_connect_ssl_init(ngx_http_twirt_connect_t *cn)
 static void
 ngx_http_twirt_connect_ssl_done(ngx_connection_t *c)
 {
-    long                       rc;
-    X509                      *cert;
+    long                       verify;
+    ngx_int_t                  rc;
     ngx_http_twirt_url_t      *url;
     ngx_http_twirt_connect_t  *cn;
 
@@ -534,31 +534,20 @@ ngx_http_twirt_connect_ssl_done(ngx_connection_t *c)
     }
 
     if (cn->tls->verify) {
-        rc = SSL_get_verify_result(c->ssl->connection);
+        rc = ngx_http_twirt_tls_check(c, &url->host, url->addr != NULL,
+                                      &verify);
 
-        if (rc != X509_V_OK) {
+        if (rc == NGX_DECLINED) {
             ngx_log_error(NGX_LOG_ERR, cn->log, 0,
                           "twirt: %s \"%V\" certificate verify failed: "
-                          "(%l:%s)", cn->peer, &url->host, rc,
-                          X509_verify_cert_error_string(rc));
+                          "(%l:%s)", cn->peer, &url->host, verify,
+                          X509_verify_cert_error_string(verify));
             ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_TLS,
                                         "certificate not trusted");
             return;
         }
 
-        if (url->addr) {
-            cert = SSL_get_peer_certificate(c->ssl->connection);
-            rc = cert ? X509_check_ip_asc(cert, (char *) url->host.data, 0)
-                      : 0;
-            if (cert) {
-                X509_free(cert);
-            }
-
-        } else {
-            rc = (ngx_ssl_check_host(c, &url->host) == NGX_OK);
-        }
-
-        if (rc != 1) {
+        if (rc != NGX_OK) {
             ngx_log_error(NGX_LOG_ERR, cn->log, 0,
                           "twirt: %s certificate does not match \"%V\"",
                           cn->peer, &url->host);
@@ -569,6 +558,42 @@ ngx_http_twirt_connect_ssl_done(ngx_connection_t *c)
     }
 
     ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_OK, NULL);
+}
+
+
+/*
+ * After a handshake: the chain (nginx's verify callback let everything
+ * through) and the name, a DNS name or an IP literal (ip).  NGX_OK;
+ * NGX_DECLINED: not trusted, *verify says why; NGX_ABORT: another name.
+ */
+
+ngx_int_t
+ngx_http_twirt_tls_check(ngx_connection_t *c, ngx_str_t *host, ngx_uint_t ip,
+    long *verify)
+{
+    int    rc;
+    X509  *cert;
+
+    *verify = SSL_get_verify_result(c->ssl->connection);
+
+    if (*verify != X509_V_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (!ip) {
+        return (ngx_ssl_check_host(c, host) == NGX_OK) ? NGX_OK : NGX_ABORT;
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return NGX_ABORT;
+    }
+
+    rc = X509_check_ip_asc(cert, (char *) host->data, 0);
+
+    X509_free(cert);
+
+    return (rc == 1) ? NGX_OK : NGX_ABORT;
 }
 
 #endif

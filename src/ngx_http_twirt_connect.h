@@ -70,6 +70,10 @@ ngx_int_t ngx_http_twirt_connect_start(ngx_http_twirt_connect_t *cn);
 void ngx_http_twirt_connect_cancel(ngx_http_twirt_connect_t *cn);
 ngx_int_t ngx_http_twirt_connect_send(ngx_connection_t *c, ngx_buf_t *b);
 void ngx_http_twirt_connect_close(ngx_connection_t *c);
+#if (NGX_HTTP_SSL)
+ngx_int_t ngx_http_twirt_tls_check(ngx_connection_t *c, ngx_str_t *host,
+    ngx_uint_t ip, long *verify);
+#endif
 
 
 #endif /* _NGX_HTTP_TWIRT_CONNECT_H_INCLUDED_ */
