@@ -236,7 +236,7 @@ my @bad = (
     [ 'twirt_redis 127.0.0.1:6379; twirt_redis 127.0.0.1:6380;',
       qr/"twirt_redis" directive is duplicate/ ],
     [ 'twirt_redis 127.0.0.1:6379 pass=x;',
-      qr/invalid parameter "pass=x" in "twirt_redis", expected "password=" or "db="/ ],
+      qr/invalid parameter "pass=x" in "twirt_redis", expected "password=", "user=" or "db="/ ],
     [ 'twirt_redis 127.0.0.1:6379 password=;',
       qr/empty "password=" in "twirt_redis"/ ],
     [ 'twirt_redis 127.0.0.1:6379 db=one;',
