@@ -473,46 +473,65 @@ static void
 ngx_http_twirt_connect_ssl_init(ngx_http_twirt_connect_t *cn)
 {
     ngx_int_t              rc;
-    ngx_connection_t      *c;
     ngx_http_twirt_url_t  *url;
 
-    c = cn->pc.connection;
     url = cn->url;
 
-    if (ngx_ssl_create_connection(cn->tls->ssl, c,
-                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
-        != NGX_OK)
-    {
+    rc = ngx_http_twirt_tls_start(cn->pc.connection, cn->tls->ssl,
+                                  url->addr ? NULL : &url->host,
+                                  ngx_http_twirt_connect_ssl_done);
+
+    if (rc == NGX_ERROR) {
         ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_TLS,
                                     "TLS setup failed");
         return;
     }
 
-    /* the output queue may move while a write is pending */
+    if (rc == NGX_OK) {
+        ngx_http_twirt_connect_ssl_done(cn->pc.connection);
+    }
+}
+
+
+/*
+ * TLS on a connected c: SNI with name (NULL: none; NUL-terminated), the
+ * handshake.  NGX_AGAIN: handler is called when it ends; NGX_OK: it ended
+ * now, c->ssl->handshaked says how; NGX_ERROR: TLS could not be set up.
+ */
+
+ngx_int_t
+ngx_http_twirt_tls_start(ngx_connection_t *c, ngx_ssl_t *ssl, ngx_str_t *name,
+    ngx_connection_handler_pt handler)
+{
+    ngx_int_t  rc;
+
+    if (ngx_ssl_create_connection(ssl, c, NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the output may move while a write is pending */
     SSL_set_mode(c->ssl->connection, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
-    if (url->addr == NULL) {
-        if (SSL_set_tlsext_host_name(c->ssl->connection,
-                                     (char *) url->host.data)
-            == 0)
-        {
-            ngx_ssl_error(NGX_LOG_ERR, cn->log, 0,
-                          "twirt: SSL_set_tlsext_host_name(\"%V\") failed",
-                          &url->host);
-            ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_TLS,
-                                        "TLS setup failed");
-            return;
-        }
+    if (name
+        && SSL_set_tlsext_host_name(c->ssl->connection, (char *) name->data)
+           == 0)
+    {
+        ngx_ssl_error(NGX_LOG_ERR, c->log, 0,
+                      "twirt: SSL_set_tlsext_host_name(\"%V\") failed",
+                      name);
+        return NGX_ERROR;
     }
 
     rc = ngx_ssl_handshake(c);
 
     if (rc == NGX_AGAIN) {
-        c->ssl->handler = ngx_http_twirt_connect_ssl_done;
-        return;
+        c->ssl->handler = handler;
+        return NGX_AGAIN;
     }
 
-    ngx_http_twirt_connect_ssl_done(c);
+    return NGX_OK;
 }
 
 

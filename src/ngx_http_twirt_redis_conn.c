@@ -197,31 +197,16 @@ ngx_http_twirt_redis_conn_ssl_init(ngx_http_twirt_redis_conn_t *rc)
         return;
     }
 
-    if (ngx_ssl_create_connection(rc->tls->ssl, c,
-                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
-        != NGX_OK)
-    {
+    n = ngx_http_twirt_tls_start(c, rc->tls->ssl,
+                                 rc->tls->ip ? NULL : &rc->tls->name,
+                                 ngx_http_twirt_redis_conn_ssl_done);
+
+    if (n == NGX_ERROR) {
         ngx_http_twirt_redis_conn_failed(rc, "TLS setup failed");
         return;
     }
 
-    /* the output buffer grows and moves while a write may be pending */
-    SSL_set_mode(c->ssl->connection, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-
-    if (!rc->tls->ip
-        && SSL_set_tlsext_host_name(c->ssl->connection,
-                                    (char *) rc->tls->name.data)
-           == 0)
-    {
-        ngx_http_twirt_redis_conn_failed(rc, "TLS setup failed: SNI \"%V\"",
-                                         &rc->tls->name);
-        return;
-    }
-
-    n = ngx_ssl_handshake(c);
-
     if (n == NGX_AGAIN) {
-        c->ssl->handler = ngx_http_twirt_redis_conn_ssl_done;
         return;
     }
 
