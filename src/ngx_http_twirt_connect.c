@@ -431,20 +431,14 @@ ngx_http_twirt_connect_next(ngx_http_twirt_connect_t *cn, const char *error)
 static void
 ngx_http_twirt_connect_connected(ngx_event_t *ev)
 {
-    int                        err;
-    socklen_t                  len;
+    ngx_err_t                  err;
     ngx_connection_t          *c;
     ngx_http_twirt_connect_t  *cn;
 
     c = ev->data;
     cn = c->data;
 
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
+    err = ngx_http_twirt_connect_error(c);
 
     if (err) {
         ngx_log_error(NGX_LOG_ERR, cn->log, err, "twirt: %s connect() to "
@@ -464,6 +458,25 @@ ngx_http_twirt_connect_connected(ngx_event_t *ev)
 #endif
 
     ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_OK, NULL);
+}
+
+
+/* how a non-blocking connect() ended: 0, connected, or its error */
+
+ngx_err_t
+ngx_http_twirt_connect_error(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    return err;
 }
 
 

@@ -141,21 +141,15 @@ ngx_http_twirt_redis_conn_connect(ngx_http_twirt_redis_conn_t *rc,
 static void
 ngx_http_twirt_redis_conn_connected(ngx_event_t *ev)
 {
-    int                           err;
     u_char                        text[NGX_MAX_ERROR_STR / 4];
-    socklen_t                     len;
+    ngx_err_t                     err;
     ngx_connection_t             *c;
     ngx_http_twirt_redis_conn_t  *rc;
 
     c = ev->data;
     rc = c->data;
 
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
+    err = ngx_http_twirt_connect_error(c);
 
     if (err) {
         *ngx_strerror(err, text, sizeof(text) - 1) = '\0';
