@@ -15,6 +15,7 @@ use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Conf qw(nginx_t http_conf);
+use Twirt::Probe;
 use Test::Nginx::Socket 'no_plan';
 
 our $Base = server_port();
@@ -85,19 +86,9 @@ sub redis_signal {
     kill $sig, $Redis{$name}{pid};
 }
 
-# redis-cli's raw output: a value is its bytes and a newline
 sub cli {
     my ($name, @args) = @_;
-    open my $stderr, '>&', \*STDERR or die "dup: $!";
-    open STDERR, '>', '/dev/null';
-    my $ok = open my $fh, '-|', 'redis-cli', @{$Redis{$name}{cli}}, '--raw',
-                  @args;
-    open STDERR, '>&', $stderr;
-    die "redis-cli: $!" unless $ok;
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-    return $out;
+    return redis_cli_raw($Redis{$name}{cli}, @args);
 }
 
 sub sorted_lines {
@@ -121,26 +112,6 @@ sub enc {
     return $s;
 }
 
-# a plain HTTP/1.0 exchange with the nginx under test: the body
-sub http {
-    my ($method, $uri, $body) = @_;
-    local $SIG{ALRM} = sub { die "http $uri: timeout\n" };
-    alarm 10;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => server_port())
-        or die "connect: $!";
-    binmode $s;
-    my $req = "$method $uri HTTP/1.0\r\nHost: localhost\r\n";
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    print $s $req, "\r\n", $body // '';
-    local $/;
-    my $res = <$s> // '';
-    alarm 0;
-    close $s;
-    my (undef, $content) = split /\r\n\r\n/, $res, 2;
-    return $content // '';
-}
-
 sub wait_stats {
     my ($re) = @_;
     my $stats = poll_until(sub {
@@ -149,12 +120,6 @@ sub wait_stats {
     }, 15);
     Test::More::like($stats // http('GET', '/redis-stats'), $re,
                      "stats reach $re");
-}
-
-sub log_lines {
-    my ($re) = @_;
-    open my $fh, '<', server_root() . '/logs/error.log' or return ();
-    return grep { $_ =~ $re } <$fh>;
 }
 
 sub wait_log {

@@ -19,6 +19,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Peers;
 use Twirt::Conf qw(nginx_t http_conf);
+use Twirt::Probe;
 use Test::Nginx::Socket 'no_plan';
 
 our $Certs = $ENV{TWIRT_TEST_CERTS}
@@ -79,39 +80,9 @@ sub redis_start {
         or die "redis-server \"$name\" did not start: see $Dir/$name.out\n";
 }
 
-# redis-cli's raw output: a value is its bytes and a newline
 sub cli {
     my ($name, @args) = @_;
-    open my $stderr, '>&', \*STDERR or die "dup: $!";
-    open STDERR, '>', '/dev/null';
-    my $ok = open my $fh, '-|', 'redis-cli', @{$Redis{$name}{cli}}, '--raw',
-                  @args;
-    open STDERR, '>&', $stderr;
-    die "redis-cli: $!" unless $ok;
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-    return $out;
-}
-
-# a plain HTTP/1.0 exchange with the nginx under test: the body
-sub http {
-    my ($method, $uri, $body) = @_;
-    local $SIG{ALRM} = sub { die "http $uri: timeout\n" };
-    alarm 10;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => server_port())
-        or die "connect: $!";
-    binmode $s;
-    my $req = "$method $uri HTTP/1.0\r\nHost: localhost\r\n";
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    print $s $req, "\r\n", $body // '';
-    local $/;
-    my $res = <$s> // '';
-    alarm 0;
-    close $s;
-    my (undef, $content) = split /\r\n\r\n/, $res, 2;
-    return $content // '';
+    return redis_cli_raw($Redis{$name}{cli}, @args);
 }
 
 sub stats_like {
@@ -119,12 +90,6 @@ sub stats_like {
     my $s;
     until_true(15, sub { ($s = http('GET', '/redis-stats')) =~ $re });
     Test::More::like($s, $re, "stats reach $re");
-}
-
-sub log_lines {
-    my ($re) = @_;
-    open my $fh, '<', server_root() . '/logs/error.log' or return ();
-    return grep { $_ =~ $re } <$fh>;
 }
 
 # the first failed attempt is logged before anything could be written
@@ -238,6 +203,7 @@ __DATA__
 
 === TEST 1: a call's record over TLS: complete, its Japanese text intact
 --- http_config
+    twirt_redis_timeout 5s;
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_GOOD;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
     twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SIM_PORT/v1/realtime?model=gpt-realtime;
@@ -271,6 +237,7 @@ qr/\[info\] .*twirt: redis "rediss:\/\/127\.0\.0\.1:\d+" connected, flushed \d+ 
 
 === TEST 2: over TLS by name (SNI): reads, a command larger than a TLS record, a reply larger than a read
 --- http_config
+    twirt_redis_timeout 5s;
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_GOOD;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
     twirt_redis_ssl_server_name localhost;
@@ -358,6 +325,7 @@ like(http('GET', '/redis-stats'), qr/queued=1 .*connected=0/, 'held');
 
 === TEST 6: the same server with twirt_redis_ssl_server_name naming its certificate
 --- http_config
+    twirt_redis_timeout 5s;
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_OTHER;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
     twirt_redis_ssl_server_name other.test;
@@ -415,6 +383,7 @@ signal 11
 
 === TEST 9: AUTH over TLS, as an ACL user (user=, password=)
 --- http_config
+    twirt_redis_timeout 5s;
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_AUTH user=default password=s3cret db=2;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
 --- init
@@ -447,6 +416,7 @@ is(cli('auth', 'EXISTS', 't10'), "0\n", 'nothing written');
 
 === TEST 11: a server that wants a client certificate: given one, it is used
 --- http_config
+    twirt_redis_timeout 5s;
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_MTLS;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
     twirt_redis_ssl_certificate $TEST_NGINX_CERTS/localhost.crt;
