@@ -16,6 +16,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Conf qw(nginx_t http_conf);
 use Twirt::Probe;
+use Twirt::DNS;
 use Test::Nginx::Socket 'no_plan';
 
 our $Base = server_port();
@@ -132,31 +133,6 @@ sub wait_log {
 # that a host name goes through nginx's resolver, not getaddrinfo()
 our $DnsPid;
 
-sub dns_start {
-    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                     LocalPort => $ENV{TEST_NGINX_DNS},
-                                     Proto => 'udp')
-        or die "dns: $!";
-    $DnsPid = fork() // die "fork: $!";
-    if ($DnsPid == 0) {
-        while (1) {
-            my $q = '';
-            my $peer = $sock->recv($q, 512) // next;
-            next if length $q < 17;
-            my $id = substr $q, 0, 2;
-            my $end = 12;
-            $end += 1 + ord substr($q, $end, 1) while ord substr($q, $end, 1);
-            my $question = substr $q, 12, $end + 5 - 12;
-            my $qtype = unpack 'n', substr($q, $end + 1, 2);
-            my $answer = $qtype == 1
-                ? pack('nnnNn', 0xc00c, 1, 1, 60, 4) . pack('C4', 127, 0, 0, 1)
-                : '';
-            $sock->send($id . pack('nnnnn', 0x8180, 1, $answer ? 1 : 0, 0, 0)
-                        . $question . $answer, 0, $peer);
-        }
-    }
-}
-
 add_cleanup_handler(sub {
     redis_stop($_) for keys %Redis;
     if ($DnsPid) {
@@ -237,7 +213,7 @@ for my $good ('resolver 127.0.0.1; twirt_redis redis.example.com:6379;',
 
 redis_start($_) for sort keys %Redis;
 redis_signal('paused', 'STOP');
-dns_start();
+$DnsPid = dns_server($ENV{TEST_NGINX_DNS}, '127.0.0.1');
 
 no_shuffle();
 run_tests();

@@ -20,6 +20,7 @@ use Time::HiRes qw(time sleep);
 use Twirt::Peers;
 use Twirt::Conf qw(nginx_t http_conf);
 use Twirt::Probe;
+use Twirt::DNS;
 use Test::Nginx::Socket 'no_plan';
 
 our $Certs = $ENV{TWIRT_TEST_CERTS}
@@ -39,7 +40,7 @@ sub tls_args {
 # name => [ the server's arguments after its port, TLS or not ]
 our %Redis = (
     good  => [ 1, tls_args('localhost') ],
-    swap  => [ 1, tls_args('selfsigned') ],     # put right in TEST 4
+    swap  => [ 1, tls_args('selfsigned') ],     # put right in TEST 5
     other => [ 1, tls_args('other') ],
     auth  => [ 1, tls_args('localhost', '--requirepass', 's3cret') ],
     mtls  => [ 1, tls_args('localhost'), '--tls-auth-clients', 'yes' ],
@@ -62,6 +63,10 @@ for my $name (keys %Redis) {
 }
 
 push @{ $Redis{auth}{cli} }, '-a', 's3cret', '--no-auth-warning';
+
+# every name is 127.0.0.1 for nginx's resolver
+$ENV{TEST_NGINX_DNS} = free_port();
+our $DnsPid;
 
 sub redis_start {
     my ($name) = @_;
@@ -100,6 +105,11 @@ sub log_shows {
 }
 
 add_cleanup_handler(sub {
+    if ($DnsPid) {
+        kill 'TERM', $DnsPid;
+        waitpid $DnsPid, 0;
+        undef $DnsPid;
+    }
     for my $r (values %Redis) {
         my $pid = delete $r->{pid} or next;
         kill 'TERM', $pid;
@@ -195,6 +205,7 @@ for my $good ("twirt_redis rediss://127.0.0.1:6380 user=app password=x db=1;"
 }
 
 redis_start($_) for sort keys %Redis;
+$DnsPid = dns_server($ENV{TEST_NGINX_DNS}, '127.0.0.1');
 
 no_shuffle();
 run_tests();
@@ -264,7 +275,25 @@ is(cli('good', 'HLEN', 't2:big'), "200\n", 'the large command whole');
 
 
 
-=== TEST 3: another CA: refused, the reason logged, nothing written, the command held
+=== TEST 3: a host name: resolved by nginx's resolver, sent as SNI and verified
+--- http_config
+    twirt_redis_timeout 5s;
+    resolver 127.0.0.1:$TEST_NGINX_DNS ipv6=off;
+    twirt_redis rediss://realtime.test:$TEST_NGINX_REDIS_GOOD;
+    twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
+--- request
+GET /redis?cmd=SET&a=t3n&a=byname
+--- response_body
+queued
+--- redis_after
+ok(until_true(10, sub { cli('good', 'GET', 't3n') eq "byname\n" }), 'written');
+log_shows(qr/twirt: redis "rediss:\/\/realtime\.test:\d+" resolved to 127\.0\.0\.1/);
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: another CA: refused, the reason logged, nothing written, the command held
 --- http_config
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_GOOD;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/selfsigned.crt;
@@ -284,7 +313,7 @@ is(scalar(log_lines(qr/\[error\].*twirt: redis/)), 1, 'one error line for the se
 
 
 
-=== TEST 4: a self-signed server: refused and held; once it has a certificate of the CA, the commands arrive
+=== TEST 5: a self-signed server: refused and held; once it has a certificate of the CA, the commands arrive
 --- http_config
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_SWAP;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
@@ -308,7 +337,7 @@ log_shows(qr/\[info\] .*twirt: redis "rediss:\S+" connected after \d+ attempts, 
 
 
 
-=== TEST 5: a certificate for another name: refused, nothing written
+=== TEST 6: a certificate for another name: refused, nothing written
 --- http_config
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_OTHER;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
@@ -323,7 +352,7 @@ like(http('GET', '/redis-stats'), qr/queued=1 .*connected=0/, 'held');
 
 
 
-=== TEST 6: the same server with twirt_redis_ssl_server_name naming its certificate
+=== TEST 7: the same server with twirt_redis_ssl_server_name naming its certificate
 --- http_config
     twirt_redis_timeout 5s;
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_OTHER;
@@ -342,7 +371,7 @@ ok(until_true(10, sub { cli('other', 'GET', 't6') eq "named\n" }), 'written');
 
 
 
-=== TEST 7: rediss:// at a plaintext port fails cleanly and the worker goes on
+=== TEST 8: rediss:// at a plaintext port fails cleanly and the worker goes on
 --- http_config
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_PLAIN;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
@@ -362,7 +391,7 @@ signal 11
 
 
 
-=== TEST 8: plaintext at a TLS port fails cleanly
+=== TEST 9: plaintext at a TLS port fails cleanly
 --- http_config
     twirt_redis 127.0.0.1:$TEST_NGINX_REDIS_GOOD;
     twirt_redis_timeout 300ms;
@@ -381,7 +410,7 @@ signal 11
 
 
 
-=== TEST 9: AUTH over TLS, as an ACL user (user=, password=)
+=== TEST 10: AUTH over TLS, as an ACL user (user=, password=)
 --- http_config
     twirt_redis_timeout 5s;
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_AUTH user=default password=s3cret db=2;
@@ -400,7 +429,7 @@ ok(until_true(10, sub { cli('auth', '-n', 2, 'GET', 't9') eq "authed\n" }),
 
 
 
-=== TEST 10: a wrong password over TLS: refused AUTH
+=== TEST 11: a wrong password over TLS: refused AUTH
 --- http_config
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_AUTH password=wrong;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
@@ -414,7 +443,7 @@ is(cli('auth', 'EXISTS', 't10'), "0\n", 'nothing written');
 
 
 
-=== TEST 11: a server that wants a client certificate: given one, it is used
+=== TEST 12: a server that wants a client certificate: given one, it is used
 --- http_config
     twirt_redis_timeout 5s;
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_MTLS;
@@ -434,7 +463,7 @@ ok(until_true(10, sub { cli('mtls', 'GET', 't11') eq "mutual\n" }), 'written');
 
 
 
-=== TEST 12: ... and without one, refused
+=== TEST 13: ... and without one, refused
 --- http_config
     twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_MTLS;
     twirt_redis_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
