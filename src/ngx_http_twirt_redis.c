@@ -117,7 +117,7 @@ typedef struct {
 typedef struct {
     ngx_http_twirt_redis_main_conf_t  *conf;
     ngx_log_t                         *log;
-    ngx_http_twirt_redis_conn_t       *ac;
+    ngx_http_twirt_redis_conn_t       *conn;
     ngx_http_twirt_redis_conn_t       *query;      /* a sentinel asked
                                                       where the master is */
     ngx_http_twirt_redis_conn_t       *watch;      /* a sentinel told to
@@ -156,22 +156,22 @@ static void ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx);
 static void ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw,
     struct sockaddr *sockaddr, socklen_t socklen);
 static void ngx_http_twirt_redis_discover(ngx_http_twirt_redis_worker_t *rw);
-static void ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata);
-static void ngx_http_twirt_redis_query_closed(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_query_closed(ngx_http_twirt_redis_conn_t *conn,
     void *data);
 static void ngx_http_twirt_redis_watch(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_watch_handler(ngx_event_t *ev);
-static void ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata);
-static void ngx_http_twirt_redis_watch_closed(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_watch_closed(ngx_http_twirt_redis_conn_t *conn,
     void *data);
-static void ngx_http_twirt_redis_connected(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_connected(ngx_http_twirt_redis_conn_t *conn,
     void *data);
 static void ngx_http_twirt_redis_step(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_step_e step, int argc, const char **argv,
     const size_t *argvlen);
-static void ngx_http_twirt_redis_handshake(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_handshake(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata);
 static void ngx_http_twirt_redis_ready(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_failed(ngx_http_twirt_redis_worker_t *rw,
@@ -180,7 +180,7 @@ static void ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_requeue(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_retry_handler(ngx_event_t *ev);
-static void ngx_http_twirt_redis_closed(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_closed(ngx_http_twirt_redis_conn_t *conn,
     void *data);
 
 static void ngx_http_twirt_redis_drain(ngx_http_twirt_redis_worker_t *rw);
@@ -188,9 +188,9 @@ static void ngx_http_twirt_redis_drain_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_drained(ngx_http_twirt_redis_worker_t *rw);
 static ngx_int_t ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_cmd_t *cmd);
-static void ngx_http_twirt_redis_reply(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_reply(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata);
-static void ngx_http_twirt_redis_hash_reply(ngx_http_twirt_redis_conn_t *ac,
+static void ngx_http_twirt_redis_hash_reply(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata);
 static void ngx_http_twirt_redis_read_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_reply_error(
@@ -562,7 +562,7 @@ ngx_http_twirt_redis_read(ngx_uint_t argc, ngx_str_t *argv,
         avlen[i] = argv[i].len;
     }
 
-    if (ngx_http_twirt_redis_conn_command(rw->ac, (int) argc, av, avlen,
+    if (ngx_http_twirt_redis_conn_command(rw->conn, (int) argc, av, avlen,
                                           ngx_http_twirt_redis_hash_reply, rd)
         != NGX_OK)
     {
@@ -1051,7 +1051,7 @@ ngx_http_twirt_redis_discover(ngx_http_twirt_redis_worker_t *rw)
 
 
 static void
-ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *ac,
+ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata)
 {
     ngx_http_twirt_redis_addr_t  *a = privdata;
@@ -1063,7 +1063,7 @@ ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *ac,
 
     rw = &ngx_http_twirt_redis_worker;
 
-    if (reply == NULL || ac != rw->query) {
+    if (reply == NULL || conn != rw->query) {
         /* the connection ends: the closed handler says why */
         return;
     }
@@ -1072,7 +1072,7 @@ ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *ac,
 
     rw->query = NULL;
     rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
-    ngx_http_twirt_redis_conn_close(ac);
+    ngx_http_twirt_redis_conn_close(conn);
 
     if (rw->connect_timer.timer_set) {
         ngx_del_timer(&rw->connect_timer);
@@ -1129,11 +1129,11 @@ ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *ac,
 /* the sentinel's connection ended before it answered */
 
 static void
-ngx_http_twirt_redis_query_closed(ngx_http_twirt_redis_conn_t *ac, void *data)
+ngx_http_twirt_redis_query_closed(ngx_http_twirt_redis_conn_t *conn, void *data)
 {
     ngx_http_twirt_redis_worker_t  *rw = data;
 
-    if (ac != rw->query) {
+    if (conn != rw->query) {
         return;
     }
 
@@ -1150,7 +1150,7 @@ ngx_http_twirt_redis_query_closed(ngx_http_twirt_redis_conn_t *ac, void *data)
 
     ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
                                 "sentinel: %s",
-                                ac->err ? (char *) ac->errstr : "closed");
+                                conn->err ? (char *) conn->errstr : "closed");
     ngx_http_twirt_redis_retry(rw);
 }
 
@@ -1234,7 +1234,7 @@ ngx_http_twirt_redis_watch_handler(ngx_event_t *ev)
 /* "message", "+switch-master", "NAME old-ip old-port new-ip new-port" */
 
 static void
-ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *ac,
+ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata)
 {
     u_char                         *p, *last, *name_end;
@@ -1244,7 +1244,7 @@ ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *ac,
 
     rw = &ngx_http_twirt_redis_worker;
 
-    if (reply == NULL || ac != rw->watch || reply->type != REDIS_REPLY_ARRAY
+    if (reply == NULL || conn != rw->watch || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 3
         || reply->element[0]->type != REDIS_REPLY_STRING
         || reply->element[0]->len != 7
@@ -1278,9 +1278,9 @@ ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *ac,
 
     rw->backoff = NGX_HTTP_TWIRT_REDIS_BACKOFF_MIN;
 
-    if (rw->ac) {
+    if (rw->conn) {
         /* not its handler: closed here, the closed handler requeues */
-        old = rw->ac;
+        old = rw->conn;
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
         ngx_http_twirt_redis_conn_close(old);
         return;
@@ -1295,11 +1295,11 @@ ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *ac,
 
 
 static void
-ngx_http_twirt_redis_watch_closed(ngx_http_twirt_redis_conn_t *ac, void *data)
+ngx_http_twirt_redis_watch_closed(ngx_http_twirt_redis_conn_t *conn, void *data)
 {
     ngx_http_twirt_redis_worker_t  *rw = data;
 
-    if (ac != rw->watch) {
+    if (conn != rw->watch) {
         return;
     }
 
@@ -1315,35 +1315,35 @@ static void
 ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw,
     struct sockaddr *sockaddr, socklen_t socklen)
 {
-    ngx_http_twirt_redis_conn_t  *ac;
+    ngx_http_twirt_redis_conn_t  *conn;
 
-    ac = ngx_http_twirt_redis_conn_create(rw->log);
+    conn = ngx_http_twirt_redis_conn_create(rw->log);
 
-    if (ac == NULL) {
+    if (conn == NULL) {
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
                                     "connect failed: out of memory");
         ngx_http_twirt_redis_retry(rw);
         return;
     }
 
-    if (ngx_http_twirt_redis_conn_connect(ac, sockaddr, socklen,
+    if (ngx_http_twirt_redis_conn_connect(conn, sockaddr, socklen,
                                           &rw->conf->name,
                                           rw->conf->ssl ? &rw->conf->tls
                                                         : NULL)
         != NGX_OK)
     {
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
-                                    "connect failed: %s", ac->errstr);
-        ngx_http_twirt_redis_conn_close(ac);
+                                    "connect failed: %s", conn->errstr);
+        ngx_http_twirt_redis_conn_close(conn);
         ngx_http_twirt_redis_retry(rw);
         return;
     }
 
-    ac->connected = ngx_http_twirt_redis_connected;
-    ac->closed = ngx_http_twirt_redis_closed;
-    ac->data = rw;
+    conn->connected = ngx_http_twirt_redis_connected;
+    conn->closed = ngx_http_twirt_redis_closed;
+    conn->data = rw;
 
-    rw->ac = ac;
+    rw->conn = conn;
     rw->state = NGX_HTTP_TWIRT_REDIS_CONNECTING;
 
     ngx_add_timer(&rw->connect_timer, rw->conf->timeout);
@@ -1351,7 +1351,7 @@ ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw,
 
 
 static void
-ngx_http_twirt_redis_connected(ngx_http_twirt_redis_conn_t *ac, void *data)
+ngx_http_twirt_redis_connected(ngx_http_twirt_redis_conn_t *conn, void *data)
 {
     ngx_http_twirt_redis_worker_t  *rw = data;
 
@@ -1363,7 +1363,7 @@ ngx_http_twirt_redis_connected(ngx_http_twirt_redis_conn_t *ac, void *data)
 
     rmcf = rw->conf;
 
-    if (ac != rw->ac) {
+    if (conn != rw->conn) {
         return;
     }
 
@@ -1428,14 +1428,14 @@ ngx_http_twirt_redis_step(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_step_e step, int argc, const char **argv,
     const size_t *argvlen)
 {
-    (void) ngx_http_twirt_redis_conn_command(rw->ac, argc, argv, argvlen,
+    (void) ngx_http_twirt_redis_conn_command(rw->conn, argc, argv, argvlen,
                                              ngx_http_twirt_redis_handshake,
                                              (void *) (uintptr_t) step);
 }
 
 
 static void
-ngx_http_twirt_redis_handshake(ngx_http_twirt_redis_conn_t *ac,
+ngx_http_twirt_redis_handshake(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata)
 {
     ngx_http_twirt_redis_step_e     step;
@@ -1472,7 +1472,7 @@ ngx_http_twirt_redis_handshake(ngx_http_twirt_redis_conn_t *ac,
         /* closed once this handler returns */
 
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
-        ngx_http_twirt_redis_conn_close(ac);
+        ngx_http_twirt_redis_conn_close(conn);
         return;
     }
 
@@ -1495,7 +1495,7 @@ ngx_http_twirt_redis_handshake(ngx_http_twirt_redis_conn_t *ac,
                                     ? reply->element[0]->str : "");
 
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
-        ngx_http_twirt_redis_conn_close(ac);
+        ngx_http_twirt_redis_conn_close(conn);
         return;
     }
 
@@ -1652,16 +1652,16 @@ ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev)
         return;
     }
 
-    if (rw->ac == NULL) {
+    if (rw->conn == NULL) {
         return;
     }
 
-    ngx_http_twirt_redis_failed(rw, rw->ac->tls_handshake
+    ngx_http_twirt_redis_failed(rw, rw->conn->tls_handshake
                                     ? NGX_HTTP_TWIRT_REDIS_TLS
                                     : NGX_HTTP_TWIRT_REDIS_CONNECT,
                                 rw->state == NGX_HTTP_TWIRT_REDIS_HANDSHAKE
                                 ? "did not answer the handshake in %M ms"
-                                : rw->ac->tls_handshake
+                                : rw->conn->tls_handshake
                                 ? "TLS failed: no handshake within %M ms"
                                 : "connect timed out after %M ms",
                                 rw->conf->timeout);
@@ -1670,7 +1670,7 @@ ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev)
 
     /* not in one of its handlers: the closed handler runs from here */
 
-    ngx_http_twirt_redis_conn_close(rw->ac);
+    ngx_http_twirt_redis_conn_close(rw->conn);
 }
 
 
@@ -1681,7 +1681,7 @@ ngx_http_twirt_redis_retry_handler(ngx_event_t *ev)
 
     rw = ev->data;
 
-    if (rw->exiting || rw->ac || rw->resolving || rw->query) {
+    if (rw->exiting || rw->conn || rw->resolving || rw->query) {
         return;
     }
 
@@ -1695,19 +1695,19 @@ ngx_http_twirt_redis_retry_handler(ngx_event_t *ev)
  */
 
 static void
-ngx_http_twirt_redis_closed(ngx_http_twirt_redis_conn_t *ac, void *data)
+ngx_http_twirt_redis_closed(ngx_http_twirt_redis_conn_t *conn, void *data)
 {
     ngx_http_twirt_redis_worker_t  *rw = data;
 
     ngx_http_twirt_redis_state_e  state;
 
-    if (ac != rw->ac) {
+    if (conn != rw->conn) {
         return;
     }
 
     state = rw->state;
 
-    rw->ac = NULL;
+    rw->conn = NULL;
     rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
 
     if (rw->connect_timer.timer_set) {
@@ -1727,7 +1727,7 @@ ngx_http_twirt_redis_closed(ngx_http_twirt_redis_conn_t *ac, void *data)
         ngx_log_error(NGX_LOG_ERR, rw->log, 0,
                       "twirt: redis \"%V\" connection lost: %s, "
                       "%ui commands held", &rw->conf->name,
-                      ac->err ? (char *) ac->errstr : "closed",
+                      conn->err ? (char *) conn->errstr : "closed",
                       ngx_http_twirt_redis_held(rw));
 
         /* a connection that lasted starts again from the shortest delay */
@@ -1739,12 +1739,12 @@ ngx_http_twirt_redis_closed(ngx_http_twirt_redis_conn_t *ac, void *data)
         }
 
     } else if (state != NGX_HTTP_TWIRT_REDIS_CLOSING) {
-        ngx_http_twirt_redis_failed(rw, ac->tls_handshake
+        ngx_http_twirt_redis_failed(rw, conn->tls_handshake
                                         ? NGX_HTTP_TWIRT_REDIS_TLS
                                         : NGX_HTTP_TWIRT_REDIS_CONNECT,
-                                    ac->tls_handshake ? "TLS failed: %s"
+                                    conn->tls_handshake ? "TLS failed: %s"
                                                       : "connect failed: %s",
-                                    ac->err ? (char *) ac->errstr
+                                    conn->err ? (char *) conn->errstr
                                             : "closed");
     }
 
@@ -1794,7 +1794,7 @@ static ngx_int_t
 ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_cmd_t *cmd)
 {
-    if (ngx_http_twirt_redis_conn_command(rw->ac, cmd->argc, cmd->argv,
+    if (ngx_http_twirt_redis_conn_command(rw->conn, cmd->argc, cmd->argv,
                                           cmd->argvlen,
                                           ngx_http_twirt_redis_reply, cmd)
         != NGX_OK)
@@ -1810,7 +1810,7 @@ ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
 
 
 static void
-ngx_http_twirt_redis_reply(ngx_http_twirt_redis_conn_t *ac,
+ngx_http_twirt_redis_reply(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata)
 {
     ngx_http_twirt_redis_cmd_t     *cmd;
@@ -1846,7 +1846,7 @@ ngx_http_twirt_redis_reply(ngx_http_twirt_redis_conn_t *ac,
                       rw->master.ip, rw->master.port);
 
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
-        ngx_http_twirt_redis_conn_close(ac);
+        ngx_http_twirt_redis_conn_close(conn);
         return;
     }
 
@@ -1870,7 +1870,7 @@ ngx_http_twirt_redis_reply(ngx_http_twirt_redis_conn_t *ac,
 
 
 static void
-ngx_http_twirt_redis_hash_reply(ngx_http_twirt_redis_conn_t *ac,
+ngx_http_twirt_redis_hash_reply(ngx_http_twirt_redis_conn_t *conn,
     redisReply *reply, void *privdata)
 {
     size_t                          i;
@@ -2745,7 +2745,7 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                      n;
     ngx_queue_t                    *q;
-    ngx_http_twirt_redis_conn_t    *ac;
+    ngx_http_twirt_redis_conn_t    *conn;
     ngx_http_twirt_redis_cmd_t     *cmd;
     ngx_http_twirt_redis_worker_t  *rw;
 
@@ -2764,15 +2764,15 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
     }
 
     if (rw->query) {
-        ac = rw->query;
+        conn = rw->query;
         rw->query = NULL;
-        ngx_http_twirt_redis_conn_close(ac);
+        ngx_http_twirt_redis_conn_close(conn);
     }
 
     if (rw->watch) {
-        ac = rw->watch;
+        conn = rw->watch;
         rw->watch = NULL;
-        ngx_http_twirt_redis_conn_close(ac);
+        ngx_http_twirt_redis_conn_close(conn);
     }
 
     if (rw->retry_timer.timer_set) {
@@ -2792,16 +2792,16 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
         rw->resolving = NULL;
     }
 
-    if (rw->ac) {
+    if (rw->conn) {
 
         /* what is already formatted goes out if the socket takes it */
 
         if (rw->state == NGX_HTTP_TWIRT_REDIS_READY) {
-            ngx_http_twirt_redis_conn_flush(rw->ac);
+            ngx_http_twirt_redis_conn_flush(rw->conn);
         }
 
-        if (rw->ac) {
-            ngx_http_twirt_redis_conn_close(rw->ac);
+        if (rw->conn) {
+            ngx_http_twirt_redis_conn_close(rw->conn);
         }
     }
 
