@@ -2157,6 +2157,23 @@ ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* TLS directives with a plaintext address: "rediss://" was meant */
+
+    if (!rmcf->ssl && rmcf->name.len
+        && (rmcf->tls_verify != NGX_CONF_UNSET || rmcf->tls_trusted.len
+            || rmcf->tls_name.len || rmcf->tls_cert.len || rmcf->tls_key.len))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"twirt_redis_ssl_*\" directives are set but "
+                      "twirt_redis \"%V\" is not TLS: %s, in %V:%ui",
+                      &rmcf->name,
+                      rmcf->master_name.len
+                      ? "TLS with Redis Sentinel is not supported"
+                      : "write it \"rediss://host:port\"",
+                      &rmcf->file, rmcf->line);
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_init_value(rmcf->tls_verify, 1);
 
     if (rmcf->ssl && ngx_http_twirt_redis_ssl_init(cf, rmcf) != NGX_CONF_OK) {

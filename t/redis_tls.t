@@ -172,6 +172,10 @@ my @bad = (
     [ 'twirt_redis rediss://redis.example.com:6380;'
       . " twirt_redis_ssl_trusted_certificate $ca;",
       qr/is a host name: it needs a "resolver"/ ],
+    [ "twirt_redis 127.0.0.1:6380; twirt_redis_ssl_trusted_certificate $ca;",
+      qr/"twirt_redis_ssl_\*" directives are set but twirt_redis "127\.0\.0\.1:6380" is not TLS: write it "rediss:\/\/host:port"/ ],
+    [ 'twirt_redis unix:/run/redis.sock; twirt_redis_ssl_verify off;',
+      qr/is not TLS/ ],
     [ 'twirt_redis_ssl_verify maybe;',
       qr/invalid value "maybe" in "twirt_redis_ssl_verify"/ ],
 );
