@@ -50,7 +50,9 @@ struct ngx_http_twirt_redis_conn_s {
     redisReader                            *reader;
     ngx_queue_t                             waiting;  /* of reply handlers */
 
-    u_char                                 *out;      /* formatted */
+    u_char                                 *out;      /* formatted; the
+                                                         owner bounds the
+                                                         commands */
     size_t                                  out_pos;
     size_t                                  out_len;
     size_t                                  out_size;
@@ -65,8 +67,7 @@ struct ngx_http_twirt_redis_conn_s {
 
     ngx_uint_t                              dispatching;
     unsigned                                started:1;
-    unsigned                                tls_handshake:1; /* failed in
-                                                                TLS */
+    unsigned                                tls_handshake:1; /* in it */
     unsigned                                ready:1;  /* commands go out */
     unsigned                                closing:1;
 };
