@@ -597,7 +597,6 @@ ngx_http_twirt_redis_conn_failed(ngx_http_twirt_redis_conn_t *rc,
 static void
 ngx_http_twirt_redis_conn_finish(ngx_http_twirt_redis_conn_t *rc)
 {
-    ngx_pool_t                   *pool;
     ngx_queue_t                  *q;
     ngx_connection_t             *c;
     ngx_http_twirt_redis_wait_t  *w;
@@ -618,20 +617,7 @@ ngx_http_twirt_redis_conn_finish(ngx_http_twirt_redis_conn_t *rc)
     c = rc->pc.connection;
 
     if (c) {
-#if (NGX_HTTP_SSL)
-        if (c->ssl) {
-            c->ssl->no_wait_shutdown = 1;
-            (void) ngx_ssl_shutdown(c);
-        }
-#endif
-
-        pool = c->pool;
-        ngx_close_connection(c);
-
-        if (pool) {
-            ngx_destroy_pool(pool);
-        }
-
+        ngx_http_twirt_connect_close(c);
         rc->pc.connection = NULL;
     }
 

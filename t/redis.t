@@ -142,24 +142,11 @@ add_cleanup_handler(sub {
     }
 });
 
-# the block's own Perl checks, run after its response
-add_response_body_check(sub {
-    my ($block, $body, $req_idx) = @_;
-    my $code = $block->can('redis_after') && $block->redis_after;
-    return unless defined $code;
-    my $requests = $block->request;
-    return if ref $requests eq 'ARRAY' && $req_idx < $#$requests;
-    eval $code;
-    Test::More::fail($block->name . " - redis_after: $@") if $@;
-});
+redis_after_checks();
 
 # "--- master: on" runs a block with a master and a worker process; a block
 # without "--- config" gets the three test locations
-our $Locations = <<'_EOC_';
-    location = /redis { twirt_redis_test; }
-    location = /redis-hget { twirt_redis_test hgetall; }
-    location = /redis-stats { twirt_redis_test stats; }
-_EOC_
+our $Locations = $RedisTestLocations;
 
 add_block_preprocessor(sub {
     my ($block) = @_;

@@ -117,22 +117,9 @@ add_cleanup_handler(sub {
     }
 });
 
-# the block's own Perl checks, run after its last response
-add_response_body_check(sub {
-    my ($block, $body, $req_idx) = @_;
-    my $code = $block->can('redis_after') && $block->redis_after;
-    return unless defined $code;
-    my $requests = $block->request;
-    return if ref $requests eq 'ARRAY' && $req_idx < $#$requests;
-    eval $code;
-    Test::More::fail($block->name . " - redis_after: $@") if $@;
-});
+redis_after_checks();
 
-our $Locations = <<'_EOC_';
-    location = /redis { twirt_redis_test; }
-    location = /redis-hget { twirt_redis_test hgetall; }
-    location = /redis-stats { twirt_redis_test stats; }
-_EOC_
+our $Locations = $RedisTestLocations;
 
 our $Sim = sim_start();
 $ENV{TEST_NGINX_SIM_PORT} = $Sim->{port};

@@ -10,7 +10,29 @@ use warnings;
 use Exporter 'import';
 use IO::Socket::INET;
 
-our @EXPORT = qw(http log_lines redis_cli_raw);
+our @EXPORT = qw(http log_lines redis_cli_raw redis_after_checks
+                 $RedisTestLocations);
+
+# the test module's three locations (twirt_redis_test)
+our $RedisTestLocations = <<'_EOC_';
+    location = /redis { twirt_redis_test; }
+    location = /redis-hget { twirt_redis_test hgetall; }
+    location = /redis-stats { twirt_redis_test stats; }
+_EOC_
+
+# a block's "--- redis_after" Perl, run in package main after its last
+# response
+sub redis_after_checks {
+    Test::Nginx::Socket::add_response_body_check(sub {
+        my ($block, $body, $req_idx) = @_;
+        my $code = $block->can('redis_after') && $block->redis_after;
+        return unless defined $code;
+        my $requests = $block->request;
+        return if ref $requests eq 'ARRAY' && $req_idx < $#$requests;
+        eval "package main; no strict 'vars'; $code";
+        Test::More::fail($block->name . " - redis_after: $@") if $@;
+    });
+}
 
 # the body of one request to the nginx under test
 sub http {
