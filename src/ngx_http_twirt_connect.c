@@ -179,9 +179,6 @@ ngx_http_twirt_tls_init(ngx_conf_t *cf, ngx_http_twirt_tls_t *tls,
     ngx_http_twirt_url_t *url, ngx_str_t *trusted, const char *directives[2])
 {
     ngx_http_core_loc_conf_t  *clcf;
-#if (NGX_HTTP_SSL)
-    ngx_pool_cleanup_t        *cln;
-#endif
 
     if (url->addr == NULL) {
         clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -206,40 +203,8 @@ ngx_http_twirt_tls_init(ngx_conf_t *cf, ngx_http_twirt_tls_t *tls,
         return NGX_OK;
     }
 
-    tls->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
-    if (tls->ssl == NULL) {
-        return NGX_ERROR;
-    }
-
-    tls->ssl->log = cf->log;
-
-    if (ngx_ssl_create(tls->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        ngx_ssl_cleanup_ctx(tls->ssl);
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_ssl_cleanup_ctx;
-    cln->data = tls->ssl;
-
-    if (!tls->verify) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "twirt: TLS certificate verification of \"%V\" "
-                           "is off (%s off)", &url->url, directives[1]);
-        return NGX_OK;
-    }
-
-    if (ngx_ssl_trusted_certificate(cf, tls->ssl, trusted, 8) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_twirt_tls_ctx(cf, &tls->ssl, tls->verify, trusted,
+                                  &url->url, directives[1]);
 
 #else
 
@@ -249,6 +214,58 @@ ngx_http_twirt_tls_init(ngx_conf_t *cf, ngx_http_twirt_tls_t *tls,
 
 #endif
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/*
+ * Configuration time: a TLS client context (TLS 1.2 and 1.3) that
+ * verifies the server's chain against the CAs in "trusted" unless verify
+ * is off, which is warned about: for the Realtime API, the REST API and
+ * Redis alike.  what: the address, directive: the one that turns
+ * verification off, for the messages.
+ */
+
+ngx_int_t
+ngx_http_twirt_tls_ctx(ngx_conf_t *cf, ngx_ssl_t **sslp, ngx_uint_t verify,
+    ngx_str_t *trusted, ngx_str_t *what, const char *directive)
+{
+    ngx_ssl_t           *ssl;
+    ngx_pool_cleanup_t  *cln;
+
+    ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (ssl == NULL) {
+        return NGX_ERROR;
+    }
+
+    ssl->log = cf->log;
+
+    if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = ssl;
+
+    *sslp = ssl;
+
+    if (!verify) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "twirt: TLS certificate verification of \"%V\" "
+                           "is off (%s off)", what, directive);
+        return NGX_OK;
+    }
+
+    return ngx_ssl_trusted_certificate(cf, ssl, trusted, 8);
+}
+
+#endif
 
 
 /* NGX_ERROR: nothing started, nothing is called back */

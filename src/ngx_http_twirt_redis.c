@@ -16,6 +16,7 @@
 #include <ngx_event.h>
 #include <ngx_http.h>
 
+#include "ngx_http_twirt_connect.h"
 #include "ngx_http_twirt_redis.h"
 #include "ngx_http_twirt_node.h"
 #include "ngx_http_twirt_redis_conn.h"
@@ -107,11 +108,11 @@ typedef struct {
 } ngx_http_twirt_redis_cmd_t;
 
 
-typedef struct {
+struct ngx_http_twirt_redis_read_s {
     ngx_http_twirt_redis_hash_pt       handler;    /* NULL: nobody waits */
     void                              *data;
     ngx_event_t                        timer;
-} ngx_http_twirt_redis_read_t;
+};
 
 
 typedef struct {
@@ -220,6 +221,8 @@ static void ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle);
 static ngx_http_twirt_redis_worker_t  ngx_http_twirt_redis_worker;
 
 static ngx_str_t  ngx_http_twirt_redis_default_prefix = ngx_string("twirt:");
+static ngx_str_t  ngx_http_twirt_redis_default_trusted =
+    ngx_string("/etc/ssl/certs/ca-certificates.crt");
 
 
 /* commands that would change the shared connection's state or block it */
@@ -2176,6 +2179,10 @@ ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_value(rmcf->tls_verify, 1);
 
+    if (rmcf->tls_trusted.len == 0) {
+        rmcf->tls_trusted = ngx_http_twirt_redis_default_trusted;
+    }
+
     if (rmcf->ssl && ngx_http_twirt_redis_ssl_init(cf, rmcf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
@@ -2460,9 +2467,9 @@ invalid:
 
 
 /*
- * rediss://: the TLS context, as proxy_ssl_* makes it.  Verification
- * (on by default) needs the CA that signed the server's certificate: no
- * default bundle is trusted silently, as with proxy_ssl_verify.
+ * rediss://: the TLS context, as for the Realtime and REST APIs:
+ * verification on by default, against the system's CA bundle unless
+ * twirt_redis_ssl_trusted_certificate names the service's own CA.
  */
 
 static char *
@@ -2470,9 +2477,8 @@ ngx_http_twirt_redis_ssl_init(ngx_conf_t *cf,
     ngx_http_twirt_redis_main_conf_t *rmcf)
 {
 #if (NGX_HTTP_SSL)
-    ngx_pool_cleanup_t  *cln;
 #if (NGX_HAVE_INET6)
-    u_char               inaddr6[16];
+    u_char  inaddr6[16];
 #endif
 
     if (rmcf->tls_name.len) {
@@ -2498,17 +2504,6 @@ ngx_http_twirt_redis_ssl_init(ngx_conf_t *cf,
 #endif
     }
 
-    if (rmcf->tls_verify && rmcf->tls_trusted.len == 0) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "twirt_redis \"%V\" verifies the server's certificate "
-                      "and needs \"twirt_redis_ssl_trusted_certificate\" "
-                      "(the CA that signed it; for a service with a public "
-                      "CA, /etc/ssl/certs/ca-certificates.crt), or "
-                      "\"twirt_redis_ssl_verify off\", in %V:%ui",
-                      &rmcf->name, &rmcf->file, rmcf->line);
-        return NGX_CONF_ERROR;
-    }
-
     if ((rmcf->tls_cert.len == 0) != (rmcf->tls_key.len == 0)) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"twirt_redis_ssl_certificate\" and "
@@ -2517,49 +2512,20 @@ ngx_http_twirt_redis_ssl_init(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    rmcf->tls.ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
-    if (rmcf->tls.ssl == NULL) {
-        return NGX_CONF_ERROR;
-    }
+    rmcf->tls.verify = rmcf->tls_verify ? 1 : 0;
 
-    rmcf->tls.ssl->log = cf->log;
-
-    if (ngx_ssl_create(rmcf->tls.ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+    if (ngx_http_twirt_tls_ctx(cf, &rmcf->tls.ssl, rmcf->tls.verify,
+                               &rmcf->tls_trusted,
+                               &rmcf->name, "twirt_redis_ssl_verify")
         != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        ngx_ssl_cleanup_ctx(rmcf->tls.ssl);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_ssl_cleanup_ctx;
-    cln->data = rmcf->tls.ssl;
 
     if (rmcf->tls_cert.len
         && ngx_ssl_certificate(cf, rmcf->tls.ssl, &rmcf->tls_cert,
                                &rmcf->tls_key, NULL)
            != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    rmcf->tls.verify = rmcf->tls_verify ? 1 : 0;
-
-    if (!rmcf->tls_verify) {
-        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
-                      "twirt: TLS certificate verification of twirt_redis "
-                      "\"%V\" is off (twirt_redis_ssl_verify off)",
-                      &rmcf->name);
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_ssl_trusted_certificate(cf, rmcf->tls.ssl,
-                                    &rmcf->tls_trusted, 8)
-        != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

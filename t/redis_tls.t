@@ -101,7 +101,8 @@ sub stats_like {
 sub log_shows {
     my ($re) = @_;
     Test::More::ok(until_true(15, sub { scalar log_lines($re) }),
-                   "error.log shows $re");
+                   "error.log shows $re")
+        or Test::More::diag(join '', log_lines(qr/twirt: redis/));
 }
 
 add_cleanup_handler(sub {
@@ -139,8 +140,6 @@ place_calls_from_blocks($Sim);
 my $ca = "$Certs/ca.crt";
 
 my @bad = (
-    [ "twirt_redis rediss://127.0.0.1:6379;",
-      qr/twirt_redis "rediss:\/\/127\.0\.0\.1:6379" verifies the server's certificate and needs "twirt_redis_ssl_trusted_certificate"/ ],
     [ "twirt_redis rediss://unix:/run/redis.sock;"
       . " twirt_redis_ssl_trusted_certificate $ca;",
       qr/TLS to a unix socket is not supported in "rediss:\/\/unix:\/run\/redis\.sock"/ ],
@@ -181,7 +180,8 @@ for my $good ("twirt_redis rediss://127.0.0.1:6380 user=app password=x db=1;"
               . " twirt_redis_ssl_certificate_key $Certs/localhost.key;",
               'resolver 127.0.0.1; twirt_redis rediss://redis.example.com;'
               . " twirt_redis_ssl_trusted_certificate $ca;",
-              'twirt_redis redis://127.0.0.1:6379;')
+              'twirt_redis redis://127.0.0.1:6379;',
+              'twirt_redis rediss://127.0.0.1:6379;')
 {
     my ($rc, $out) = nginx_t(http_conf($good));
     is($rc, 0, "nginx -t accepts: $good") or diag $out;
@@ -191,7 +191,7 @@ for my $good ("twirt_redis rediss://127.0.0.1:6380 user=app password=x db=1;"
     my ($rc, $out) = nginx_t(http_conf(
         'twirt_redis rediss://127.0.0.1:6380; twirt_redis_ssl_verify off;'));
     is($rc, 0, 'nginx -t accepts verification off');
-    like($out, qr/\[warn\].*TLS certificate verification of twirt_redis "rediss:\/\/127\.0\.0\.1:6380" is off/,
+    like($out, qr/\[warn\].*TLS certificate verification of "rediss:\/\/127\.0\.0\.1:6380" is off \(twirt_redis_ssl_verify off\)/,
          '... with a warning');
 }
 
@@ -301,6 +301,23 @@ is(cli('good', 'EXISTS', 't3'), "0\n", 'nothing written');
 like(http('GET', '/redis-stats'), qr/^queued=1 dropped=0 reconnects=0 errors=\d+ connected=0 sent=0 /m,
      'held, not sent');
 is(scalar(log_lines(qr/\[error\].*twirt: redis/)), 1, 'one error line for the series');
+
+
+
+=== TEST 4b: no trusted certificate named: the system's bundle, which does not know the test CA: refused
+--- http_config
+    twirt_redis rediss://127.0.0.1:$TEST_NGINX_REDIS_GOOD;
+--- init
+main::cli('good', 'DEL', 't3b');
+--- request
+GET /redis?cmd=SET&a=t3b&a=leaked
+--- response_body
+queued
+--- redis_after
+log_shows(qr/\[error\] .*twirt: redis "rediss:\/\/127\.0\.0\.1:\d+" TLS failed: certificate verify failed: \((?:19|20):[^)]+\)/);
+is(cli('good', 'EXISTS', 't3b'), "0\n", 'nothing written');
+like(http('GET', '/redis-stats'), qr/^queued=1 dropped=0 reconnects=0 errors=\d+ connected=0 sent=0 /m,
+     'held, not sent');
 
 
 
