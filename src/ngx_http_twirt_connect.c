@@ -179,9 +179,6 @@ ngx_http_twirt_tls_init(ngx_conf_t *cf, ngx_http_twirt_tls_t *tls,
     ngx_http_twirt_url_t *url, ngx_str_t *trusted, const char *directives[2])
 {
     ngx_http_core_loc_conf_t  *clcf;
-#if (NGX_HTTP_SSL)
-    ngx_pool_cleanup_t        *cln;
-#endif
 
     if (url->addr == NULL) {
         clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -206,40 +203,8 @@ ngx_http_twirt_tls_init(ngx_conf_t *cf, ngx_http_twirt_tls_t *tls,
         return NGX_OK;
     }
 
-    tls->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
-    if (tls->ssl == NULL) {
-        return NGX_ERROR;
-    }
-
-    tls->ssl->log = cf->log;
-
-    if (ngx_ssl_create(tls->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        ngx_ssl_cleanup_ctx(tls->ssl);
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_ssl_cleanup_ctx;
-    cln->data = tls->ssl;
-
-    if (!tls->verify) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "twirt: TLS certificate verification of \"%V\" "
-                           "is off (%s off)", &url->url, directives[1]);
-        return NGX_OK;
-    }
-
-    if (ngx_ssl_trusted_certificate(cf, tls->ssl, trusted, 8) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_twirt_tls_ctx(cf, &tls->ssl, tls->verify, trusted,
+                                  &url->url, directives[1]);
 
 #else
 
@@ -249,6 +214,58 @@ ngx_http_twirt_tls_init(ngx_conf_t *cf, ngx_http_twirt_tls_t *tls,
 
 #endif
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/*
+ * Configuration time: a TLS client context (TLS 1.2 and 1.3) that
+ * verifies the server's chain against the CAs in "trusted" unless verify
+ * is off, which is warned about: for the Realtime API, the REST API and
+ * Redis alike.  what: the address, directive: the one that turns
+ * verification off, for the messages.
+ */
+
+ngx_int_t
+ngx_http_twirt_tls_ctx(ngx_conf_t *cf, ngx_ssl_t **sslp, ngx_uint_t verify,
+    ngx_str_t *trusted, ngx_str_t *what, const char *directive)
+{
+    ngx_ssl_t           *ssl;
+    ngx_pool_cleanup_t  *cln;
+
+    ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (ssl == NULL) {
+        return NGX_ERROR;
+    }
+
+    ssl->log = cf->log;
+
+    if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = ssl;
+
+    *sslp = ssl;
+
+    if (!verify) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "twirt: TLS certificate verification of \"%V\" "
+                           "is off (%s off)", what, directive);
+        return NGX_OK;
+    }
+
+    return ngx_ssl_trusted_certificate(cf, ssl, trusted, 8);
+}
+
+#endif
 
 
 /* NGX_ERROR: nothing started, nothing is called back */
@@ -431,20 +448,14 @@ ngx_http_twirt_connect_next(ngx_http_twirt_connect_t *cn, const char *error)
 static void
 ngx_http_twirt_connect_connected(ngx_event_t *ev)
 {
-    int                        err;
-    socklen_t                  len;
+    ngx_err_t                  err;
     ngx_connection_t          *c;
     ngx_http_twirt_connect_t  *cn;
 
     c = ev->data;
     cn = c->data;
 
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
+    err = ngx_http_twirt_connect_error(c);
 
     if (err) {
         ngx_log_error(NGX_LOG_ERR, cn->log, err, "twirt: %s connect() to "
@@ -467,60 +478,98 @@ ngx_http_twirt_connect_connected(ngx_event_t *ev)
 }
 
 
+/* how a non-blocking connect() ended: 0, connected, or its error */
+
+ngx_err_t
+ngx_http_twirt_connect_error(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    return err;
+}
+
+
 #if (NGX_HTTP_SSL)
 
 static void
 ngx_http_twirt_connect_ssl_init(ngx_http_twirt_connect_t *cn)
 {
     ngx_int_t              rc;
-    ngx_connection_t      *c;
     ngx_http_twirt_url_t  *url;
 
-    c = cn->pc.connection;
     url = cn->url;
 
-    if (ngx_ssl_create_connection(cn->tls->ssl, c,
-                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
-        != NGX_OK)
-    {
+    rc = ngx_http_twirt_tls_start(cn->pc.connection, cn->tls->ssl,
+                                  url->addr ? NULL : &url->host,
+                                  ngx_http_twirt_connect_ssl_done);
+
+    if (rc == NGX_ERROR) {
         ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_TLS,
                                     "TLS setup failed");
         return;
     }
 
-    /* the output queue may move while a write is pending */
+    if (rc == NGX_OK) {
+        ngx_http_twirt_connect_ssl_done(cn->pc.connection);
+    }
+}
+
+
+/*
+ * TLS on a connected c: SNI with name (NULL: none; NUL-terminated), the
+ * handshake.  NGX_AGAIN: handler is called when it ends; NGX_OK: it ended
+ * now, c->ssl->handshaked says how; NGX_ERROR: TLS could not be set up.
+ */
+
+ngx_int_t
+ngx_http_twirt_tls_start(ngx_connection_t *c, ngx_ssl_t *ssl, ngx_str_t *name,
+    ngx_connection_handler_pt handler)
+{
+    ngx_int_t  rc;
+
+    if (ngx_ssl_create_connection(ssl, c, NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the output may move while a write is pending */
     SSL_set_mode(c->ssl->connection, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
-    if (url->addr == NULL) {
-        if (SSL_set_tlsext_host_name(c->ssl->connection,
-                                     (char *) url->host.data)
-            == 0)
-        {
-            ngx_ssl_error(NGX_LOG_ERR, cn->log, 0,
-                          "twirt: SSL_set_tlsext_host_name(\"%V\") failed",
-                          &url->host);
-            ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_TLS,
-                                        "TLS setup failed");
-            return;
-        }
+    if (name
+        && SSL_set_tlsext_host_name(c->ssl->connection, (char *) name->data)
+           == 0)
+    {
+        ngx_ssl_error(NGX_LOG_ERR, c->log, 0,
+                      "twirt: SSL_set_tlsext_host_name(\"%V\") failed",
+                      name);
+        return NGX_ERROR;
     }
 
     rc = ngx_ssl_handshake(c);
 
     if (rc == NGX_AGAIN) {
-        c->ssl->handler = ngx_http_twirt_connect_ssl_done;
-        return;
+        c->ssl->handler = handler;
+        return NGX_AGAIN;
     }
 
-    ngx_http_twirt_connect_ssl_done(c);
+    return NGX_OK;
 }
 
 
 static void
 ngx_http_twirt_connect_ssl_done(ngx_connection_t *c)
 {
-    long                       rc;
-    X509                      *cert;
+    long                       verify;
+    ngx_int_t                  rc;
     ngx_http_twirt_url_t      *url;
     ngx_http_twirt_connect_t  *cn;
 
@@ -534,31 +583,20 @@ ngx_http_twirt_connect_ssl_done(ngx_connection_t *c)
     }
 
     if (cn->tls->verify) {
-        rc = SSL_get_verify_result(c->ssl->connection);
+        rc = ngx_http_twirt_tls_check(c, &url->host, url->addr != NULL,
+                                      &verify);
 
-        if (rc != X509_V_OK) {
+        if (rc == NGX_DECLINED) {
             ngx_log_error(NGX_LOG_ERR, cn->log, 0,
                           "twirt: %s \"%V\" certificate verify failed: "
-                          "(%l:%s)", cn->peer, &url->host, rc,
-                          X509_verify_cert_error_string(rc));
+                          "(%l:%s)", cn->peer, &url->host, verify,
+                          X509_verify_cert_error_string(verify));
             ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_TLS,
                                         "certificate not trusted");
             return;
         }
 
-        if (url->addr) {
-            cert = SSL_get_peer_certificate(c->ssl->connection);
-            rc = cert ? X509_check_ip_asc(cert, (char *) url->host.data, 0)
-                      : 0;
-            if (cert) {
-                X509_free(cert);
-            }
-
-        } else {
-            rc = (ngx_ssl_check_host(c, &url->host) == NGX_OK);
-        }
-
-        if (rc != 1) {
+        if (rc != NGX_OK) {
             ngx_log_error(NGX_LOG_ERR, cn->log, 0,
                           "twirt: %s certificate does not match \"%V\"",
                           cn->peer, &url->host);
@@ -569,6 +607,42 @@ ngx_http_twirt_connect_ssl_done(ngx_connection_t *c)
     }
 
     ngx_http_twirt_connect_done(cn, NGX_HTTP_TWIRT_CONNECT_OK, NULL);
+}
+
+
+/*
+ * After a handshake: the chain (nginx's verify callback let everything
+ * through) and the name, a DNS name or an IP literal (ip).  NGX_OK;
+ * NGX_DECLINED: not trusted, *verify says why; NGX_ABORT: another name.
+ */
+
+ngx_int_t
+ngx_http_twirt_tls_check(ngx_connection_t *c, ngx_str_t *host, ngx_uint_t ip,
+    long *verify)
+{
+    int    rc;
+    X509  *cert;
+
+    *verify = SSL_get_verify_result(c->ssl->connection);
+
+    if (*verify != X509_V_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (!ip) {
+        return (ngx_ssl_check_host(c, host) == NGX_OK) ? NGX_OK : NGX_ABORT;
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return NGX_ABORT;
+    }
+
+    rc = X509_check_ip_asc(cert, (char *) host->data, 0);
+
+    X509_free(cert);
+
+    return (rc == 1) ? NGX_OK : NGX_ABORT;
 }
 
 #endif

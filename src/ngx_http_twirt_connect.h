@@ -70,6 +70,16 @@ ngx_int_t ngx_http_twirt_connect_start(ngx_http_twirt_connect_t *cn);
 void ngx_http_twirt_connect_cancel(ngx_http_twirt_connect_t *cn);
 ngx_int_t ngx_http_twirt_connect_send(ngx_connection_t *c, ngx_buf_t *b);
 void ngx_http_twirt_connect_close(ngx_connection_t *c);
+ngx_err_t ngx_http_twirt_connect_error(ngx_connection_t *c);
+#if (NGX_HTTP_SSL)
+ngx_int_t ngx_http_twirt_tls_ctx(ngx_conf_t *cf, ngx_ssl_t **sslp,
+    ngx_uint_t verify, ngx_str_t *trusted, ngx_str_t *what,
+    const char *directive);
+ngx_int_t ngx_http_twirt_tls_start(ngx_connection_t *c, ngx_ssl_t *ssl,
+    ngx_str_t *name, ngx_connection_handler_pt handler);
+ngx_int_t ngx_http_twirt_tls_check(ngx_connection_t *c, ngx_str_t *host,
+    ngx_uint_t ip, long *verify);
+#endif
 
 
 #endif /* _NGX_HTTP_TWIRT_CONNECT_H_INCLUDED_ */

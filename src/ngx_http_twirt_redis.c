@@ -3,7 +3,8 @@
  * twirt: the per-worker Redis connection.
  *
  * A second module in the twirt .so with its own directives.  Each worker
- * keeps one hiredis async context on nginx's event loop: commands are
+ * keeps one connection (ngx_http_twirt_redis_conn.c: nginx's connection,
+ * TLS for rediss://, hiredis only to parse and format): commands are
  * copied into a bounded FIFO, go out when connected, wait while Redis is
  * away and are flushed in order when it is back.  Nothing here is on the
  * audio path: callers queue and go on, reads have a timeout.
@@ -15,12 +16,10 @@
 #include <ngx_event.h>
 #include <ngx_http.h>
 
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-
+#include "ngx_http_twirt_connect.h"
 #include "ngx_http_twirt_redis.h"
 #include "ngx_http_twirt_node.h"
-#include "ngx_http_twirt_redis_adapter.h"
+#include "ngx_http_twirt_redis_conn.h"
 #include "ngx_http_twirt_redis_test.h"
 
 
@@ -48,6 +47,8 @@ typedef enum {
 typedef struct {
     u_char                             ip[NGX_SOCKADDR_STRLEN + 1];
     int                                port;
+    ngx_sockaddr_t                     sockaddr;
+    socklen_t                          socklen;
 } ngx_http_twirt_redis_addr_t;
 
 
@@ -55,6 +56,7 @@ typedef struct {
 typedef enum {
     NGX_HTTP_TWIRT_REDIS_NONE = 0,
     NGX_HTTP_TWIRT_REDIS_CONNECT,
+    NGX_HTTP_TWIRT_REDIS_TLS,
     NGX_HTTP_TWIRT_REDIS_AUTH,
     NGX_HTTP_TWIRT_REDIS_SELECT,
     NGX_HTTP_TWIRT_REDIS_ROLE,
@@ -66,8 +68,9 @@ typedef enum {
 typedef struct {
     ngx_str_t                          name;       /* as logged */
     ngx_str_t                          host;       /* a name to resolve */
-    u_char                            *target;     /* IP or path, with NUL */
+    ngx_http_twirt_redis_addr_t        addr;       /* an IP or a path */
     int                                port;
+    ngx_str_t                          user;
     ngx_str_t                          password;
     ngx_int_t                          db;
     ngx_str_t                          prefix;
@@ -83,7 +86,16 @@ typedef struct {
     ngx_http_core_loc_conf_t          *clcf;       /* the http{} resolver */
     ngx_str_t                          file;
     ngx_uint_t                         line;
+
+    ngx_flag_t                         tls_verify;
+    ngx_str_t                          tls_trusted;
+    ngx_str_t                          tls_name;
+    ngx_str_t                          tls_cert;
+    ngx_str_t                          tls_key;
+    ngx_http_twirt_redis_tls_t         tls;
+
     unsigned                           unix_socket:1;
+    unsigned                           ssl:1;      /* rediss:// */
 } ngx_http_twirt_redis_main_conf_t;
 
 
@@ -96,21 +108,23 @@ typedef struct {
 } ngx_http_twirt_redis_cmd_t;
 
 
-typedef struct {
+struct ngx_http_twirt_redis_read_s {
     ngx_http_twirt_redis_hash_pt       handler;    /* NULL: nobody waits */
     void                              *data;
     ngx_event_t                        timer;
-} ngx_http_twirt_redis_read_t;
+};
 
 
 typedef struct {
     ngx_http_twirt_redis_main_conf_t  *conf;
     ngx_log_t                         *log;
-    redisAsyncContext                 *ac;
-    redisAsyncContext                 *query;      /* a sentinel asked
+    ngx_http_twirt_redis_conn_t       *conn;
+    ngx_http_twirt_redis_conn_t       *query;      /* a sentinel asked
                                                       where the master is */
-    redisAsyncContext                 *watch;      /* a sentinel told to
+    ngx_http_twirt_redis_conn_t       *watch;      /* a sentinel told to
                                                       say +switch-master */
+    ngx_sockaddr_t                     resolved;   /* the host's address */
+    socklen_t                          resolved_len;
     ngx_uint_t                         sentinel;   /* the next one asked */
     ngx_http_twirt_redis_addr_t        master;     /* as last told */
     ngx_event_t                        watch_timer;
@@ -141,25 +155,25 @@ typedef struct {
 static void ngx_http_twirt_redis_connect(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx);
 static void ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw,
-    char *target);
+    struct sockaddr *sockaddr, socklen_t socklen);
 static void ngx_http_twirt_redis_discover(ngx_http_twirt_redis_worker_t *rw);
-static void ngx_http_twirt_redis_discovered(redisAsyncContext *ac, void *r,
-    void *privdata);
-static void ngx_http_twirt_redis_query_closed(void *data,
-    redisAsyncContext *ac);
+static void ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata);
+static void ngx_http_twirt_redis_query_closed(ngx_http_twirt_redis_conn_t *conn,
+    void *data);
 static void ngx_http_twirt_redis_watch(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_watch_handler(ngx_event_t *ev);
-static void ngx_http_twirt_redis_switched(redisAsyncContext *ac, void *r,
-    void *privdata);
-static void ngx_http_twirt_redis_watch_closed(void *data,
-    redisAsyncContext *ac);
-static void ngx_http_twirt_redis_connected(const redisAsyncContext *ac,
-    int status);
+static void ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata);
+static void ngx_http_twirt_redis_watch_closed(ngx_http_twirt_redis_conn_t *conn,
+    void *data);
+static void ngx_http_twirt_redis_connected(ngx_http_twirt_redis_conn_t *conn,
+    void *data);
 static void ngx_http_twirt_redis_step(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_step_e step, int argc, const char **argv,
     const size_t *argvlen);
-static void ngx_http_twirt_redis_handshake(redisAsyncContext *ac, void *r,
-    void *privdata);
+static void ngx_http_twirt_redis_handshake(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata);
 static void ngx_http_twirt_redis_ready(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_failed(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_step_e step, const char *fmt, ...);
@@ -167,17 +181,18 @@ static void ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_requeue(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_retry_handler(ngx_event_t *ev);
-static void ngx_http_twirt_redis_closed(void *data, redisAsyncContext *ac);
+static void ngx_http_twirt_redis_closed(ngx_http_twirt_redis_conn_t *conn,
+    void *data);
 
 static void ngx_http_twirt_redis_drain(ngx_http_twirt_redis_worker_t *rw);
 static void ngx_http_twirt_redis_drain_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_drained(ngx_http_twirt_redis_worker_t *rw);
 static ngx_int_t ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_cmd_t *cmd);
-static void ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r,
-    void *privdata);
-static void ngx_http_twirt_redis_hash_reply(redisAsyncContext *ac, void *r,
-    void *privdata);
+static void ngx_http_twirt_redis_reply(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata);
+static void ngx_http_twirt_redis_hash_reply(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata);
 static void ngx_http_twirt_redis_read_timeout(ngx_event_t *ev);
 static void ngx_http_twirt_redis_reply_error(
     ngx_http_twirt_redis_worker_t *rw, const char *command, size_t len,
@@ -188,11 +203,15 @@ static u_char *ngx_http_twirt_redis_alloc(ngx_pool_t *pool, size_t size);
 static ngx_uint_t ngx_http_twirt_redis_held(
     ngx_http_twirt_redis_worker_t *rw);
 static ngx_int_t ngx_http_twirt_redis_allowed(ngx_str_t *name);
+static ngx_int_t ngx_http_twirt_redis_sockaddr(u_char *ip, size_t len,
+    int port, ngx_http_twirt_redis_addr_t *a);
 
 static void *ngx_http_twirt_redis_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_http_twirt_redis_sentinels(ngx_conf_t *cf,
     ngx_http_twirt_redis_main_conf_t *rmcf, ngx_uint_t *next);
+static char *ngx_http_twirt_redis_ssl_init(ngx_conf_t *cf,
+    ngx_http_twirt_redis_main_conf_t *rmcf);
 static char *ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_twirt_redis_init_process(ngx_cycle_t *cycle);
@@ -202,6 +221,8 @@ static void ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle);
 static ngx_http_twirt_redis_worker_t  ngx_http_twirt_redis_worker;
 
 static ngx_str_t  ngx_http_twirt_redis_default_prefix = ngx_string("twirt:");
+static ngx_str_t  ngx_http_twirt_redis_default_trusted =
+    ngx_string("/etc/ssl/certs/ca-certificates.crt");
 
 
 /* commands that would change the shared connection's state or block it */
@@ -290,6 +311,41 @@ static ngx_command_t  ngx_http_twirt_redis_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_twirt_redis_main_conf_t, node_timeout),
+      NULL },
+
+    { ngx_string("twirt_redis_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, tls_verify),
+      NULL },
+
+    { ngx_string("twirt_redis_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, tls_trusted),
+      NULL },
+
+    { ngx_string("twirt_redis_ssl_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, tls_name),
+      NULL },
+
+    { ngx_string("twirt_redis_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, tls_cert),
+      NULL },
+
+    { ngx_string("twirt_redis_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_twirt_redis_main_conf_t, tls_key),
       NULL },
 
       ngx_null_command
@@ -509,9 +565,9 @@ ngx_http_twirt_redis_read(ngx_uint_t argc, ngx_str_t *argv,
         avlen[i] = argv[i].len;
     }
 
-    if (redisAsyncCommandArgv(rw->ac, ngx_http_twirt_redis_hash_reply, rd,
-                              (int) argc, av, avlen)
-        != REDIS_OK)
+    if (ngx_http_twirt_redis_conn_command(rw->conn, (int) argc, av, avlen,
+                                          ngx_http_twirt_redis_hash_reply, rd)
+        != NGX_OK)
     {
         ngx_free(rd);
         return NGX_DECLINED;
@@ -846,7 +902,8 @@ ngx_http_twirt_redis_connect(ngx_http_twirt_redis_worker_t *rw)
     }
 
     if (rmcf->host.len == 0) {
-        ngx_http_twirt_redis_open(rw, (char *) rmcf->target);
+        ngx_http_twirt_redis_open(rw, &rmcf->addr.sockaddr.sockaddr,
+                                  rmcf->addr.socklen);
         return;
     }
 
@@ -919,13 +976,17 @@ ngx_http_twirt_redis_resolved(ngx_resolver_ctx_t *ctx)
                         NGX_SOCKADDR_STRLEN, 0);
     text[len] = '\0';
 
+    ngx_memcpy(&rw->resolved, addr->sockaddr, addr->socklen);
+    rw->resolved_len = addr->socklen;
+    ngx_inet_set_port(&rw->resolved.sockaddr, (in_port_t) rw->conf->port);
+
     ngx_resolve_name_done(ctx);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rw->log, 0,
                    "twirt: redis \"%V\" resolved to %s",
                    &rw->conf->name, text);
 
-    ngx_http_twirt_redis_open(rw, (char *) text);
+    ngx_http_twirt_redis_open(rw, &rw->resolved.sockaddr, rw->resolved_len);
 }
 
 
@@ -940,44 +1001,24 @@ ngx_http_twirt_redis_discover(ngx_http_twirt_redis_worker_t *rw)
 {
     size_t                        argvlen[3];
     const char                   *argv[3];
-    redisAsyncContext            *q;
+    ngx_http_twirt_redis_conn_t  *q;
     ngx_http_twirt_redis_addr_t  *a;
 
     a = rw->conf->sentinels->elts;
     a = &a[rw->sentinel++ % rw->conf->sentinels->nelts];
 
-    q = redisAsyncConnect((char *) a->ip, a->port);
+    q = ngx_http_twirt_redis_conn_create(rw->log);
 
-    if (q == NULL || q->err) {
+    if (q == NULL) {
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
-                                    "sentinel %s:%d: connect failed: %s",
-                                    a->ip, a->port,
-                                    q ? q->errstr : "out of memory");
-        if (q) {
-            redisAsyncFree(q);
-        }
-
+                                    "sentinel %s:%d: connect failed: "
+                                    "out of memory", a->ip, a->port);
         ngx_http_twirt_redis_retry(rw);
         return;
     }
 
-    if (ngx_http_twirt_redis_adapter_attach(q, rw->log,
-                                            ngx_http_twirt_redis_query_closed,
-                                            rw)
-        != NGX_OK)
-    {
-        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
-                                    "sentinel %s:%d: no connection for its "
-                                    "socket", a->ip, a->port);
-        redisAsyncFree(q);
-        ngx_http_twirt_redis_retry(rw);
-        return;
-    }
-
-    rw->query = q;
-    rw->state = NGX_HTTP_TWIRT_REDIS_DISCOVERING;
-
-    ngx_add_timer(&rw->connect_timer, rw->conf->timeout);
+    q->closed = ngx_http_twirt_redis_query_closed;
+    q->data = rw;
 
     argv[0] = "SENTINEL";
     argvlen[0] = sizeof("SENTINEL") - 1;
@@ -986,34 +1027,55 @@ ngx_http_twirt_redis_discover(ngx_http_twirt_redis_worker_t *rw)
     argv[2] = (const char *) rw->conf->master_name.data;
     argvlen[2] = rw->conf->master_name.len;
 
-    (void) redisAsyncCommandArgv(q, ngx_http_twirt_redis_discovered, a, 3,
-                                 argv, argvlen);
+    if (ngx_http_twirt_redis_conn_command(q, 3, argv, argvlen,
+                                          ngx_http_twirt_redis_discovered, a)
+        != NGX_OK
+        || ngx_http_twirt_redis_conn_connect(q, &a->sockaddr.sockaddr,
+                                             a->socklen, &rw->conf->name,
+                                             NULL)
+           != NGX_OK)
+    {
+        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
+                                    "sentinel %s:%d: connect failed: %s",
+                                    a->ip, a->port,
+                                    q->err ? (char *) q->errstr
+                                           : "out of memory");
+        q->closed = NULL;
+        ngx_http_twirt_redis_conn_close(q);
+        ngx_http_twirt_redis_retry(rw);
+        return;
+    }
+
+    rw->query = q;
+    rw->state = NGX_HTTP_TWIRT_REDIS_DISCOVERING;
+
+    ngx_add_timer(&rw->connect_timer, rw->conf->timeout);
 }
 
 
 static void
-ngx_http_twirt_redis_discovered(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_twirt_redis_discovered(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata)
 {
     ngx_http_twirt_redis_addr_t  *a = privdata;
 
     ngx_int_t                       port;
-    redisReply                     *reply, *ip, *pt;
+    redisReply                     *ip, *pt;
+    ngx_http_twirt_redis_addr_t     m;
     ngx_http_twirt_redis_worker_t  *rw;
 
     rw = &ngx_http_twirt_redis_worker;
-    reply = r;
 
-    if (reply == NULL || ac != rw->query) {
-        /* the connection ends: the cleanup hook says why */
+    if (reply == NULL || conn != rw->query) {
+        /* the connection ends: the closed handler says why */
         return;
     }
 
-    /* inside a reply callback hiredis frees once the callback returns */
+    /* closed once this handler returns; the reply stays valid till then */
 
     rw->query = NULL;
     rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
-    redisAsyncFree(ac);
+    ngx_http_twirt_redis_conn_close(conn);
 
     if (rw->connect_timer.timer_set) {
         ngx_del_timer(&rw->connect_timer);
@@ -1034,7 +1096,11 @@ ngx_http_twirt_redis_discovered(redisAsyncContext *ac, void *r,
         }
     }
 
-    if (port < 1 || port > 65535) {
+    if (port < 1 || port > 65535
+        || ngx_http_twirt_redis_sockaddr((u_char *) ip->str, ip->len,
+                                         (int) port, &m)
+           != NGX_OK)
+    {
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
                                     "sentinel %s:%d does not know the master "
                                     "\"%V\"%s%*s", a->ip, a->port,
@@ -1049,28 +1115,28 @@ ngx_http_twirt_redis_discovered(redisAsyncContext *ac, void *r,
         return;
     }
 
-    if (ngx_strcmp(rw->master.ip, ip->str) != 0 || rw->master.port != port) {
+    if (ngx_strcmp(rw->master.ip, m.ip) != 0 || rw->master.port != m.port) {
         ngx_log_error(NGX_LOG_INFO, rw->log, 0,
                       "twirt: redis \"%V\": sentinel %s:%d says the master "
-                      "is %*s:%i", &rw->conf->name, a->ip, a->port,
-                      (size_t) ip->len, ip->str, port);
+                      "is %s:%d", &rw->conf->name, a->ip, a->port,
+                      m.ip, m.port);
     }
 
-    (void) ngx_cpystrn(rw->master.ip, (u_char *) ip->str, ip->len + 1);
-    rw->master.port = (int) port;
+    rw->master = m;
 
-    ngx_http_twirt_redis_open(rw, (char *) rw->master.ip);
+    ngx_http_twirt_redis_open(rw, &rw->master.sockaddr.sockaddr,
+                              rw->master.socklen);
 }
 
 
 /* the sentinel's connection ended before it answered */
 
 static void
-ngx_http_twirt_redis_query_closed(void *data, redisAsyncContext *ac)
+ngx_http_twirt_redis_query_closed(ngx_http_twirt_redis_conn_t *conn, void *data)
 {
     ngx_http_twirt_redis_worker_t  *rw = data;
 
-    if (ac != rw->query) {
+    if (conn != rw->query) {
         return;
     }
 
@@ -1087,7 +1153,7 @@ ngx_http_twirt_redis_query_closed(void *data, redisAsyncContext *ac)
 
     ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
                                 "sentinel: %s",
-                                ac->err ? ac->errstr : "closed");
+                                conn->err ? (char *) conn->errstr : "closed");
     ngx_http_twirt_redis_retry(rw);
 }
 
@@ -1107,7 +1173,7 @@ ngx_http_twirt_redis_watch(ngx_http_twirt_redis_worker_t *rw)
     size_t                        argvlen[2];
     const char                   *argv[2];
     ngx_uint_t                    n;
-    redisAsyncContext            *w;
+    ngx_http_twirt_redis_conn_t  *w;
     ngx_http_twirt_redis_addr_t  *a;
 
     if (rw->watch || rw->exiting || rw->conf->master_name.len == 0
@@ -1122,35 +1188,42 @@ ngx_http_twirt_redis_watch(ngx_http_twirt_redis_worker_t *rw)
     a = rw->conf->sentinels->elts;
     a = &a[(rw->sentinel + n - 1) % n];
 
-    w = redisAsyncConnect((char *) a->ip, a->port);
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = sizeof("SUBSCRIBE") - 1;
+    argv[1] = "+switch-master";
+    argvlen[1] = sizeof("+switch-master") - 1;
 
-    if (w == NULL || w->err
-        || ngx_http_twirt_redis_adapter_attach(w, rw->log,
-                                           ngx_http_twirt_redis_watch_closed,
-                                           rw)
+    w = ngx_http_twirt_redis_conn_create(rw->log);
+
+    if (w == NULL
+        || ngx_http_twirt_redis_conn_command(w, 2, argv, argvlen,
+                                             ngx_http_twirt_redis_switched,
+                                             NULL)
+           != NGX_OK
+        || ngx_http_twirt_redis_conn_connect(w, &a->sockaddr.sockaddr,
+                                             a->socklen, &rw->conf->name,
+                                             NULL)
            != NGX_OK)
     {
         ngx_log_error(NGX_LOG_WARN, rw->log, 0,
                       "twirt: redis \"%V\": cannot watch sentinel %s:%d: %s",
                       &rw->conf->name, a->ip, a->port,
-                      w && w->err ? w->errstr : "no memory");
+                      w && w->err ? (char *) w->errstr : "no memory");
         if (w) {
-            redisAsyncFree(w);
+            ngx_http_twirt_redis_conn_close(w);
         }
 
         ngx_add_timer(&rw->watch_timer, 1000);
         return;
     }
 
+    /* the messages that follow the subscription's answer */
+
+    w->push = ngx_http_twirt_redis_switched;
+    w->closed = ngx_http_twirt_redis_watch_closed;
+    w->data = rw;
+
     rw->watch = w;
-
-    argv[0] = "SUBSCRIBE";
-    argvlen[0] = sizeof("SUBSCRIBE") - 1;
-    argv[1] = "+switch-master";
-    argvlen[1] = sizeof("+switch-master") - 1;
-
-    (void) redisAsyncCommandArgv(w, ngx_http_twirt_redis_switched, NULL, 2,
-                                 argv, argvlen);
 }
 
 
@@ -1164,18 +1237,17 @@ ngx_http_twirt_redis_watch_handler(ngx_event_t *ev)
 /* "message", "+switch-master", "NAME old-ip old-port new-ip new-port" */
 
 static void
-ngx_http_twirt_redis_switched(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_twirt_redis_switched(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata)
 {
     u_char                         *p, *last, *name_end;
-    redisReply                     *reply, *m;
-    redisAsyncContext              *old;
+    redisReply                     *m;
+    ngx_http_twirt_redis_conn_t    *old;
     ngx_http_twirt_redis_worker_t  *rw;
 
     rw = &ngx_http_twirt_redis_worker;
-    reply = r;
 
-    if (reply == NULL || ac != rw->watch || reply->type != REDIS_REPLY_ARRAY
+    if (reply == NULL || conn != rw->watch || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 3
         || reply->element[0]->type != REDIS_REPLY_STRING
         || reply->element[0]->len != 7
@@ -1209,11 +1281,11 @@ ngx_http_twirt_redis_switched(redisAsyncContext *ac, void *r,
 
     rw->backoff = NGX_HTTP_TWIRT_REDIS_BACKOFF_MIN;
 
-    if (rw->ac) {
-        /* not its callback: freed here, the cleanup hook requeues */
-        old = rw->ac;
+    if (rw->conn) {
+        /* not its handler: closed here, the closed handler requeues */
+        old = rw->conn;
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
-        redisAsyncFree(old);
+        ngx_http_twirt_redis_conn_close(old);
         return;
     }
 
@@ -1226,11 +1298,11 @@ ngx_http_twirt_redis_switched(redisAsyncContext *ac, void *r,
 
 
 static void
-ngx_http_twirt_redis_watch_closed(void *data, redisAsyncContext *ac)
+ngx_http_twirt_redis_watch_closed(ngx_http_twirt_redis_conn_t *conn, void *data)
 {
     ngx_http_twirt_redis_worker_t  *rw = data;
 
-    if (ac != rw->watch) {
+    if (conn != rw->watch) {
         return;
     }
 
@@ -1243,72 +1315,58 @@ ngx_http_twirt_redis_watch_closed(void *data, redisAsyncContext *ac)
 
 
 static void
-ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw, char *target)
+ngx_http_twirt_redis_open(ngx_http_twirt_redis_worker_t *rw,
+    struct sockaddr *sockaddr, socklen_t socklen)
 {
-    redisAsyncContext  *ac;
+    ngx_http_twirt_redis_conn_t  *conn;
 
-    /* an IP or a path: hiredis must never call getaddrinfo() on a name */
+    conn = ngx_http_twirt_redis_conn_create(rw->log);
 
-    if (rw->conf->unix_socket) {
-        ac = redisAsyncConnectUnix(target);
-
-    } else {
-        ac = redisAsyncConnect(target, rw->conf->master_name.len
-                                       ? rw->master.port : rw->conf->port);
-    }
-
-    if (ac == NULL) {
+    if (conn == NULL) {
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
                                     "connect failed: out of memory");
         ngx_http_twirt_redis_retry(rw);
         return;
     }
 
-    if (ac->err) {
-        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
-                                    "connect failed: %s", ac->errstr);
-        redisAsyncFree(ac);
-        ngx_http_twirt_redis_retry(rw);
-        return;
-    }
-
-    if (ngx_http_twirt_redis_adapter_attach(ac, rw->log,
-                                            ngx_http_twirt_redis_closed, rw)
+    if (ngx_http_twirt_redis_conn_connect(conn, sockaddr, socklen,
+                                          &rw->conf->name,
+                                          rw->conf->ssl ? &rw->conf->tls
+                                                        : NULL)
         != NGX_OK)
     {
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
-                                    "connect failed: no connection for "
-                                    "its socket");
-        redisAsyncFree(ac);
+                                    "connect failed: %s", conn->errstr);
+        ngx_http_twirt_redis_conn_close(conn);
         ngx_http_twirt_redis_retry(rw);
         return;
     }
 
-    rw->ac = ac;
+    conn->connected = ngx_http_twirt_redis_connected;
+    conn->closed = ngx_http_twirt_redis_closed;
+    conn->data = rw;
+
+    rw->conn = conn;
     rw->state = NGX_HTTP_TWIRT_REDIS_CONNECTING;
 
     ngx_add_timer(&rw->connect_timer, rw->conf->timeout);
-
-    /* hiredis notices the connection on the first write event */
-
-    redisAsyncSetConnectCallback(ac, ngx_http_twirt_redis_connected);
 }
 
 
 static void
-ngx_http_twirt_redis_connected(const redisAsyncContext *ac, int status)
+ngx_http_twirt_redis_connected(ngx_http_twirt_redis_conn_t *conn, void *data)
 {
+    ngx_http_twirt_redis_worker_t  *rw = data;
+
     u_char                             db[NGX_INT_T_LEN];
-    const char                        *argv[2];
-    size_t                             argvlen[2];
-    ngx_http_twirt_redis_worker_t     *rw;
+    const char                        *argv[3];
+    size_t                             argvlen[3];
+    ngx_uint_t                         n;
     ngx_http_twirt_redis_main_conf_t  *rmcf;
 
-    rw = &ngx_http_twirt_redis_worker;
     rmcf = rw->conf;
 
-    if (status != REDIS_OK || ac != rw->ac) {
-        /* the cleanup hook follows and says why */
+    if (conn != rw->conn) {
         return;
     }
 
@@ -1321,18 +1379,25 @@ ngx_http_twirt_redis_connected(const redisAsyncContext *ac, int status)
     /*
      * AUTH, SELECT and PING go out together; the queue is flushed on the
      * answer to PING, so no command ever meets an unauthenticated or
-     * wrong-database connection.  Freeing the context is not allowed in
-     * this callback: a failure shows in the replies or the connect timer.
+     * wrong-database connection.  A failure shows in the replies or the
+     * connect timer.
      */
 
     if (rmcf->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = sizeof("AUTH") - 1;
-        argv[1] = (const char *) rmcf->password.data;
-        argvlen[1] = rmcf->password.len;
+        n = 0;
+        argv[n] = "AUTH";
+        argvlen[n++] = sizeof("AUTH") - 1;
 
-        ngx_http_twirt_redis_step(rw, NGX_HTTP_TWIRT_REDIS_AUTH, 2, argv,
-                                  argvlen);
+        if (rmcf->user.len) {
+            argv[n] = (const char *) rmcf->user.data;
+            argvlen[n++] = rmcf->user.len;
+        }
+
+        argv[n] = (const char *) rmcf->password.data;
+        argvlen[n++] = rmcf->password.len;
+
+        ngx_http_twirt_redis_step(rw, NGX_HTTP_TWIRT_REDIS_AUTH, (int) n,
+                                  argv, argvlen);
     }
 
     if (rmcf->db > 0) {
@@ -1366,22 +1431,20 @@ ngx_http_twirt_redis_step(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_step_e step, int argc, const char **argv,
     const size_t *argvlen)
 {
-    (void) redisAsyncCommandArgv(rw->ac, ngx_http_twirt_redis_handshake,
-                                 (void *) (uintptr_t) step, argc, argv,
-                                 argvlen);
+    (void) ngx_http_twirt_redis_conn_command(rw->conn, argc, argv, argvlen,
+                                             ngx_http_twirt_redis_handshake,
+                                             (void *) (uintptr_t) step);
 }
 
 
 static void
-ngx_http_twirt_redis_handshake(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_twirt_redis_handshake(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata)
 {
-    redisReply                     *reply;
     ngx_http_twirt_redis_step_e     step;
     ngx_http_twirt_redis_worker_t  *rw;
 
     rw = &ngx_http_twirt_redis_worker;
-    reply = r;
     step = (ngx_http_twirt_redis_step_e) (uintptr_t) privdata;
 
     if (reply == NULL || rw->state != NGX_HTTP_TWIRT_REDIS_HANDSHAKE) {
@@ -1409,10 +1472,10 @@ ngx_http_twirt_redis_handshake(redisAsyncContext *ac, void *r,
             break;
         }
 
-        /* inside a reply callback hiredis frees once the callback returns */
+        /* closed once this handler returns */
 
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
-        redisAsyncFree(ac);
+        ngx_http_twirt_redis_conn_close(conn);
         return;
     }
 
@@ -1435,7 +1498,7 @@ ngx_http_twirt_redis_handshake(redisAsyncContext *ac, void *r,
                                     ? reply->element[0]->str : "");
 
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
-        redisAsyncFree(ac);
+        ngx_http_twirt_redis_conn_close(conn);
         return;
     }
 
@@ -1574,7 +1637,7 @@ ngx_http_twirt_redis_retry(ngx_http_twirt_redis_worker_t *rw)
 static void
 ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev)
 {
-    redisAsyncContext              *q;
+    ngx_http_twirt_redis_conn_t    *q;
     ngx_http_twirt_redis_worker_t  *rw;
 
     rw = ev->data;
@@ -1587,26 +1650,30 @@ ngx_http_twirt_redis_connect_timeout(ngx_event_t *ev)
         ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_DISCOVER,
                                     "sentinel did not answer in %M ms",
                                     rw->conf->timeout);
-        redisAsyncFree(q);
+        ngx_http_twirt_redis_conn_close(q);
         ngx_http_twirt_redis_retry(rw);
         return;
     }
 
-    if (rw->ac == NULL) {
+    if (rw->conn == NULL) {
         return;
     }
 
-    ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
+    ngx_http_twirt_redis_failed(rw, rw->conn->tls_handshake
+                                    ? NGX_HTTP_TWIRT_REDIS_TLS
+                                    : NGX_HTTP_TWIRT_REDIS_CONNECT,
                                 rw->state == NGX_HTTP_TWIRT_REDIS_HANDSHAKE
                                 ? "did not answer the handshake in %M ms"
+                                : rw->conn->tls_handshake
+                                ? "TLS failed: no handshake within %M ms"
                                 : "connect timed out after %M ms",
                                 rw->conf->timeout);
 
     rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
 
-    /* not in a hiredis callback: the cleanup hook runs from here */
+    /* not in one of its handlers: the closed handler runs from here */
 
-    redisAsyncFree(rw->ac);
+    ngx_http_twirt_redis_conn_close(rw->conn);
 }
 
 
@@ -1617,7 +1684,7 @@ ngx_http_twirt_redis_retry_handler(ngx_event_t *ev)
 
     rw = ev->data;
 
-    if (rw->exiting || rw->ac || rw->resolving || rw->query) {
+    if (rw->exiting || rw->conn || rw->resolving || rw->query) {
         return;
     }
 
@@ -1631,19 +1698,19 @@ ngx_http_twirt_redis_retry_handler(ngx_event_t *ev)
  */
 
 static void
-ngx_http_twirt_redis_closed(void *data, redisAsyncContext *ac)
+ngx_http_twirt_redis_closed(ngx_http_twirt_redis_conn_t *conn, void *data)
 {
     ngx_http_twirt_redis_worker_t  *rw = data;
 
     ngx_http_twirt_redis_state_e  state;
 
-    if (ac != rw->ac) {
+    if (conn != rw->conn) {
         return;
     }
 
     state = rw->state;
 
-    rw->ac = NULL;
+    rw->conn = NULL;
     rw->state = NGX_HTTP_TWIRT_REDIS_IDLE;
 
     if (rw->connect_timer.timer_set) {
@@ -1663,7 +1730,7 @@ ngx_http_twirt_redis_closed(void *data, redisAsyncContext *ac)
         ngx_log_error(NGX_LOG_ERR, rw->log, 0,
                       "twirt: redis \"%V\" connection lost: %s, "
                       "%ui commands held", &rw->conf->name,
-                      ac->err ? ac->errstr : "closed",
+                      conn->err ? (char *) conn->errstr : "closed",
                       ngx_http_twirt_redis_held(rw));
 
         /* a connection that lasted starts again from the shortest delay */
@@ -1675,9 +1742,13 @@ ngx_http_twirt_redis_closed(void *data, redisAsyncContext *ac)
         }
 
     } else if (state != NGX_HTTP_TWIRT_REDIS_CLOSING) {
-        ngx_http_twirt_redis_failed(rw, NGX_HTTP_TWIRT_REDIS_CONNECT,
-                                    "connect failed: %s",
-                                    ac->err ? ac->errstr : "closed");
+        ngx_http_twirt_redis_failed(rw, conn->tls_handshake
+                                        ? NGX_HTTP_TWIRT_REDIS_TLS
+                                        : NGX_HTTP_TWIRT_REDIS_CONNECT,
+                                    conn->tls_handshake ? "TLS failed: %s"
+                                                      : "connect failed: %s",
+                                    conn->err ? (char *) conn->errstr
+                                            : "closed");
     }
 
     ngx_http_twirt_redis_retry(rw);
@@ -1726,9 +1797,10 @@ static ngx_int_t
 ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
     ngx_http_twirt_redis_cmd_t *cmd)
 {
-    if (redisAsyncCommandArgv(rw->ac, ngx_http_twirt_redis_reply, cmd,
-                              cmd->argc, cmd->argv, cmd->argvlen)
-        != REDIS_OK)
+    if (ngx_http_twirt_redis_conn_command(rw->conn, cmd->argc, cmd->argv,
+                                          cmd->argvlen,
+                                          ngx_http_twirt_redis_reply, cmd)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1741,18 +1813,17 @@ ngx_http_twirt_redis_send(ngx_http_twirt_redis_worker_t *rw,
 
 
 static void
-ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_twirt_redis_reply(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata)
 {
-    redisReply                     *reply;
     ngx_http_twirt_redis_cmd_t     *cmd;
     ngx_http_twirt_redis_worker_t  *rw;
 
     rw = &ngx_http_twirt_redis_worker;
-    reply = r;
     cmd = privdata;
 
     if (reply == NULL) {
-        /* the connection ends: the cleanup hook requeues the command */
+        /* the connection ends: the closed handler requeues the command */
         return;
     }
 
@@ -1778,7 +1849,7 @@ ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
                       rw->master.ip, rw->master.port);
 
         rw->state = NGX_HTTP_TWIRT_REDIS_CLOSING;
-        redisAsyncFree(ac);
+        ngx_http_twirt_redis_conn_close(conn);
         return;
     }
 
@@ -1802,20 +1873,19 @@ ngx_http_twirt_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 
 static void
-ngx_http_twirt_redis_hash_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_twirt_redis_hash_reply(ngx_http_twirt_redis_conn_t *conn,
+    redisReply *reply, void *privdata)
 {
     size_t                          i;
     ngx_int_t                       rc;
     ngx_array_t                     pairs;
     ngx_keyval_t                   *kv;
-    redisReply                     *reply, *f, *v;
+    redisReply                     *f, *v;
     ngx_http_twirt_redis_read_t    *rd;
     ngx_http_twirt_redis_worker_t  *rw;
     ngx_http_twirt_redis_hash_pt    handler;
 
     rw = &ngx_http_twirt_redis_worker;
-    reply = r;
     rd = privdata;
 
     rw->nreads--;
@@ -1969,6 +2039,56 @@ ngx_http_twirt_redis_allowed(ngx_str_t *name)
 }
 
 
+/* an IP literal and a port, for connect(): NGX_ERROR when not an IP */
+
+static ngx_int_t
+ngx_http_twirt_redis_sockaddr(u_char *ip, size_t len, int port,
+    ngx_http_twirt_redis_addr_t *a)
+{
+    in_addr_t             inaddr;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    if (len == 0 || len >= NGX_SOCKADDR_STRLEN) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&a->sockaddr, sizeof(ngx_sockaddr_t));
+
+    inaddr = ngx_inet_addr(ip, len);
+
+    if (inaddr != INADDR_NONE) {
+        sin = &a->sockaddr.sockaddr_in;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = inaddr;
+        a->socklen = sizeof(struct sockaddr_in);
+
+    } else {
+#if (NGX_HAVE_INET6)
+        sin6 = &a->sockaddr.sockaddr_in6;
+
+        if (ngx_inet6_addr(ip, len, sin6->sin6_addr.s6_addr) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        sin6->sin6_family = AF_INET6;
+        a->socklen = sizeof(struct sockaddr_in6);
+#else
+        return NGX_ERROR;
+#endif
+    }
+
+    ngx_inet_set_port(&a->sockaddr.sockaddr, (in_port_t) port);
+
+    (void) ngx_cpystrn(a->ip, ip, len + 1);
+    a->port = port;
+
+    return NGX_OK;
+}
+
+
 /* configuration */
 
 
@@ -1991,13 +2111,17 @@ ngx_http_twirt_redis_create_main_conf(ngx_conf_t *cf)
      *     rmcf->prefix = { 0, NULL };
      *     rmcf->node = { 0, NULL };
      *     rmcf->db = 0;
+     *     rmcf->tls_* = { 0, NULL };
+     *     rmcf->tls = { NULL, ... };
      *     rmcf->unix_socket = 0;
+     *     rmcf->ssl = 0;
      */
 
     rmcf->ttl = NGX_CONF_UNSET;
     rmcf->queue = NGX_CONF_UNSET;
     rmcf->timeout = NGX_CONF_UNSET_MSEC;
     rmcf->node_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->tls_verify = NGX_CONF_UNSET;
 
     return rmcf;
 }
@@ -2036,6 +2160,33 @@ ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* TLS directives with a plaintext address: "rediss://" was meant */
+
+    if (!rmcf->ssl && rmcf->name.len
+        && (rmcf->tls_verify != NGX_CONF_UNSET || rmcf->tls_trusted.len
+            || rmcf->tls_name.len || rmcf->tls_cert.len || rmcf->tls_key.len))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"twirt_redis_ssl_*\" directives are set but "
+                      "twirt_redis \"%V\" is not TLS: %s, in %V:%ui",
+                      &rmcf->name,
+                      rmcf->master_name.len
+                      ? "TLS with Redis Sentinel is not supported"
+                      : "write it \"rediss://host:port\"",
+                      &rmcf->file, rmcf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_value(rmcf->tls_verify, 1);
+
+    if (rmcf->tls_trusted.len == 0) {
+        rmcf->tls_trusted = ngx_http_twirt_redis_default_trusted;
+    }
+
+    if (rmcf->ssl && ngx_http_twirt_redis_ssl_init(cf, rmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (rmcf->host.len == 0) {
         return NGX_CONF_OK;
     }
@@ -2059,21 +2210,22 @@ ngx_http_twirt_redis_init_main_conf(ngx_conf_t *cf, void *conf)
 }
 
 
-/* twirt_redis host:port | [ipv6]:port | unix:/path [password=] [db=] */
+/*
+ * twirt_redis [redis://|rediss://]host:port | [ipv6]:port | unix:/path
+ *             | sentinel:NAME ip:port... [user=] [password=] [db=]
+ */
 
 static char *
 ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_twirt_redis_main_conf_t  *rmcf = conf;
 
-    u_char       *p, *colon, *last;
-    size_t        len;
-    ngx_int_t     port;
-    ngx_str_t    *value, host;
-    ngx_uint_t    i, first;
-#if (NGX_HAVE_INET6)
-    u_char        inaddr6[16];
-#endif
+    u_char              *p, *colon, *last;
+    size_t               len;
+    ngx_int_t            port;
+    ngx_str_t           *value, host, addr;
+    ngx_uint_t           i, first;
+    struct sockaddr_un  *sun;
 
     if (rmcf->name.len) {
         return "is duplicate";
@@ -2096,10 +2248,34 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto parameters;
     }
 
-    if (value[1].len >= 5
-        && ngx_strncasecmp(value[1].data, (u_char *) "unix:", 5) == 0)
+    addr = value[1];
+
+    if (addr.len >= 9
+        && ngx_strncasecmp(addr.data, (u_char *) "rediss://", 9) == 0)
     {
-        len = value[1].len - 5;
+        rmcf->ssl = 1;
+        addr.data += 9;
+        addr.len -= 9;
+
+    } else if (addr.len >= 8
+               && ngx_strncasecmp(addr.data, (u_char *) "redis://", 8) == 0)
+    {
+        addr.data += 8;
+        addr.len -= 8;
+    }
+
+    if (addr.len >= 5
+        && ngx_strncasecmp(addr.data, (u_char *) "unix:", 5) == 0)
+    {
+        if (rmcf->ssl) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "TLS to a unix socket is not supported in "
+                               "\"%V\": use \"unix:/path\" (the socket's "
+                               "file permissions protect it)", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        len = addr.len - 5;
 
         if (len == 0 || len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -2108,12 +2284,10 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        rmcf->target = ngx_pnalloc(cf->pool, len + 1);
-        if (rmcf->target == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        (void) ngx_cpystrn(rmcf->target, value[1].data + 5, len + 1);
+        sun = &rmcf->addr.sockaddr.sockaddr_un;
+        sun->sun_family = AF_UNIX;
+        (void) ngx_cpystrn((u_char *) sun->sun_path, addr.data + 5, len + 1);
+        rmcf->addr.socklen = sizeof(struct sockaddr_un);
 
         rmcf->unix_socket = 1;
         rmcf->name = value[1];
@@ -2121,8 +2295,8 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto parameters;
     }
 
-    p = value[1].data;
-    last = p + value[1].len;
+    p = addr.data;
+    last = p + addr.len;
     port = NGX_HTTP_TWIRT_REDIS_PORT;
 
     if (p < last && *p == '[') {
@@ -2168,31 +2342,39 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rmcf->port = (int) port;
 
-    rmcf->name.data = ngx_pnalloc(cf->pool, host.len + sizeof("[]:65535"));
+    rmcf->name.data = ngx_pnalloc(cf->pool,
+                                  host.len + sizeof("rediss://[]:65535"));
     if (rmcf->name.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    rmcf->target = ngx_pnalloc(cf->pool, host.len + 1);
-    if (rmcf->target == NULL) {
+    /* the name TLS checks, unless twirt_redis_ssl_server_name says */
+
+    rmcf->tls.name.data = ngx_pnalloc(cf->pool, host.len + 1);
+    if (rmcf->tls.name.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    (void) ngx_cpystrn(rmcf->target, host.data, host.len + 1);
+    (void) ngx_cpystrn(rmcf->tls.name.data, host.data, host.len + 1);
+    rmcf->tls.name.len = host.len;
 
-    if (ngx_inet_addr(host.data, host.len) != INADDR_NONE) {
-        rmcf->name.len = ngx_sprintf(rmcf->name.data, "%V:%i", &host, port)
+    p = rmcf->name.data;
+
+    if (rmcf->ssl) {
+        p = ngx_cpymem(p, "rediss://", sizeof("rediss://") - 1);
+    }
+
+    if (ngx_http_twirt_redis_sockaddr(host.data, host.len, (int) port,
+                                      &rmcf->addr)
+        == NGX_OK)
+    {
+        rmcf->tls.ip = 1;
+        rmcf->name.len = ngx_sprintf(p, rmcf->addr.sockaddr.sockaddr.sa_family
+                                        == AF_INET ? "%V:%i" : "[%V]:%i",
+                                     &host, port)
                          - rmcf->name.data;
         goto parameters;
     }
-
-#if (NGX_HAVE_INET6)
-    if (ngx_inet6_addr(host.data, host.len, inaddr6) == NGX_OK) {
-        rmcf->name.len = ngx_sprintf(rmcf->name.data, "[%V]:%i", &host, port)
-                         - rmcf->name.data;
-        goto parameters;
-    }
-#endif
 
     for (i = 0; i < host.len; i++) {
         if (!(isalnum(host.data[i]) || host.data[i] == '-'
@@ -2203,8 +2385,7 @@ ngx_http_twirt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     rmcf->host = host;
-    rmcf->name.len = ngx_sprintf(rmcf->name.data, "%V:%i", &host, port)
-                     - rmcf->name.data;
+    rmcf->name.len = ngx_sprintf(p, "%V:%i", &host, port) - rmcf->name.data;
 
 parameters:
 
@@ -2217,6 +2398,19 @@ parameters:
             if (rmcf->password.len == 0) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "empty \"password=\" in \"twirt_redis\"");
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
+            rmcf->user.data = value[i].data + 5;
+            rmcf->user.len = value[i].len - 5;
+
+            if (rmcf->user.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "empty \"user=\" in \"twirt_redis\"");
                 return NGX_CONF_ERROR;
             }
 
@@ -2236,9 +2430,26 @@ parameters:
             continue;
         }
 
+        if (rmcf->master_name.len && value[i].len == 3
+            && ngx_strncmp(value[i].data, "tls", 3) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "TLS with Redis Sentinel is not supported: "
+                               "use \"rediss://host:port\" for one server");
+            return NGX_CONF_ERROR;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\" in \"twirt_redis\", "
-                           "expected \"password=\" or \"db=\"", &value[i]);
+                           "expected \"password=\", \"user=\" or \"db=\"",
+                           &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->user.len && rmcf->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"user=\" in \"twirt_redis\" needs "
+                           "\"password=\"");
         return NGX_CONF_ERROR;
     }
 
@@ -2248,10 +2459,87 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid address \"%V\" in \"twirt_redis\", expected "
-                       "host:port, [ipv6]:port, unix:/path or "
-                       "sentinel:NAME", &value[1]);
+                       "host:port, [ipv6]:port, rediss://host:port, "
+                       "unix:/path or sentinel:NAME", &value[1]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * rediss://: the TLS context, as for the Realtime and REST APIs:
+ * verification on by default, against the system's CA bundle unless
+ * twirt_redis_ssl_trusted_certificate names the service's own CA.
+ */
+
+static char *
+ngx_http_twirt_redis_ssl_init(ngx_conf_t *cf,
+    ngx_http_twirt_redis_main_conf_t *rmcf)
+{
+#if (NGX_HTTP_SSL)
+#if (NGX_HAVE_INET6)
+    u_char  inaddr6[16];
+#endif
+
+    if (rmcf->tls_name.len) {
+        rmcf->tls.name.data = ngx_pnalloc(cf->pool,
+                                          rmcf->tls_name.len + 1);
+        if (rmcf->tls.name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        (void) ngx_cpystrn(rmcf->tls.name.data, rmcf->tls_name.data,
+                           rmcf->tls_name.len + 1);
+        rmcf->tls.name.len = rmcf->tls_name.len;
+
+        rmcf->tls.ip = (ngx_inet_addr(rmcf->tls.name.data,
+                                      rmcf->tls.name.len)
+                        != INADDR_NONE);
+#if (NGX_HAVE_INET6)
+        if (!rmcf->tls.ip) {
+            rmcf->tls.ip = (ngx_inet6_addr(rmcf->tls.name.data,
+                                           rmcf->tls.name.len, inaddr6)
+                            == NGX_OK);
+        }
+#endif
+    }
+
+    if ((rmcf->tls_cert.len == 0) != (rmcf->tls_key.len == 0)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"twirt_redis_ssl_certificate\" and "
+                      "\"twirt_redis_ssl_certificate_key\" go together: "
+                      "one is missing, in %V:%ui", &rmcf->file, rmcf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->tls.verify = rmcf->tls_verify ? 1 : 0;
+
+    if (ngx_http_twirt_tls_ctx(cf, &rmcf->tls.ssl, rmcf->tls.verify,
+                               &rmcf->tls_trusted,
+                               &rmcf->name, "twirt_redis_ssl_verify")
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->tls_cert.len
+        && ngx_ssl_certificate(cf, rmcf->tls.ssl, &rmcf->tls_cert,
+                               &rmcf->tls_key, NULL)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+#else
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "twirt_redis \"%V\" needs nginx built with SSL",
+                  &rmcf->name);
+    return NGX_CONF_ERROR;
+
+#endif
 }
 
 
@@ -2270,9 +2558,6 @@ ngx_http_twirt_redis_sentinels(ngx_conf_t *cf,
     ngx_str_t                    *value, host;
     ngx_uint_t                    i;
     ngx_http_twirt_redis_addr_t  *a;
-#if (NGX_HAVE_INET6)
-    u_char                        inaddr6[16];
-#endif
 
     value = cf->args->elts;
 
@@ -2308,7 +2593,9 @@ ngx_http_twirt_redis_sentinels(ngx_conf_t *cf,
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')) {
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
+            || (value[i].len == 3 && ngx_strncmp(value[i].data, "tls", 3) == 0))
+        {
             break;
         }
 
@@ -2337,18 +2624,7 @@ ngx_http_twirt_redis_sentinels(ngx_conf_t *cf,
 
         port = ngx_atoi(colon + 1, last - colon - 1);
 
-        if (port < 1 || port > 65535 || host.len == 0
-            || host.len >= NGX_SOCKADDR_STRLEN)
-        {
-            goto invalid;
-        }
-
-        if (ngx_inet_addr(host.data, host.len) == INADDR_NONE
-#if (NGX_HAVE_INET6)
-            && ngx_inet6_addr(host.data, host.len, inaddr6) != NGX_OK
-#endif
-            )
-        {
+        if (port < 1 || port > 65535) {
             goto invalid;
         }
 
@@ -2357,8 +2633,11 @@ ngx_http_twirt_redis_sentinels(ngx_conf_t *cf,
             return NGX_ERROR;
         }
 
-        (void) ngx_cpystrn(a->ip, host.data, host.len + 1);
-        a->port = (int) port;
+        if (ngx_http_twirt_redis_sockaddr(host.data, host.len, (int) port, a)
+            != NGX_OK)
+        {
+            goto invalid;
+        }
     }
 
     if (rmcf->sentinels->nelts == 0) {
@@ -2448,8 +2727,8 @@ static void
 ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                      n;
-    redisAsyncContext              *ac;
     ngx_queue_t                    *q;
+    ngx_http_twirt_redis_conn_t    *conn;
     ngx_http_twirt_redis_cmd_t     *cmd;
     ngx_http_twirt_redis_worker_t  *rw;
 
@@ -2468,15 +2747,15 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
     }
 
     if (rw->query) {
-        ac = rw->query;
+        conn = rw->query;
         rw->query = NULL;
-        redisAsyncFree(ac);
+        ngx_http_twirt_redis_conn_close(conn);
     }
 
     if (rw->watch) {
-        ac = rw->watch;
+        conn = rw->watch;
         rw->watch = NULL;
-        redisAsyncFree(ac);
+        ngx_http_twirt_redis_conn_close(conn);
     }
 
     if (rw->retry_timer.timer_set) {
@@ -2496,16 +2775,16 @@ ngx_http_twirt_redis_exit_process(ngx_cycle_t *cycle)
         rw->resolving = NULL;
     }
 
-    if (rw->ac) {
+    if (rw->conn) {
 
         /* what is already formatted goes out if the socket takes it */
 
         if (rw->state == NGX_HTTP_TWIRT_REDIS_READY) {
-            redisAsyncHandleWrite(rw->ac);
+            ngx_http_twirt_redis_conn_flush(rw->conn);
         }
 
-        if (rw->ac) {
-            redisAsyncFree(rw->ac);
+        if (rw->conn) {
+            ngx_http_twirt_redis_conn_close(rw->conn);
         }
     }
 

@@ -15,6 +15,8 @@ use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Conf qw(nginx_t http_conf);
+use Twirt::Probe;
+use Twirt::DNS;
 use Test::Nginx::Socket 'no_plan';
 
 our $Base = server_port();
@@ -85,19 +87,9 @@ sub redis_signal {
     kill $sig, $Redis{$name}{pid};
 }
 
-# redis-cli's raw output: a value is its bytes and a newline
 sub cli {
     my ($name, @args) = @_;
-    open my $stderr, '>&', \*STDERR or die "dup: $!";
-    open STDERR, '>', '/dev/null';
-    my $ok = open my $fh, '-|', 'redis-cli', @{$Redis{$name}{cli}}, '--raw',
-                  @args;
-    open STDERR, '>&', $stderr;
-    die "redis-cli: $!" unless $ok;
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-    return $out;
+    return redis_cli_raw($Redis{$name}{cli}, @args);
 }
 
 sub sorted_lines {
@@ -121,26 +113,6 @@ sub enc {
     return $s;
 }
 
-# a plain HTTP/1.0 exchange with the nginx under test: the body
-sub http {
-    my ($method, $uri, $body) = @_;
-    local $SIG{ALRM} = sub { die "http $uri: timeout\n" };
-    alarm 10;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => server_port())
-        or die "connect: $!";
-    binmode $s;
-    my $req = "$method $uri HTTP/1.0\r\nHost: localhost\r\n";
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    print $s $req, "\r\n", $body // '';
-    local $/;
-    my $res = <$s> // '';
-    alarm 0;
-    close $s;
-    my (undef, $content) = split /\r\n\r\n/, $res, 2;
-    return $content // '';
-}
-
 sub wait_stats {
     my ($re) = @_;
     my $stats = poll_until(sub {
@@ -149,12 +121,6 @@ sub wait_stats {
     }, 15);
     Test::More::like($stats // http('GET', '/redis-stats'), $re,
                      "stats reach $re");
-}
-
-sub log_lines {
-    my ($re) = @_;
-    open my $fh, '<', server_root() . '/logs/error.log' or return ();
-    return grep { $_ =~ $re } <$fh>;
 }
 
 sub wait_log {
@@ -167,31 +133,6 @@ sub wait_log {
 # that a host name goes through nginx's resolver, not getaddrinfo()
 our $DnsPid;
 
-sub dns_start {
-    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                     LocalPort => $ENV{TEST_NGINX_DNS},
-                                     Proto => 'udp')
-        or die "dns: $!";
-    $DnsPid = fork() // die "fork: $!";
-    if ($DnsPid == 0) {
-        while (1) {
-            my $q = '';
-            my $peer = $sock->recv($q, 512) // next;
-            next if length $q < 17;
-            my $id = substr $q, 0, 2;
-            my $end = 12;
-            $end += 1 + ord substr($q, $end, 1) while ord substr($q, $end, 1);
-            my $question = substr $q, 12, $end + 5 - 12;
-            my $qtype = unpack 'n', substr($q, $end + 1, 2);
-            my $answer = $qtype == 1
-                ? pack('nnnNn', 0xc00c, 1, 1, 60, 4) . pack('C4', 127, 0, 0, 1)
-                : '';
-            $sock->send($id . pack('nnnnn', 0x8180, 1, $answer ? 1 : 0, 0, 0)
-                        . $question . $answer, 0, $peer);
-        }
-    }
-}
-
 add_cleanup_handler(sub {
     redis_stop($_) for keys %Redis;
     if ($DnsPid) {
@@ -201,24 +142,11 @@ add_cleanup_handler(sub {
     }
 });
 
-# the block's own Perl checks, run after its response
-add_response_body_check(sub {
-    my ($block, $body, $req_idx) = @_;
-    my $code = $block->can('redis_after') && $block->redis_after;
-    return unless defined $code;
-    my $requests = $block->request;
-    return if ref $requests eq 'ARRAY' && $req_idx < $#$requests;
-    eval $code;
-    Test::More::fail($block->name . " - redis_after: $@") if $@;
-});
+redis_after_checks();
 
 # "--- master: on" runs a block with a master and a worker process; a block
 # without "--- config" gets the three test locations
-our $Locations = <<'_EOC_';
-    location = /redis { twirt_redis_test; }
-    location = /redis-hget { twirt_redis_test hgetall; }
-    location = /redis-stats { twirt_redis_test stats; }
-_EOC_
+our $Locations = $RedisTestLocations;
 
 add_block_preprocessor(sub {
     my ($block) = @_;
@@ -236,7 +164,7 @@ my @bad = (
     [ 'twirt_redis 127.0.0.1:6379; twirt_redis 127.0.0.1:6380;',
       qr/"twirt_redis" directive is duplicate/ ],
     [ 'twirt_redis 127.0.0.1:6379 pass=x;',
-      qr/invalid parameter "pass=x" in "twirt_redis", expected "password=" or "db="/ ],
+      qr/invalid parameter "pass=x" in "twirt_redis", expected "password=", "user=" or "db="/ ],
     [ 'twirt_redis 127.0.0.1:6379 password=;',
       qr/empty "password=" in "twirt_redis"/ ],
     [ 'twirt_redis 127.0.0.1:6379 db=one;',
@@ -272,7 +200,7 @@ for my $good ('resolver 127.0.0.1; twirt_redis redis.example.com:6379;',
 
 redis_start($_) for sort keys %Redis;
 redis_signal('paused', 'STOP');
-dns_start();
+$DnsPid = dns_server($ENV{TEST_NGINX_DNS}, '127.0.0.1');
 
 no_shuffle();
 run_tests();
