@@ -12,7 +12,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Conf qw(nginx_t http_conf);
 use Twirt::Probe;
@@ -60,18 +59,7 @@ our $OddValue = "$Odd \x00 after a NUL";
 
 sub redis_start {
     my ($name) = @_;
-    my $r = $Redis{$name};
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>>', "$Dir/$name.out";
-        open STDERR, '>&', \*STDOUT;
-        { exec 'redis-server', @{$r->{args}}, '--save', '', '--appendonly',
-               'no', '--dir', $Dir, '--daemonize', 'no'; }
-        POSIX::_exit(127);
-    }
-    $r->{pid} = $pid;
-    poll_until(sub { cli($name, 'PING') eq "PONG\n" }, 5)
-        or die "redis-server \"$name\" did not start: see $Dir/$name.out\n";
+    $Redis{$name}{pid} = redis_server_start($name, $Redis{$name}, $Dir);
 }
 
 sub redis_stop {

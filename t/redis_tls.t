@@ -15,7 +15,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 use Twirt::Peers;
 use Twirt::Conf qw(nginx_t http_conf);
@@ -52,8 +51,8 @@ for my $name (keys %Redis) {
     my $port = free_port();
     $Redis{$name} = {
         port => $port,
-        args => $tls ? ['--port', 0, '--tls-port', $port, @args]
-                     : ['--port', $port],
+        args => [$tls ? ('--port', 0, '--tls-port', $port, @args)
+                      : ('--port', $port), '--bind', '127.0.0.1'],
         cli  => ['-h', '127.0.0.1', '-p', $port,
                  $tls ? ('--tls', '--insecure', '--cert',
                          "$Certs/localhost.crt", '--key',
@@ -70,19 +69,7 @@ our $DnsPid;
 
 sub redis_start {
     my ($name) = @_;
-    my $r = $Redis{$name};
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>>', "$Dir/$name.out";
-        open STDERR, '>&', \*STDOUT;
-        { exec 'redis-server', @{$r->{args}}, '--bind', '127.0.0.1',
-               '--save', '', '--appendonly', 'no', '--dir', $Dir,
-               '--daemonize', 'no'; }
-        POSIX::_exit(127);
-    }
-    $r->{pid} = $pid;
-    until_true(10, sub { cli($name, 'PING') eq "PONG\n" })
-        or die "redis-server \"$name\" did not start: see $Dir/$name.out\n";
+    $Redis{$name}{pid} = redis_server_start($name, $Redis{$name}, $Dir);
 }
 
 sub cli {

@@ -9,9 +9,11 @@ use strict;
 use warnings;
 use Exporter 'import';
 use IO::Socket::INET;
+use POSIX ();
+use Twirt::Peers ();
 
 our @EXPORT = qw(http log_lines redis_cli_raw redis_after_checks
-                 $RedisTestLocations);
+                 redis_server_start $RedisTestLocations);
 
 # the test module's three locations (twirt_redis_test)
 our $RedisTestLocations = <<'_EOC_';
@@ -75,6 +77,25 @@ sub redis_cli_raw {
     my $out = <$fh> // '';
     close $fh;
     return $out;
+}
+
+# a redis-server of the suite's own, in the foreground, its output in
+# DIR/NAME.out: its pid, once it answers PING ($r: its arguments and
+# redis-cli's)
+sub redis_server_start {
+    my ($name, $r, $dir) = @_;
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', "$dir/$name.out";
+        open STDERR, '>&', \*STDOUT;
+        { exec 'redis-server', @{$r->{args}}, '--save', '', '--appendonly',
+               'no', '--dir', $dir, '--daemonize', 'no'; }
+        POSIX::_exit(127);
+    }
+    Twirt::Peers::until_true(10, sub {
+        redis_cli_raw($r->{cli}, 'PING') eq "PONG\n"
+    }) or die "redis-server \"$name\" did not start: see $dir/$name.out\n";
+    return $pid;
 }
 
 1;
