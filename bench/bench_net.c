@@ -93,6 +93,72 @@ bench_socket(const struct sockaddr_storage *sa)
 }
 
 
+int
+bench_listen(const bench_url_t *addr, struct sockaddr_storage *bound)
+{
+    int        fd, one, err;
+    socklen_t  len;
+
+    fd = bench_socket(&addr->sa);
+    if (fd == -1) {
+        return -1;
+    }
+
+    one = 1;
+    len = sizeof(struct sockaddr_storage);
+
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(int)) != 0
+        || bind(fd, (struct sockaddr *) &addr->sa, addr->socklen) != 0
+        || listen(fd, 4096) != 0
+        || getsockname(fd, (struct sockaddr *) bound, &len) != 0)
+    {
+        err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+
+    return fd;
+}
+
+
+void
+bench_signals(void (*handler)(int), sigset_t *orig)
+{
+    sigset_t          block;
+    struct sigaction  sa;
+
+    memset(&sa, 0, sizeof(struct sigaction));
+    sa.sa_handler = handler;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, orig);
+}
+
+
+int
+bench_ready_file(const char *path, const struct sockaddr_storage *bound)
+{
+    FILE  *f;
+
+    f = fopen(path, "w");
+    if (f == NULL) {
+        return -1;
+    }
+
+    fprintf(f, "%u\n", bound->ss_family == AF_INET
+            ? ntohs(((const struct sockaddr_in *) bound)->sin_port)
+            : ntohs(((const struct sockaddr_in6 *) bound)->sin6_port));
+
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+
 unsigned long
 bench_nofile(unsigned long want)
 {

@@ -10,6 +10,7 @@
 #define _BENCH_NET_H_INCLUDED_
 
 
+#include <signal.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -40,6 +41,22 @@ int bench_listen_parse(const char *s, bench_url_t *url, char *err,
 
 /* a non-blocking TCP socket with TCP_NODELAY, of the address's family */
 int bench_socket(const struct sockaddr_storage *sa);
+
+/*
+ * A listening socket on addr (non-blocking, SO_REUSEADDR, a backlog of
+ * 4096), the address it got in bound; -1 with errno set.
+ */
+int bench_listen(const bench_url_t *addr, struct sockaddr_storage *bound);
+
+/*
+ * SIGTERM and SIGINT call handler only inside epoll_pwait() with *orig,
+ * the mask before (they are blocked elsewhere: no lost wakeup); SIGPIPE
+ * is ignored.
+ */
+void bench_signals(void (*handler)(int), sigset_t *orig);
+
+/* the port of bound and a newline into path; -1 with errno set */
+int bench_ready_file(const char *path, const struct sockaddr_storage *bound);
 
 /*
  * Raises the soft RLIMIT_NOFILE towards want (up to the hard limit) and

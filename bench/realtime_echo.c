@@ -243,15 +243,12 @@ main(int argc, char **argv)
 {
     int                  i, n;
     char                 err[256];
-    FILE                *f;
     double               v, max_time;
-    sigset_t             block, orig;
+    sigset_t             orig;
     uint64_t             deadline, now, next;
-    socklen_t            len;
     bench_url_t          listen_addr;
     unsigned long        nofile;
     struct timespec      ts;
-    struct sigaction     sa;
     struct epoll_event   ev, events[ECHO_EVENTS];
     const char          *listen_s, *ready, *cert, *key;
     struct sockaddr_storage  bound;
@@ -416,29 +413,11 @@ main(int argc, char **argv)
                 "at most %lu connections\n", nofile, echo_max_conns);
     }
 
-    echo_lfd = bench_socket(&listen_addr.sa);
+    echo_lfd = bench_listen(&listen_addr, &bound);
+
     if (echo_lfd == -1) {
-        fprintf(stderr, "realtime_echo: socket() failed: %s\n",
-                strerror(errno));
-        return 2;
-    }
-
-    n = 1;
-    (void) setsockopt(echo_lfd, SOL_SOCKET, SO_REUSEADDR, &n, sizeof(int));
-
-    if (bind(echo_lfd, (struct sockaddr *) &listen_addr.sa,
-             listen_addr.socklen) != 0
-        || listen(echo_lfd, 4096) != 0)
-    {
         fprintf(stderr, "realtime_echo: cannot listen on %s: %s\n",
                 listen_s, strerror(errno));
-        return 2;
-    }
-
-    len = sizeof(bound);
-    if (getsockname(echo_lfd, (struct sockaddr *) &bound, &len) != 0) {
-        fprintf(stderr, "realtime_echo: getsockname() failed: %s\n",
-                strerror(errno));
         return 2;
     }
 
@@ -458,31 +437,12 @@ main(int argc, char **argv)
         return 2;
     }
 
-    /* the signals only arrive inside epoll_pwait(): no lost wakeup */
+    bench_signals(echo_signal, &orig);
 
-    memset(&sa, 0, sizeof(struct sigaction));
-    sa.sa_handler = echo_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &orig);
-
-    if (ready) {
-        f = fopen(ready, "w");
-        if (f == NULL) {
-            fprintf(stderr, "realtime_echo: cannot write \"%s\": %s\n", ready,
-                    strerror(errno));
-            return 2;
-        }
-
-        fprintf(f, "%u\n", bound.ss_family == AF_INET
-                ? ntohs(((struct sockaddr_in *) &bound)->sin_port)
-                : ntohs(((struct sockaddr_in6 *) &bound)->sin6_port));
-        fclose(f);
+    if (ready && bench_ready_file(ready, &bound) != 0) {
+        fprintf(stderr, "realtime_echo: cannot write \"%s\": %s\n", ready,
+                strerror(errno));
+        return 2;
     }
 
     echo_started = bench_now();

@@ -96,13 +96,10 @@ static unsigned long long    relay_bytes;
 int
 main(int argc, char **argv)
 {
-    int                  i, n, one;
+    int                  i, n;
     char                 err[256];
-    FILE                *f;
-    sigset_t             block, orig;
-    socklen_t            len;
+    sigset_t             orig;
     bench_url_t          listen_addr;
-    struct sigaction     sa;
     struct epoll_event   ev, events[RELAY_EVENTS];
     const char          *listen_s, *up_s, *ready;
     struct sockaddr_storage  bound;
@@ -143,23 +140,13 @@ main(int argc, char **argv)
 
     (void) bench_nofile(65536);
 
-    relay_lfd = bench_socket(&listen_addr.sa);
-    one = 1;
+    relay_lfd = bench_listen(&listen_addr, &bound);
 
-    if (relay_lfd == -1
-        || setsockopt(relay_lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(int))
-           != 0
-        || bind(relay_lfd, (struct sockaddr *) &listen_addr.sa,
-                listen_addr.socklen) != 0
-        || listen(relay_lfd, 4096) != 0)
-    {
+    if (relay_lfd == -1) {
         fprintf(stderr, "relay_floor: cannot listen on %s: %s\n", listen_s,
                 strerror(errno));
         return 2;
     }
-
-    len = sizeof(bound);
-    (void) getsockname(relay_lfd, (struct sockaddr *) &bound, &len);
 
     relay_ep = epoll_create1(EPOLL_CLOEXEC);
     ev.events = EPOLLIN;
@@ -172,26 +159,11 @@ main(int argc, char **argv)
         return 2;
     }
 
-    memset(&sa, 0, sizeof(struct sigaction));
-    sa.sa_handler = relay_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    bench_signals(relay_signal, &orig);
 
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &orig);
-
-    if (ready) {
-        f = fopen(ready, "w");
-        if (f == NULL) {
-            fprintf(stderr, "relay_floor: cannot write \"%s\"\n", ready);
-            return 2;
-        }
-
-        fprintf(f, "%u\n", ntohs(((struct sockaddr_in *) &bound)->sin_port));
-        fclose(f);
+    if (ready && bench_ready_file(ready, &bound) != 0) {
+        fprintf(stderr, "relay_floor: cannot write \"%s\"\n", ready);
+        return 2;
     }
 
     relay_started = bench_now();

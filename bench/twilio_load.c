@@ -275,13 +275,12 @@ main(int argc, char **argv)
 {
     int                  n, i, interrupted;
     double               wall;
-    sigset_t             block, orig;
+    sigset_t             orig;
     uint64_t             now, next, hard, next_progress, next_timers,
                          frames;
     unsigned             k;
     bench_cpu_t          cpu;
     struct timespec      ts;
-    struct sigaction     sa;
     struct epoll_event   events[LOAD_EVENTS];
 
     n = load_options(argc, argv);
@@ -328,16 +327,7 @@ main(int argc, char **argv)
         return 2;
     }
 
-    memset(&sa, 0, sizeof(struct sigaction));
-    sa.sa_handler = load_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &orig);
+    bench_signals(load_signal, &orig);
 
     /* CallSids unique across runs too: seconds since 1970, then the index */
     load_sid_base = (uint64_t) time(NULL) * 100000;

@@ -133,6 +133,7 @@ static void ngx_http_twirt_call_delta_event(ngx_http_twirt_call_t *call,
 static void ngx_http_twirt_call_delta(ngx_http_twirt_call_t *call,
     ngx_str_t *audio, ngx_str_t *response, ngx_str_t *item_name);
 static ngx_int_t ngx_http_twirt_call_mark_send(ngx_http_twirt_call_t *call);
+static ngx_int_t ngx_http_twirt_call_marks_grow(ngx_http_twirt_call_t *call);
 static uint64_t ngx_http_twirt_call_played(ngx_http_twirt_call_t *call,
     ngx_http_twirt_item_t *item);
 static ngx_int_t ngx_http_twirt_call_play(ngx_http_twirt_call_t *call,
@@ -852,7 +853,7 @@ ngx_http_twirt_call_mark(ngx_http_twirt_call_t *call,
         }
 
         call->items[mark->item].played = mark->bytes;
-        call->mark_head = (call->mark_head + 1) % NGX_HTTP_TWIRT_MARKS;
+        call->mark_head = (call->mark_head + 1) % call->marks_size;
         call->mark_count--;
         call->played_at = ngx_current_msec;
         call->clock = 1;
@@ -2120,7 +2121,9 @@ ngx_http_twirt_call_mark_send(ngx_http_twirt_call_t *call)
         return NGX_OK;
     }
 
-    if (call->mark_count == NGX_HTTP_TWIRT_MARKS) {
+    if (call->mark_count == call->marks_size
+        && ngx_http_twirt_call_marks_grow(call) != NGX_OK)
+    {
         /* marks carry totals: the next one covers this audio too */
         return NGX_OK;
     }
@@ -2129,7 +2132,7 @@ ngx_http_twirt_call_mark_send(ngx_http_twirt_call_t *call)
     call->mark_seq++;
 
     mark = &call->marks[(call->mark_head + call->mark_count)
-                        % NGX_HTTP_TWIRT_MARKS];
+                        % call->marks_size];
     mark->seq = call->mark_seq;
     mark->item = call->item;
     mark->bytes = call->items[call->item].received;
@@ -2144,6 +2147,46 @@ ngx_http_twirt_call_mark_send(ngx_http_twirt_call_t *call)
 
     return ngx_http_twirt_ws_send_parts(call->twilio, NGX_HTTP_TWIRT_WS_TEXT,
                                         parts, 5);
+}
+
+
+/*
+ * The ring of unechoed marks, doubled when full up to NGX_HTTP_TWIRT_MARKS:
+ * a few entries hold most calls (a mark per 100 ms of audio, echoed as it
+ * plays), and a ring sized for the worst case would be most of a call's
+ * memory.  NGX_DECLINED: at the bound, or no memory.
+ */
+
+static ngx_int_t
+ngx_http_twirt_call_marks_grow(ngx_http_twirt_call_t *call)
+{
+    ngx_uint_t              i, size;
+    ngx_http_twirt_mark_t  *marks;
+
+    if (call->marks_size == NGX_HTTP_TWIRT_MARKS) {
+        return NGX_DECLINED;
+    }
+
+    size = call->marks_size ? call->marks_size * 2 : NGX_HTTP_TWIRT_MARKS_MIN;
+
+    marks = ngx_alloc(size * sizeof(ngx_http_twirt_mark_t), call->log);
+    if (marks == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < call->mark_count; i++) {
+        marks[i] = call->marks[(call->mark_head + i) % call->marks_size];
+    }
+
+    if (call->marks) {
+        ngx_free(call->marks);
+    }
+
+    call->marks = marks;
+    call->marks_size = size;
+    call->mark_head = 0;
+
+    return NGX_OK;
 }
 
 
@@ -3792,6 +3835,11 @@ ngx_http_twirt_call_finish(ngx_http_twirt_call_t *call)
         call->early = NULL;
     }
 
+    if (call->marks) {
+        ngx_free(call->marks);
+        call->marks = NULL;
+    }
+
     if (call->greeting_handle) {
         ngx_http_twirt_redis_cancel(call->greeting_handle);
         call->greeting_handle = NULL;
@@ -4002,7 +4050,7 @@ ngx_http_twirt_call_str(ngx_http_twirt_call_t *call, ngx_str_t *dst,
 static ssize_t
 ngx_http_twirt_call_base64_size(ngx_str_t *s)
 {
-    u_char      *p, *end;
+    u_char      *p, *end, ok;
     ngx_uint_t   pad;
 
     /* a table: this runs over every byte of audio, both ways */
@@ -4030,10 +4078,20 @@ ngx_http_twirt_call_base64_size(ngx_str_t *s)
     pad = (end[-1] == '=') + (end[-1] == '=' && end[-2] == '=');
     end -= pad;
 
-    for (p = s->data; p < end; p++) {
-        if (!b64[*p]) {
-            return NGX_ERROR;
-        }
+    /* no branch per byte: an invalid one anywhere clears ok */
+
+    ok = 1;
+
+    for (p = s->data; end - p >= 4; p += 4) {
+        ok &= b64[p[0]] & b64[p[1]] & b64[p[2]] & b64[p[3]];
+    }
+
+    for ( /* void */ ; p < end; p++) {
+        ok &= b64[*p];
+    }
+
+    if (!ok) {
+        return NGX_ERROR;
     }
 
     return s->len / 4 * 3 - pad;

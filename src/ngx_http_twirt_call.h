@@ -23,7 +23,8 @@
 
 
 #define NGX_HTTP_TWIRT_ITEMS     8
-#define NGX_HTTP_TWIRT_MARKS     512
+#define NGX_HTTP_TWIRT_MARKS     512     /* unechoed marks at most */
+#define NGX_HTTP_TWIRT_MARKS_MIN 16
 #define NGX_HTTP_TWIRT_ID_MAX    64
 #define NGX_HTTP_TWIRT_DTMF_MAX  32      /* keys given to the model at once */
 
@@ -232,7 +233,9 @@ struct ngx_http_twirt_call_s {
         /* playback accounting */
     ngx_http_twirt_item_t       items[NGX_HTTP_TWIRT_ITEMS];
     ngx_uint_t                  item;          /* the latest item */
-    ngx_http_twirt_mark_t       marks[NGX_HTTP_TWIRT_MARKS];
+    ngx_http_twirt_mark_t      *marks;         /* a ring, grown on need
+                                                  up to MARKS */
+    ngx_uint_t                  marks_size;
     ngx_uint_t                  mark_head;
     ngx_uint_t                  mark_count;
     ngx_uint_t                  mark_seq;

@@ -10,7 +10,21 @@
 #include "ngx_http_twirt_json_scan.h"
 
 
-#define NGX_HTTP_TWIRT_JSON_DEPTH  8
+#define NGX_HTTP_TWIRT_JSON_DEPTH   8
+#define NGX_HTTP_TWIRT_JSON_FIELDS  8
+
+
+/*
+ * The wanted paths are split once per message; while scanning, each
+ * depth keeps the set of fields whose path leads through the keys open
+ * so far (a bit per field), so that a key is compared with one segment
+ * of the few fields still possible there.
+ */
+
+typedef struct {
+    ngx_str_t                     seg[NGX_HTTP_TWIRT_JSON_DEPTH];
+    ngx_uint_t                    nseg;      /* 0: cannot match */
+} ngx_http_twirt_json_path_t;
 
 
 typedef struct {
@@ -18,7 +32,9 @@ typedef struct {
     u_char                       *end;
     ngx_http_twirt_json_field_t  *fields;
     ngx_uint_t                    n;
-    ngx_str_t                     path[NGX_HTTP_TWIRT_JSON_DEPTH];
+    ngx_http_twirt_json_path_t    paths[NGX_HTTP_TWIRT_JSON_FIELDS];
+    ngx_uint_t                    open[NGX_HTTP_TWIRT_JSON_DEPTH + 1];
+    ngx_uint_t                    found;     /* fields found, a bit each */
     ngx_uint_t                    depth;
     ngx_uint_t                    escaped;   /* a wanted value had one */
 } ngx_http_twirt_json_t;
@@ -29,10 +45,9 @@ static ngx_int_t ngx_http_twirt_json_scan_string(ngx_http_twirt_json_t *j,
     ngx_str_t *s, ngx_uint_t *escapes);
 static ngx_int_t ngx_http_twirt_json_scan_number(ngx_http_twirt_json_t *j);
 static void ngx_http_twirt_json_scan_ws(ngx_http_twirt_json_t *j);
-static ngx_http_twirt_json_field_t *ngx_http_twirt_json_scan_wanted(
-    ngx_http_twirt_json_t *j);
-static ngx_http_twirt_json_field_t *ngx_http_twirt_json_scan_match(
-    ngx_http_twirt_json_t *j, ngx_uint_t prefix);
+static void ngx_http_twirt_json_scan_paths(ngx_http_twirt_json_t *j);
+static void ngx_http_twirt_json_scan_key(ngx_http_twirt_json_t *j,
+    ngx_str_t *key, ngx_uint_t escapes);
 
 
 /* NGX_OK: valid JSON, wanted fields set; NGX_DECLINED: use jansson */
@@ -44,6 +59,10 @@ ngx_http_twirt_json_scan(u_char *p, size_t len,
     ngx_uint_t             i;
     ngx_http_twirt_json_t  j;
 
+    if (n > NGX_HTTP_TWIRT_JSON_FIELDS) {
+        return NGX_DECLINED;
+    }
+
     for (i = 0; i < n; i++) {
         fields[i].found = 0;
         ngx_str_null(&fields[i].value);
@@ -53,8 +72,11 @@ ngx_http_twirt_json_scan(u_char *p, size_t len,
     j.end = p + len;
     j.fields = fields;
     j.n = n;
+    j.found = 0;
     j.depth = 0;
     j.escaped = 0;
+
+    ngx_http_twirt_json_scan_paths(&j);
 
     ngx_http_twirt_json_scan_ws(&j);
 
@@ -79,9 +101,8 @@ ngx_http_twirt_json_scan(u_char *p, size_t len,
 static ngx_int_t
 ngx_http_twirt_json_scan_value(ngx_http_twirt_json_t *j)
 {
-    ngx_str_t                     key, s;
-    ngx_uint_t                    escapes, first;
-    ngx_http_twirt_json_field_t  *f;
+    ngx_str_t   key, s;
+    ngx_uint_t  i, escapes, first, wanted;
 
     ngx_http_twirt_json_scan_ws(j);
 
@@ -141,18 +162,7 @@ ngx_http_twirt_json_scan_value(ngx_http_twirt_json_t *j)
 
             j->p++;
 
-            /* an escaped key never matches a wanted path */
-            j->path[j->depth].data = escapes ? NULL : key.data;
-            j->path[j->depth].len = key.len;
-            j->depth++;
-
-            if (ngx_http_twirt_json_scan_match(j, 1)) {
-                /*
-                 * A repeated key on the way to a field found already:
-                 * jansson keeps the last one, so let it decide.
-                 */
-                j->escaped = 1;
-            }
+            ngx_http_twirt_json_scan_key(j, &key, escapes);
 
             if (ngx_http_twirt_json_scan_value(j) != NGX_OK) {
                 return NGX_ERROR;
@@ -174,10 +184,9 @@ ngx_http_twirt_json_scan_value(ngx_http_twirt_json_t *j)
             return NGX_OK;
         }
 
-        /* array elements are never wanted: an anonymous path level */
-        j->path[j->depth].data = NULL;
-        j->path[j->depth].len = 0;
+        /* array elements are never wanted: a level no path goes through */
         j->depth++;
+        j->open[j->depth] = 0;
 
         for ( ;; ) {
             if (ngx_http_twirt_json_scan_value(j) != NGX_OK) {
@@ -208,20 +217,26 @@ ngx_http_twirt_json_scan_value(ngx_http_twirt_json_t *j)
             return NGX_ERROR;
         }
 
-        f = ngx_http_twirt_json_scan_wanted(j);
+        /* the fields whose whole path is the keys open */
 
-        if (f) {
-            if (escapes) {
+        wanted = j->open[j->depth];
+
+        for (i = 0; wanted; i++, wanted >>= 1) {
+            if (!(wanted & 1) || j->paths[i].nseg != j->depth) {
+                continue;
+            }
+
+            if (escapes || (j->found & ((ngx_uint_t) 1 << i))) {
+                /* an escape, or a repeated key: let jansson decide */
                 j->escaped = 1;
-
-            } else if (!f->found) {
-                f->value = s;
-                f->found = 1;
 
             } else {
-                /* a repeated key: let jansson decide */
-                j->escaped = 1;
+                j->fields[i].value = s;
+                j->fields[i].found = 1;
+                j->found |= (ngx_uint_t) 1 << i;
             }
+
+            break;
         }
 
         return NGX_OK;
@@ -262,19 +277,55 @@ static ngx_int_t
 ngx_http_twirt_json_scan_string(ngx_http_twirt_json_t *j, ngx_str_t *s,
     ngx_uint_t *escapes)
 {
-    u_char      c;
+    u_char      c, *p, *end;
+    uint64_t    w, q, b, hit;
     ngx_uint_t  i;
 
-    j->p++;
-    s->data = j->p;
+    p = j->p + 1;
+    end = j->end;
+    s->data = p;
     *escapes = 0;
 
-    while (j->p < j->end) {
-        c = *j->p;
+    for ( ;; ) {
+
+        /*
+         * Most of a message is base64 audio: skip 8 bytes at a time while
+         * none is a quote, a backslash or a control character (a zero
+         * byte of w ^ '"' or of w ^ '\\', or a byte below 0x20).  The
+         * lowest byte flagged is exact (a false flag only follows a true
+         * one): on little-endian machines it is the byte to look at.
+         */
+
+        while (end - p >= 8) {
+            ngx_memcpy(&w, p, 8);
+
+            q = w ^ 0x2222222222222222ULL;
+            b = w ^ 0x5c5c5c5c5c5c5c5cULL;
+
+            hit = (((q - 0x0101010101010101ULL) & ~q)
+                   | ((b - 0x0101010101010101ULL) & ~b)
+                   | ((w - 0x2020202020202020ULL) & ~w))
+                  & 0x8080808080808080ULL;
+
+            if (hit) {
+#if (NGX_HAVE_LITTLE_ENDIAN && defined __GNUC__)
+                p += __builtin_ctzll(hit) >> 3;
+#endif
+                break;
+            }
+
+            p += 8;
+        }
+
+        if (p == end) {
+            return NGX_ERROR;
+        }
+
+        c = *p;
 
         if (c == '"') {
-            s->len = j->p - s->data;
-            j->p++;
+            s->len = p - s->data;
+            j->p = p + 1;
             return NGX_OK;
         }
 
@@ -283,30 +334,30 @@ ngx_http_twirt_json_scan_string(ngx_http_twirt_json_t *j, ngx_str_t *s,
         }
 
         if (c != '\\') {
-            j->p++;
+            p++;
             continue;
         }
 
         (*escapes)++;
-        j->p++;
+        p++;
 
-        if (j->p == j->end) {
+        if (p == end) {
             return NGX_ERROR;
         }
 
-        switch (*j->p) {
+        switch (*p) {
         case '"': case '\\': case '/': case 'b': case 'f': case 'n':
         case 'r': case 't':
-            j->p++;
+            p++;
             break;
 
         case 'u':
-            if (j->end - j->p < 5) {
+            if (end - p < 5) {
                 return NGX_ERROR;
             }
 
             for (i = 1; i <= 4; i++) {
-                c = j->p[i];
+                c = p[i];
 
                 if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
                       || (c >= 'A' && c <= 'F')))
@@ -315,15 +366,13 @@ ngx_http_twirt_json_scan_string(ngx_http_twirt_json_t *j, ngx_str_t *s,
                 }
             }
 
-            j->p += 5;
+            p += 5;
             break;
 
         default:
             return NGX_ERROR;
         }
     }
-
-    return NGX_ERROR;
 }
 
 
@@ -395,72 +444,91 @@ ngx_http_twirt_json_scan_ws(ngx_http_twirt_json_t *j)
 }
 
 
-/* the wanted field whose path is the current one, or NULL */
+/* the wanted paths split at their dots; any field is open at the top */
 
-static ngx_http_twirt_json_field_t *
-ngx_http_twirt_json_scan_wanted(ngx_http_twirt_json_t *j)
+static void
+ngx_http_twirt_json_scan_paths(ngx_http_twirt_json_t *j)
 {
-    return ngx_http_twirt_json_scan_match(j, 0);
-}
+    u_char                      *p, *seg;
+    ngx_uint_t                   i, d;
+    ngx_http_twirt_json_path_t  *path;
 
-
-/*
- * prefix 0: the wanted field whose path is the current one; prefix 1: a
- * field found already whose path starts with the current one.
- */
-
-static ngx_http_twirt_json_field_t *
-ngx_http_twirt_json_scan_match(ngx_http_twirt_json_t *j, ngx_uint_t prefix)
-{
-    u_char      *p, *seg;
-    size_t       len;
-    ngx_uint_t   i, d;
+    j->open[0] = 0;
 
     for (i = 0; i < j->n; i++) {
-        if (prefix && !j->fields[i].found) {
-            continue;
-        }
-
+        path = &j->paths[i];
         p = (u_char *) j->fields[i].path;
+        d = 0;
 
-        for (d = 0; d < j->depth; d++) {
+        for ( ;; ) {
             seg = p;
 
             while (*p && *p != '.') {
                 p++;
             }
 
-            len = p - seg;
-
-            if (j->path[d].data == NULL || j->path[d].len != len
-                || ngx_strncmp(j->path[d].data, seg, len) != 0)
-            {
+            if (p == seg || d == NGX_HTTP_TWIRT_JSON_DEPTH) {
+                /* an empty segment, or too deep: never found */
+                d = 0;
                 break;
             }
 
-            if (*p == '.') {
-                p++;
+            path->seg[d].data = seg;
+            path->seg[d].len = p - seg;
+            d++;
 
-            } else {
-                d++;
+            if (*p == '\0') {
                 break;
             }
+
+            p++;
         }
 
-        if (d != j->depth) {
+        path->nseg = d;
+
+        if (d) {
+            j->open[0] |= (ngx_uint_t) 1 << i;
+        }
+    }
+}
+
+
+/*
+ * An object's key opens a level: the fields still open are those whose
+ * next segment is the key (an escaped key never matches).  A field found
+ * already and open again is under a repeated key: jansson keeps the last
+ * one, so let it decide.
+ */
+
+static void
+ngx_http_twirt_json_scan_key(ngx_http_twirt_json_t *j, ngx_str_t *key,
+    ngx_uint_t escapes)
+{
+    ngx_str_t   *seg;
+    ngx_uint_t   i, d, open, next;
+
+    d = j->depth;
+    open = escapes ? 0 : j->open[d];
+    next = 0;
+
+    for (i = 0; open; i++, open >>= 1) {
+        if (!(open & 1) || j->paths[i].nseg <= d) {
             continue;
         }
 
-        /* every level matched, and the path has no more of them */
-        if (*p == '\0' && p[-1] != '.') {
-            return &j->fields[i];
-        }
+        seg = &j->paths[i].seg[d];
 
-        /* or more of them: the current path leads to the field */
-        if (prefix && p[-1] == '.') {
-            return &j->fields[i];
+        if (seg->len == key->len
+            && ngx_memcmp(seg->data, key->data, key->len) == 0)
+        {
+            next |= (ngx_uint_t) 1 << i;
         }
     }
 
-    return NULL;
+    j->depth++;
+    j->open[j->depth] = next;
+
+    if (next & j->found) {
+        j->escaped = 1;
+    }
 }

@@ -215,6 +215,17 @@ ngx_http_twirt_stream_upgrade(ngx_http_request_t *r, ngx_str_t *key)
     r->keepalive = 0;
     r->header_only = 1;
 
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        /*
+         * Frames go out through c->send(); nginx's output buffer
+         * (ssl_buffer_size, 16k from the connection's pool) would hold
+         * only the 101, for the whole call.
+         */
+        c->ssl->buffer = 0;
+    }
+#endif
+
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK
