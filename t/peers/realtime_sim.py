@@ -109,18 +109,21 @@ def utf8_tokens(text):
 
 
 class Recorder:
-    """One JSON line per event, flushed per line so tests can poll it."""
+    """One JSON line per event, each in one write(2) to the file opened
+    for appending, so that tests can poll it and that --procs workers
+    writing lines of any length never interleave their parts."""
 
     def __init__(self, path):
-        self.f = open(path, "a", encoding="utf-8", buffering=1) \
-            if path else None
+        self.f = open(path, "ab", buffering=0) if path else None
 
     def write(self, conn, t, direction, fields):
         if self.f is None:
             return
         line = {"t": round(t, 1), "conn": conn, "dir": direction}
         line.update(fields)
-        self.f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+        if self.f.write(data) != len(data):
+            raise OSError(f"record: a short write of {len(data)} bytes")
 
 
 class Sim:
