@@ -43,8 +43,10 @@ add_block_preprocessor(sub {
     twirt_instructions "[scenario:{{scenario}}] [calltag:{{calltag}}]";
     twirt_close_timeout 1s;
 CONF
+    # the barge-in blocks: the stream and its greeting, nothing else
     $block->set_value('config', "location = /ping { return 200 'ok'; }\n"
-                                . $block->config);
+        . ($block->config
+           // qq{location = /twilio/media { twirt_stream; twirt_greeting "はい"; }\n}));
 });
 
 place_calls_from_blocks($sim);
@@ -81,8 +83,6 @@ sub check_barge_in {
 __DATA__
 
 === TEST 1: barge-in 1 of 5 between two marks
---- config
-    location = /twilio/media { twirt_stream; twirt_greeting "はい"; }
 --- twilio
 --scenario $TEST_NGINX_MARKS_DIR/marks0.json
 --- check
@@ -93,8 +93,6 @@ ok($call->{marks_received} * 3 < $call->{media_received},
 
 
 === TEST 2: barge-in 2 of 5
---- config
-    location = /twilio/media { twirt_stream; twirt_greeting "はい"; }
 --- twilio
 --scenario $TEST_NGINX_MARKS_DIR/marks1.json
 --- check
@@ -103,8 +101,6 @@ main::check_barge_in($call, $twilio, $sim);
 
 
 === TEST 3: barge-in 3 of 5
---- config
-    location = /twilio/media { twirt_stream; twirt_greeting "はい"; }
 --- twilio
 --scenario $TEST_NGINX_MARKS_DIR/marks2.json
 --- check
@@ -113,8 +109,6 @@ main::check_barge_in($call, $twilio, $sim);
 
 
 === TEST 4: barge-in 4 of 5
---- config
-    location = /twilio/media { twirt_stream; twirt_greeting "はい"; }
 --- twilio
 --scenario $TEST_NGINX_MARKS_DIR/marks3.json
 --- check
@@ -123,8 +117,6 @@ main::check_barge_in($call, $twilio, $sim);
 
 
 === TEST 5: barge-in 5 of 5: the five fell at different moments between two marks
---- config
-    location = /twilio/media { twirt_stream; twirt_greeting "はい"; }
 --- twilio
 --scenario $TEST_NGINX_MARKS_DIR/marks4.json
 --- check
