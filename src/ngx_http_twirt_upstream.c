@@ -470,8 +470,16 @@ ngx_http_twirt_upstream_process(ngx_http_twirt_upstream_t *u)
 
     /* frames that came with the 101 wait in the buffer for the owner */
     p = end + 4;
-    body = ngx_min((size_t) (b->last - p), u->conf->upstream_ws.buffer_size);
-    ws->in_last = ngx_cpymem(ws->in, p, body);
+
+    if (ngx_http_twirt_ws_keep(ws, p, b->last - p) != NGX_OK) {
+        ngx_http_twirt_upstream_fail(u, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                     "out of memory");
+        return NGX_ERROR;
+    }
+
+    /* the answer's buffer is not needed for the rest of the call */
+    ngx_pfree(u->pool, b->start);
+    u->response = NULL;
 
     c->data = ws;
     c->log->action = "talking to the Realtime API";

@@ -23,6 +23,21 @@
 static uint64_t  ngx_http_twirt_ws_arrival;
 
 
+/*
+ * Input buffers are lent: a connection holds one only while a read is
+ * being handled or bytes of a frame wait for the rest, so a call between
+ * two messages holds none.  A worker reads one connection at a time: a
+ * spare of each size (the Twilio side's, the upstream's) serves them all.
+ */
+
+#define NGX_HTTP_TWIRT_WS_SPARES  2
+
+static u_char  *ngx_http_twirt_ws_spare[NGX_HTTP_TWIRT_WS_SPARES];
+static size_t   ngx_http_twirt_ws_spare_size[NGX_HTTP_TWIRT_WS_SPARES];
+
+
+static ngx_int_t ngx_http_twirt_ws_in_get(ngx_http_twirt_ws_t *ws);
+static void ngx_http_twirt_ws_in_put(ngx_http_twirt_ws_t *ws);
 static ngx_int_t ngx_http_twirt_ws_process(ngx_http_twirt_ws_t *ws);
 static ngx_int_t ngx_http_twirt_ws_payload(ngx_http_twirt_ws_t *ws);
 static ngx_int_t ngx_http_twirt_ws_control(ngx_http_twirt_ws_t *ws,
@@ -52,16 +67,9 @@ ngx_http_twirt_ws_create(ngx_pool_t *pool, ngx_connection_t *c,
         return NULL;
     }
 
-    ws->in = ngx_alloc(conf->buffer_size, c->log);
-    if (ws->in == NULL) {
-        return NULL;
-    }
-
     ws->connection = c;
     ws->conf = conf;
     ws->role = role;
-    ws->in_pos = ws->in;
-    ws->in_last = ws->in;
     ws->msg_opcode = NGX_HTTP_TWIRT_WS_CONT;
     ws->peer = "peer";
 
@@ -83,6 +91,10 @@ ngx_http_twirt_ws_feed(ngx_http_twirt_ws_t *ws, u_char *data, size_t len)
     size_t  n;
 
     while (len && !ws->closed) {
+        if (ngx_http_twirt_ws_in_get(ws) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         n = ngx_min(len, (size_t) (ws->in + ws->conf->buffer_size
                                    - ws->in_last));
 
@@ -95,7 +107,116 @@ ngx_http_twirt_ws_feed(ngx_http_twirt_ws_t *ws, u_char *data, size_t len)
         }
     }
 
-    return ws->closed ? NGX_ERROR : NGX_OK;
+    if (ws->closed) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_twirt_ws_in_put(ws);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Bytes that arrived with the upgrade's answer, kept for the owner's
+ * first read (its handlers are not set yet).
+ */
+
+ngx_int_t
+ngx_http_twirt_ws_keep(ngx_http_twirt_ws_t *ws, u_char *data, size_t len)
+{
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_twirt_ws_in_get(ws) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_min(len, ws->conf->buffer_size);
+    ws->in_last = ngx_cpymem(ws->in_last, data, len);
+
+    return NGX_OK;
+}
+
+
+/* the input buffer, from the worker's spare if one of its size waits */
+
+static ngx_int_t
+ngx_http_twirt_ws_in_get(ngx_http_twirt_ws_t *ws)
+{
+    ngx_uint_t  i;
+
+    if (ws->in) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < NGX_HTTP_TWIRT_WS_SPARES; i++) {
+        if (ngx_http_twirt_ws_spare[i]
+            && ngx_http_twirt_ws_spare_size[i] == ws->conf->buffer_size)
+        {
+            ws->in = ngx_http_twirt_ws_spare[i];
+            ngx_http_twirt_ws_spare[i] = NULL;
+            break;
+        }
+    }
+
+    if (ws->in == NULL) {
+        ws->in = ngx_alloc(ws->conf->buffer_size, ws->connection->log);
+        if (ws->in == NULL) {
+            ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_NO_MEMORY,
+                                    "out of memory");
+            return NGX_ERROR;
+        }
+    }
+
+    ws->in_pos = ws->in;
+    ws->in_last = ws->in;
+
+    return NGX_OK;
+}
+
+
+/* an empty input buffer goes back to the worker (all: whatever it holds) */
+
+static void
+ngx_http_twirt_ws_in_release(ngx_http_twirt_ws_t *ws)
+{
+    ngx_uint_t  i, slot;
+
+    slot = NGX_HTTP_TWIRT_WS_SPARES;
+
+    for (i = 0; i < NGX_HTTP_TWIRT_WS_SPARES; i++) {
+        if (ngx_http_twirt_ws_spare[i] == NULL) {
+            slot = ngx_min(slot, i);
+
+        } else if (ngx_http_twirt_ws_spare_size[i] == ws->conf->buffer_size) {
+            /* one of each size is enough */
+            slot = NGX_HTTP_TWIRT_WS_SPARES;
+            break;
+        }
+    }
+
+    if (slot < NGX_HTTP_TWIRT_WS_SPARES) {
+        ngx_http_twirt_ws_spare[slot] = ws->in;
+        ngx_http_twirt_ws_spare_size[slot] = ws->conf->buffer_size;
+
+    } else {
+        ngx_free(ws->in);
+    }
+
+    ws->in = NULL;
+    ws->in_pos = NULL;
+    ws->in_last = NULL;
+}
+
+
+static void
+ngx_http_twirt_ws_in_put(ngx_http_twirt_ws_t *ws)
+{
+    if (ws->in && ws->in_pos == ws->in_last) {
+        ngx_http_twirt_ws_in_release(ws);
+    }
 }
 
 
@@ -145,6 +266,10 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
 
     while (rev->ready && !ws->closed) {
 
+        if (ngx_http_twirt_ws_in_get(ws) != NGX_OK) {
+            break;
+        }
+
         n = c->recv(c, ws->in_last,
                     ws->in + ws->conf->buffer_size - ws->in_last);
 
@@ -176,6 +301,8 @@ ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws)
     ngx_http_twirt_ws_arrival = 0;
 
     if (!ws->closed) {
+        ngx_http_twirt_ws_in_put(ws);
+
         if (ngx_handle_read_event(rev, 0) != NGX_OK) {
             ngx_http_twirt_ws_abort(ws, NGX_HTTP_TWIRT_END_TWILIO_LOST,
                                     "read event failed");
@@ -845,8 +972,7 @@ ngx_http_twirt_ws_free(ngx_http_twirt_ws_t *ws)
     }
 
     if (ws->in) {
-        ngx_free(ws->in);
-        ws->in = NULL;
+        ngx_http_twirt_ws_in_release(ws);
     }
 
     if (ws->msg) {

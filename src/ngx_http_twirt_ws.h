@@ -77,6 +77,8 @@ struct ngx_http_twirt_ws_s {
 
 ngx_http_twirt_ws_t *ngx_http_twirt_ws_create(ngx_pool_t *pool,
     ngx_connection_t *c, ngx_http_twirt_ws_conf_t *conf, ngx_int_t role);
+ngx_int_t ngx_http_twirt_ws_keep(ngx_http_twirt_ws_t *ws, u_char *data,
+    size_t len);
 ngx_int_t ngx_http_twirt_ws_feed(ngx_http_twirt_ws_t *ws, u_char *data,
     size_t len);
 void ngx_http_twirt_ws_read(ngx_http_twirt_ws_t *ws);

@@ -482,3 +482,31 @@ ws_server_frame('close', ws_close_payload(1000))
  qr/ignored twilio event "later\\x0a1999/]
 --- no_error_log eval
 [qr/^1999\/01\/01/, qr/^\S*tail/]
+
+
+
+=== TEST 35: frames that arrive a few bytes at a time (a header cut anywhere, a payload in pieces, the upstream read in between) are whole
+--- config
+    location = /twilio/media { twirt_stream; twirt_close_timeout 200ms; }
+--- raw_request eval
+my @frames = (twilio_start('CA35', 'MZ35'), map({ twilio_media('MZ35', $_) } 0 .. 4),
+              ws_json({ event => 'mark', streamSid => 'MZ35', mark => { name => 'となりのトトロ' } }),
+              twilio_stop('CA35', 'MZ35'));
+my @pieces = (ws_upgrade('/twilio/media'));
+for my $f (@frames) {
+    my @cut = grep { $_ < length $f } (1, 2, 3, 7, 11, 40, 41);
+    my $at = 0;
+    for my $c (@cut, length $f) {
+        push @pieces, substr($f, $at, $c - $at);
+        $at = $c;
+    }
+}
+\@pieces
+--- raw_request_middle_delay: 0.002
+--- error_code: 101
+--- response_body eval
+ws_server_frame('close', ws_close_payload(1000))
+--- error_log eval
+qr/call "CA35" stream "MZ35" ended: stop, .*frames in 8 out 1, media in 5 out 0, marks in 1,/
+--- no_error_log
+[error]
