@@ -100,7 +100,7 @@ typedef struct {
 
 
 /* epoll's data: the call's index, and which of its sockets */
-#define LOAD_EV(c, sink)     ((uint64_t) (c)->idx << 1 | (sink))
+#define LOAD_EV(c, sink)     (((uint64_t) (c)->idx << 1) | (sink))
 
 
 typedef struct {
@@ -705,8 +705,8 @@ load_options(int argc, char **argv)
     }
 
     if (load_sink_on && !load_direct) {
-        fprintf(stderr, "twilio_load: --mark-sink goes with --direct (through "
-                "the gateway the marks are its)\n");
+        fprintf(stderr, "twilio_load: --mark-sink goes with --direct "
+                "(through a gateway, the gateway makes the marks)\n");
         return -1;
     }
 
