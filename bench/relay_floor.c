@@ -10,15 +10,28 @@
  * sockets are edge-triggered for reading and writing, as nginx's are; a
  * read shorter than the buffer means the socket is empty (the next bytes
  * bring a new edge), so no read waits for EAGAIN then; each read is
- * written at once.  strace -c of both, 20 echo calls, 6,000 messages
- * relayed in 3 s: the nginx worker made 1.0 sendto, 1.5 recvfrom and 1.2
- * epoll_wait per message, this relay 1.0, 1.5 (the extra half: reads on
- * write-ready edges, which find nothing) and 0.8.
- * Run between twilio_load --direct and realtime_echo, the bytes are a
- * whole WebSocket session (the upgrade too) that it never looks into.
+ * written at once.  Run between twilio_load --direct and realtime_echo,
+ * the bytes are a whole WebSocket session (the upgrade too) that it
+ * never looks into.
+ *
+ * With --sink-listen it also takes the marks' echoes: twirt's audio to
+ * Twilio carries marks and Twilio echoes each one, a third message a
+ * frame that nginx reads and consumes without forwarding (any bridge
+ * that truncates exactly must receive them).  twilio_load --mark-sink
+ * keeps twirt's mark rule on the deltas it gets and sends each echo,
+ * a masked Twilio mark event, on a second connection per call to this
+ * sink, which reads it as the relay reads (edge-triggered, a read
+ * shorter than the buffer means empty) and discards it: one wakeup, the
+ * read, no forward, as nginx does.  Without the sink (strace -c of
+ * both, 20 echo calls, 6,000 messages relayed in 3 s) the nginx worker
+ * made 1.0 sendto, 1.5 recvfrom and 1.2 epoll_wait per message, this
+ * relay 1.0, 1.5 (the extra half: reads on write-ready edges, which find
+ * nothing, where nginx's read a mark's echo) and 0.8, and twirt's CPU
+ * was 1.5 times its.
  *
  *   relay_floor --listen 127.0.0.1:0 --upstream 127.0.0.1:PORT \
- *       --ready-file FILE [--json FILE]
+ *       --ready-file FILE [--sink-listen 127.0.0.1:0 --sink-ready-file FILE]
+ *       [--json FILE]
  *
  * SIGTERM or SIGINT stops it; it reports its counters and CPU time.
  * Only loopback addresses.
@@ -55,6 +68,7 @@ struct relay_side_s {
     size_t          end;
     unsigned        connecting:1;
     unsigned        is_client:1;
+    unsigned        sink:1;         /* a mark sink's: read, discarded */
 };
 
 
@@ -69,6 +83,8 @@ struct relay_pair_s {
 
 
 static void relay_accept(void);
+static void relay_sink_accept(void);
+static void relay_sink_read(relay_side_t *s, uint32_t events);
 static void relay_event(relay_side_t *s, uint32_t events);
 static int relay_pump(relay_side_t *from);
 static void relay_close(relay_pair_t *p);
@@ -79,6 +95,8 @@ static void relay_signal(int signo);
 
 static int                   relay_ep;
 static int                   relay_lfd;
+static int                   relay_sink_lfd = -1;
+static unsigned char         relay_sink_buf[RELAY_BUF];
 static bench_url_t           relay_up;
 static const char           *relay_json;
 static volatile sig_atomic_t relay_stop;
@@ -91,6 +109,9 @@ static unsigned long         relay_failed;
 static unsigned long long    relay_reads;
 static unsigned long long    relay_writes;
 static unsigned long long    relay_bytes;
+static unsigned long         relay_sink_accepted;
+static unsigned long long    relay_sink_reads;
+static unsigned long long    relay_sink_bytes;
 
 
 int
@@ -99,14 +120,16 @@ main(int argc, char **argv)
     int                  i, n;
     char                 err[256];
     sigset_t             orig;
-    bench_url_t          listen_addr;
+    bench_url_t          listen_addr, sink_addr;
     struct epoll_event   ev, events[RELAY_EVENTS];
-    const char          *listen_s, *up_s, *ready;
-    struct sockaddr_storage  bound;
+    const char          *listen_s, *up_s, *ready, *sink_s, *sink_ready;
+    struct sockaddr_storage  bound, sink_bound;
 
     listen_s = "127.0.0.1:0";
     up_s = NULL;
     ready = NULL;
+    sink_s = NULL;
+    sink_ready = NULL;
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
@@ -118,23 +141,45 @@ main(int argc, char **argv)
         } else if (strcmp(argv[i], "--ready-file") == 0 && i + 1 < argc) {
             ready = argv[++i];
 
+        } else if (strcmp(argv[i], "--sink-listen") == 0 && i + 1 < argc) {
+            sink_s = argv[++i];
+
+        } else if (strcmp(argv[i], "--sink-ready-file") == 0
+                   && i + 1 < argc)
+        {
+            sink_ready = argv[++i];
+
         } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             relay_json = argv[++i];
 
         } else {
             fprintf(stderr, "usage: relay_floor [--listen HOST:PORT] "
-                    "--upstream HOST:PORT [--ready-file FILE] "
-                    "[--json FILE]\n");
+                    "--upstream HOST:PORT [--ready-file FILE]\n"
+                    "       [--sink-listen HOST:PORT "
+                    "[--sink-ready-file FILE]] [--json FILE]\n"
+                    "  --sink-listen: the mark sink, where twilio_load "
+                    "--mark-sink sends the\n"
+                    "  marks' echoes, read and discarded (port 0: any, "
+                    "written to\n"
+                    "  --sink-ready-file)\n");
             return 2;
         }
     }
 
     if (up_s == NULL
         || bench_listen_parse(up_s, &relay_up, err, sizeof(err)) != 0
-        || bench_listen_parse(listen_s, &listen_addr, err, sizeof(err)) != 0)
+        || bench_listen_parse(listen_s, &listen_addr, err, sizeof(err)) != 0
+        || (sink_s
+            && bench_listen_parse(sink_s, &sink_addr, err, sizeof(err)) != 0))
     {
         fprintf(stderr, "relay_floor: %s\n",
                 up_s ? err : "--upstream is required");
+        return 2;
+    }
+
+    if (sink_ready && sink_s == NULL) {
+        fprintf(stderr, "relay_floor: --sink-ready-file without "
+                "--sink-listen\n");
         return 2;
     }
 
@@ -148,6 +193,18 @@ main(int argc, char **argv)
         return 2;
     }
 
+    if (sink_s) {
+        relay_sink_lfd = bench_listen(&sink_addr, &sink_bound);
+
+        if (relay_sink_lfd == -1) {
+            fprintf(stderr, "relay_floor: cannot listen on %s: %s\n",
+                    sink_s, strerror(errno));
+            return 2;
+        }
+    }
+
+    /* the listening sockets' events: NULL, and the sink's own address */
+
     relay_ep = epoll_create1(EPOLL_CLOEXEC);
     ev.events = EPOLLIN;
     ev.data.ptr = NULL;
@@ -159,7 +216,23 @@ main(int argc, char **argv)
         return 2;
     }
 
+    ev.data.ptr = &relay_sink_lfd;
+
+    if (sink_s
+        && epoll_ctl(relay_ep, EPOLL_CTL_ADD, relay_sink_lfd, &ev) != 0)
+    {
+        fprintf(stderr, "relay_floor: epoll failed: %s\n", strerror(errno));
+        return 2;
+    }
+
     bench_signals(relay_signal, &orig);
+
+    /* the sink's first: the relay's ready file says both are */
+
+    if (sink_ready && bench_ready_file(sink_ready, &sink_bound) != 0) {
+        fprintf(stderr, "relay_floor: cannot write \"%s\"\n", sink_ready);
+        return 2;
+    }
 
     if (ready && bench_ready_file(ready, &bound) != 0) {
         fprintf(stderr, "relay_floor: cannot write \"%s\"\n", ready);
@@ -184,6 +257,9 @@ main(int argc, char **argv)
         for (i = 0; i < n; i++) {
             if (events[i].data.ptr == NULL) {
                 relay_accept();
+
+            } else if (events[i].data.ptr == &relay_sink_lfd) {
+                relay_sink_accept();
 
             } else {
                 relay_event(events[i].data.ptr, events[i].events);
@@ -287,6 +363,87 @@ relay_accept(void)
 }
 
 
+static void
+relay_sink_accept(void)
+{
+    int                  fd;
+    relay_side_t        *s;
+    struct epoll_event   ev;
+
+    for ( ;; ) {
+        fd = accept4(relay_sink_lfd, NULL, NULL,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd == -1) {
+            return;
+        }
+
+        relay_sink_accepted++;
+
+        s = calloc(1, sizeof(relay_side_t));
+
+        if (s == NULL) {
+            relay_failed++;
+            close(fd);
+            continue;
+        }
+
+        s->fd = fd;
+        s->sink = 1;
+
+        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+        ev.data.ptr = s;
+
+        if (epoll_ctl(relay_ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            relay_failed++;
+            close(fd);
+            free(s);
+        }
+    }
+}
+
+
+/*
+ * A mark sink's connection: what nginx does with a mark's echo, the read
+ * and nothing more.  Read as the relay reads (a read shorter than the
+ * buffer means empty, unless the peer closed), into one buffer for all:
+ * the bytes are discarded.  The only event of its socket in a batch:
+ * freed at once when closed.
+ */
+
+static void
+relay_sink_read(relay_side_t *s, uint32_t events)
+{
+    ssize_t  n;
+
+    for ( ;; ) {
+        n = recv(s->fd, relay_sink_buf, RELAY_BUF, 0);
+        relay_sink_reads++;
+
+        if (n > 0) {
+            relay_sink_bytes += (unsigned long long) n;
+
+            if ((size_t) n < RELAY_BUF
+                && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+            {
+                return;
+            }
+
+            continue;
+        }
+
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+
+        close(s->fd);
+        free(s);
+
+        return;
+    }
+}
+
+
 static relay_pair_t *
 relay_pair(relay_side_t *s)
 {
@@ -303,6 +460,11 @@ relay_event(relay_side_t *s, uint32_t events)
 {
     int        err;
     socklen_t  len;
+
+    if (s->sink) {
+        relay_sink_read(s, events);
+        return;
+    }
 
     if (relay_pair(s)->closed) {
         return;
@@ -444,9 +606,11 @@ relay_report(void)
     wall = (double) (bench_now() - relay_started) / 1e9;
 
     fprintf(stderr, "relay_floor: %.1f s, %lu connections (%lu failed), "
-            "%llu reads, %llu writes, %llu bytes; cpu user %.0f ms "
+            "%llu reads, %llu writes, %llu bytes; mark sink: %lu "
+            "connections, %llu reads, %llu bytes; cpu user %.0f ms "
             "sys %.0f ms\n", wall, relay_accepted, relay_failed, relay_reads,
-            relay_writes, relay_bytes, cpu.user_ms, cpu.sys_ms);
+            relay_writes, relay_bytes, relay_sink_accepted, relay_sink_reads,
+            relay_sink_bytes, cpu.user_ms, cpu.sys_ms);
 
     if (relay_json == NULL || (f = fopen(relay_json, "w")) == NULL) {
         return;
@@ -454,9 +618,11 @@ relay_report(void)
 
     fprintf(f, "{\"tool\":\"relay_floor\",\"wall_s\":%.3f,\"accepted\":%lu,"
             "\"failed\":%lu,\"reads\":%llu,\"writes\":%llu,\"bytes\":%llu,"
+            "\"sink\":{\"accepted\":%lu,\"reads\":%llu,\"bytes\":%llu},"
             "\"cpu_user_ms\":%.1f,\"cpu_sys_ms\":%.1f,\"cpu_ms\":%.1f,"
             "\"maxrss_kib\":%ld}\n", wall, relay_accepted, relay_failed,
-            relay_reads, relay_writes, relay_bytes, cpu.user_ms, cpu.sys_ms,
+            relay_reads, relay_writes, relay_bytes, relay_sink_accepted,
+            relay_sink_reads, relay_sink_bytes, cpu.user_ms, cpu.sys_ms,
             cpu.user_ms + cpu.sys_ms, cpu.maxrss_kib);
     fclose(f);
 }

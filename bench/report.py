@@ -770,10 +770,11 @@ def main():
     result["calls_per_core"] = cpc_section(w, a, floors, say)
 
     row = ("{:>22} {:>22} {:>20} {:>5} {:>9} {:>6} {:>5} {:>8} {:>13} "
-           "{:>15} {:>12} {:>5}").format
+           "{:>15} {:>12} {:>5} {:>8}").format
     head = row("kind calls", "rtt p50/p99/max us", "added p50/p99/max",
                "lost", "cpu ms/cs", "xfloor", "core", "KiB/call",
-               "101 p50/p99ms", "1st echo p50/p99", "load cpu", "echo")
+               "101 p50/p99ms", "1st echo p50/p99", "load cpu", "echo",
+               "marks")
     say(head)
     say("-" * len(head))
 
@@ -788,6 +789,14 @@ def main():
     def lost(j):
         return j["frames"]["lost"]
 
+    def marks(j):
+        # the marks' echoes the bridge received: twirt's marks echoed by
+        # the Twilio side, or those the load tool made by twirt's rule and
+        # sent to the kernel floor's sink; none to the direct floors
+        if j.get("mode") == "direct" and not j.get("mark_sink"):
+            return "-"
+        return j["messages"]["marks_echoed"]
+
     for key in ("echo", "conversation", "echo-tls", "conversation-tls"):
         if key not in floors:
             continue
@@ -795,7 +804,7 @@ def main():
         say(row(
             "floor " + key, rtt(fj), "(direct)", lost(fj), "-", "-", "-",
             "-", setup(fj, "setup_101_us"), setup(fj, "setup_media_us"),
-            tool_cpu(fj), echo_cpu(fe)))
+            tool_cpu(fj), echo_cpu(fe), marks(fj)))
 
     # the kernel floor's CPU per call-second, by number of calls
     relay_cpu = {}
@@ -819,6 +828,8 @@ def main():
         ng = nginx_numbers(nj, lj)
         run = {"calls": calls, "kind": kind, "load": lj, "echo": ej,
                "nginx": ng, "nginx_samples": nj}
+        if kind == "relay":
+            run["relay"] = load(os.path.join(w, label + ".relay.json"))
 
         if lj is None:
             say("{:>22} the load tool wrote no results".format(
@@ -851,7 +862,7 @@ def main():
             fmt(ng["core_share"] and ng["core_share"] * 100, "{:.0f}%"),
             fmt(ng["rss_kib_per_call"], "{:.1f}"),
             setup(lj, "setup_101_us"), setup(lj, "setup_media_us"),
-            tool_cpu(lj), echo_cpu(ej)))
+            tool_cpu(lj), echo_cpu(ej), marks(lj)))
 
         c = lj["calls"]
         if (c["failed"] or c["dropped"] or lj["frames"]["lost"]
@@ -860,6 +871,11 @@ def main():
                 "failed, {} dropped; {} frames lost".format(
                     "", c["requested"], c["established"], c["failed"],
                     c["dropped"], lj["frames"]["lost"]))
+        sink = (run.get("relay") or {}).get("sink")
+        if kind == "relay" and (not lj.get("mark_sink") or not sink
+                                or not sink["bytes"]):
+            say("{:>6} WARNING: the kernel floor's mark sink received "
+                "nothing".format(""))
         if nj.get("worker_died"):
             say("{:>6} WARNING: the nginx worker died during the run".format(
                 ""))
@@ -875,9 +891,11 @@ def main():
     say("kinds: echo = a delta per 20 ms frame (the worst case), plaintext;")
     say("  relay = bench/relay_floor in nginx's place (the kernel floor: the")
     say("  same socket calls per message, no WebSocket or JSON work), echo")
-    say("  shape; conversation = agent turns of 100-200 ms deltas at 2-5x")
-    say("  real time about half of the time, caller audio every 20 ms; -tls")
-    say("  = wss:// on both legs, certificates verified.")
+    say("  shape, with the marks' echoes nginx receives for twirt (made by")
+    say("  twirt's rule, sent to the relay's sink, read and discarded);")
+    say("  conversation = agent turns of 100-200 ms deltas at 2-5x real")
+    say("  time about half of the time, caller audio every 20 ms; -tls =")
+    say("  wss:// on both legs, certificates verified.")
     say("rtt: echo: Twilio media out to its echo back (through nginx: Twilio")
     say("  -> nginx -> simulator -> nginx -> Twilio), frames sent after the")
     say("  call's first echo and the ramp (a second after the last call's")
@@ -891,7 +909,8 @@ def main():
     say("  growth with all calls up (after 5 warm-up calls); 101 = connect")
     say("  to the upgrade answer; 1st echo = connect to the first audio back;")
     say("  load cpu / echo = the tools' own CPU (share of a core, ms per")
-    say("  call-second for the load tool).")
+    say("  call-second for the load tool); marks = the marks' echoes the")
+    say("  bridge received (the measured run's, without its warm-up).")
 
     if a.bridge != "1":
         say("")

@@ -22,7 +22,17 @@
  *
  * With --direct it speaks the Realtime API instead (for the floor: the
  * same path without the gateway): input_audio_buffer.append out,
- * response.output_audio.delta back.
+ * response.output_audio.delta back.  With --mark-sink too (the kernel
+ * floor, relay_floor --sink-listen) each call keeps twirt's mark rule
+ * on the deltas it gets (ngx_http_twirt_call_play()): after a delta a
+ * mark if the buffer was dry (no mark outstanding, no audio unmarked:
+ * twirt's clock needs the echo) or twirt_mark_interval (100 ms) of audio
+ * went unmarked; the last audio of an item when the next starts or the
+ * response is done, and, with no response on, what is unmarked when a
+ * mark is echoed (ngx_http_twirt_call_heard()).  Each mark is echoed as
+ * --marks says, as Twilio's echo (a masked mark event of its size) on a
+ * second connection per call, to the sink: the floor then receives
+ * what nginx receives for twirt and consumes without forwarding.
  *
  * Only loopback addresses are accepted.  Every loop and wait is bounded.
  */
@@ -66,6 +76,9 @@
 #define LOAD_CATCHUP         50              /* frames at most per wakeup */
 #define LOAD_MARKS           64              /* marks waiting to "play" */
 #define LOAD_MARK_NAME       128
+#define LOAD_MARK_BYTES      800             /* twirt_mark_interval 100 ms */
+#define LOAD_ITEM_ID         64              /* as NGX_HTTP_TWIRT_ID_MAX */
+#define LOAD_SINK_OUT        (16 * 1024)
 #define LOAD_CLOSE_TIMEOUT   2000000000ULL
 #define LOAD_EVENTS          512
 #define LOAD_ERRORS_SHOWN    5
@@ -86,8 +99,13 @@ typedef struct {
 } load_mark_t;
 
 
+/* epoll's data: the call's index, and which of its sockets */
+#define LOAD_EV(c, sink)     (((uint64_t) (c)->idx << 1) | (sink))
+
+
 typedef struct {
     bench_ws_t          ws;             /* ws.fd == -1: no socket */
+    bench_ws_t          sink;           /* --mark-sink; sink.fd == -1: none */
     unsigned            idx;
     int                 state;
     size_t              heap;           /* position in the timer heap */
@@ -118,9 +136,18 @@ typedef struct {
     unsigned            mark_head;
     unsigned            mark_count;
 
+    uint64_t            unmarked;       /* --mark-sink: twirt's rule */
+    unsigned            outstanding;    /* marks made, not echoed yet */
+    unsigned            mark_seq;
+    size_t              item_len;
+    char                item[LOAD_ITEM_ID];
+
     char                key[BENCH_WS_KEY_LEN + 1];
 
     unsigned            want_out:1;
+    unsigned            sink_want_out:1;
+    unsigned            sink_connecting:1;
+    unsigned            responding:1;   /* response.created to .done */
     unsigned            close_sent:1;
     unsigned            upgraded:1;
     unsigned            echo_seen:1;
@@ -184,6 +211,8 @@ static void load_connect(load_call_t *c, uint64_t now);
 static void load_connected(load_call_t *c);
 static void load_tls(load_call_t *c);
 static void load_event(load_call_t *c, uint32_t events);
+static int load_sink_open(load_call_t *c);
+static void load_sink_event(load_call_t *c, uint32_t events);
 static int load_upgrade(load_call_t *c, uint64_t now);
 static int load_begin(load_call_t *c, uint64_t now);
 static int load_message(load_call_t *c, bench_ws_msg_t *m, uint64_t now);
@@ -198,9 +227,13 @@ static int load_agent_frame(load_call_t *c, const unsigned char *f,
     uint64_t now);
 static int load_frame_check(load_call_t *c, const unsigned char *f,
     uint64_t now);
+static int load_rule_audio(load_call_t *c, const char *p, size_t len,
+    size_t bytes, uint64_t now);
+static int load_rule_mark(load_call_t *c, uint64_t now);
 static int load_mark(load_call_t *c, const char *name, size_t len,
     uint64_t now);
-static int load_mark_send(load_call_t *c, const char *name, size_t len);
+static int load_mark_send(load_call_t *c, const char *name, size_t len,
+    uint64_t now);
 static int load_marks_due(load_call_t *c, uint64_t now, int all);
 static int load_media(load_call_t *c, uint64_t now);
 static int load_finish(load_call_t *c, uint64_t now);
@@ -252,6 +285,8 @@ static const char           *load_api_key = "bench";
 static const char           *load_auth_token;
 static const char           *load_signature_url;
 static const char           *load_ca;
+static bench_url_t           load_sink;
+static int                   load_sink_on;
 static SSL_CTX              *load_ssl_ctx;
 
 /* state */
@@ -280,6 +315,7 @@ main(int argc, char **argv)
                          frames;
     unsigned             k;
     bench_cpu_t          cpu;
+    load_call_t         *c;
     struct timespec      ts;
     struct epoll_event   events[LOAD_EVENTS];
 
@@ -340,10 +376,11 @@ main(int argc, char **argv)
     load_t0 = bench_now() + 10000000;    /* 10 ms to set everything up */
 
     for (k = 0; k < load_ncalls; k++) {
-        load_call_t  *c = &load_calls[k];
+        c = &load_calls[k];
 
         c->idx = k;
         c->ws.fd = -1;
+        c->sink.fd = -1;
         c->state = LOAD_IDLE;
         c->frames_total = (uint32_t) frames;
         c->t_start = load_t0
@@ -379,10 +416,12 @@ main(int argc, char **argv)
 
     if (!load_quiet) {
         fprintf(stderr, "twilio_load: %u %s calls to %s for %.1f s "
-                "(ramp %.1f s), marks %s\n", load_ncalls,
+                "(ramp %.1f s), marks %s%s\n", load_ncalls,
                 load_direct ? "direct (Realtime)" : "Twilio", load_url_s,
                 load_duration, load_ramp,
-                load_played ? "echoed when played" : "echoed at once");
+                load_played ? "echoed when played" : "echoed at once",
+                load_sink_on ? " to the mark sink"
+                : load_direct ? " (none: no --mark-sink)" : "");
     }
 
     while (load_stats.active > 0) {
@@ -458,7 +497,14 @@ main(int argc, char **argv)
         }
 
         for (i = 0; i < n; i++) {
-            load_event(events[i].data.ptr, events[i].events);
+            c = &load_calls[events[i].data.u64 >> 1];
+
+            if (events[i].data.u64 & 1) {
+                load_sink_event(c, events[i].events);
+
+            } else {
+                load_event(c, events[i].events);
+            }
         }
     }
 
@@ -626,6 +672,16 @@ load_options(int argc, char **argv)
                 return -1;
             }
 
+        } else if (strcmp(a, "--mark-sink") == 0) {
+            if (bench_listen_parse(argv[i], &load_sink, err, sizeof(err))
+                != 0)
+            {
+                fprintf(stderr, "twilio_load: --mark-sink: %s\n", err);
+                return -1;
+            }
+
+            load_sink_on = 1;
+
         } else if (strcmp(a, "--json") == 0) {
             load_json_path = argv[i];
 
@@ -646,6 +702,12 @@ load_options(int argc, char **argv)
 
     if (load_url_s == NULL) {
         return -2;
+    }
+
+    if (load_sink_on && !load_direct) {
+        fprintf(stderr, "twilio_load: --mark-sink goes with --direct "
+                "(through a gateway, the gateway makes the marks)\n");
+        return -1;
     }
 
     if (bench_url_parse(load_url_s, &load_url, err, sizeof(err)) != 0) {
@@ -749,6 +811,14 @@ load_usage(void)
         "append)\n"
         "                      to a Realtime simulator: the floor\n"
         "  --api-key KEY       bearer key with --direct (default bench)\n"
+        "  --mark-sink H:P     with --direct: make marks by twirt's rule on"
+        " the deltas\n"
+        "                      and send their echoes (Twilio mark events,"
+        " as --marks\n"
+        "                      says) on a second connection per call to H:P"
+        "\n"
+        "                      (relay_floor --sink-listen: the kernel"
+        " floor)\n"
         "  --steady-after S    frames sent in the first S seconds (the"
         " ramp: other\n"
         "                      calls' setups, TLS handshakes) are counted"
@@ -895,7 +965,7 @@ load_connect(load_call_t *c, uint64_t now)
     c->state = LOAD_CONNECTING;
 
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
-    ev.data.ptr = c;
+    ev.data.u64 = LOAD_EV(c, 0);
 
     if (epoll_ctl(load_ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
         load_fail(c, "epoll_ctl() failed");
@@ -903,6 +973,12 @@ load_connect(load_call_t *c, uint64_t now)
     }
 
     c->want_out = 1;
+
+    if (load_sink_on && load_sink_open(c) != 0) {
+        load_error(c, "mark sink: %s", strerror(errno));
+        load_fail(c, NULL);
+        return;
+    }
 
     if (connect(fd, (struct sockaddr *) &load_url.sa, load_url.socklen) == 0)
     {
@@ -970,6 +1046,111 @@ load_tls(load_call_t *c)
 
     if (rc == 0) {
         load_connected(c);
+        return;
+    }
+
+    load_io(c);
+
+    if (c->state != LOAD_DONE) {
+        load_reschedule(c);
+    }
+}
+
+
+/*
+ * --mark-sink: the call's second connection, to the floor's sink, where
+ * the echoes of its marks go (masked frames, no upgrade: the sink only
+ * reads).  0, or -1 with errno set.
+ */
+
+static int
+load_sink_open(load_call_t *c)
+{
+    int                 fd;
+    struct epoll_event  ev;
+
+    fd = bench_socket(&load_sink.sa);
+    if (fd == -1) {
+        return -1;
+    }
+
+    if (bench_ws_init(&c->sink, fd, NGX_HTTP_TWIRT_WS_CLIENT, 0,
+                      LOAD_SINK_OUT)
+        != 0)
+    {
+        close(fd);
+        c->sink.fd = -1;
+        errno = ENOMEM;
+        return -1;
+    }
+
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
+    ev.data.u64 = LOAD_EV(c, 1);
+
+    if (epoll_ctl(load_ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        return -1;
+    }
+
+    c->sink_want_out = 1;
+    c->sink_connecting = 1;
+
+    if (connect(fd, (struct sockaddr *) &load_sink.sa, load_sink.socklen)
+        == 0)
+    {
+        c->sink_connecting = 0;
+        return 0;
+    }
+
+    return errno == EINPROGRESS ? 0 : -1;
+}
+
+
+static void
+load_sink_event(load_call_t *c, uint32_t events)
+{
+    int          err;
+    ssize_t      n;
+    socklen_t    len;
+    const char  *why;
+
+    if (c->state == LOAD_DONE || c->sink.fd == -1) {
+        return;
+    }
+
+    why = NULL;
+
+    if (c->sink_connecting) {
+        err = 0;
+        len = sizeof(int);
+
+        if (getsockopt(c->sink.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0
+            || err != 0 || (events & (EPOLLERR | EPOLLHUP)))
+        {
+            why = "mark sink: connect() failed";
+
+        } else {
+            c->sink_connecting = 0;
+        }
+
+    } else if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        /* the sink never writes: this is its end */
+        n = bench_ws_read(&c->sink);
+        c->sink.in_start = 0;
+        c->sink.in_end = 0;
+
+        if (n == 0 || n == -1) {
+            why = "the mark sink closed the connection";
+        }
+    }
+
+    if (why) {
+        if (c->state < LOAD_STREAMING) {
+            load_fail(c, why);
+
+        } else {
+            load_drop(c, why);
+        }
+
         return;
     }
 
@@ -1175,6 +1356,10 @@ load_begin(load_call_t *c, uint64_t now)
         {
             return -1;
         }
+
+        /* --mark-sink: the echoes numbered as a Twilio stream's, after
+         * its start (and each media, below): of the same size */
+        c->twilio_seq = 2;
 
     } else {
         n = snprintf(buf, sizeof(buf),
@@ -1412,10 +1597,28 @@ load_realtime(load_call_t *c, const char *p, size_t len, uint64_t now)
 
         load_audio(c, audio, (size_t) n, now);
 
+        if (load_sink_on) {
+            return load_rule_audio(c, p, len, (size_t) n, now);
+        }
+
         return 0;
     }
 
-    if (bench_json_is(&type, "session.created")) {
+    if (bench_json_is(&type, "response.created")) {
+        c->responding = 1;
+        load_stats.other_in++;
+
+    } else if (bench_json_is(&type, "response.done")) {
+        c->responding = 0;
+        load_stats.other_in++;
+
+        /* the answer's audio has ended: its last part gets its mark */
+
+        if (load_sink_on) {
+            return load_rule_mark(c, now);
+        }
+
+    } else if (bench_json_is(&type, "session.created")) {
         load_stats.sessions_created++;
 
     } else if (bench_json_is(&type, "session.updated")) {
@@ -1741,6 +1944,73 @@ load_agent_frame(load_call_t *c, const unsigned char *f, uint64_t now)
 }
 
 
+/*
+ * --mark-sink: twirt's mark rule (ngx_http_twirt_call_play()) on a delta
+ * of bytes of audio, just counted for playback.  Its item's first audio
+ * marks the previous item's last; then a mark follows this audio if the
+ * buffer was dry (no mark outstanding, nothing unmarked: twirt's clock
+ * waits for this audio's echo) or the audio unmarked reached
+ * twirt_mark_interval.  -1: the call was dropped.
+ */
+
+static int
+load_rule_audio(load_call_t *c, const char *p, size_t len, size_t bytes,
+    uint64_t now)
+{
+    int           dry;
+    bench_json_t  item;
+
+    if (bench_json_get(p, len, "item_id", &item) != 0
+        || item.type != BENCH_JSON_STRING)
+    {
+        item.p = "";
+        item.len = 0;
+    }
+
+    if (item.len >= LOAD_ITEM_ID) {
+        item.len = LOAD_ITEM_ID - 1;
+    }
+
+    if (item.len != c->item_len || memcmp(item.p, c->item, item.len) != 0) {
+        if (load_rule_mark(c, now) != 0) {
+            return -1;
+        }
+
+        memcpy(c->item, item.p, item.len);
+        c->item_len = item.len;
+    }
+
+    dry = (c->outstanding == 0 && c->unmarked == 0);
+    c->unmarked += bytes;
+
+    if (!dry && c->unmarked < LOAD_MARK_BYTES) {
+        return 0;
+    }
+
+    return load_rule_mark(c, now);
+}
+
+
+/* a mark after the audio unmarked, named as twirt names them */
+
+static int
+load_rule_mark(load_call_t *c, uint64_t now)
+{
+    int   n;
+    char  name[16];
+
+    if (c->unmarked == 0) {
+        return 0;
+    }
+
+    c->unmarked = 0;
+    c->outstanding++;
+    n = snprintf(name, sizeof(name), "%u", ++c->mark_seq);
+
+    return load_mark(c, name, (size_t) n, now);
+}
+
+
 static int
 load_mark(load_call_t *c, const char *name, size_t len, uint64_t now)
 {
@@ -1754,7 +2024,7 @@ load_mark(load_call_t *c, const char *name, size_t len, uint64_t now)
     }
 
     if (!load_played || c->play_end <= now) {
-        if (load_mark_send(c, name, len) != 0) {
+        if (load_mark_send(c, name, len, now) != 0) {
             load_drop(c, "output buffer full");
             return -1;
         }
@@ -1765,7 +2035,7 @@ load_mark(load_call_t *c, const char *name, size_t len, uint64_t now)
     if (c->mark_count == LOAD_MARKS) {
         load_stats.marks_overflow++;
 
-        if (load_mark_send(c, name, len) != 0) {
+        if (load_mark_send(c, name, len, now) != 0) {
             load_drop(c, "output buffer full");
             return -1;
         }
@@ -1783,13 +2053,22 @@ load_mark(load_call_t *c, const char *name, size_t len, uint64_t now)
 }
 
 
+/*
+ * The echo of a mark, as Twilio's; with --mark-sink the echo of our own
+ * mark, on the sink's connection, and then what twirt does on hearing
+ * it.  -1: no room.
+ */
+
 static int
-load_mark_send(load_call_t *c, const char *name, size_t len)
+load_mark_send(load_call_t *c, const char *name, size_t len, uint64_t now)
 {
     int             n;
+    bench_ws_t     *ws;
     unsigned char  *out;
 
-    out = bench_ws_reserve(&c->ws, 128 + len);
+    ws = load_sink_on ? &c->sink : &c->ws;
+
+    out = bench_ws_reserve(ws, 128 + len);
     if (out == NULL) {
         return -1;
     }
@@ -1803,7 +2082,22 @@ load_mark_send(load_call_t *c, const char *name, size_t len)
 
     load_stats.marks_echoed++;
 
-    return bench_ws_commit(&c->ws, NGX_HTTP_TWIRT_WS_TEXT, (size_t) n);
+    if (bench_ws_commit(ws, NGX_HTTP_TWIRT_WS_TEXT, (size_t) n) != 0) {
+        return -1;
+    }
+
+    if (!load_sink_on) {
+        return 0;
+    }
+
+    /*
+     * twirt heard it (ngx_http_twirt_call_heard()): with no response on,
+     * the audio unmarked since gets its mark
+     */
+
+    c->outstanding--;
+
+    return c->responding ? 0 : load_rule_mark(c, now);
 }
 
 
@@ -1821,7 +2115,7 @@ load_marks_due(load_call_t *c, uint64_t now, int all)
             break;
         }
 
-        if (load_mark_send(c, mk->name, mk->len) != 0) {
+        if (load_mark_send(c, mk->name, mk->len, now) != 0) {
             return -1;
         }
 
@@ -1857,6 +2151,7 @@ load_media(load_call_t *c, uint64_t now)
     if (load_direct) {
         n = snprintf((char *) out, 256,
                      "{\"type\":\"input_audio_buffer.append\",\"audio\":\"");
+        c->twilio_seq++;
 
     } else {
         n = snprintf((char *) out, 256,
@@ -1985,7 +2280,7 @@ load_drop(load_call_t *c, const char *why)
         load_error(c, "%s", why);
     }
 
-    if (!c->completed) {
+    if (!c->completed && !c->dropped) {
         c->dropped = 1;
         load_stats.dropped++;
     }
@@ -2007,6 +2302,13 @@ load_done(load_call_t *c)
     }
 
     bench_ws_free(&c->ws);
+
+    if (c->sink.fd != -1) {
+        close(c->sink.fd);
+        c->sink.fd = -1;
+    }
+
+    bench_ws_free(&c->sink);
 
     if (c->upgraded && !c->echo_seen) {
         load_stats.no_audio++;
@@ -2050,8 +2352,28 @@ load_io(load_call_t *c)
     if (want != c->want_out) {
         c->want_out = want;
         ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0);
-        ev.data.ptr = c;
+        ev.data.u64 = LOAD_EV(c, 0);
         (void) epoll_ctl(load_ep, EPOLL_CTL_MOD, c->ws.fd, &ev);
+    }
+
+    if (c->sink.fd == -1) {
+        return;
+    }
+
+    rc = c->sink_connecting ? 1 : bench_ws_flush(&c->sink);
+
+    if (rc == -1) {
+        load_drop(c, "write error on the mark sink");
+        return;
+    }
+
+    want = rc == 1;
+
+    if (want != c->sink_want_out) {
+        c->sink_want_out = want;
+        ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0);
+        ev.data.u64 = LOAD_EV(c, 1);
+        (void) epoll_ctl(load_ep, EPOLL_CTL_MOD, c->sink.fd, &ev);
     }
 }
 
@@ -2173,7 +2495,7 @@ load_report(void)
         " (%llu frames sent before the first echo: p50 %llu max %llu)\n"
         "  setup ms   101: p50 %.3f p99 %.3f; first echo: p50 %.3f "
         "p99 %.3f\n"
-        "  marks      received %llu, echoed %llu; clears %llu\n"
+        "  marks      %s %llu, echoed%s %llu; clears %llu\n"
         "  sending    lag p99 %llu us, max %llu us, %llu frames over 1 ms "
         "late\n"
         "  own cpu    user %.0f ms, sys %.0f ms, %.1f%% of a core, "
@@ -2197,8 +2519,9 @@ load_report(void)
         bench_hist_percentile(&load_stats.setup_101, 99) / 1000.0,
         bench_hist_percentile(&load_stats.setup_media, 50) / 1000.0,
         bench_hist_percentile(&load_stats.setup_media, 99) / 1000.0,
-        load_stats.marks_received, load_stats.marks_echoed,
-        load_stats.clears,
+        load_sink_on ? "made by twirt's rule" : "received",
+        load_stats.marks_received, load_sink_on ? " to the sink" : "",
+        load_stats.marks_echoed, load_stats.clears,
         (unsigned long long) bench_hist_percentile(&load_stats.lag, 99),
         (unsigned long long) load_stats.lag.max, load_stats.late_sends,
         cpu.user_ms, cpu.sys_ms,
@@ -2243,10 +2566,12 @@ load_json(const char *path, double wall, bench_cpu_t *cpu)
     cs = (double) load_stats.frames_sent / 50.0;
 
     fprintf(f, "{\"tool\":\"twilio_load\",\"mode\":\"%s\",\"url\":\"%s\","
-            "\"marks_mode\":\"%s\",\"duration_s\":%.3f,\"ramp_s\":%.3f,"
-            "\"grace_s\":%.3f,\"wall_s\":%.3f,\"interrupted\":%s,",
+            "\"marks_mode\":\"%s\",\"mark_sink\":%s,\"duration_s\":%.3f,"
+            "\"ramp_s\":%.3f,\"grace_s\":%.3f,\"wall_s\":%.3f,"
+            "\"interrupted\":%s,",
             load_direct ? "direct" : "twilio", load_url_s,
-            load_played ? "played" : "immediate", load_duration, load_ramp,
+            load_played ? "played" : "immediate",
+            load_sink_on ? "true" : "false", load_duration, load_ramp,
             load_grace, wall, load_interrupted ? "true" : "false");
 
     fprintf(f, "\"calls\":{\"requested\":%lu,\"started\":%lu,"

@@ -1,15 +1,15 @@
 # The benchmark at a tiny size (5 calls, 3 s), so that it cannot rot: it
 # must build, run through nginx and lose no frame, dial in its campaign
 # phase and carry events to every reader of the feed in its board phase
-# (bench/run exits non-zero otherwise); the kernel floor (relay_floor) and
-# both shapes with TLS on both legs (the calls-per-core search at one
-# level) must run through and lose nothing.  Its timings decide nothing here;
-# `make bench` measures.
+# (bench/run exits non-zero otherwise); the kernel floor (relay_floor,
+# the marks' echoes at its sink) and both shapes with TLS on both legs
+# (the calls-per-core search at one level) must run through and lose
+# nothing.  Its timings decide nothing here; `make bench` measures.
 
 use strict;
 use warnings;
 use FindBin;
-use Test::More tests => 13;
+use Test::More tests => 15;
 
 my $top = "$FindBin::Bin/..";
 my $out = `cd $top && bench/run --tiny 2>&1`;
@@ -29,6 +29,16 @@ like($out, qr/^\s+relay 5 .*$/m, 'the kernel floor\'s row') or diag $out;
 like($out, qr/^\s+echo 5 +\S+ +\S+ +0 +[\d.]+ +[\d.]+x /m,
      'the echo row: nothing lost, CPU as a ratio to the kernel floor')
     or diag $out;
+
+# the kernel floor receives the marks' echoes as nginx does for twirt (its
+# sink wired to the load tool's): the last column, marks, not zero, and
+# as many as twirt's (both are a mark a delta in this shape, give or take)
+my ($twirt_marks) = $out =~ /^\s+echo 5 .* (\d+)$/m;
+my ($floor_marks) = $out =~ /^\s+relay 5 .* (\d+)$/m;
+ok(($floor_marks // 0) > 0, 'the kernel floor received marks')
+    or diag $out;
+ok(($floor_marks // 0) > ($twirt_marks // 0) / 2,
+   'about as many as twirt did') or diag $out;
 
 # bad options are refused before anything runs
 for my $bad (['--kinds', 'nope'], ['--cpc-shapes', 'nope'],
