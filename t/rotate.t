@@ -385,25 +385,27 @@ is($rec->{end_reason}, 'session_expired', 'the call ended when its session expir
 
 
 
-=== TEST 6: with a warm pool: the next session comes from it, and a session's time in the pool counts: a call of 1.5 s rotates at 2 s of session
+=== TEST 6: with a warm pool: the next session comes from it, and a session's time in the pool counts: a call of 2.5 s rotates at 3 s of session
 --- config
     location = /twilio/media {
         twirt_stream;
         twirt_openai_url ws://127.0.0.1:$TEST_NGINX_SHORT_PORT/v1/realtime?model=gpt-realtime;
         twirt_openai_pool 1;
-        twirt_session_rotate 2s;
+        twirt_session_rotate 3s;
     }
 --- before_call
 ok(main::pool_aged($main::short, 1000), 'a warm connection 1 s old');
 --- twilio
---scenario silence --param scenario=silence --duration-ms 1500 --call-sid CA00000000000000000000000000rotate6
+--scenario silence --param scenario=silence --duration-ms 2500 --call-sid CA00000000000000000000000000rotate6
 --- check
 my $tag = (map { $_->{calltag} // () } @$sim)[0];
 my $conns = main::conns($main::short, $tag);
 my @rotated = grep { $_->{type} eq 'rotated' } @{ redis_stream_entries("twirt:call:$call->{call_sid}:events") };
-# the next session's own 2 s end after the call: one rotation
+# the next session's own 3 s end after the call: one rotation; the 2 s
+# between the call's start and the first rotation leave the pool time to
+# refill even when the Twilio peer starts late on a busy machine
 is(scalar @rotated, 1, 'rotated once, within a call shorter than twirt_session_rotate: the first session had been 1 s in the pool');
-ok($rotated[0]{ms} < 1500, "at $rotated[0]{ms} ms into the call");
+ok($rotated[0]{ms} < 2500, "at $rotated[0]{ms} ms into the call");
 is(scalar @$conns, 2, 'two sessions');
 my @pooled = error_log_text() =~ /the Realtime connection came from the warm pool/g;
 is(scalar @pooled, 2, 'both came from the warm pool');
@@ -412,4 +414,4 @@ my $total = 0;
 $total += $_ for @appends;
 is($total, $call->{media_sent}, "every caller frame appended to exactly one session ($call->{media_sent})");
 --- error_log eval
-qr/the Realtime session is (?:[2-9]\d{3}|\d{5,}) ms old: opening the next one/
+qr/the Realtime session is (?:[3-9]\d{3}|\d{5,}) ms old: opening the next one/
