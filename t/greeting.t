@@ -194,7 +194,7 @@ is_deeply(main::greeting_events($call3->{call_sid}), ['model'], 'a greeting even
         twirt_greeting_cache zone=greetings:1m;
     }
 --- twilio
---scenario greeting-long --duration-ms 1500
+--scenario greeting-long --duration-ms 3000
 --- check
 is(main::cache('stored'), 1, 'the 5 s greeting stored');
 my $spoken = main::spoken($sim);
