@@ -89,8 +89,8 @@ bench: deps all
 deb:
 	@util/deb
 
-# the stream, upstream, bridge, tools, control, campaign, board, reload and
-# greeting suites under valgrind
+# the stream, upstream, bridge, tools, control, campaign, board, reload,
+# greeting, rotate and redis_tls suites under valgrind
 valgrind: deps all
 	@util/valgrind
 
